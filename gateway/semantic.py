@@ -1,0 +1,123 @@
+"""The semantic index: FAISS inner-product search, one index per context partition.
+
+A request can only match an entry of its own partition (same tenant, namespace,
+endpoint, model, system prompt, earlier turns, tools, parameters), so each partition
+has its own index: exact search (flat) while small, HNSW once it passes `hnsw_from`
+vectors, which keeps lookups near a millisecond at a million entries. FAISS cannot
+cheaply delete from HNSW, so removals leave tombstones that searches skip; a partition
+is rebuilt from its live vectors once a quarter of it is dead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+HNSW_LINKS = 32
+HNSW_EF_CONSTRUCTION = 40
+HNSW_EF_SEARCH = 64
+CANDIDATES = 4
+
+
+@dataclass(slots=True)
+class Partition:
+    index: faiss.Index
+    keys: list[str | None] = field(default_factory=list)  # FAISS position -> entry key
+    dead: int = 0
+
+    @property
+    def live(self) -> int:
+        return len(self.keys) - self.dead
+
+
+def new_index(dim: int, size: int, hnsw_from: int) -> faiss.Index:
+    if size < hnsw_from:
+        return faiss.IndexFlatIP(dim)
+    index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    index.hnsw.efSearch = HNSW_EF_SEARCH
+    return index
+
+
+class SemanticIndex:
+    def __init__(self, dim: int, hnsw_from: int) -> None:
+        self.dim = dim
+        self._hnsw_from = hnsw_from
+        self._partitions: dict[str, Partition] = {}
+        self._where: dict[str, tuple[str, int]] = {}  # entry key -> (partition, position)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    @property
+    def partitions(self) -> int:
+        return len(self._partitions)
+
+    def add(self, context_key: str, key: str, vector: np.ndarray) -> None:
+        self.add_many(context_key, [key], vector.reshape(1, -1))
+
+    def add_many(self, context_key: str, keys: list[str], vectors: np.ndarray) -> None:
+        """Add vectors (rows, L2-normalized float32) to a partition; a known key is replaced."""
+        self.remove(k for k in keys if k in self._where)
+        part = self._partitions.get(context_key)
+        if part is None:
+            part = Partition(new_index(self.dim, len(keys), self._hnsw_from))
+            self._partitions[context_key] = part
+        elif isinstance(part.index, faiss.IndexFlat) and part.live + len(keys) >= self._hnsw_from:
+            part = self._rebuild(context_key, part, extra=len(keys))
+        start = len(part.keys)
+        part.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        part.keys.extend(keys)
+        for offset, key in enumerate(keys):
+            self._where[key] = (context_key, start + offset)
+
+    def remove(self, keys: Iterable[str]) -> int:
+        removed = 0
+        touched: set[str] = set()
+        for key in list(keys):
+            place = self._where.pop(key, None)
+            if place is None:
+                continue
+            context_key, position = place
+            part = self._partitions[context_key]
+            part.keys[position] = None
+            part.dead += 1
+            removed += 1
+            touched.add(context_key)
+        for context_key in touched:
+            part = self._partitions[context_key]
+            if part.live == 0:
+                del self._partitions[context_key]
+            elif part.dead > max(64, len(part.keys) // 4):
+                self._rebuild(context_key, part)
+        return removed
+
+    def search(self, context_key: str, vector: np.ndarray) -> list[tuple[str, float]]:
+        """The nearest live entries of the partition, best first, with their cosine."""
+        part = self._partitions.get(context_key)
+        if part is None:
+            return []
+        k = min(CANDIDATES + part.dead, len(part.keys), 64)
+        scores, positions = part.index.search(vector.reshape(1, -1).astype(np.float32), k)
+        found = []
+        for score, position in zip(scores[0], positions[0], strict=True):
+            key = part.keys[position] if position >= 0 else None
+            if key is not None:
+                found.append((key, float(score)))
+        return found[:CANDIDATES]
+
+    def _rebuild(self, context_key: str, part: Partition, extra: int = 0) -> Partition:
+        """A fresh index from the partition's live vectors, choosing its type by size."""
+        live = [(p, k) for p, k in enumerate(part.keys) if k is not None]
+        vectors = part.index.reconstruct_n(0, len(part.keys)) if part.keys else np.zeros((0, self.dim))
+        fresh = Partition(new_index(self.dim, len(live) + extra, self._hnsw_from))
+        if live:
+            fresh.index.add(np.ascontiguousarray(vectors[[p for p, _ in live]], dtype=np.float32))
+        fresh.keys = [k for _, k in live]
+        for position, key in enumerate(fresh.keys):
+            self._where[key] = (context_key, position)
+        self._partitions[context_key] = fresh
+        return fresh

@@ -1,0 +1,113 @@
+"""The upstream client: one shared aiohttp session, routing by model, and clear failures."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+
+from gateway.config import Config
+
+# Never forwarded in either direction: they describe one hop, not the message.
+HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
+    "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "Content-Encoding",
+    "Accept-Encoding",
+))
+# Our own controls are for the gateway, not for upstream.
+GATEWAY_HEADERS = frozenset(h.lower() for h in (
+    "Cache-Control", "X-Cache-TTL", "X-Cache-Namespace", "X-Cache-Mode", "X-Cache-Threshold",
+    "Pragma",
+))
+
+
+class UpstreamError(Exception):
+    """Upstream could not be reached (502) or did not answer in time (504)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    base_url: str
+    api_key: str | None
+
+
+class Upstream:
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._routes = [(re.compile(r.models), Target(r.url.rstrip("/"), r.api_key))
+                        for r in config.routes]
+        self._default = Target(config.upstream.rstrip("/"), config.upstream_key)
+        self._slots = asyncio.Semaphore(config.upstream_concurrency)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._config.upstream_connect_timeout,
+            sock_read=self._config.upstream_read_timeout,
+        )
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, auto_decompress=True,
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+        )
+
+    async def close(self) -> None:
+        if self._session:
+            await self._session.close()
+
+    def target(self, model: str | None) -> Target:
+        for pattern, target in self._routes:
+            if model and pattern.fullmatch(model):
+                return target
+        return self._default
+
+    def request_headers(self, incoming: Mapping[str, str], target: Target) -> CIMultiDict:
+        headers = CIMultiDict(
+            (k, v) for k, v in incoming.items()
+            if k.lower() not in HOP_BY_HOP and k.lower() not in GATEWAY_HEADERS
+        )
+        headers["Accept-Encoding"] = "identity"  # we read what we cache
+        if target.api_key:
+            headers["Authorization"] = f"Bearer {target.api_key}"
+        return headers
+
+    @asynccontextmanager
+    async def open(self, method: str, path: str, query: str, headers: Mapping[str, str],
+                   body: bytes | None, model: str | None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request and yield upstream's response; `path` is what follows /v1."""
+        assert self._session is not None, "Upstream.start() was not awaited"
+        target = self.target(model)
+        url = target.base_url + path + (f"?{query}" if query else "")
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._config.upstream_queue_timeout)
+        except TimeoutError:
+            raise UpstreamError(504, "too many requests are waiting for upstream; retry later") from None
+        try:
+            try:
+                response = await self._session.request(
+                    method, url, headers=self.request_headers(headers, target), data=body,
+                    allow_redirects=False,
+                )
+            except TimeoutError:
+                raise UpstreamError(504, f"upstream {target.base_url} did not answer in time") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(502, f"upstream {target.base_url} is unreachable: {exc}") from None
+            try:
+                yield response
+            finally:
+                response.release()
+        finally:
+            self._slots.release()
+
+
+def response_headers(upstream: Mapping[str, str]) -> CIMultiDict:
+    """Headers of an upstream answer that are safe to pass on to the client."""
+    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in HOP_BY_HOP)

@@ -1,0 +1,91 @@
+"""Per-request cache controls, parsed from the request headers (INTERFACE.md)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Mode = Literal["semantic", "exact", "off"]
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
+
+
+class ControlError(ValueError):
+    """A malformed control header; the message names the header."""
+
+    def __init__(self, header: str, problem: str) -> None:
+        super().__init__(f"invalid {header} header: {problem}")
+        self.header = header
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    no_cache: bool = False  # do not read; call upstream; store (REFRESH)
+    no_store: bool = False  # never store this answer
+    max_age: float | None = None  # accept only entries at most this old (seconds)
+    ttl: float | None = None  # X-Cache-TTL
+    namespace: str = "default"
+    mode: Mode = "semantic"
+    threshold: float | None = None  # X-Cache-Threshold, on the calibrated score
+
+
+def _non_negative_number(header: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ControlError(header, f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise ControlError(header, f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _cache_control(text: str) -> tuple[bool, bool, float | None]:
+    no_cache = no_store = False
+    max_age: float | None = None
+    for directive in text.split(","):
+        name, _, value = directive.strip().partition("=")
+        name = name.strip().lower()
+        value = value.strip().strip('"')
+        if name == "no-cache":
+            no_cache = True
+        elif name == "no-store":
+            no_store = True
+        elif name in ("max-age", "s-maxage"):
+            if not value.isdigit():
+                raise ControlError("Cache-Control", f"{name} needs whole seconds, got {value!r}")
+            seconds = float(value)
+            max_age = seconds if max_age is None else min(max_age, seconds)
+        elif name and not re.fullmatch(r"[a-z-]+", name):
+            raise ControlError("Cache-Control", f"cannot read directive {directive.strip()!r}")
+        # Other well-formed directives (private, must-revalidate, ...) do not apply here.
+    return no_cache, no_store, max_age
+
+
+def parse_controls(headers: Mapping[str, str]) -> Controls:
+    """Read the control headers; raise ControlError naming the header that is malformed.
+
+    `headers` must be case-insensitive (aiohttp's CIMultiDict is).
+    """
+    no_cache, no_store, max_age = _cache_control(headers.get("Cache-Control", ""))
+    ttl = None
+    if (text := headers.get("X-Cache-TTL")) is not None:
+        ttl = _non_negative_number("X-Cache-TTL", text.strip())
+    namespace = headers.get("X-Cache-Namespace", "default").strip()
+    if not NAMESPACE_PATTERN.match(namespace):
+        raise ControlError(
+            "X-Cache-Namespace", "use 1-128 characters from letters, digits and . _ : / @ + -"
+        )
+    mode = headers.get("X-Cache-Mode", "semantic").strip().lower()
+    if mode not in ("semantic", "exact", "off"):
+        raise ControlError("X-Cache-Mode", f"{mode!r} is not one of semantic, exact, off")
+    threshold = None
+    if (text := headers.get("X-Cache-Threshold")) is not None:
+        try:
+            threshold = float(text)
+        except ValueError:
+            raise ControlError("X-Cache-Threshold", f"{text!r} is not a number") from None
+        if not 0.0 <= threshold <= 1.0:
+            raise ControlError("X-Cache-Threshold", f"{text!r} must be between 0 and 1")
+    return Controls(no_cache, no_store, max_age, ttl, namespace, mode, threshold)  # type: ignore[arg-type]

