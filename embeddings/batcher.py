@@ -16,7 +16,9 @@ Item = TypeVar("Item")
 
 
 class MicroBatcher(Generic[Item]):
-    def __init__(self, run: Callable[[list[Item]], Sequence[Any]], max_batch: int, name: str) -> None:
+    def __init__(
+        self, run: Callable[[list[Item]], Sequence[Any]], max_batch: int, name: str
+    ) -> None:
         self._run = run
         self._max_batch = max_batch
         self._queue: list[tuple[Item, asyncio.Future]] = []
@@ -37,7 +39,9 @@ class MicroBatcher(Generic[Item]):
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
                 try:
-                    results = await loop.run_in_executor(self._executor, self._run, [i for i, _ in batch])
+                    results = await loop.run_in_executor(
+                        self._executor, self._run, [i for i, _ in batch]
+                    )
                 except Exception as exc:  # the model failed: fail these requests, keep serving
                     for _, future in batch:
                         if not future.done():

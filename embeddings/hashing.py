@@ -7,6 +7,7 @@ plumbing use it so they run in milliseconds; every quality test uses the real mo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 
 import numpy as np
@@ -21,7 +22,7 @@ class HashingEmbedder:
         rows = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = _WORDS.findall(text.lower())
-            for gram in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+            for gram in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
                 h = int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=4).digest(), "big")
                 rows[row, h % self.dim] += 1.0 if h & 1 << 31 else -1.0
             norm = np.linalg.norm(rows[row])

@@ -51,15 +51,19 @@ class Admin:
                 given = "Bearer " + request.query["token"]
             if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 return None
-            return error_response(401, "admin routes need 'Authorization: Bearer "
-                                       "<CACHEGATE_ADMIN_TOKEN>'")
+            return error_response(
+                401, "admin routes need 'Authorization: Bearer <CACHEGATE_ADMIN_TOKEN>'"
+            )
         try:
             if ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback:
                 return None
         except ValueError:
             pass
-        return error_response(403, "admin routes answer loopback clients only; set "
-                                   "CACHEGATE_ADMIN_TOKEN to reach them from elsewhere")
+        return error_response(
+            403,
+            "admin routes answer loopback clients only; set "
+            "CACHEGATE_ADMIN_TOKEN to reach them from elsewhere",
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -78,8 +82,9 @@ class Admin:
         if denied := self.allowed(request):
             return denied
         try:
-            result = await self.gateway.ledger.stats(request.query.get("since"),
-                                                     request.query.get("by"))
+            result = await self.gateway.ledger.stats(
+                request.query.get("since"), request.query.get("by")
+            )
         except ValueError as exc:
             return error_response(400, str(exc), "since" if "duration" in str(exc) else "by")
         return web.json_response(result, dumps=lambda v: orjson.dumps(v).decode())
@@ -103,10 +108,17 @@ class Admin:
             return error_response(400, "limit must be a whole number", "limit")
         now = time.time()
         rows = await self.gateway.cache.store.list(request.query.get("namespace") or None, limit)
-        data = [{**row, "age": round(now - row.pop("created_at"), 3),
-                 "expires_in": round(row.pop("expires_at") - now, 3)} for row in rows]
-        return web.json_response({"object": "list", "data": data},
-                                 dumps=lambda v: orjson.dumps(v).decode())
+        data = [
+            {
+                **row,
+                "age": round(now - row.pop("created_at"), 3),
+                "expires_in": round(row.pop("expires_at") - now, 3),
+            }
+            for row in rows
+        ]
+        return web.json_response(
+            {"object": "list", "data": data}, dumps=lambda v: orjson.dumps(v).decode()
+        )
 
     async def purge(self, request: web.Request) -> web.Response:
         if denied := self.allowed(request):
@@ -124,8 +136,9 @@ class Admin:
     async def dashboard(self, request: web.Request) -> web.StreamResponse:
         if denied := self.allowed(request):
             return denied
-        return web.FileResponse(STATIC / "dashboard.html",
-                                headers={"Content-Type": "text/html; charset=utf-8"})
+        return web.FileResponse(
+            STATIC / "dashboard.html", headers={"Content-Type": "text/html; charset=utf-8"}
+        )
 
     def routes(self) -> list[web.RouteDef]:
         return [

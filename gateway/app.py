@@ -70,20 +70,29 @@ def build_gateway(config: Config) -> Gateway:
     cache_holder.append(cache)
     seconds = cache.rebuild_index(time.time() - config.max_stale)
     if cache.index is not None:
-        log.info("semantic index: %d vectors in %d partitions, rebuilt in %.2fs",
-                 len(cache.index), cache.index.partitions, seconds)
+        log.info(
+            "semantic index: %d vectors in %d partitions, rebuilt in %.2fs",
+            len(cache.index),
+            cache.index.partitions,
+            seconds,
+        )
     return Gateway(
-        config=config, cache=cache, upstream=Upstream(config),
+        config=config,
+        cache=cache,
+        upstream=Upstream(config),
         ledger=Ledger(data_dir / "ledger.db", config.ledger_flush_seconds),
-        prices=load_prices(config), metrics=Metrics(),
-        policy=config.policy(default_threshold), count_tokens=token_counter(),
+        prices=load_prices(config),
+        metrics=Metrics(),
+        policy=config.policy(default_threshold),
+        count_tokens=token_counter(),
     )
 
 
 def make_store(config: Config, on_evict):
     if config.backend == "sqlite":
-        return SqliteStore(config.data_dir / "entries.db", config.max_entries,
-                           config.max_store_bytes, on_evict)
+        return SqliteStore(
+            config.data_dir / "entries.db", config.max_entries, config.max_store_bytes, on_evict
+        )
     raise SystemExit(f"unknown backend {config.backend!r}: use sqlite or redis://HOST:PORT/DB")
 
 
@@ -101,18 +110,22 @@ def create_app(gateway: Gateway) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes)
     admin = Admin(gateway, config.admin_token)
     app.add_routes(admin.routes())
-    app.add_routes([
-        web.post("/v1/chat/completions", gateway.chat),
-        web.post("/v1/completions", gateway.completions),
-        web.post("/v1/embeddings", gateway.embeddings),
-        web.route("*", "/v1/{tail:.*}", gateway.passthrough),
-    ])
+    app.add_routes(
+        [
+            web.post("/v1/chat/completions", gateway.chat),
+            web.post("/v1/completions", gateway.completions),
+            web.post("/v1/embeddings", gateway.embeddings),
+            web.route("*", "/v1/{tail:.*}", gateway.passthrough),
+        ]
+    )
 
     async def lifecycle(app: web.Application):
         await gateway.upstream.start()
         gateway.cache.bind(asyncio.get_running_loop())
-        tasks = [asyncio.create_task(gateway.ledger.run()),
-                 asyncio.create_task(sweep_forever(gateway))]
+        tasks = [
+            asyncio.create_task(gateway.ledger.run()),
+            asyncio.create_task(sweep_forever(gateway)),
+        ]
         yield
         for task in tasks:
             task.cancel()
@@ -135,9 +148,13 @@ def serve(config: Config) -> None:
     app = create_app(gateway)
 
     async def main() -> None:
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=False,
-                               max_field_size=config.max_header_bytes,
-                               max_line_size=config.max_header_bytes)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handler_cancellation=False,
+            max_field_size=config.max_header_bytes,
+            max_line_size=config.max_header_bytes,
+        )
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
         await site.start()

@@ -73,18 +73,28 @@ class SemanticResult:
 
 
 class Cache:
-    def __init__(self, store, memory_bytes: int, semantic: SemanticConfig,
-                 embedder: Embedder | None, verifier: CrossEncoderVerifier | None) -> None:
+    def __init__(
+        self,
+        store,
+        memory_bytes: int,
+        semantic: SemanticConfig,
+        embedder: Embedder | None,
+        verifier: CrossEncoderVerifier | None,
+    ) -> None:
         self.store = store
         self.memory = MemoryLRU(memory_bytes)
         self._semantic = semantic
         self._embedder = embedder
         self._verifier = verifier
         self.index = SemanticIndex(embedder.dim, semantic.hnsw_from) if embedder else None
-        self._embed = (MicroBatcher(embedder.encode, semantic.batch_max, "embed")
-                       if embedder else None)
-        self._verify = (MicroBatcher(lambda pairs: verifier.scores(pairs), semantic.batch_max,
-                                     "verify") if verifier else None)
+        self._embed = (
+            MicroBatcher(embedder.encode, semantic.batch_max, "embed") if embedder else None
+        )
+        self._verify = (
+            MicroBatcher(lambda pairs: verifier.scores(pairs), semantic.batch_max, "verify")
+            if verifier
+            else None
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def rebuild_index(self, now: float) -> float:
@@ -124,8 +134,9 @@ class Cache:
         assert self._embed is not None, "no embedder is loaded"
         return await self._embed.submit(text)
 
-    async def semantic(self, query: SemanticQuery, now: float,
-                       max_age: float | None) -> SemanticResult:
+    async def semantic(
+        self, query: SemanticQuery, now: float, max_age: float | None
+    ) -> SemanticResult:
         """The best verified match in the query's partition, or no entry."""
         assert self._embed is not None and self.index is not None
         vector = await self.embed(query.text)
@@ -138,8 +149,11 @@ class Cache:
             if veto(query.text, entry.text):
                 continue
             # The verifier decides on the nearest candidate the guards let through.
-            score = cosine if self._verify is None else float(
-                await self._verify.submit((query.text, entry.text)))
+            score = (
+                cosine
+                if self._verify is None
+                else float(await self._verify.submit((query.text, entry.text)))
+            )
             if score >= query.threshold:
                 return SemanticResult(entry, score, vector)
             break

@@ -9,10 +9,9 @@ import os
 import sqlite3
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from gateway.config import REPO_CONFIGS, Config, ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 
 
 def env_default(flag: str, default: Any = None) -> Any:
@@ -20,8 +19,9 @@ def env_default(flag: str, default: Any = None) -> Any:
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=None,
-                        help="where entries and the ledger live (default ./.cachegate/)")
+    parser.add_argument(
+        "--data-dir", default=None, help="where entries and the ledger live (default ./.cachegate/)"
+    )
     parser.add_argument("--config", default=None, help="YAML config file")
 
 
@@ -35,8 +35,9 @@ def config_from(args: argparse.Namespace, **flags: Any) -> Config:
 def cmd_serve(args: argparse.Namespace) -> None:
     from gateway.app import serve
 
-    config = config_from(args, host=args.host, port=args.port, upstream=args.upstream,
-                         backend=args.backend)
+    config = config_from(
+        args, host=args.host, port=args.port, upstream=args.upstream, backend=args.backend
+    )
     logging.getLogger().setLevel(config.log_level.upper())
     serve(config)
 
@@ -47,8 +48,10 @@ def cmd_stats(args: argparse.Namespace) -> None:
     config = config_from(args)
     path = config.data_dir / "ledger.db"
     if not path.exists():
-        raise SystemExit(f"cachegate: no ledger at {path}; has the gateway served any request "
-                         "with this --data-dir?")
+        raise SystemExit(
+            f"cachegate: no ledger at {path}; has the gateway served any request "
+            "with this --data-dir?"
+        )
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         result = query_stats(conn, args.since, args.by)
@@ -62,29 +65,41 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 def print_stats_table(result: dict[str, Any]) -> None:
     rows = [("all", result)] + [(str(g["name"]), g) for g in result.get("groups", [])]
-    header = f"{'':<24} {'requests':>9} {'hits':>7} {'exact':>7} {'semantic':>8} {'misses':>7} " \
-             f"{'hit rate':>8} {'tokens saved':>13} {'USD saved':>11} {'USD spent':>11}"
+    header = (
+        f"{'':<24} {'requests':>9} {'hits':>7} {'exact':>7} {'semantic':>8} {'misses':>7} "
+        f"{'hit rate':>8} {'tokens saved':>13} {'USD saved':>11} {'USD spent':>11}"
+    )
     print(f"since {result['since']}" + (f", by {result['by']}" if result.get("by") else ""))
     print(header)
     for name, row in rows:
         saved = row["tokens_saved"]["prompt"] + row["tokens_saved"]["completion"]
-        print(f"{name[:24]:<24} {row['requests']:>9} {row['hits']:>7} {row['exact_hits']:>7} "
-              f"{row['semantic_hits']:>8} {row['misses']:>7} {row['hit_rate'] * 100:>7.1f}% "
-              f"{saved:>13,} {row['usd_saved']:>11.4f} {row['usd_spent']:>11.4f}")
+        print(
+            f"{name[:24]:<24} {row['requests']:>9} {row['hits']:>7} {row['exact_hits']:>7} "
+            f"{row['semantic_hits']:>8} {row['misses']:>7} {row['hit_rate'] * 100:>7.1f}% "
+            f"{saved:>13,} {row['usd_saved']:>11.4f} {row['usd_spent']:>11.4f}"
+        )
     if result["unpriced_models"]:
         print("unpriced models (counted at $0): " + ", ".join(result["unpriced_models"]))
 
 
 def cmd_purge(args: argparse.Namespace) -> None:
-    """Purge through a running gateway when one answers (so its memory forgets too), else the file."""
+    """Purge through a running gateway when one answers (so its memory forgets too).
+
+    With no gateway answering, purge the entries file directly.
+    """
     import urllib.error
     import urllib.request
 
     from gateway.admin import purge_filter
-    from gateway.store import PurgeFilter, SqliteStore
+    from gateway.store import SqliteStore
 
-    fields = {"all": args.all, "namespace": args.namespace, "model": args.model,
-              "older_than": args.older_than, "key": args.key}
+    fields = {
+        "all": args.all,
+        "namespace": args.namespace,
+        "model": args.model,
+        "older_than": args.older_than,
+        "key": args.key,
+    }
     fields = {k: v for k, v in fields.items() if v}
     try:
         where = purge_filter(fields)
@@ -92,8 +107,12 @@ def cmd_purge(args: argparse.Namespace) -> None:
         raise SystemExit(f"cachegate: {exc}") from None
     config = config_from(args)
     url = f"http://{config.host}:{config.port}/cache/purge"
-    request = urllib.request.Request(url, data=json.dumps(fields).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(fields).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     if config.admin_token:
         request.add_header("Authorization", f"Bearer {config.admin_token}")
     try:
@@ -105,9 +124,13 @@ def cmd_purge(args: argparse.Namespace) -> None:
     import asyncio
 
     async def purge_file() -> int:
-        store = SqliteStore(config.data_dir / "entries.db", config.max_entries,
-                            config.max_store_bytes, lambda keys: None)
-        keys = await store.delete(where if where != PurgeFilter() else where, time.time())
+        store = SqliteStore(
+            config.data_dir / "entries.db",
+            config.max_entries,
+            config.max_store_bytes,
+            lambda keys: None,
+        )
+        keys = await store.delete(where, time.time())
         await store.close()
         return len(keys)
 
@@ -139,29 +162,43 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="cachegate", description=(
-        "OpenAI-compatible caching gateway: exact and verified semantic caching, with savings "
-        "analytics. Every flag also reads CACHEGATE_<FLAG> (flags beat environment, "
-        "environment beats the config file)."))
+    top = argparse.ArgumentParser(
+        prog="cachegate",
+        description=(
+            "OpenAI-compatible caching gateway: exact and verified semantic caching, with savings "
+            "analytics. Every flag also reads CACHEGATE_<FLAG> (flags beat environment, "
+            "environment beats the config file)."
+        ),
+    )
     commands = top.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gateway")
     add_data_dir(serve)
     serve.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
-    serve.add_argument("--upstream", default=None,
-                       help="upstream base URL (default https://api.openai.com/v1)")
-    serve.add_argument("--backend", default=None,
-                       help="sqlite (default) or redis://HOST:PORT/DB shared by replicas")
+    serve.add_argument(
+        "--upstream", default=None, help="upstream base URL (default https://api.openai.com/v1)"
+    )
+    serve.add_argument(
+        "--backend",
+        default=None,
+        help="sqlite (default) or redis://HOST:PORT/DB shared by replicas",
+    )
     serve.set_defaults(run=cmd_serve)
 
     stats = commands.add_parser("stats", help="hit rate, tokens and dollars saved, from the ledger")
     add_data_dir(stats)
-    stats.add_argument("--since", default=env_default("since", "24h"),
-                       help="window: 90m, 24h, 7d, or all (default 24h)")
-    stats.add_argument("--by", default=env_default("by"),
-                       choices=["model", "tenant", "namespace", "tier", "day", "hour", "status",
-                                "endpoint"], help="split into groups")
+    stats.add_argument(
+        "--since",
+        default=env_default("since", "24h"),
+        help="window: 90m, 24h, 7d, or all (default 24h)",
+    )
+    stats.add_argument(
+        "--by",
+        default=env_default("by"),
+        choices=["model", "tenant", "namespace", "tier", "day", "hour", "status", "endpoint"],
+        help="split into groups",
+    )
     stats.add_argument("--json", action="store_true", help="JSON for scripts")
     stats.set_defaults(run=cmd_stats)
 
@@ -186,14 +223,24 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     evaluate = commands.add_parser("eval", help="semantic-tier precision/recall on labeled pairs")
-    evaluate.add_argument("--pairs", default=env_default("pairs", "../shared/data/qqp_dev.jsonl"),
-                          help="JSON lines {text_a, text_b, label}")
-    evaluate.add_argument("--split", default="heldout", choices=["heldout", "all"],
-                          help="heldout: only pairs of the by-question split never used in tuning "
-                               "(default); all: every pair (files not used in tuning)")
+    evaluate.add_argument(
+        "--pairs",
+        default=env_default("pairs", "../shared/data/qqp_dev.jsonl"),
+        help="JSON lines {text_a, text_b, label}",
+    )
+    evaluate.add_argument(
+        "--split",
+        default="heldout",
+        choices=["heldout", "all"],
+        help="heldout: only pairs of the by-question split never used in tuning "
+        "(default); all: every pair (files not used in tuning)",
+    )
     evaluate.add_argument("--limit", type=int, default=None, help="evaluate the first N pairs")
-    evaluate.add_argument("--gateway", default=None,
-                          help="URL of a running gateway (default: start one with a mock upstream)")
+    evaluate.add_argument(
+        "--gateway",
+        default=None,
+        help="URL of a running gateway (default: start one with a mock upstream)",
+    )
     evaluate.add_argument("--json", default=None, help="also write the report as JSON here")
     evaluate.set_defaults(run=cmd_eval)
 

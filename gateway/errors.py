@@ -21,11 +21,16 @@ TYPES = {
 }
 
 
-def error_response(status: int, message: str, param: str | None = None,
-                   code: str | None = None) -> web.Response:
+def error_response(
+    status: int, message: str, param: str | None = None, code: str | None = None
+) -> web.Response:
     kind, default_code = TYPES.get(status, ("server_error", "error"))
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code or default_code}}
+    body = {
+        "error": {"message": message, "type": kind, "param": param, "code": code or default_code}
+    }
     return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json",
+        status=status,
+        body=orjson.dumps(body),
+        content_type="application/json",
         headers={"X-Cache-Status": "ERROR"} if status >= 400 else None,
     )

@@ -72,6 +72,7 @@ class Record:
 
 
 COLUMNS = [f.name for f in fields(Record)]
+INSERT_SQL = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 GROUPS = {
     "model": "model",
     "tenant": "tenant",
@@ -118,40 +119,58 @@ def parse_since(text: str | None) -> float | None:
 def _shape(row: sqlite3.Row) -> dict[str, Any]:
     hits, misses = row["hits"], row["misses"]
     return {
-        "requests": row["requests"], "hits": hits, "exact_hits": row["exact_hits"],
-        "semantic_hits": row["semantic_hits"], "misses": misses, "bypass": row["bypass"],
-        "refresh": row["refresh"], "stale": row["stale"], "errors": row["errors"],
+        "requests": row["requests"],
+        "hits": hits,
+        "exact_hits": row["exact_hits"],
+        "semantic_hits": row["semantic_hits"],
+        "misses": misses,
+        "bypass": row["bypass"],
+        "refresh": row["refresh"],
+        "stale": row["stale"],
+        "errors": row["errors"],
         "hit_rate": round(hits / (hits + misses), 6) if hits + misses else 0.0,
         "tokens_saved": {"prompt": row["saved_prompt"], "completion": row["saved_completion"]},
         "tokens_spent": {"prompt": row["spent_prompt"], "completion": row["spent_completion"]},
-        "usd_saved": round(row["usd_saved"], 8), "usd_spent": round(row["usd_spent"], 8),
+        "usd_saved": round(row["usd_saved"], 8),
+        "usd_spent": round(row["usd_spent"], 8),
         "time_saved_ms": round(row["time_saved_ms"], 3),
     }
 
 
-def query_stats(conn: sqlite3.Connection, since: str | None, by: str | None,
-                now: float | None = None) -> dict[str, Any]:
+def query_stats(
+    conn: sqlite3.Connection, since: str | None, by: str | None, now: float | None = None
+) -> dict[str, Any]:
     """The numbers of INTERFACE.md `/cache/stats`, straight from the ledger table."""
     if by is not None and by not in GROUPS:
         raise ValueError(f"cannot group by {by!r}: use one of {', '.join(GROUPS)}")
     window = parse_since(since)
     cutoff = (now or time.time()) - window if window is not None else 0.0
     conn.row_factory = sqlite3.Row
-    total = _shape(conn.execute(f"SELECT {TOTALS} FROM requests WHERE ts >= ?", (cutoff,)).fetchone())
-    unpriced = [r[0] for r in conn.execute(
-        "SELECT DISTINCT model FROM requests WHERE ts >= ? AND priced = 0 ORDER BY model", (cutoff,))]
+    total = _shape(
+        conn.execute(f"SELECT {TOTALS} FROM requests WHERE ts >= ?", (cutoff,)).fetchone()
+    )
+    unpriced = [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT model FROM requests WHERE ts >= ? AND priced = 0 ORDER BY model",
+            (cutoff,),
+        )
+    ]
     result = {**total, "unpriced_models": unpriced, "since": since or "all"}
     if by:
         rows = conn.execute(
             f"SELECT {GROUPS[by]} AS name, {TOTALS} FROM requests WHERE ts >= ? "
-            f"GROUP BY name ORDER BY name", (cutoff,))
+            f"GROUP BY name ORDER BY name",
+            (cutoff,),
+        )
         result["by"] = by
         result["groups"] = [{"name": row["name"], **_shape(row)} for row in rows]
     return result
 
 
-def query_top_prompts(conn: sqlite3.Connection, since: str | None, limit: int,
-                      now: float | None = None) -> list[dict[str, Any]]:
+def query_top_prompts(
+    conn: sqlite3.Connection, since: str | None, limit: int, now: float | None = None
+) -> list[dict[str, Any]]:
     window = parse_since(since)
     cutoff = (now or time.time()) - window if window is not None else 0.0
     rows = conn.execute(
@@ -159,7 +178,9 @@ def query_top_prompts(conn: sqlite3.Connection, since: str | None, limit: int,
         "sum(CASE WHEN status = 'HIT' THEN usd ELSE 0 END), "
         "sum(CASE WHEN status = 'HIT' THEN prompt_tokens + completion_tokens ELSE 0 END) AS saved "
         "FROM requests WHERE ts >= ? AND key IS NOT NULL GROUP BY key "
-        "HAVING sum(status = 'HIT') > 0 ORDER BY 6 DESC, 5 DESC LIMIT ?", (cutoff, limit))
+        "HAVING sum(status = 'HIT') > 0 ORDER BY 6 DESC, 5 DESC LIMIT ?",
+        (cutoff, limit),
+    )
     names = ("key", "model", "namespace", "prompt", "hits", "usd_saved", "tokens_saved")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
@@ -196,8 +217,9 @@ class Ledger:
             with self._lock:
                 self._write_conn.execute("BEGIN")
                 self._write_conn.executemany(
-                    f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                    rows)
+                    INSERT_SQL,
+                    rows,
+                )
                 self._write_conn.execute("COMMIT")
         except sqlite3.Error:
             log.exception("could not write %d ledger rows to %s", len(rows), self.path)

@@ -51,25 +51,44 @@ class MockUpstream:
         self.calls: Counter[str] = Counter()
         self.last: dict[str, Any] = {}
 
-    async def _begin(self, request: web.Request, route: str) -> tuple[dict[str, Any], web.Response | None]:
+    async def _begin(
+        self, request: web.Request, route: str
+    ) -> tuple[dict[str, Any], web.Response | None]:
         raw = await request.read()
         self.calls[route] += 1
-        self.last = {"path": request.path, "headers": dict(request.headers),
-                     "body": raw.decode(errors="replace")}
+        self.last = {
+            "path": request.path,
+            "headers": dict(request.headers),
+            "body": raw.decode(errors="replace"),
+        }
         delay = self.latency + float(request.headers.get("X-Mock-Delay-Ms", 0)) / 1000
         if delay:
             await asyncio.sleep(delay)
         status = int(request.headers.get("X-Mock-Status", 200))
         if status != 200:
-            error = {"error": {"message": f"mock upstream failure {status}", "type": "server_error",
-                               "param": None, "code": "mock"}}
+            error = {
+                "error": {
+                    "message": f"mock upstream failure {status}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "mock",
+                }
+            }
             return {}, web.json_response(error, status=status)
         try:
             return orjson.loads(raw or b"{}"), None
         except orjson.JSONDecodeError:
-            return {}, web.json_response({"error": {"message": "bad json", "type":
-                                                    "invalid_request_error", "param": None,
-                                                    "code": None}}, status=400)
+            return {}, web.json_response(
+                {
+                    "error": {
+                        "message": "bad json",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                status=400,
+            )
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._complete(request, "chat")
@@ -84,38 +103,75 @@ class MockUpstream:
         model = str(body.get("model", "mock-model"))
         if kind == "chat":
             prompt = last_user_text(body.get("messages") or [])
-            prompt_tokens = sum(tokens(str(m.get("content", ""))) + 4 for m in body.get("messages") or [])
+            prompt_tokens = sum(
+                tokens(str(m.get("content", ""))) + 4 for m in body.get("messages") or []
+            )
         else:
             prompt = str(body.get("prompt", ""))
             prompt_tokens = tokens(prompt)
         n = int(body.get("n") or 1)
         texts = [answer_text(prompt if i == 0 else f"{prompt} #{i}", model) for i in range(n)]
-        usage = {"prompt_tokens": prompt_tokens,
-                 "completion_tokens": sum(tokens(t) for t in texts)}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(tokens(t) for t in texts)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        ident = "mock-" + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+        ident = (
+            "mock-"
+            + hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
+        )
         created = int(time.time())
         if body.get("stream"):
             return await self._stream(request, kind, body, ident, created, model, texts, usage)
         if kind == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": t, "refusal": None},
-                        "logprobs": None, "finish_reason": "stop"} for i, t in enumerate(texts)]
-            answer = {"id": ident, "object": "chat.completion", "created": created, "model": model,
-                      "choices": choices, "system_fingerprint": "fp_mock"}
+            choices = [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": t, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+                for i, t in enumerate(texts)
+            ]
+            answer = {
+                "id": ident,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                "system_fingerprint": "fp_mock",
+            }
         else:
-            choices = [{"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
-                       for i, t in enumerate(texts)]
-            answer = {"id": ident, "object": "text_completion", "created": created,
-                      "model": model, "choices": choices}
+            choices = [
+                {"index": i, "text": t, "logprobs": None, "finish_reason": "stop"}
+                for i, t in enumerate(texts)
+            ]
+            answer = {
+                "id": ident,
+                "object": "text_completion",
+                "created": created,
+                "model": model,
+                "choices": choices,
+            }
         if not request.headers.get("X-Mock-No-Usage"):
             answer["usage"] = usage
-        return web.Response(body=orjson.dumps(answer), content_type="application/json",
-                            headers={"X-Request-Id": ident, "Set-Cookie": "mock=1"})
+        return web.Response(
+            body=orjson.dumps(answer),
+            content_type="application/json",
+            headers={"X-Request-Id": ident, "Set-Cookie": "mock=1"},
+        )
 
-    async def _stream(self, request: web.Request, kind: str, body: dict[str, Any], ident: str,
-                      created: int, model: str, texts: list[str], usage: dict[str, int]) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "X-Request-Id": ident})
+    async def _stream(
+        self,
+        request: web.Request,
+        kind: str,
+        body: dict[str, Any],
+        ident: str,
+        created: int,
+        model: str,
+        texts: list[str],
+        usage: dict[str, int],
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "X-Request-Id": ident}
+        )
         await response.prepare(request)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         cut = int(request.headers.get("X-Mock-Cut", 0))
@@ -124,8 +180,14 @@ class MockUpstream:
         events: list[dict[str, Any]] = []
         for i, text in enumerate(texts):
             if kind == "chat":
-                events.append({"index": i, "delta": {"role": "assistant", "content": ""},
-                               "logprobs": None, "finish_reason": None})
+                events.append(
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                )
             for word in re.findall(r"\S+\s*", text):
                 delta = {"delta": {"content": word}} if kind == "chat" else {"text": word}
                 events.append({"index": i, **delta, "logprobs": None, "finish_reason": None})
@@ -137,12 +199,25 @@ class MockUpstream:
                 assert request.transport is not None
                 request.transport.close()  # a connection dropped mid-stream
                 return response
-            chunk = {"id": ident, "object": obj, "created": created, "model": model,
-                     "system_fingerprint": "fp_mock", "choices": [choice], **extra}
+            chunk = {
+                "id": ident,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_mock",
+                "choices": [choice],
+                **extra,
+            }
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         if include_usage:
-            chunk = {"id": ident, "object": obj, "created": created, "model": model,
-                     "choices": [], "usage": usage}
+            chunk = {
+                "id": ident,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
@@ -153,7 +228,9 @@ class MockUpstream:
         if failure:
             return failure
         items = body.get("input")
-        items = [items] if isinstance(items, str) or (items and isinstance(items[0], int)) else items
+        items = (
+            [items] if isinstance(items, str) or (items and isinstance(items[0], int)) else items
+        )
         dims = int(body.get("dimensions") or 8)
         data = []
         for i, item in enumerate(items or []):
@@ -161,14 +238,27 @@ class MockUpstream:
             vector = [round((seed[j % 32] - 128) / 128, 6) for j in range(dims)]
             data.append({"object": "embedding", "index": i, "embedding": vector})
         used = sum(tokens(i) if isinstance(i, str) else len(i) for i in items or [])
-        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
-                                  "usage": {"prompt_tokens": used, "total_tokens": used}})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": used, "total_tokens": used},
+            }
+        )
 
     async def models(self, request: web.Request) -> web.Response:
         self.calls["models"] += 1
         self.last = {"path": request.path, "headers": dict(request.headers), "body": ""}
-        return web.json_response({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 1700000000, "owned_by": "mock"} for m in MODELS]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 1700000000, "owned_by": "mock"}
+                    for m in MODELS
+                ],
+            }
+        )
 
     async def calls_handler(self, request: web.Request) -> web.Response:
         return web.json_response(dict(self.calls))
@@ -183,19 +273,20 @@ class MockUpstream:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=256 * 2**20)
-        app.add_routes([
-            web.post("/v1/chat/completions", self.chat),
-            web.post("/v1/completions", self.completions),
-            web.post("/v1/embeddings", self.embeddings),
-            web.get("/v1/models", self.models),
-            web.get("/mock/calls", self.calls_handler),
-            web.get("/mock/last", self.last_handler),
-            web.post("/mock/reset", self.reset),
-        ])
+        app.add_routes(
+            [
+                web.post("/v1/chat/completions", self.chat),
+                web.post("/v1/completions", self.completions),
+                web.post("/v1/embeddings", self.embeddings),
+                web.get("/v1/models", self.models),
+                web.get("/mock/calls", self.calls_handler),
+                web.get("/mock/last", self.last_handler),
+                web.post("/mock/reset", self.reset),
+            ]
+        )
         return app
 
 
 def run_mock_upstream(host: str, port: int, latency_ms: float) -> None:
     print(f"mock upstream listening on http://{host}:{port}/v1", flush=True)
-    web.run_app(MockUpstream(latency_ms).app(), host=host, port=port, print=None,
-                access_log=None)
+    web.run_app(MockUpstream(latency_ms).app(), host=host, port=port, print=None, access_log=None)

@@ -112,7 +112,9 @@ class SemanticIndex:
     def _rebuild(self, context_key: str, part: Partition, extra: int = 0) -> Partition:
         """A fresh index from the partition's live vectors, choosing its type by size."""
         live = [(p, k) for p, k in enumerate(part.keys) if k is not None]
-        vectors = part.index.reconstruct_n(0, len(part.keys)) if part.keys else np.zeros((0, self.dim))
+        vectors = (
+            part.index.reconstruct_n(0, len(part.keys)) if part.keys else np.zeros((0, self.dim))
+        )
         fresh = Partition(new_index(self.dim, len(live) + extra, self._hnsw_from))
         if live:
             fresh.index.add(np.ascontiguousarray(vectors[[p for p, _ in live]], dtype=np.float32))

@@ -1,14 +1,14 @@
 """The request path, top to bottom. Read this file to know what happens to a request.
 
-    POST /v1/chat/completions, /v1/completions
-      read body (413) -> parse JSON (400) -> parse control headers (400) -> decide (400)
-      -> exact tier -> semantic tier -> HIT: answer from the entry (replayed as SSE for streams)
-      -> MISS: join the single flight for the key; the leader calls upstream, streams the
-         answer through while capturing it, stores it once complete; followers replay it
-      -> upstream failed: an expired entry within max_stale is served as STALE, else 502/504
-    POST /v1/embeddings     each input item cached on its own; only missing items go upstream
-    any other /v1/*         passed through, streamed both ways
-    every request           one ledger row (written in batches, off the hot path)
+POST /v1/chat/completions, /v1/completions
+  read body (413) -> parse JSON (400) -> parse control headers (400) -> decide (400)
+  -> exact tier -> semantic tier -> HIT: answer from the entry (replayed as SSE for streams)
+  -> MISS: join the single flight for the key; the leader calls upstream, streams the
+     answer through while capturing it, stores it once complete; followers replay it
+  -> upstream failed: an expired entry within max_stale is served as STALE, else 502/504
+POST /v1/embeddings     each input item cached on its own; only missing items go upstream
+any other /v1/*         passed through, streamed both ways
+every request           one ledger row (written in batches, off the hot path)
 """
 
 from __future__ import annotations
@@ -74,8 +74,17 @@ class Outcome:
 
 
 class Gateway:
-    def __init__(self, config: Config, cache: Cache, upstream: Upstream, ledger: Ledger,
-                 prices: PriceTable, metrics: Metrics, policy: PolicyConfig, count_tokens) -> None:
+    def __init__(
+        self,
+        config: Config,
+        cache: Cache,
+        upstream: Upstream,
+        ledger: Ledger,
+        prices: PriceTable,
+        metrics: Metrics,
+        policy: PolicyConfig,
+        count_tokens,
+    ) -> None:
         self.config = config
         self.cache = cache
         self.upstream = upstream
@@ -88,21 +97,29 @@ class Gateway:
 
     # -- reading the request ------------------------------------------------------------
     async def read_json(self, request: web.Request) -> tuple[bytes, Any]:
-        if request.content_length is not None and request.content_length > self.config.max_body_bytes:
-            raise BadRequest(413, f"request body is {request.content_length} bytes; "
-                                  f"the limit is {self.config.max_body_bytes}")
+        if (
+            request.content_length is not None
+            and request.content_length > self.config.max_body_bytes
+        ):
+            raise BadRequest(
+                413,
+                f"request body is {request.content_length} bytes; "
+                f"the limit is {self.config.max_body_bytes}",
+            )
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise BadRequest(413, f"request body is over the limit of "
-                                  f"{self.config.max_body_bytes} bytes") from None
+            raise BadRequest(
+                413, f"request body is over the limit of {self.config.max_body_bytes} bytes"
+            ) from None
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(400, f"request body is not valid JSON: {exc}") from None
         if json_depth_exceeds(body, self.config.max_json_depth):
-            raise BadRequest(400, f"request JSON is nested deeper than "
-                                  f"{self.config.max_json_depth} levels")
+            raise BadRequest(
+                400, f"request JSON is nested deeper than {self.config.max_json_depth} levels"
+            )
         return raw, body
 
     def controls(self, request: web.Request) -> tuple[Controls, str]:
@@ -134,13 +151,15 @@ class Gateway:
         if decision.read:
             entry = await self.cache.exact(decision.key, now, decision.max_age)
             if entry is not None:
-                return await self.serve_entry(request, decision, entry, "HIT", "exact", None,
-                                              started, now)
+                return await self.serve_entry(
+                    request, decision, entry, "HIT", "exact", None, started, now
+                )
             if decision.semantic is not None:
                 found = await self.cache.semantic(decision.semantic, now, decision.max_age)
                 if found.entry is not None:
-                    return await self.serve_entry(request, decision, found.entry, "HIT",
-                                                  "semantic", found.score, started, now)
+                    return await self.serve_entry(
+                        request, decision, found.entry, "HIT", "semantic", found.score, started, now
+                    )
                 vector = found.vector
 
             flight, leads = self.flights.join(decision.key, decision.stream)
@@ -150,8 +169,9 @@ class Gateway:
             flight = None
         error: Exception | None = None
         try:
-            return await self.call_upstream(request, raw, body, decision, vector, flight,
-                                            started, now)
+            return await self.call_upstream(
+                request, raw, body, decision, vector, flight, started, now
+            )
         except BaseException as exc:
             error = exc if isinstance(exc, Exception) else UpstreamError(502, "request cancelled")
             raise
@@ -159,28 +179,39 @@ class Gateway:
             if flight is not None:
                 self.flights.land(decision.key, decision.stream, error)
 
-    async def call_upstream(self, request: web.Request, raw: bytes, body: dict[str, Any],
-                            decision: Decision, vector, flight: Flight | None, started: float,
-                            now: float) -> web.StreamResponse:
+    async def call_upstream(
+        self,
+        request: web.Request,
+        raw: bytes,
+        body: dict[str, Any],
+        decision: Decision,
+        vector,
+        flight: Flight | None,
+        started: float,
+        now: float,
+    ) -> web.StreamResponse:
         """The leader's miss: forward, answer the client as bytes arrive, store when complete."""
         path = request.path.removeprefix("/v1")
         try:
-            async with self.upstream.open("POST", path, request.query_string, request.headers,
-                                          raw, decision.model) as up:
+            async with self.upstream.open(
+                "POST", path, request.query_string, request.headers, raw, decision.model
+            ) as up:
                 if up.status in RETRY_STALE_STATUSES:
                     stale = await self.stale_entry(decision, now)
                     if stale is not None:
                         if flight is not None:
                             flight.finish(UpstreamError(up.status, "upstream failed"))
-                        return await self.serve_entry(request, decision, stale, "STALE", "exact",
-                                                      None, started, now)
+                        return await self.serve_entry(
+                            request, decision, stale, "STALE", "exact", None, started, now
+                        )
                 headers = response_headers(up.headers)
                 headers.update(self.cache_headers(decision.status_on_miss, decision.key))
                 if flight is not None:
                     flight.start(up.status, headers)
                 if up.headers.get("Content-Type", "").startswith(SSE):
-                    return await self.relay_stream(request, up, decision, vector, flight, headers,
-                                                   body, started, now)
+                    return await self.relay_stream(
+                        request, up, decision, vector, flight, headers, body, started, now
+                    )
                 data = await up.read()
                 upstream_ms = (time.perf_counter() - started) * 1000
                 if flight is not None:
@@ -192,17 +223,37 @@ class Gateway:
                     except orjson.JSONDecodeError:
                         log.warning("upstream sent a 200 that is not JSON; not caching it")
                 usage = await self.store_answer(decision, body, answer, data, vector, upstream_ms)
-                self.record(request, decision, Outcome(
-                    decision.status_on_miss if up.status == 200 else "ERROR",
-                    prompt_tokens=usage[0], completion_tokens=usage[1], upstream_ms=upstream_ms,
-                    bytes=len(data), http_status=up.status, key=decision.key), started, now)
+                self.record(
+                    request,
+                    decision,
+                    Outcome(
+                        decision.status_on_miss if up.status == 200 else "ERROR",
+                        prompt_tokens=usage[0],
+                        completion_tokens=usage[1],
+                        upstream_ms=upstream_ms,
+                        bytes=len(data),
+                        http_status=up.status,
+                        key=decision.key,
+                    ),
+                    started,
+                    now,
+                )
                 return web.Response(body=data, status=up.status, headers=headers)
         except UpstreamError as exc:
             return await self.upstream_failed(request, decision, exc, started, now)
 
-    async def relay_stream(self, request: web.Request, up: aiohttp.ClientResponse,
-                           decision: Decision, vector, flight: Flight | None, headers,
-                           body: dict[str, Any], started: float, now: float) -> web.StreamResponse:
+    async def relay_stream(
+        self,
+        request: web.Request,
+        up: aiohttp.ClientResponse,
+        decision: Decision,
+        vector,
+        flight: Flight | None,
+        headers,
+        body: dict[str, Any],
+        started: float,
+        now: float,
+    ) -> web.StreamResponse:
         response = web.StreamResponse(status=up.status, headers=headers)
         await response.prepare(request)
         capture = StreamCapture(decision.endpoint)
@@ -216,27 +267,51 @@ class Gateway:
                 await response.write(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:  # upstream cut the stream
             cut = exc
-            log.warning("upstream stream for %s ended early (%s); not caching it",
-                        decision.key, type(exc).__name__)
+            log.warning(
+                "upstream stream for %s ended early (%s); not caching it",
+                decision.key,
+                type(exc).__name__,
+            )
         except ConnectionResetError as exc:  # the client went away
             cut = exc
         upstream_ms = (time.perf_counter() - started) * 1000
         answer = capture.completion() if up.status == 200 and cut is None else None
         usage = await self.store_answer(decision, body, answer, None, vector, upstream_ms)
-        self.record(request, decision, Outcome(
-            decision.status_on_miss if up.status == 200 and cut is None else "ERROR",
-            prompt_tokens=usage[0], completion_tokens=usage[1], upstream_ms=upstream_ms,
-            bytes=size, http_status=up.status, key=decision.key), started, now)
+        self.record(
+            request,
+            decision,
+            Outcome(
+                decision.status_on_miss if up.status == 200 and cut is None else "ERROR",
+                prompt_tokens=usage[0],
+                completion_tokens=usage[1],
+                upstream_ms=upstream_ms,
+                bytes=size,
+                http_status=up.status,
+                key=decision.key,
+            ),
+            started,
+            now,
+        )
         if cut is not None:
             if flight is not None:
                 flight.finish(UpstreamError(502, "upstream ended the stream early"))
-            return response  # no clean end: the client sees the stream stop without [DONE]
+            # Drop the connection rather than end the chunked body cleanly: a client must
+            # see a cut answer as an error, not as a short complete one.
+            if request.transport is not None:
+                request.transport.close()
+            return response
         await response.write_eof()
         return response
 
-    async def store_answer(self, decision: Decision, body: dict[str, Any],
-                           answer: dict[str, Any] | None, data: bytes | None, vector,
-                           upstream_ms: float) -> tuple[int, int]:
+    async def store_answer(
+        self,
+        decision: Decision,
+        body: dict[str, Any],
+        answer: dict[str, Any] | None,
+        data: bytes | None,
+        vector,
+        upstream_ms: float,
+    ) -> tuple[int, int]:
         """Store a complete 200 answer (when allowed); returns its (prompt, completion) tokens."""
         if answer is None or not isinstance(answer, dict) or not answer.get("choices"):
             return 0, 0
@@ -252,19 +327,29 @@ class Gateway:
         if semantic is not None and vector is None:
             vector = await self.cache.embed(semantic.text)
         now = time.time()
-        self.cache.put(Entry(
-            key=decision.key, tenant=decision.tenant, namespace=decision.namespace,
-            endpoint=decision.endpoint, model=decision.model,
-            body=data if data is not None else orjson.dumps(answer),
-            created_at=now, expires_at=now + decision.ttl,
-            prompt_tokens=tokens[0], completion_tokens=tokens[1], upstream_ms=upstream_ms,
-            context_key=semantic.context_key if semantic else None,
-            text=semantic.text if semantic else None,
-        ), vector if semantic else None)
+        self.cache.put(
+            Entry(
+                key=decision.key,
+                tenant=decision.tenant,
+                namespace=decision.namespace,
+                endpoint=decision.endpoint,
+                model=decision.model,
+                body=data if data is not None else orjson.dumps(answer),
+                created_at=now,
+                expires_at=now + decision.ttl,
+                prompt_tokens=tokens[0],
+                completion_tokens=tokens[1],
+                upstream_ms=upstream_ms,
+                context_key=semantic.context_key if semantic else None,
+                text=semantic.text if semantic else None,
+            ),
+            vector if semantic else None,
+        )
         return tokens
 
-    async def follow(self, request: web.Request, decision: Decision, flight: Flight,
-                     started: float, now: float) -> web.StreamResponse:
+    async def follow(
+        self, request: web.Request, decision: Decision, flight: Flight, started: float, now: float
+    ) -> web.StreamResponse:
         """A collapsed request: replay what the leader receives instead of calling upstream."""
         try:
             await flight.started()
@@ -284,12 +369,21 @@ class Gateway:
         except UpstreamError as exc:
             return await self.upstream_failed(request, decision, exc, started, now)
         entry = self.cache.memory.get(decision.key)
-        self.record(request, decision, Outcome(
-            "HIT" if status == 200 else "ERROR", tier="exact",
-            prompt_tokens=entry.prompt_tokens if entry else 0,
-            completion_tokens=entry.completion_tokens if entry else 0,
-            upstream_ms=entry.upstream_ms if entry else 0.0, http_status=status,
-            key=decision.key), started, now)
+        self.record(
+            request,
+            decision,
+            Outcome(
+                "HIT" if status == 200 else "ERROR",
+                tier="exact",
+                prompt_tokens=entry.prompt_tokens if entry else 0,
+                completion_tokens=entry.completion_tokens if entry else 0,
+                upstream_ms=entry.upstream_ms if entry else 0.0,
+                http_status=status,
+                key=decision.key,
+            ),
+            started,
+            now,
+        )
         return response
 
     async def stale_entry(self, decision: Decision, now: float) -> Entry | None:
@@ -300,19 +394,37 @@ class Gateway:
             return None
         return entry
 
-    async def upstream_failed(self, request: web.Request, decision: Decision, exc: UpstreamError,
-                              started: float, now: float) -> web.StreamResponse:
+    async def upstream_failed(
+        self,
+        request: web.Request,
+        decision: Decision,
+        exc: UpstreamError,
+        started: float,
+        now: float,
+    ) -> web.StreamResponse:
         stale = await self.stale_entry(decision, now)
         if stale is not None:
-            return await self.serve_entry(request, decision, stale, "STALE", "exact", None,
-                                          started, now)
-        self.record(request, decision, Outcome("ERROR", http_status=exc.status,
-                                               key=decision.key), started, now)
+            return await self.serve_entry(
+                request, decision, stale, "STALE", "exact", None, started, now
+            )
+        self.record(
+            request,
+            decision,
+            Outcome("ERROR", http_status=exc.status, key=decision.key),
+            started,
+            now,
+        )
         return error_response(exc.status, str(exc))
 
     # -- answering from an entry ------------------------------------------------------------
-    def cache_headers(self, status: str, key: str | None, tier: str | None = None,
-                      score: float | None = None, age: float | None = None) -> dict[str, str]:
+    def cache_headers(
+        self,
+        status: str,
+        key: str | None,
+        tier: str | None = None,
+        score: float | None = None,
+        age: float | None = None,
+    ) -> dict[str, str]:
         headers = {"X-Cache-Status": status}
         if key is not None and status != "BYPASS":
             headers["X-Cache-Key"] = key
@@ -324,23 +436,43 @@ class Gateway:
             headers["Age"] = str(int(age))
         return headers
 
-    async def serve_entry(self, request: web.Request, decision: Decision, entry: Entry,
-                          status: str, tier: str, score: float | None, started: float,
-                          now: float) -> web.StreamResponse:
+    async def serve_entry(
+        self,
+        request: web.Request,
+        decision: Decision,
+        entry: Entry,
+        status: str,
+        tier: str,
+        score: float | None,
+        started: float,
+        now: float,
+    ) -> web.StreamResponse:
         headers = self.cache_headers(status, entry.key, tier, score, entry.age(now))
         if decision.stream:
-            frames = b"".join(replay(decision.endpoint, orjson.loads(entry.body),
-                                     decision.include_usage))
+            frames = b"".join(
+                replay(decision.endpoint, orjson.loads(entry.body), decision.include_usage)
+            )
             response = web.Response(body=frames, headers=headers, content_type=SSE)
         else:
             response = web.Response(body=entry.body, headers=headers, content_type=JSON)
         if status == "HIT":
             self.cache.hit(entry, now)
-        self.record(request, decision, Outcome(
-            status, tier=tier if status == "HIT" else None, similarity=score,
-            prompt_tokens=entry.prompt_tokens, completion_tokens=entry.completion_tokens,
-            upstream_ms=entry.upstream_ms, bytes=len(response.body), key=entry.key),
-            started, now)
+        self.record(
+            request,
+            decision,
+            Outcome(
+                status,
+                tier=tier if status == "HIT" else None,
+                similarity=score,
+                prompt_tokens=entry.prompt_tokens,
+                completion_tokens=entry.completion_tokens,
+                upstream_ms=entry.upstream_ms,
+                bytes=len(response.body),
+                key=entry.key,
+            ),
+            started,
+            now,
+        )
         return response
 
     # -- embeddings -------------------------------------------------------------------------
@@ -348,7 +480,7 @@ class Gateway:
         """Each input item is its own entry; a batch sends upstream only the items not cached."""
         started, now = time.perf_counter(), time.time()
         try:
-            raw, body = await self.read_json(request)
+            _raw, body = await self.read_json(request)
             controls, tenant = self.controls(request)
             items, single = embedding_items(body)
         except BadRequest as exc:
@@ -370,66 +502,133 @@ class Gateway:
         if missing:
             sub = {**body, "input": items[missing[0]] if single else [items[i] for i in missing]}
             try:
-                async with self.upstream.open("POST", "/embeddings", request.query_string,
-                                              request.headers, orjson.dumps(sub), model) as up:
+                async with self.upstream.open(
+                    "POST",
+                    "/embeddings",
+                    request.query_string,
+                    request.headers,
+                    orjson.dumps(sub),
+                    model,
+                ) as up:
                     data = await up.read()
                     upstream_ms = (time.perf_counter() - started) * 1000
                     if up.status != 200:  # upstream errors pass through, never cached
-                        self.record_plain(request, tenant, controls.namespace, "embeddings", model,
-                                          "ERROR", up.status, len(data), started, now)
-                        return web.Response(body=data, status=up.status,
-                                            headers=response_headers(up.headers))
+                        self.record_plain(
+                            request,
+                            tenant,
+                            controls.namespace,
+                            "embeddings",
+                            model,
+                            "ERROR",
+                            up.status,
+                            len(data),
+                            started,
+                            now,
+                        )
+                        return web.Response(
+                            body=data, status=up.status, headers=response_headers(up.headers)
+                        )
                     answer = orjson.loads(data)
             except UpstreamError as exc:
-                self.record_plain(request, tenant, controls.namespace, "embeddings", model,
-                                  "ERROR", exc.status, 0, started, now)
+                self.record_plain(
+                    request,
+                    tenant,
+                    controls.namespace,
+                    "embeddings",
+                    model,
+                    "ERROR",
+                    exc.status,
+                    0,
+                    started,
+                    now,
+                )
                 return error_response(exc.status, str(exc))
             except orjson.JSONDecodeError:
                 return error_response(502, "upstream answered embeddings with invalid JSON")
             rows = sorted(answer.get("data") or [], key=lambda row: row.get("index", 0))
             if len(rows) != len(missing):
-                return error_response(502, f"upstream returned {len(rows)} embeddings for "
-                                           f"{len(missing)} inputs")
+                return error_response(
+                    502, f"upstream returned {len(rows)} embeddings for {len(missing)} inputs"
+                )
             spent_tokens = int((answer.get("usage") or {}).get("prompt_tokens") or 0)
             counts = [self.count_item(items[i]) for i in missing]
-            for i, row, tokens in zip(missing, rows, split_tokens(spent_tokens, counts), strict=True):
+            for i, row, tokens in zip(
+                missing, rows, split_tokens(spent_tokens, counts), strict=True
+            ):
                 vectors[i] = row.get("embedding")
                 if not mode_off and not controls.no_store:
                     stored = time.time()
-                    ttl = min(self.policy.default_ttl if controls.ttl is None else controls.ttl,
-                              self.policy.max_ttl)
-                    self.cache.put(Entry(
-                        key=keys[i], tenant=tenant, namespace=controls.namespace,
-                        endpoint="embeddings", model=model,
-                        body=orjson.dumps({"embedding": row.get("embedding"), "tokens": tokens}),
-                        created_at=stored, expires_at=stored + ttl, prompt_tokens=tokens,
-                        upstream_ms=upstream_ms / max(1, len(missing))), None)
+                    ttl = min(
+                        self.policy.default_ttl if controls.ttl is None else controls.ttl,
+                        self.policy.max_ttl,
+                    )
+                    self.cache.put(
+                        Entry(
+                            key=keys[i],
+                            tenant=tenant,
+                            namespace=controls.namespace,
+                            endpoint="embeddings",
+                            model=model,
+                            body=orjson.dumps(
+                                {"embedding": row.get("embedding"), "tokens": tokens}
+                            ),
+                            created_at=stored,
+                            expires_at=stored + ttl,
+                            prompt_tokens=tokens,
+                            upstream_ms=upstream_ms / max(1, len(missing)),
+                        ),
+                        None,
+                    )
         saved_tokens = 0
         for i, entry in found.items():
             stored = orjson.loads(entry.body)
             vectors[i] = stored["embedding"]
             saved_tokens += int(stored.get("tokens") or 0)
             self.cache.hit(entry, now)
-        result = orjson.dumps({
-            "object": "list",
-            "data": [{"object": "embedding", "index": i, "embedding": vectors[i]}
-                     for i in range(len(items))],
-            "model": model,
-            "usage": {"prompt_tokens": spent_tokens, "total_tokens": spent_tokens},
-        })
-        status = ("BYPASS" if mode_off else "REFRESH" if controls.no_cache
-                  else "HIT" if not missing else "MISS")
-        headers = self.cache_headers(status, keys[0] if len(keys) == 1 else None,
-                                     "exact" if status == "HIT" else None)
+        result = orjson.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": vectors[i]}
+                    for i in range(len(items))
+                ],
+                "model": model,
+                "usage": {"prompt_tokens": spent_tokens, "total_tokens": spent_tokens},
+            }
+        )
+        status = (
+            "BYPASS"
+            if mode_off
+            else "REFRESH"
+            if controls.no_cache
+            else "HIT"
+            if not missing
+            else "MISS"
+        )
+        headers = self.cache_headers(
+            status, keys[0] if len(keys) == 1 else None, "exact" if status == "HIT" else None
+        )
         headers["X-Cache-Items-Cached"] = f"{len(found)}/{len(items)}"
         if status == "HIT":
             headers["Age"] = str(int(min(e.age(now) for e in found.values())))
-        self.ledger_record(request, tenant, controls.namespace, "embeddings", model, Outcome(
-            status, tier="exact" if status == "HIT" else None,
-            prompt_tokens=saved_tokens if status == "HIT" else spent_tokens,
-            upstream_ms=upstream_ms if missing else sum(e.upstream_ms for e in found.values()),
-            bytes=len(result), http_status=http_status,
-            key=keys[0] if len(keys) == 1 else None), started, now)
+        self.ledger_record(
+            request,
+            tenant,
+            controls.namespace,
+            "embeddings",
+            model,
+            Outcome(
+                status,
+                tier="exact" if status == "HIT" else None,
+                prompt_tokens=saved_tokens if status == "HIT" else spent_tokens,
+                upstream_ms=upstream_ms if missing else sum(e.upstream_ms for e in found.values()),
+                bytes=len(result),
+                http_status=http_status,
+                key=keys[0] if len(keys) == 1 else None,
+            ),
+            started,
+            now,
+        )
         return web.Response(body=result, headers=headers, content_type=JSON)
 
     def count_item(self, item: Any) -> int:
@@ -440,13 +639,21 @@ class Gateway:
         try:
             body = await request.read() if request.body_exists else None
         except web.HTTPRequestEntityTooLarge:
-            return error_response(413, f"request body is over the limit of "
-                                       f"{self.config.max_body_bytes} bytes")
+            return error_response(
+                413, f"request body is over the limit of {self.config.max_body_bytes} bytes"
+            )
         try:
-            async with self.upstream.open(request.method, request.path.removeprefix("/v1"),
-                                          request.query_string, request.headers, body,
-                                          None) as up:
-                response = web.StreamResponse(status=up.status, headers=response_headers(up.headers))
+            async with self.upstream.open(
+                request.method,
+                request.path.removeprefix("/v1"),
+                request.query_string,
+                request.headers,
+                body,
+                None,
+            ) as up:
+                response = web.StreamResponse(
+                    status=up.status, headers=response_headers(up.headers, cookies=True)
+                )
                 await response.prepare(request)
                 try:
                     async for chunk in up.content.iter_any():
@@ -459,36 +666,102 @@ class Gateway:
             return error_response(exc.status, str(exc))
 
     # -- the ledger -----------------------------------------------------------------------------
-    def rejected(self, request: web.Request, status: int, message: str, param: str | None,
-                 started: float, now: float) -> web.Response:
+    def rejected(
+        self,
+        request: web.Request,
+        status: int,
+        message: str,
+        param: str | None,
+        started: float,
+        now: float,
+    ) -> web.Response:
         tenant = tenant_of(request.headers.get("Authorization"), self.policy.shared_tenant)
-        self.record_plain(request, tenant, request.headers.get("X-Cache-Namespace", "default")[:128],
-                          request.path.removeprefix("/v1/"), "", "ERROR", status, 0, started, now)
+        self.record_plain(
+            request,
+            tenant,
+            request.headers.get("X-Cache-Namespace", "default")[:128],
+            request.path.removeprefix("/v1/"),
+            "",
+            "ERROR",
+            status,
+            0,
+            started,
+            now,
+        )
         return error_response(status, message, param)
 
-    def record(self, request: web.Request, decision: Decision, outcome: Outcome,
-               started: float, now: float) -> None:
+    def record(
+        self, request: web.Request, decision: Decision, outcome: Outcome, started: float, now: float
+    ) -> None:
         prompt = decision.semantic.text[:200] if decision.semantic else None
-        self.ledger_record(request, decision.tenant, decision.namespace, decision.endpoint,
-                           decision.model, outcome, started, now, prompt)
+        self.ledger_record(
+            request,
+            decision.tenant,
+            decision.namespace,
+            decision.endpoint,
+            decision.model,
+            outcome,
+            started,
+            now,
+            prompt,
+        )
 
-    def record_plain(self, request: web.Request, tenant: str, namespace: str, endpoint: str,
-                     model: str, status: str, http_status: int, size: int, started: float,
-                     now: float) -> None:
-        self.ledger_record(request, tenant, namespace, endpoint, model,
-                           Outcome(status, http_status=http_status, bytes=size), started, now)
+    def record_plain(
+        self,
+        request: web.Request,
+        tenant: str,
+        namespace: str,
+        endpoint: str,
+        model: str,
+        status: str,
+        http_status: int,
+        size: int,
+        started: float,
+        now: float,
+    ) -> None:
+        self.ledger_record(
+            request,
+            tenant,
+            namespace,
+            endpoint,
+            model,
+            Outcome(status, http_status=http_status, bytes=size),
+            started,
+            now,
+        )
 
-    def ledger_record(self, request: web.Request, tenant: str, namespace: str, endpoint: str,
-                      model: str, outcome: Outcome, started: float, now: float,
-                      prompt: str | None = None) -> None:
+    def ledger_record(
+        self,
+        request: web.Request,
+        tenant: str,
+        namespace: str,
+        endpoint: str,
+        model: str,
+        outcome: Outcome,
+        started: float,
+        now: float,
+        prompt: str | None = None,
+    ) -> None:
         usd = self.prices.cost(model, outcome.prompt_tokens, outcome.completion_tokens)
         record = Record(
-            ts=now, tenant=tenant, namespace=namespace, endpoint=endpoint, model=model,
-            status=outcome.status, tier=outcome.tier, similarity=outcome.similarity,
-            prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
-            usd=usd or 0.0, priced=int(usd is not None or not model),
-            latency_ms=(time.perf_counter() - started) * 1000, upstream_ms=outcome.upstream_ms,
-            bytes=outcome.bytes, http_status=outcome.http_status, key=outcome.key, prompt=prompt,
+            ts=now,
+            tenant=tenant,
+            namespace=namespace,
+            endpoint=endpoint,
+            model=model,
+            status=outcome.status,
+            tier=outcome.tier,
+            similarity=outcome.similarity,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            usd=usd or 0.0,
+            priced=int(usd is not None or not model),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            upstream_ms=outcome.upstream_ms,
+            bytes=outcome.bytes,
+            http_status=outcome.http_status,
+            key=outcome.key,
+            prompt=prompt,
         )
         self.ledger.record(record)
         self.metrics.observe(record)
@@ -499,16 +772,21 @@ def embedding_items(body: Any) -> tuple[list[Any], bool]:
     if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
         raise BadRequest(400, "'model' is required and must be a non-empty string", "model")
     value = body.get("input")
-    if isinstance(value, str) or (isinstance(value, list) and value
-                                  and all(isinstance(t, int) for t in value)):
+    if isinstance(value, str) or (
+        isinstance(value, list) and value and all(isinstance(t, int) for t in value)
+    ):
         return [value], True
-    if isinstance(value, list) and value and all(
-        isinstance(item, str) or (isinstance(item, list) and all(isinstance(t, int) for t in item))
-        for item in value
+    if (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(item, str)
+            or (isinstance(item, list) and all(isinstance(t, int) for t in item))
+            for item in value
+        )
     ):
         return value, False
-    raise BadRequest(400, "'input' must be a string, an array of strings, or token arrays",
-                     "input")
+    raise BadRequest(400, "'input' must be a string, an array of strings, or token arrays", "input")
 
 
 def split_tokens(total: int, weights: list[int]) -> list[int]:

@@ -50,7 +50,7 @@ class StreamCapture:
                 self._events.append(event)
 
     def completion(self) -> dict[str, Any] | None:
-        """The assembled answer, or None unless the stream ended cleanly with every choice finished."""
+        """The assembled answer; None unless the stream ended cleanly, every choice finished."""
         if not self.done or self.broken or not self._events:
             return None
         answer = assemble(self.endpoint, self._events)

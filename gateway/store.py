@@ -23,9 +23,22 @@ from gateway.entries import Entry
 log = logging.getLogger("cachegate.store")
 
 COLUMNS = (
-    "key", "tenant", "namespace", "endpoint", "model", "body", "checksum", "created_at",
-    "expires_at", "prompt_tokens", "completion_tokens", "upstream_ms", "context_key", "text",
-    "vector", "hits",
+    "key",
+    "tenant",
+    "namespace",
+    "endpoint",
+    "model",
+    "body",
+    "checksum",
+    "created_at",
+    "expires_at",
+    "prompt_tokens",
+    "completion_tokens",
+    "upstream_ms",
+    "context_key",
+    "text",
+    "vector",
+    "hits",
 )
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -57,7 +70,8 @@ CREATE INDEX IF NOT EXISTS entries_model ON entries (model);
 
 @dataclass(frozen=True, slots=True)
 class PurgeFilter:
-    """Which entries a purge removes; fields combine with AND; all None with everything=False removes nothing."""
+    """Which entries a purge removes. Fields combine with AND; no field and not `everything`
+    removes nothing."""
 
     everything: bool = False
     namespace: str | None = None
@@ -69,8 +83,12 @@ class PurgeFilter:
     def where(self, now: float) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         args: list[Any] = []
-        for column, value in (("namespace", self.namespace), ("model", self.model),
-                              ("key", self.key), ("tenant", self.tenant)):
+        for column, value in (
+            ("namespace", self.namespace),
+            ("model", self.model),
+            ("key", self.key),
+            ("tenant", self.tenant),
+        ):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
@@ -96,8 +114,9 @@ def row_to_entry(row: tuple) -> Entry:
 
 
 class SqliteStore:
-    def __init__(self, path: Path, max_entries: int, max_bytes: int,
-                 on_evict: Callable[[list[str]], None]) -> None:
+    def __init__(
+        self, path: Path, max_entries: int, max_bytes: int, on_evict: Callable[[list[str]], None]
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._max_entries = max_entries
@@ -112,12 +131,14 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._flush_scheduled = False
         self.count, self.bytes = self._read_conn.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM entries").fetchone()
+            "SELECT count(*), coalesce(sum(size), 0) FROM entries"
+        ).fetchone()
 
     # -- reads (event loop) -------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:
         row = self._read_conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM entries WHERE key = ?", (key,)).fetchone()
+            f"SELECT {', '.join(COLUMNS)} FROM entries WHERE key = ?", (key,)
+        ).fetchone()
         if row is None:
             return None
         entry = row_to_entry(row)
@@ -131,18 +152,31 @@ class SqliteStore:
         """(key, context_key, vector) of every semantic entry still within its stale window."""
         return self._read_conn.execute(
             "SELECT key, context_key, vector FROM entries WHERE vector IS NOT NULL "
-            "AND expires_at > ? ORDER BY created_at", (now,))
+            "AND expires_at > ? ORDER BY created_at",
+            (now,),
+        )
 
     async def list(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
-        sql = ("SELECT key, model, namespace, endpoint, created_at, expires_at, hits, size "
-               "FROM entries")
+        sql = (
+            "SELECT key, model, namespace, endpoint, created_at, expires_at, hits, size "
+            "FROM entries"
+        )
         args: list[Any] = []
         if namespace:
             sql += " WHERE namespace = ?"
             args.append(namespace)
         sql += " ORDER BY created_at DESC LIMIT ?"
         rows = self._read_conn.execute(sql, [*args, limit]).fetchall()
-        names = ("key", "model", "namespace", "endpoint", "created_at", "expires_at", "hits", "size")
+        names = (
+            "key",
+            "model",
+            "namespace",
+            "endpoint",
+            "created_at",
+            "expires_at",
+            "hits",
+            "size",
+        )
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     # -- writes (writer thread) ---------------------------------------------------------
@@ -173,7 +207,9 @@ class SqliteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             for entry in pending:
-                old = conn.execute("SELECT size FROM entries WHERE key = ?", (entry.key,)).fetchone()
+                old = conn.execute(
+                    "SELECT size FROM entries WHERE key = ?", (entry.key,)
+                ).fetchone()
                 conn.execute(
                     f"INSERT OR REPLACE INTO entries ({', '.join(COLUMNS)}, last_used_at, size) "
                     f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})",
@@ -201,7 +237,8 @@ class SqliteStore:
             excess = max(self.count - self._max_entries, 1)
             rows = conn.execute(
                 "SELECT key, size FROM entries ORDER BY last_used_at LIMIT ?",
-                (min(max(excess, 64), 10000),)).fetchall()
+                (min(max(excess, 64), 10000),),
+            ).fetchall()
             if not rows:
                 break
             conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k, _ in rows])
@@ -233,7 +270,9 @@ class SqliteStore:
     def _sweep(self, cutoff: float) -> list[str]:
         conn = self._write_conn
         conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute("SELECT key, size FROM entries WHERE expires_at < ?", (cutoff,)).fetchall()
+        rows = conn.execute(
+            "SELECT key, size FROM entries WHERE expires_at < ?", (cutoff,)
+        ).fetchall()
         conn.execute("DELETE FROM entries WHERE expires_at < ?", (cutoff,))
         conn.execute("COMMIT")
         self.count -= len(rows)

@@ -14,16 +14,35 @@ from multidict import CIMultiDict
 from gateway.config import Config
 
 # Never forwarded in either direction: they describe one hop, not the message.
-HOP_BY_HOP = frozenset(h.lower() for h in (
-    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
-    "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "Content-Encoding",
-    "Accept-Encoding",
-))
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+        "Content-Length",
+        "Content-Encoding",
+        "Accept-Encoding",
+    )
+)
 # Our own controls are for the gateway, not for upstream.
-GATEWAY_HEADERS = frozenset(h.lower() for h in (
-    "Cache-Control", "X-Cache-TTL", "X-Cache-Namespace", "X-Cache-Mode", "X-Cache-Threshold",
-    "Pragma",
-))
+GATEWAY_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Cache-Control",
+        "X-Cache-TTL",
+        "X-Cache-Namespace",
+        "X-Cache-Mode",
+        "X-Cache-Threshold",
+        "Pragma",
+    )
+)
 
 
 class UpstreamError(Exception):
@@ -43,19 +62,22 @@ class Target:
 class Upstream:
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._routes = [(re.compile(r.models), Target(r.url.rstrip("/"), r.api_key))
-                        for r in config.routes]
+        self._routes = [
+            (re.compile(r.models), Target(r.url.rstrip("/"), r.api_key)) for r in config.routes
+        ]
         self._default = Target(config.upstream.rstrip("/"), config.upstream_key)
         self._slots = asyncio.Semaphore(config.upstream_concurrency)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
-            total=None, connect=self._config.upstream_connect_timeout,
+            total=None,
+            connect=self._config.upstream_connect_timeout,
             sock_read=self._config.upstream_read_timeout,
         )
         self._session = aiohttp.ClientSession(
-            timeout=timeout, auto_decompress=True,
+            timeout=timeout,
+            auto_decompress=True,
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         )
 
@@ -71,7 +93,8 @@ class Upstream:
 
     def request_headers(self, incoming: Mapping[str, str], target: Target) -> CIMultiDict:
         headers = CIMultiDict(
-            (k, v) for k, v in incoming.items()
+            (k, v)
+            for k, v in incoming.items()
             if k.lower() not in HOP_BY_HOP and k.lower() not in GATEWAY_HEADERS
         )
         headers["Accept-Encoding"] = "identity"  # we read what we cache
@@ -80,8 +103,15 @@ class Upstream:
         return headers
 
     @asynccontextmanager
-    async def open(self, method: str, path: str, query: str, headers: Mapping[str, str],
-                   body: bytes | None, model: str | None) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def open(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        model: str | None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send a request and yield upstream's response; `path` is what follows /v1."""
         assert self._session is not None, "Upstream.start() was not awaited"
         target = self.target(model)
@@ -89,17 +119,26 @@ class Upstream:
         try:
             await asyncio.wait_for(self._slots.acquire(), self._config.upstream_queue_timeout)
         except TimeoutError:
-            raise UpstreamError(504, "too many requests are waiting for upstream; retry later") from None
+            raise UpstreamError(
+                504, "too many requests are waiting for upstream; retry later"
+            ) from None
         try:
             try:
                 response = await self._session.request(
-                    method, url, headers=self.request_headers(headers, target), data=body,
+                    method,
+                    url,
+                    headers=self.request_headers(headers, target),
+                    data=body,
                     allow_redirects=False,
                 )
             except TimeoutError:
-                raise UpstreamError(504, f"upstream {target.base_url} did not answer in time") from None
+                raise UpstreamError(
+                    504, f"upstream {target.base_url} did not answer in time"
+                ) from None
             except aiohttp.ClientError as exc:
-                raise UpstreamError(502, f"upstream {target.base_url} is unreachable: {exc}") from None
+                raise UpstreamError(
+                    502, f"upstream {target.base_url} is unreachable: {exc}"
+                ) from None
             try:
                 yield response
             finally:
@@ -108,6 +147,14 @@ class Upstream:
             self._slots.release()
 
 
-def response_headers(upstream: Mapping[str, str]) -> CIMultiDict:
-    """Headers of an upstream answer that are safe to pass on to the client."""
-    return CIMultiDict((k, v) for k, v in upstream.items() if k.lower() not in HOP_BY_HOP)
+def response_headers(upstream: Mapping[str, str], cookies: bool = False) -> CIMultiDict:
+    """Headers of an upstream answer that are safe to pass on to the client.
+
+    Answers that may be shared (cached, or replayed to collapsed requests) never carry
+    cookies: one caller's session must not reach another.
+    """
+    return CIMultiDict(
+        (k, v)
+        for k, v in upstream.items()
+        if k.lower() not in HOP_BY_HOP and (cookies or k.lower() != "set-cookie")
+    )

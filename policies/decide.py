@@ -70,30 +70,54 @@ def _require(condition: bool, message: str, param: str) -> None:
 def validate(endpoint: Endpoint, body: Any) -> None:
     """Raise RequestError for a body whose fields have the wrong types."""
     _require(isinstance(body, dict), "the request body must be a JSON object", None)  # type: ignore[arg-type]
-    _require(isinstance(body.get("model"), str) and body["model"] != "",
-             "'model' is required and must be a non-empty string", "model")
+    _require(
+        isinstance(body.get("model"), str) and body["model"] != "",
+        "'model' is required and must be a non-empty string",
+        "model",
+    )
     if endpoint == "chat":
         messages = body.get("messages")
-        _require(isinstance(messages, list) and len(messages) > 0,
-                 "'messages' is required and must be a non-empty array", "messages")
+        _require(
+            isinstance(messages, list) and len(messages) > 0,
+            "'messages' is required and must be a non-empty array",
+            "messages",
+        )
         for i, message in enumerate(messages):
-            _require(isinstance(message, dict) and isinstance(message.get("role"), str),
-                     f"messages[{i}] must be an object with a string 'role'", f"messages[{i}]")
+            _require(
+                isinstance(message, dict) and isinstance(message.get("role"), str),
+                f"messages[{i}] must be an object with a string 'role'",
+                f"messages[{i}]",
+            )
             content = message.get("content")
-            _require(content is None or isinstance(content, str | list),
-                     f"messages[{i}].content must be a string or an array", f"messages[{i}].content")
+            _require(
+                content is None or isinstance(content, str | list),
+                f"messages[{i}].content must be a string or an array",
+                f"messages[{i}].content",
+            )
     else:
         prompt = body.get("prompt")
         _require(isinstance(prompt, str | list), "'prompt' must be a string or an array", "prompt")
-    for name, kinds in (("stream", bool), ("n", int), ("temperature", int | float),
-                        ("top_p", int | float), ("max_tokens", int), ("seed", int)):
+    for name, kinds in (
+        ("stream", bool),
+        ("n", int),
+        ("temperature", int | float),
+        ("top_p", int | float),
+        ("max_tokens", int),
+        ("seed", int),
+    ):
         value = body.get(name)
-        _require(value is None or (isinstance(value, kinds) and not (
-            kinds is not bool and isinstance(value, bool))),
-            f"'{name}' has the wrong type", name)
+        _require(
+            value is None
+            or (isinstance(value, kinds) and not (kinds is not bool and isinstance(value, bool))),
+            f"'{name}' has the wrong type",
+            name,
+        )
     options = body.get("stream_options")
-    _require(options is None or isinstance(options, dict),
-             "'stream_options' must be an object", "stream_options")
+    _require(
+        options is None or isinstance(options, dict),
+        "'stream_options' must be an object",
+        "stream_options",
+    )
 
 
 def _text_content(content: Any) -> str | None:
@@ -119,8 +143,9 @@ def semantic_split(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict[
     last = messages[-1]
     if last.get("role") != "user" or set(last) - {"role", "content", "name"}:
         return None
-    if any(m.get("role") == "tool" or m.get("tool_calls") or m.get("function_call")
-           for m in messages):
+    if any(
+        m.get("role") == "tool" or m.get("tool_calls") or m.get("function_call") for m in messages
+    ):
         return None
     text = _text_content(last.get("content"))
     if text is None:
@@ -147,12 +172,19 @@ def decide(
     semantic = None
     if controls.mode == "semantic" and config.semantic_enabled and not bypass:
         split = semantic_split(endpoint, body)
-        if split and config.semantic_min_chars <= len(split[0].strip()) <= config.semantic_max_chars:
+        if (
+            split
+            and config.semantic_min_chars <= len(split[0].strip()) <= config.semantic_max_chars
+        ):
             text, rest = split
             semantic = SemanticQuery(
                 text=text.strip(),
-                context_key=context_key(endpoint, rest, tenant, controls.namespace, config.key_ignore),
-                threshold=config.default_threshold if controls.threshold is None else controls.threshold,
+                context_key=context_key(
+                    endpoint, rest, tenant, controls.namespace, config.key_ignore
+                ),
+                threshold=config.default_threshold
+                if controls.threshold is None
+                else controls.threshold,
             )
     return Decision(
         endpoint=endpoint,

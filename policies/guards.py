@@ -10,15 +10,56 @@ from __future__ import annotations
 import re
 
 NUMBER_WORDS = {
-    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
-    "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50", "hundred": "100",
-    "thousand": "1000", "million": "1000000", "billion": "1000000000",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "twenty": "20",
+    "thirty": "30",
+    "forty": "40",
+    "fifty": "50",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1000000",
+    "billion": "1000000000",
 }
 NEGATIONS = {
-    "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot", "without",
-    "nowhere", "isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "cant", "couldnt",
-    "wont", "wouldnt", "shouldnt", "hasnt", "havent", "hadnt", "mustnt",
+    "not",
+    "no",
+    "never",
+    "none",
+    "nobody",
+    "nothing",
+    "neither",
+    "nor",
+    "cannot",
+    "without",
+    "nowhere",
+    "isnt",
+    "arent",
+    "wasnt",
+    "werent",
+    "dont",
+    "doesnt",
+    "didnt",
+    "cant",
+    "couldnt",
+    "wont",
+    "wouldnt",
+    "shouldnt",
+    "hasnt",
+    "havent",
+    "hadnt",
+    "mustnt",
 }
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -40,7 +81,9 @@ def negated(text: str) -> bool:
 
 
 def quoted(text: str) -> frozenset[str]:
-    return frozenset(next(g for g in m.groups() if g).strip().lower() for m in QUOTED.finditer(text))
+    return frozenset(
+        next(g for g in m.groups() if g).strip().lower() for m in QUOTED.finditer(text)
+    )
 
 
 def identifiers(text: str) -> frozenset[str]:

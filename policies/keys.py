@@ -53,7 +53,10 @@ def exact_key(
 
 
 def context_key(
-    endpoint: str, body_without_text: dict[str, Any], tenant: str, namespace: str,
+    endpoint: str,
+    body_without_text: dict[str, Any],
+    tenant: str,
+    namespace: str,
     ignored: Iterable[str],
 ) -> str:
     """Partition of the semantic tier; the body must already have the compared text removed."""

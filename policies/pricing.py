@@ -28,11 +28,16 @@ class PriceTable:
     @classmethod
     def from_mapping(cls, document: Mapping[str, Any]) -> PriceTable:
         models = document.get("models") or {}
-        return cls({
-            name: Price(float(p["input"]), float(p["output"]),
-                        None if p.get("cached_input") is None else float(p["cached_input"]))
-            for name, p in models.items()
-        })
+        return cls(
+            {
+                name: Price(
+                    float(p["input"]),
+                    float(p["output"]),
+                    None if p.get("cached_input") is None else float(p["cached_input"]),
+                )
+                for name, p in models.items()
+            }
+        )
 
     def price(self, model: str) -> Price | None:
         if model in self._prices:

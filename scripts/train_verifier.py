@@ -98,10 +98,16 @@ def train(args: argparse.Namespace) -> None:
     model.train()
     started = time.monotonic()
     for step, batch in enumerate(plan):
-        swapped = [(p.text_b, p.text_a) if rng.random() < 0.5 else (p.text_a, p.text_b) for p in batch]
+        swapped = [
+            (p.text_b, p.text_a) if rng.random() < 0.5 else (p.text_a, p.text_b) for p in batch
+        ]
         enc = tokenizer(
-            [a for a, _ in swapped], [b for _, b in swapped],
-            truncation=True, max_length=args.max_length, padding=True, return_tensors="pt",
+            [a for a, _ in swapped],
+            [b for _, b in swapped],
+            truncation=True,
+            max_length=args.max_length,
+            padding=True,
+            return_tensors="pt",
         )
         labels = torch.tensor([float(p.label) for p in batch])
         loss = loss_fn(model(**enc).logits.squeeze(-1), labels)
@@ -113,7 +119,9 @@ def train(args: argparse.Namespace) -> None:
         if step % 50 == 0:
             rate = (step + 1) / (time.monotonic() - started)
             eta = (len(plan) - step) / rate / 60
-            print(f"step {step}/{len(plan)} loss {loss.item():.4f} ({eta:.1f} min left)", flush=True)
+            print(
+                f"step {step}/{len(plan)} loss {loss.item():.4f} ({eta:.1f} min left)", flush=True
+            )
 
     model.eval()
     model.save_pretrained(args.checkpoint)
@@ -127,12 +135,18 @@ def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     fp32 = OUT_DIR / "verifier.fp32.onnx"
-    sample = tokenizer(["How do I learn Python?"], ["What is the best way to learn Python?"],
-                       return_tensors="pt")
+    sample = tokenizer(
+        ["How do I learn Python?"], ["What is the best way to learn Python?"], return_tensors="pt"
+    )
     names = ["input_ids", "attention_mask", "token_type_ids"]
     torch.onnx.export(
-        model, tuple(sample[n] for n in names), str(fp32), input_names=names,
-        output_names=["logits"], opset_version=17, dynamo=False,
+        model,
+        tuple(sample[n] for n in names),
+        str(fp32),
+        input_names=names,
+        output_names=["logits"],
+        opset_version=17,
+        dynamo=False,
         dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"logits": {0: "batch"}},
     )
     quantize_dynamic(str(fp32), str(OUT_DIR / "verifier.onnx"), weight_type=QuantType.QInt8)
@@ -143,29 +157,46 @@ def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
 
 def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
     """Fit the score on what ships: the quantized model's logits on the calib split."""
-    verifier = CrossEncoderVerifier.load(OUT_DIR / "verifier.onnx", calibration=None,
-                                         max_length=args.max_length)
-    logits = np.concatenate([
-        verifier.logits([(p.text_a, p.text_b) for p in calib_pairs[i : i + 64]])
-        for i in range(0, len(calib_pairs), 64)
-    ])
+    verifier = CrossEncoderVerifier.load(
+        OUT_DIR / "verifier.onnx", calibration=None, max_length=args.max_length
+    )
+    logits = np.concatenate(
+        [
+            verifier.logits([(p.text_a, p.text_b) for p in calib_pairs[i : i + 64]])
+            for i in range(0, len(calib_pairs), 64)
+        ]
+    )
     labels = np.array([p.label for p in calib_pairs], dtype=np.float64)
     a, b = fit_platt(logits, labels)
     scores = 1 / (1 + np.exp(-(a * logits + b)))
     threshold, precision, recall = pick_threshold(scores, labels, args.target_precision)
     info = {
-        "platt_a": a, "platt_b": b, "max_length": args.max_length,
+        "platt_a": a,
+        "platt_b": b,
+        "max_length": args.max_length,
         "default_threshold": round(threshold, 4),
-        "calib": {"pairs": len(calib_pairs), "precision": precision, "recall": recall,
-                  "target_precision": args.target_precision},
-        "trained": {"pairs_file": Path(args.pairs).name, "epochs": args.epochs, "lr": args.lr,
-                    "batch": args.batch, "seed": args.seed, "synthetic": args.synthetic},
+        "calib": {
+            "pairs": len(calib_pairs),
+            "precision": precision,
+            "recall": recall,
+            "target_precision": args.target_precision,
+        },
+        "trained": {
+            "pairs_file": Path(args.pairs).name,
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "batch": args.batch,
+            "seed": args.seed,
+            "synthetic": args.synthetic,
+        },
     }
     (OUT_DIR / "verifier.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2), flush=True)
 
 
-def pick_threshold(scores: np.ndarray, labels: np.ndarray, target: float) -> tuple[float, float, float]:
+def pick_threshold(
+    scores: np.ndarray, labels: np.ndarray, target: float
+) -> tuple[float, float, float]:
     """The lowest threshold whose precision reaches `target` (most recall at that precision)."""
     best = (1.0, 1.0, 0.0)
     for threshold in np.unique(np.round(scores, 4))[::-1]:
@@ -190,12 +221,21 @@ def main() -> None:
     parser.add_argument("--target-precision", type=float, default=0.93)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--checkpoint", default=".cache/verifier-checkpoint",
-                        help="where the fine-tuned torch model is kept before export")
-    parser.add_argument("--export-only", action="store_true",
-                        help="export and calibrate the checkpoint without training again")
-    parser.add_argument("--calibrate-only", action="store_true",
-                        help="recalibrate the shipped verifier.onnx without training")
+    parser.add_argument(
+        "--checkpoint",
+        default=".cache/verifier-checkpoint",
+        help="where the fine-tuned torch model is kept before export",
+    )
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export and calibrate the checkpoint without training again",
+    )
+    parser.add_argument(
+        "--calibrate-only",
+        action="store_true",
+        help="recalibrate the shipped verifier.onnx without training",
+    )
     args = parser.parse_args()
     if args.calibrate_only:
         calibrate(select(load_pairs(args.pairs), "calib"), args)

@@ -1,0 +1,46 @@
+# cachegate — the everyday commands. `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PAIRS ?= ../shared/data/qqp_dev.jsonl
+
+.PHONY: install run demo test lint bench eval train-verifier clean
+
+install: $(STAMP)
+
+# PyTorch first, from the local CPU wheel: otherwise pip resolves sentence-transformers'
+# torch requirement to a multi-GB CUDA build.
+$(STAMP): pyproject.toml scripts/install-system-packages.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	bash scripts/install-system-packages.sh
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/cachegate serve --config configs/default.yaml
+
+demo: install
+	$(BIN)/cachegate demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/cachegate bench $(if $(QUICK),--quick)
+
+eval: install
+	$(BIN)/cachegate eval --pairs $(PAIRS) --split heldout
+	$(BIN)/cachegate eval --pairs bench/data/news_pairs.jsonl --split all
+
+train-verifier: install
+	$(BIN)/python scripts/train_verifier.py --pairs $(PAIRS)
+
+clean:
+	rm -rf .cachegate .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,251 @@
+"""Property tests of the pure policies: keys, controls, decisions, guards, pricing."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policies.controls import ControlError, Controls, parse_controls
+from policies.decide import PolicyConfig, RequestError, decide, json_depth_exceeds
+from policies.guards import veto
+from policies.keys import exact_key, tenant_of
+from policies.pricing import Price, PriceTable
+
+CONFIG = PolicyConfig()
+# orjson reads integers past 64 bits as floats, so keys only ever see 64-bit ones.
+json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["system", "user", "assistant"]),
+            "content": st.text(min_size=1, max_size=40),
+        }
+    ),
+    min_size=1,
+    max_size=4,
+)
+bodies = st.fixed_dictionaries(
+    {"model": st.sampled_from(["gpt-4o-mini", "gpt-4o"]), "messages": messages},
+    optional={"temperature": st.floats(0, 2), "seed": st.integers(0, 9)},
+)
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=16)
+
+
+def decide_for(body, tenant="t", namespace="default", **controls):
+    return decide("chat", body, Controls(namespace=namespace, **controls), tenant, CONFIG)
+
+
+@given(bodies, names, names, names, names)
+def test_no_two_tenants_or_namespaces_share_a_key(body, tenant_a, tenant_b, ns_a, ns_b):
+    a = decide_for(body, tenant_a, ns_a)
+    b = decide_for(body, tenant_b, ns_b)
+    assert (a.key == b.key) == (tenant_a == tenant_b and ns_a == ns_b)
+    if a.semantic and b.semantic:
+        assert (a.semantic.context_key == b.semantic.context_key) == (
+            tenant_a == tenant_b and ns_a == ns_b
+        )
+
+
+@given(
+    bodies,
+    st.booleans(),
+    st.text(max_size=10),
+    st.dictionaries(st.text(max_size=8), json_scalars, max_size=3),
+)
+def test_key_ignores_stream_user_and_stream_options(body, stream, user, options):
+    plain = decide_for(body)
+    varied = decide_for({**body, "stream": stream, "user": user, "stream_options": options})
+    assert plain.key == varied.key
+
+
+@given(
+    bodies, st.sampled_from(["temperature", "seed", "max_tokens", "tools", "n"]), st.integers(1, 99)
+)
+def test_key_changes_with_any_parameter(body, field, value):
+    changed = {**body, field: value if field != "tools" else [{"type": "function", "v": value}]}
+    if body.get(field) == changed[field]:
+        return
+    assert decide_for(body).key != decide_for(changed).key
+
+
+@given(st.dictionaries(st.text(max_size=8), json_scalars, max_size=6))
+def test_key_does_not_depend_on_field_order(extra):
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+    reordered = dict(reversed(list(body.items())))
+    assert exact_key("chat", body, "t", "n", ()) == exact_key("chat", reordered, "t", "n", ())
+
+
+@given(st.text(min_size=1, max_size=60))
+def test_tenant_never_contains_the_key(api_key):
+    tenant = tenant_of(f"Bearer {api_key}")
+    assert api_key not in tenant or len(api_key) < 3
+    assert tenant == tenant_of(f"Bearer {api_key}")
+    assert tenant_of(None) == "anonymous"
+    assert tenant_of("Bearer x", shared_tenant="shared") == "shared"
+
+
+def test_semantic_context_covers_everything_but_the_last_user_message():
+    base = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "How do I learn Python quickly?"},
+    ]
+    a = decide_for({"model": "m", "messages": base})
+    reworded = decide_for(
+        {
+            "model": "m",
+            "messages": [
+                base[0],
+                {"role": "user", "content": "What is the fastest way to learn Python?"},
+            ],
+        }
+    )
+    other_system = decide_for(
+        {"model": "m", "messages": [{"role": "system", "content": "You are verbose."}, base[1]]}
+    )
+    other_turns = decide_for(
+        {
+            "model": "m",
+            "messages": [
+                base[0],
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                base[1],
+            ],
+        }
+    )
+    assert a.semantic and reworded.semantic and other_system.semantic and other_turns.semantic
+    assert a.semantic.context_key == reworded.semantic.context_key
+    assert a.semantic.context_key != other_system.semantic.context_key
+    assert a.semantic.context_key != other_turns.semantic.context_key
+    assert a.semantic.text == "How do I learn Python quickly?"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tools": [{"type": "function", "function": {"name": "f"}}]},
+        {"n": 2},
+        {
+            "messages": [
+                {"role": "user", "content": "What is the weather?"},
+                {"role": "assistant", "tool_calls": [{"id": "1"}]},
+                {"role": "tool", "content": "sunny", "tool_call_id": "1"},
+                {"role": "user", "content": "And tomorrow then?"},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+            ]
+        },
+        {"messages": [{"role": "user", "content": "hi"}]},  # too short
+        {"messages": [{"role": "user", "content": "x" * 5000}]},  # too long
+    ],
+)
+def test_unsuited_requests_are_exact_only(extra):
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "How do I learn Python?"}],
+        **extra,
+    }
+    decision = decide_for(body)
+    assert decision.semantic is None
+    assert decision.read
+
+
+def test_mode_exact_and_off():
+    body = {"model": "m", "messages": [{"role": "user", "content": "How do I learn Python?"}]}
+    assert decide_for(body, mode="exact").semantic is None
+    off = decide_for(body, mode="off")
+    assert (off.read, off.store, off.status_on_miss) == (False, False, "BYPASS")
+    refresh = decide_for(body, no_cache=True)
+    assert (refresh.read, refresh.store, refresh.status_on_miss) == (False, True, "REFRESH")
+
+
+@given(st.floats(0, 10**9))
+def test_ttl_is_capped(ttl):
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert decide_for(body, ttl=ttl).ttl == min(ttl, CONFIG.max_ttl)
+
+
+@given(json_values)
+def test_decide_never_raises_anything_but_request_error(body):
+    with contextlib.suppress(RequestError):
+        decide_for(body)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "Cache-Control",
+                "X-Cache-TTL",
+                "X-Cache-Mode",
+                "X-Cache-Namespace",
+                "X-Cache-Threshold",
+            ]
+        ),
+        st.text(max_size=20),
+    )
+)
+def test_parse_controls_raises_only_control_errors_naming_the_header(headers):
+    try:
+        parse_controls(headers)
+    except ControlError as exc:
+        assert exc.header in headers
+        assert exc.header in str(exc)
+
+
+def test_parse_controls_reads_cache_control():
+    c = parse_controls({"Cache-Control": "no-cache, no-store, max-age=10, s-maxage=5"})
+    assert (c.no_cache, c.no_store, c.max_age) == (True, True, 5)
+
+
+@given(st.integers(1, 200))
+def test_json_depth(depth):
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    assert json_depth_exceeds(value, 64) == (depth > 64)
+
+
+@pytest.mark.parametrize(
+    "a,b,guard",
+    [
+        ("What is 17 times 23?", "What is 17 times 24?", "numbers"),
+        ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?", "negation"),
+        ("Why can't I sleep at night?", "Why can I sleep at night?", "negation"),
+        ('What does "foo" mean?', 'What does "bar" mean?', "quoted"),
+        ("How does parse_args work?", "How does parse_known_args work?", "identifiers"),
+        ("How do I learn Python?", "What's the best way to learn Python?", None),
+        ("Name two rivers in Spain", "Name 2 rivers in Spain", None),
+    ],
+)
+def test_guards(a, b, guard):
+    assert veto(a, b) == guard
+
+
+def test_prices_match_exact_then_longest_prefix():
+    table = PriceTable({"gpt-4o": Price(2.5, 10), "gpt-4o-mini": Price(0.15, 0.6)})
+    assert table.price("gpt-4o-mini-2024-07-18") == Price(0.15, 0.6)
+    assert table.price("gpt-4o-2024-08-06") == Price(2.5, 10)
+    assert table.price("openai/gpt-4o") == Price(2.5, 10)
+    assert table.price("gpt-4") is None
+    assert table.cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
+    assert table.cost("unknown", 10, 10) is None
+
+
+@settings(max_examples=50)
+@given(st.text(max_size=80), st.text(max_size=80))
+def test_guards_are_symmetric(a, b):
+    assert (veto(a, b) is None) == (veto(b, a) is None)

@@ -1,0 +1,372 @@
+"""The caching proxy, black-box: the official openai client against a running gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx2 as httpx
+import openai
+import pytest
+
+
+def unique(text: str = "question") -> str:
+    return f"{text} {uuid.uuid4().hex[:10]}"
+
+
+def ask(client, prompt: str, headers: dict | None = None, **params):
+    """One chat completion; returns (headers, completion)."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=params.pop("model", "gpt-4o-mini"),
+        messages=params.pop("messages", [{"role": "user", "content": prompt}]),
+        extra_headers=headers or {},
+        **params,
+    )
+    return raw.headers, raw.parse()
+
+
+def ask_stream(client, prompt: str, headers: dict | None = None, **params):
+    """A streamed chat completion; returns (headers, list of chunks)."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=params.pop("model", "gpt-4o-mini"),
+        messages=[{"role": "user", "content": prompt}],
+        stream=True,
+        extra_headers=headers or {},
+        **params,
+    )
+    return raw.headers, list(raw.parse())
+
+
+def streamed_text(chunks) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_miss_then_exact_hit_with_identical_body_and_one_upstream_call(gateway, mock_upstream):
+    client, prompt = gateway.client(), unique()
+    calls = mock_upstream.calls()
+    first = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
+    )
+    second = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
+    )
+    assert first.headers["x-cache-status"] == "MISS"
+    assert second.headers["x-cache-status"] == "HIT"
+    assert second.headers["x-cache-tier"] == "exact"
+    assert second.headers["x-cache-key"] == first.headers["x-cache-key"]
+    assert int(second.headers["age"]) >= 0
+    assert second.http_response.content == first.http_response.content
+    assert mock_upstream.calls() == calls + 1
+    assert prompt in second.parse().choices[0].message.content
+
+
+def test_async_client_hits(gateway):
+    async def run():
+        client, prompt = gateway.async_client(), unique()
+        results = []
+        for _ in range(2):
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
+            )
+            results.append(raw.headers["x-cache-status"])
+        return results
+
+    assert asyncio.run(run()) == ["MISS", "HIT"]
+
+
+def test_stream_miss_then_chunked_stream_hit(gateway, mock_upstream):
+    client, prompt = gateway.client(), unique("tell me a story")
+    h1, miss_chunks = ask_stream(client, prompt, stream_options={"include_usage": True})
+    h2, hit_chunks = ask_stream(client, prompt, stream_options={"include_usage": True})
+    assert h1["x-cache-status"] == "MISS" and h2["x-cache-status"] == "HIT"
+    assert streamed_text(hit_chunks) == streamed_text(miss_chunks)
+    content_chunks = [c for c in hit_chunks if c.choices and c.choices[0].delta.content]
+    assert len(content_chunks) > 2, "a stream hit is replayed in pieces, not one chunk"
+    assert hit_chunks[0].choices[0].delta.role == "assistant"
+    assert hit_chunks[-1].usage is not None and hit_chunks[-1].usage.completion_tokens > 0
+    assert [c.choices[0].finish_reason for c in hit_chunks if c.choices][-1] == "stop"
+
+
+def test_cross_mode_hits(gateway):
+    client = gateway.client()
+    prompt = unique("stream first")
+    _, chunks = ask_stream(client, prompt)
+    headers, completion = ask(client, prompt)
+    assert headers["x-cache-status"] == "HIT"
+    assert completion.choices[0].message.content == streamed_text(chunks)
+    assert completion.usage.total_tokens > 0, "usage is counted when the stream had none"
+
+    prompt = unique("plain first")
+    _, completion = ask(client, prompt)
+    headers, chunks = ask_stream(client, prompt)
+    assert headers["x-cache-status"] == "HIT"
+    assert streamed_text(chunks) == completion.choices[0].message.content
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "X"},
+            ]
+        },
+        {"model": "gpt-4o"},
+        {"temperature": 0.3},
+        {"seed": 7},
+        {"max_tokens": 50},
+    ],
+)
+def test_miss_for_anything_that_changes_the_answer(gateway, change):
+    client, prompt = gateway.client(), unique()
+    base = {"messages": [{"role": "user", "content": prompt}]}
+    ask(client, prompt, **base)
+    params = {**base, **change}
+    if "messages" in change:
+        params["messages"] = [change["messages"][0], {"role": "user", "content": prompt}]
+    headers, _ = ask(client, prompt, **params)
+    assert headers["x-cache-status"] == "MISS"
+    headers, _ = ask(client, prompt, **params)
+    assert headers["x-cache-status"] == "HIT"
+
+
+def test_user_field_does_not_change_the_key(gateway):
+    client, prompt = gateway.client(), unique()
+    ask(client, prompt, user="alice")
+    headers, _ = ask(client, prompt, user="bob")
+    assert headers["x-cache-status"] == "HIT"
+
+
+def test_tenants_and_namespaces_are_isolated(gateway):
+    prompt = unique()
+    ask(gateway.client("sk-tenant-one"), prompt)
+    headers, _ = ask(gateway.client("sk-tenant-two"), prompt)
+    assert headers["x-cache-status"] == "MISS"
+    headers, _ = ask(gateway.client("sk-tenant-one"), prompt, {"X-Cache-Namespace": "team-b"})
+    assert headers["x-cache-status"] == "MISS"
+    headers, _ = ask(gateway.client("sk-tenant-one"), prompt, {"X-Cache-Namespace": "team-b"})
+    assert headers["x-cache-status"] == "HIT"
+
+
+def test_no_cache_refreshes_and_stores(gateway, mock_upstream):
+    client, prompt = gateway.client(), unique()
+    ask(client, prompt)
+    calls = mock_upstream.calls()
+    headers, _ = ask(client, prompt, {"Cache-Control": "no-cache"})
+    assert headers["x-cache-status"] == "REFRESH"
+    assert mock_upstream.calls() == calls + 1
+    headers, _ = ask(client, prompt)
+    assert headers["x-cache-status"] == "HIT"
+
+
+def test_no_store_never_stores(gateway):
+    client, prompt = gateway.client(), unique()
+    headers, _ = ask(client, prompt, {"Cache-Control": "no-store"})
+    assert headers["x-cache-status"] == "MISS"
+    headers, _ = ask(client, prompt)
+    assert headers["x-cache-status"] == "MISS"
+    headers, _ = ask(client, prompt, {"Cache-Control": "no-store"})
+    assert headers["x-cache-status"] == "HIT", "no-store may still read"
+
+
+def test_max_age_rejects_older_entries(gateway):
+    client, prompt = gateway.client(), unique()
+    ask(client, prompt)
+    time.sleep(1.2)
+    headers, _ = ask(client, prompt, {"Cache-Control": "max-age=0"})
+    assert headers["x-cache-status"] == "MISS"
+    headers, _ = ask(client, prompt, {"Cache-Control": "s-maxage=3600"})
+    assert headers["x-cache-status"] == "HIT"
+
+
+def test_ttl_header_expires_the_entry(gateway):
+    client, prompt = gateway.client(), unique()
+    ask(client, prompt, {"X-Cache-TTL": "1"})
+    headers, _ = ask(client, prompt)
+    assert headers["x-cache-status"] == "HIT"
+    time.sleep(1.2)
+    headers, _ = ask(client, prompt)
+    assert headers["x-cache-status"] == "MISS"
+
+
+def test_mode_off_bypasses_and_mode_exact_skips_semantic(gateway, mock_upstream):
+    client, prompt = gateway.client(), unique()
+    ask(client, prompt)
+    headers, _ = ask(client, prompt, {"X-Cache-Mode": "off"})
+    assert headers["x-cache-status"] == "BYPASS"
+    assert "x-cache-key" not in headers
+    headers, _ = ask(client, prompt, {"X-Cache-Mode": "exact"})
+    assert headers["x-cache-status"] == "HIT"
+
+
+def test_control_headers_reach_the_gateway_not_upstream(gateway, mock_upstream):
+    ask(gateway.client(), unique(), {"X-Cache-Namespace": "ns1", "X-Cache-TTL": "60"})
+    sent = {k.lower() for k in mock_upstream.last()["headers"]}
+    assert not sent & {"x-cache-namespace", "x-cache-ttl", "cache-control"}
+
+
+@pytest.mark.parametrize(
+    "header,value",
+    [
+        ("X-Cache-TTL", "soon"),
+        ("X-Cache-TTL", "-5"),
+        ("X-Cache-Mode", "maybe"),
+        ("X-Cache-Threshold", "1.5"),
+        ("X-Cache-Threshold", "high"),
+        ("X-Cache-Namespace", "has spaces"),
+        ("Cache-Control", "max-age=ten"),
+    ],
+)
+def test_malformed_control_header_is_a_400_naming_it(gateway, header, value):
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(gateway.client(), unique(), {header: value})
+    error = caught.value.body
+    assert header in error["message"]
+    assert caught.value.status_code == 400
+    assert gateway.alive()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[]",
+        b'{"model": 5, "messages": []}',
+        b'{"model": "gpt-4o-mini", "messages": "hello"}',
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": "two"}',
+        b'{"model": "gpt-4o-mini", "messages": [{"content": "no role"}]}',
+    ],
+)
+def test_bad_bodies_are_openai_shaped_400s(gateway, body):
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    assert gateway.alive()
+
+
+def test_body_over_the_limit_is_a_413(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_MAX_BODY_BYTES": "100000"})
+    body = (
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "'
+        + b"x" * 200_000
+        + b'"}]}'
+    )
+    response = httpx.post(f"{gw.url}/v1/chat/completions", content=body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert gw.alive()
+
+
+def test_upstream_error_passes_through_and_is_not_cached(gateway, mock_upstream):
+    client, prompt = gateway.client(), unique()
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError) as caught:
+            ask(client, prompt, {"X-Mock-Status": "500"})
+        assert "mock upstream failure 500" in caught.value.body["message"]
+    headers, _ = ask(client, prompt)
+    assert headers["x-cache-status"] == "MISS"
+
+
+def test_upstream_unreachable_is_a_502(make_gateway):
+    gw = make_gateway(upstream="http://127.0.0.1:9/v1")
+    response = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": unique()}]},
+    )
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "upstream_error"
+
+
+def test_upstream_timeout_is_a_504(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_UPSTREAM_READ_TIMEOUT": "0.3"})
+    response = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": unique()}]},
+        headers={"X-Mock-Delay-Ms": "2000"},
+        timeout=10,
+    )
+    assert response.status_code == 504
+
+
+def test_stream_cut_by_upstream_is_not_stored(gateway):
+    client, prompt = gateway.client(), unique("a long answer please")
+    with pytest.raises((openai.APIError, httpx.HTTPError)):
+        ask_stream(client, prompt, {"X-Mock-Cut": "3"})
+    headers, _ = ask(client, prompt)
+    assert headers["x-cache-status"] == "MISS"
+
+
+def test_models_route_passes_through(gateway, mock_upstream):
+    models = gateway.client("sk-models").models.list()
+    assert "gpt-4o-mini" in [m.id for m in models.data]
+    assert mock_upstream.last()["headers"]["Authorization"] == "Bearer sk-models"
+
+
+def test_configured_upstream_key_replaces_the_clients(make_gateway, mock_upstream):
+    gw = make_gateway(env={"CACHEGATE_UPSTREAM_KEY": "sk-upstream"})
+    ask(gw.client("sk-client"), unique())
+    assert mock_upstream.last()["headers"]["Authorization"] == "Bearer sk-upstream"
+
+
+def test_text_completions_are_cached(gateway):
+    client, prompt = gateway.client(), unique("complete this")
+    first = client.completions.with_raw_response.create(model="gpt-4o-mini", prompt=prompt)
+    second = client.completions.with_raw_response.create(model="gpt-4o-mini", prompt=prompt)
+    assert (first.headers["x-cache-status"], second.headers["x-cache-status"]) == ("MISS", "HIT")
+    stream = client.completions.with_raw_response.create(
+        model="gpt-4o-mini", prompt=prompt, stream=True
+    )
+    assert stream.headers["x-cache-status"] == "HIT"
+    text = "".join(c.choices[0].text for c in stream.parse() if c.choices)
+    assert text == second.parse().choices[0].text
+
+
+def test_embeddings_are_cached_per_item(gateway, mock_upstream):
+    client = gateway.client()
+    a, b, c = unique("alpha"), unique("beta"), unique("gamma")
+    first = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=[a, b])
+    assert first.headers["x-cache-status"] == "MISS"
+    calls = mock_upstream.calls("embeddings")
+    mixed = client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=[b, c, a]
+    )
+    assert mock_upstream.calls("embeddings") == calls + 1
+    sent = mock_upstream.last()["body"]
+    assert c in sent and a not in sent and b not in sent, "only the missing item goes upstream"
+    assert mixed.headers["x-cache-items-cached"] == "2/3"
+    data = mixed.parse().data
+    vectors = {item.index: item.embedding for item in first.parse().data}
+    assert [d.index for d in data] == [0, 1, 2]
+    assert data[0].embedding == vectors[1] and data[2].embedding == vectors[0]
+    assert mixed.parse().usage.prompt_tokens > 0
+    again = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=c)
+    assert again.headers["x-cache-status"] == "HIT"
+    assert again.parse().usage.prompt_tokens == 0, "usage counts only what upstream billed"
+
+
+def test_entries_survive_a_restart(make_gateway, mock_upstream):
+    gw = make_gateway()
+    client, prompt = gw.client(), unique()
+    _, first = ask(client, prompt)
+    gw.restart()
+    headers, again = ask(gw.client(), prompt)
+    assert headers["x-cache-status"] == "HIT"
+    assert again.choices[0].message.content == first.choices[0].message.content
+
+
+def test_cached_answers_never_carry_upstream_cookies(gateway):
+    client, prompt = gateway.client(), unique()
+    ask(client, prompt)
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
+    )
+    assert raw.headers["x-cache-status"] == "HIT"
+    assert "set-cookie" not in raw.headers

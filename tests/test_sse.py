@@ -1,0 +1,85 @@
+"""Stream capture and replay round-trip; a cut or broken stream never yields an answer."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.sse import StreamCapture, replay
+
+
+def answer(text: str, endpoint: str = "chat") -> dict:
+    choice = (
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+        if endpoint == "chat"
+        else {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}
+    )
+    return {
+        "id": "x",
+        "object": "chat.completion" if endpoint == "chat" else "text_completion",
+        "created": 1,
+        "model": "m",
+        "choices": [choice],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }
+
+
+@given(st.text(max_size=200), st.sampled_from(["chat", "completions"]), st.integers(1, 50))
+def test_replay_then_capture_round_trips(text, endpoint, split):
+    frames = b"".join(replay(endpoint, answer(text, endpoint), include_usage=True))
+    capture = StreamCapture(endpoint)
+    for i in range(0, len(frames), split):
+        capture.feed(frames[i : i + split])
+    assert capture.completion() == answer(text, endpoint)
+
+
+def test_stream_without_done_is_not_an_answer():
+    frames = b"".join(replay("chat", answer("hello there world"), include_usage=False))
+    capture = StreamCapture("chat")
+    capture.feed(frames[: frames.index(b"data: [DONE]")])
+    assert capture.completion() is None
+
+
+def test_stream_with_an_error_event_is_not_an_answer():
+    capture = StreamCapture("chat")
+    capture.feed(b'data: {"error": {"message": "overloaded"}}\n\ndata: [DONE]\n\n')
+    assert capture.completion() is None
+
+
+def test_tool_call_deltas_are_assembled():
+    capture = StreamCapture("chat")
+    for delta in [
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_", "arguments": ""},
+                }
+            ],
+        },
+        {"tool_calls": [{"index": 0, "function": {"name": "weather", "arguments": '{"a":'}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]},
+    ]:
+        capture.feed(
+            b'data: {"id":"x","created":1,"model":"m","choices":[{"index":0,"delta":'
+            + __import__("orjson").dumps(delta)
+            + b',"finish_reason":null}]}\n\n'
+        )
+    capture.feed(
+        b'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}'
+        b"\n\ndata: [DONE]\n\n"
+    )
+    call = capture.completion()["choices"][0]["message"]["tool_calls"][0]
+    assert call == {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"a":1}'},
+    }
