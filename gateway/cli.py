@@ -220,6 +220,12 @@ def parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="offline end-to-end demo through the openai client")
     demo.add_argument("--port", type=int, default=None, help="gateway port (default: a free one)")
+    demo.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the gateway running for the dashboard (default: on a terminal)",
+    )
     demo.set_defaults(run=cmd_demo)
 
     evaluate = commands.add_parser("eval", help="semantic-tier precision/recall on labeled pairs")
@@ -253,6 +259,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # Libraries that narrate their start-up (faiss's CPU probing, model loading) stay quiet.
+    for noisy in (
+        "faiss",
+        "faiss.loader",
+        "sentence_transformers",
+        "transformers",
+        "httpx",
+        "httpx2",
+        "openai",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     args = parser().parse_args(argv)
     args.run(args)
 

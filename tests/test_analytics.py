@@ -1,0 +1,244 @@
+"""Savings analytics against known traffic: stats API, CLI, Prometheus and the dashboard agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import httpx2 as httpx
+import pytest
+import yaml
+from conftest import ARTIFACTS, REPO
+
+PRICES = yaml.safe_load((REPO / "configs/pricing.yaml").read_text())["models"]["gpt-4o-mini"]
+
+
+def send_known_traffic(gw) -> tuple[int, int]:
+    """10 distinct questions, each sent three times; returns the (prompt, completion) tokens of
+    one copy of each answer, as upstream reported them."""
+    client = gw.client("sk-analytics")
+    tag = uuid.uuid4().hex[:6]
+    prompt_tokens = completion_tokens = 0
+    for i in range(10):
+        for round_ in range(3):
+            raw = client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": f"Topic {tag}-{i}: tell me about item {i}"}],
+            )
+            assert raw.headers["x-cache-status"] == ("MISS" if round_ == 0 else "HIT")
+            if round_ == 0:
+                usage = raw.parse().usage
+                prompt_tokens += usage.prompt_tokens
+                completion_tokens += usage.completion_tokens
+    return prompt_tokens, completion_tokens
+
+
+def expected(prompt: int, completion: int) -> dict:
+    per_copy = (prompt * PRICES["input"] + completion * PRICES["output"]) / 1e6
+    return {
+        "requests": 30,
+        "hits": 20,
+        "exact_hits": 20,
+        "semantic_hits": 0,
+        "misses": 10,
+        "hit_rate": pytest.approx(2 / 3, abs=1e-6),
+        "tokens_saved": {"prompt": 2 * prompt, "completion": 2 * completion},
+        "usd_saved": pytest.approx(2 * per_copy, rel=1e-6),
+        "usd_spent": pytest.approx(per_copy, rel=1e-6),
+    }
+
+
+def check_stats(stats: dict, want: dict) -> None:
+    for field, value in want.items():
+        assert stats[field] == value, field
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    pattern = rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$"
+    return sum(float(m) for m in re.findall(pattern, text, re.M))
+
+
+def render_dashboard(url: str, screenshot: str) -> str:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail(
+            "chromium is not installed; run `make install` (scripts/install-system-packages.sh)"
+        )
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+        "--virtual-time-budget=8000",
+    ]
+    with tempfile.TemporaryDirectory() as profile:
+        ARTIFACTS.mkdir(exist_ok=True)
+        subprocess.run(
+            [
+                chromium,
+                *flags,
+                f"--user-data-dir={profile}",
+                f"--screenshot={ARTIFACTS / screenshot}",
+                url,
+            ],
+            capture_output=True,
+            timeout=90,
+            check=False,
+        )
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [chromium, *flags, f"--user-data-dir={profile}", "--dump-dom", url],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=True,
+        ).stdout
+    return dom
+
+
+def element_text(dom: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', dom)
+    assert match, f"no element #{element_id} in the rendered dashboard"
+    return match.group(1).strip()
+
+
+@pytest.mark.browser
+def test_numbers_agree_everywhere_and_survive_a_restart(make_gateway):
+    gw = make_gateway()
+    prompt, completion = send_known_traffic(gw)
+    want = expected(prompt, completion)
+
+    for round_ in ("before restart", "after restart"):
+        stats = httpx.get(f"{gw.url}/cache/stats?since=1h").json()
+        check_stats(stats, want)
+        by_model = httpx.get(f"{gw.url}/cache/stats?since=1h&by=model").json()["groups"]
+        assert [g["name"] for g in by_model] == ["gpt-4o-mini"]
+        check_stats(by_model[0], want)
+
+        metrics = httpx.get(f"{gw.url}/metrics").text
+        if round_ == "before restart":  # Prometheus counters are per process, by design
+            assert (
+                metric(
+                    metrics,
+                    "cachegate_requests_total",
+                    '{endpoint="chat",status="HIT",tier="exact"}',
+                )
+                == 20
+            )
+            assert (
+                metric(
+                    metrics, "cachegate_requests_total", '{endpoint="chat",status="MISS",tier=""}'
+                )
+                == 10
+            )
+            assert metric(metrics, "cachegate_tokens_saved_total", '{kind="prompt"}') == 2 * prompt
+            assert metric(metrics, "cachegate_usd_saved_total") == pytest.approx(
+                want["usd_saved"].expected, rel=1e-6
+            )
+        assert metric(metrics, "cachegate_entries") == 10
+
+        dom = render_dashboard(
+            f"{gw.url}/dashboard?since=1h", f"dashboard-{round_.replace(' ', '-')}.png"
+        )
+        assert 'data-loaded="true"' in dom
+        assert element_text(dom, "hit-rate") == "66.7%"
+        assert element_text(dom, "hits") == "20" and element_text(dom, "misses") == "10"
+        gw.restart()
+
+    gw.stop()
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "stats",
+            "--data-dir",
+            str(gw.data_dir),
+            "--since",
+            "1h",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    check_stats(json.loads(cli.stdout), want)
+    table = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "stats",
+            "--data-dir",
+            str(gw.data_dir),
+            "--by",
+            "model",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    ).stdout
+    assert "66.7%" in table and "gpt-4o-mini" in table
+
+
+def test_unknown_models_are_unpriced(gateway):
+    gateway.client().chat.completions.create(
+        model="mock-model", messages=[{"role": "user", "content": f"hi {uuid.uuid4()}"}]
+    )
+    stats = httpx.get(f"{gateway.url}/cache/stats").json()
+    assert "mock-model" in stats["unpriced_models"]
+
+
+def test_stats_reject_bad_parameters(gateway):
+    assert httpx.get(f"{gateway.url}/cache/stats?since=yesterday").status_code == 400
+    assert httpx.get(f"{gateway.url}/cache/stats?by=color").status_code == 400
+
+
+def test_entries_and_purge(make_gateway):
+    gw = make_gateway()
+    client = gw.client()
+    for ns in ("one", "one", "two"):
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": f"q {uuid.uuid4()}"}],
+            extra_headers={"X-Cache-Namespace": ns},
+        )
+    time.sleep(0.3)
+    entries = httpx.get(f"{gw.url}/cache/entries?namespace=one").json()["data"]
+    assert len(entries) == 2 and {e["namespace"] for e in entries} == {"one"}
+    assert set(entries[0]) >= {"key", "model", "namespace", "age", "hits", "size"}
+    assert not any("sk-" in json.dumps(e) for e in entries)
+    purged = httpx.post(f"{gw.url}/cache/purge", json={"namespace": "one"}).json()
+    assert purged == {"purged": 2}
+    assert len(httpx.get(f"{gw.url}/cache/entries").json()["data"]) == 1
+    assert httpx.post(f"{gw.url}/cache/purge", json={}).status_code == 400
+
+
+def test_admin_routes_need_the_token_when_one_is_set(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_ADMIN_TOKEN": "s3cret"})
+    for path in ("/cache/stats", "/cache/entries", "/metrics", "/dashboard"):
+        denied = httpx.get(f"{gw.url}{path}")
+        assert denied.status_code == 401
+        assert denied.json()["error"]["code"] == "admin_token_required"
+        assert (
+            httpx.get(f"{gw.url}{path}", headers={"Authorization": "Bearer wrong"}).status_code
+            == 401
+        )
+        assert (
+            httpx.get(f"{gw.url}{path}", headers={"Authorization": "Bearer s3cret"}).status_code
+            == 200
+        )
+    assert httpx.post(f"{gw.url}/cache/purge", json={"all": True}).status_code == 401
+    assert httpx.get(f"{gw.url}/healthz").status_code == 200
