@@ -173,7 +173,14 @@ class Gateway:
                 request, raw, body, decision, vector, flight, started, now
             )
         except BaseException as exc:
-            error = exc if isinstance(exc, Exception) else UpstreamError(502, "request cancelled")
+            # Followers see an upstream failure, whatever stopped the leader.
+            error = (
+                exc
+                if isinstance(exc, UpstreamError)
+                else UpstreamError(
+                    502, "the identical request this one was waiting for failed; retry"
+                )
+            )
             raise
         finally:
             if flight is not None:
@@ -363,8 +370,14 @@ class Gateway:
             else:
                 response = web.StreamResponse(status=status, headers=headers)
                 await response.prepare(request)
-                async for chunk in flight.follow():
-                    await response.write(chunk)
+                try:
+                    async for chunk in flight.follow():
+                        await response.write(chunk)
+                except (UpstreamError, ConnectionResetError):
+                    # The leader's stream was cut: cut this one too, never end it cleanly.
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
                 await response.write_eof()
         except UpstreamError as exc:
             return await self.upstream_failed(request, decision, exc, started, now)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway.config import Config
 
@@ -115,7 +116,9 @@ class Upstream:
         """Send a request and yield upstream's response; `path` is what follows /v1."""
         assert self._session is not None, "Upstream.start() was not awaited"
         target = self.target(model)
-        url = target.base_url + path + (f"?{query}" if query else "")
+        url = URL(target.base_url + path + (f"?{query}" if query else ""), encoded=False)
+        if url.origin() != URL(target.base_url).origin():  # no request picks another host
+            raise UpstreamError(400, f"path {path!r} does not stay on the upstream host")
         try:
             await asyncio.wait_for(self._slots.acquire(), self._config.upstream_queue_timeout)
         except TimeoutError:

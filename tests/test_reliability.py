@@ -1,0 +1,231 @@
+"""Reliability under load, faults and bad input, black-box against real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import string
+import threading
+import time
+import uuid
+
+import aiohttp
+import httpx2 as httpx
+import openai
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.processes import MockUpstreamProcess
+
+
+def chat_body(prompt: str, **extra) -> dict:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}], **extra}
+
+
+async def concurrent_posts(url: str, body: dict, count: int, headers: dict) -> list[tuple]:
+    async with aiohttp.ClientSession() as session:
+
+        async def one():
+            async with session.post(
+                f"{url}/v1/chat/completions", json=body, headers=headers
+            ) as response:
+                return (
+                    response.status,
+                    response.headers.get("X-Cache-Status"),
+                    await response.read(),
+                )
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+
+def test_identical_concurrent_requests_make_one_upstream_call(gateway, mock_upstream):
+    body = chat_body(f"collapse me {uuid.uuid4()}")
+    before = mock_upstream.calls()
+    results = asyncio.run(concurrent_posts(gateway.url, body, 50, {"X-Mock-Delay-Ms": "300"}))
+    assert mock_upstream.calls() == before + 1
+    assert {status for status, _, _ in results} == {200}
+    assert len({data for _, _, data in results}) == 1, "everyone gets the one answer"
+    assert sorted(s for _, s, _ in results).count("MISS") == 1
+
+
+def test_stream_followers_receive_the_leaders_stream(gateway, mock_upstream):
+    body = chat_body(f"collapse a stream {uuid.uuid4()}", stream=True)
+    before = mock_upstream.calls()
+    results = asyncio.run(concurrent_posts(gateway.url, body, 10, {"X-Mock-Delay-Ms": "300"}))
+    assert mock_upstream.calls() == before + 1
+    streams = {data for _, _, data in results}
+    assert len(streams) == 1 and next(iter(streams)).endswith(b"data: [DONE]\n\n")
+
+
+def test_a_failing_leader_fails_its_followers_without_a_hang(gateway, mock_upstream):
+    body = chat_body(f"fail together {uuid.uuid4()}")
+    results = asyncio.run(
+        concurrent_posts(gateway.url, body, 10, {"X-Mock-Delay-Ms": "300", "X-Mock-Status": "500"})
+    )
+    assert {status for status, _, _ in results} == {500}
+
+
+@pytest.fixture
+def own_upstream(tmp_path):
+    mock = MockUpstreamProcess(tmp_path)
+    yield mock
+    mock.stop()
+
+
+def test_stale_if_error_and_502_while_upstream_is_down(make_gateway, own_upstream):
+    gw = make_gateway(upstream=own_upstream.url)
+    client, prompt = gw.client(), f"keep me {uuid.uuid4()}"
+    first = client.chat.completions.create(**chat_body(prompt), extra_headers={"X-Cache-TTL": "1"})
+    time.sleep(1.2)
+    raw = client.chat.completions.with_raw_response.create(
+        **chat_body(prompt), extra_headers={"X-Mock-Status": "503"}
+    )
+    assert raw.headers["x-cache-status"] == "STALE"
+    assert raw.parse().choices[0].message.content == first.choices[0].message.content
+
+    own_upstream.stop()
+    raw = client.chat.completions.with_raw_response.create(**chat_body(prompt))
+    assert raw.headers["x-cache-status"] == "STALE"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(**chat_body(f"never seen {uuid.uuid4()}"))
+    assert caught.value.status_code == 502
+    assert caught.value.body["type"] == "upstream_error"
+    assert gw.alive()
+
+
+def test_an_80_mb_body_gets_413(gateway):
+    with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 83886080\r\n\r\n"
+        )
+        sock.sendall(b"{" + b" " * 65536)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"request_too_large" in answer
+    assert gateway.alive()
+
+
+def test_limits_on_depth_and_messages(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_MAX_MESSAGES": "5"})
+    deep = chat_body("deep")
+    deep["metadata"] = {}
+    node = deep["metadata"]
+    for _ in range(100):
+        node["x"] = {}
+        node = node["x"]
+    assert httpx.post(f"{gw.url}/v1/chat/completions", json=deep).status_code == 400
+    many = {"model": "m", "messages": [{"role": "user", "content": "hi"}] * 6}
+    response = httpx.post(f"{gw.url}/v1/chat/completions", json=many)
+    assert response.status_code == 400 and "messages" in response.json()["error"]["message"]
+
+
+def test_no_request_can_reach_another_host(gateway, mock_upstream):
+    for path in ("/v1/@evil.example/x", "/v1/..%2F..%2Fhttp://evil.example/", "/v1//evil.example/"):
+        response = httpx.get(f"{gateway.url}{path}")
+        assert response.status_code < 500 or response.status_code == 502
+        assert "evil" not in mock_upstream.last().get("headers", {}).get("Host", "")
+
+
+def test_kill_9_under_write_load_never_serves_a_wrong_answer(make_gateway):
+    gw = make_gateway()
+    prompts = [f"crash test {i} {uuid.uuid4().hex[:6]}" for i in range(400)]
+    stop = threading.Event()
+
+    def writer(chunk: list[str]) -> None:
+        client = gw.client()
+        for prompt in chunk:
+            if stop.is_set():
+                return
+            try:
+                client.chat.completions.create(**chat_body(prompt))
+            except openai.APIError:
+                return
+
+    threads = [threading.Thread(target=writer, args=(prompts[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    gw.kill9()
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    gw.start()
+    client, hits = gw.client(), 0
+    for prompt in prompts:
+        raw = client.chat.completions.with_raw_response.create(
+            **chat_body(prompt), extra_headers={"X-Cache-Mode": "exact"}
+        )
+        assert prompt in raw.parse().choices[0].message.content
+        hits += raw.headers["x-cache-status"] == "HIT"
+    assert hits > 0, "entries written before the crash are served after it"
+
+
+junk = st.text(alphabet=string.printable, max_size=200)
+json_junk = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | junk,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(junk, inner, max_size=5),
+    max_leaves=20,
+)
+bodies = st.one_of(
+    st.binary(max_size=300),
+    json_junk.map(lambda v: orjson.dumps(v)),
+    st.fixed_dictionaries(
+        {"model": json_junk, "messages": json_junk, "stream": json_junk},
+        optional={
+            "n": json_junk,
+            "temperature": json_junk,
+            "stream_options": json_junk,
+            "tools": json_junk,
+        },
+    ).map(lambda v: orjson.dumps(v)),
+)
+# Values a client library will send at all (no leading or trailing blanks).
+header_values = st.text(alphabet=string.ascii_letters + string.digits + " =,.-;", max_size=40).map(
+    str.strip
+)
+headers = st.dictionaries(
+    st.sampled_from(
+        [
+            "Cache-Control",
+            "X-Cache-TTL",
+            "X-Cache-Mode",
+            "X-Cache-Namespace",
+            "X-Cache-Threshold",
+            "Content-Type",
+            "Authorization",
+        ]
+    ),
+    header_values,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=bodies,
+    request_headers=headers,
+    path=st.sampled_from(["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]),
+)
+def test_fuzzed_requests_never_get_a_5xx_from_the_gateway(gateway, body, request_headers, path):
+    response = httpx.post(f"{gateway.url}{path}", content=body, headers=request_headers, timeout=30)
+    # The mock upstream is healthy here, so any 5xx would be the gateway's own failure.
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_gateway_is_healthy_after_fuzzing(gateway):
+    rng = random.Random(7)
+    for _ in range(50):
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 100)))
+        httpx.post(f"{gateway.url}/v1/chat/completions", content=body)
+    assert gateway.alive()
+    answer = gateway.client().chat.completions.create(**chat_body(f"still fine {uuid.uuid4()}"))
+    assert answer.choices[0].message.content
