@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.errors import error_response
 from gateway.ledger import parse_since
 from gateway.server import Gateway
-from gateway.store import PurgeFilter
+from gateway.store import PurgeFilter, StoreUnavailable
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -107,7 +107,12 @@ class Admin:
         except ValueError:
             return error_response(400, "limit must be a whole number", "limit")
         now = time.time()
-        rows = await self.gateway.cache.store.list(request.query.get("namespace") or None, limit)
+        try:
+            rows = await self.gateway.cache.store.list(
+                request.query.get("namespace") or None, limit
+            )
+        except StoreUnavailable as exc:
+            return error_response(503, str(exc))
         data = [
             {
                 **row,
@@ -130,7 +135,10 @@ class Admin:
             where = purge_filter(fields)
         except (ValueError, orjson.JSONDecodeError) as exc:
             return error_response(400, f"cannot purge: {exc}")
-        purged = await self.gateway.cache.purge(where, time.time())
+        try:
+            purged = await self.gateway.cache.purge(where, time.time())
+        except StoreUnavailable as exc:
+            return error_response(503, str(exc))
         return web.json_response({"purged": purged})
 
     async def dashboard(self, request: web.Request) -> web.StreamResponse:

@@ -68,14 +68,6 @@ def build_gateway(config: Config) -> Gateway:
     store = make_store(config, lambda keys: cache_holder[0].forget_from_thread(keys))
     cache = Cache(store, config.memory_bytes, semantic, embedder, verifier)
     cache_holder.append(cache)
-    seconds = cache.rebuild_index(time.time() - config.max_stale)
-    if cache.index is not None:
-        log.info(
-            "semantic index: %d vectors in %d partitions, rebuilt in %.2fs",
-            len(cache.index),
-            cache.index.partitions,
-            seconds,
-        )
     return Gateway(
         config=config,
         cache=cache,
@@ -121,7 +113,15 @@ def create_app(gateway: Gateway) -> web.Application:
 
     async def lifecycle(app: web.Application):
         await gateway.upstream.start()
-        gateway.cache.bind(asyncio.get_running_loop())
+        started = time.perf_counter()
+        await gateway.cache.start(time.time() - config.max_stale)
+        if gateway.cache.index is not None:
+            log.info(
+                "semantic index: %d vectors in %d partitions, loaded in %.2fs",
+                len(gateway.cache.index),
+                gateway.cache.index.partitions,
+                time.perf_counter() - started,
+            )
         tasks = [
             asyncio.create_task(gateway.ledger.run()),
             asyncio.create_task(sweep_forever(gateway)),

@@ -4,14 +4,14 @@
     semantic: embed the text -> FAISS in the request's partition -> guards -> verifier
 
 Vectors live in the durable store beside their entries; the FAISS index is rebuilt from
-there at start and kept in step with every store, purge, expiry and eviction.
+there at start and kept in step with every store, purge, expiry and eviction (with Redis,
+also those of other replicas: the store reports them through `learn`, `forget`, `reset`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,6 +61,10 @@ class MemoryLRU:
             if dropped is not None:
                 self.bytes -= dropped.size
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -97,13 +101,18 @@ class Cache:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def rebuild_index(self, now: float) -> float:
-        """Load every live vector from the store into FAISS; returns the seconds it took."""
+    async def start(self, oldest_expiry: float) -> None:
+        """Bind to the running loop; the store then loads the semantic index (vectors of
+        entries expiring after `oldest_expiry`) and, when shared, follows other replicas."""
+        self._loop = asyncio.get_running_loop()
+        await self.store.start(self, oldest_expiry)
+
+    def load(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
+        """Index (key, context_key, vector) rows read from the store."""
         if self.index is None:
-            return 0.0
-        started = time.perf_counter()
+            return
         by_partition: dict[str, tuple[list[str], list[bytes]]] = {}
-        for key, context_key, vector in self.store.semantic_rows(now):
+        for key, context_key, vector in rows:
             keys, vectors = by_partition.setdefault(context_key, ([], []))
             keys.append(key)
             vectors.append(vector)
@@ -111,14 +120,12 @@ class Cache:
             matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(keys), -1)
             if matrix.shape[1] == self.index.dim:
                 self.index.add_many(context_key, keys, matrix)
-        return time.perf_counter() - started
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
 
     # -- lookups ----------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:
         """The entry under `key`, fresh or not (callers decide what is acceptable)."""
+        if not self.store.available:  # a shared store is unreachable: pass requests through
+            return None
         entry = self.memory.get(key)
         if entry is None:
             entry = await self.store.get(key)
@@ -161,6 +168,8 @@ class Cache:
 
     # -- changes ----------------------------------------------------------------------
     def put(self, entry: Entry, vector: np.ndarray | None) -> None:
+        if not self.store.available:  # nothing is cached that the store would not hold
+            return
         if vector is not None and entry.context_key is not None:
             entry.vector = vector.astype(np.float32).tobytes()
         self.memory.put(entry)
@@ -177,6 +186,20 @@ class Cache:
         self.memory.remove(keys)
         if self.index is not None:
             self.index.remove(keys)
+
+    def learn(self, key: str, context_key: str | None, vector: bytes | None) -> None:
+        """Another replica stored `key`: drop the copy held here, index its vector."""
+        self.memory.remove([key])
+        if self.index is not None and context_key is not None and vector is not None:
+            row = np.frombuffer(vector, dtype=np.float32).copy()
+            if row.size == self.index.dim:
+                self.index.add(context_key, key, row)
+
+    def reset(self) -> None:
+        """Drop every local copy: the shared store was replaced (Redis restarted empty)."""
+        self.memory.clear()
+        if self.index is not None:
+            self.index = SemanticIndex(self.index.dim, self._semantic.hnsw_from)
 
     def forget_from_thread(self, keys: list[str]) -> None:
         if self._loop is not None:

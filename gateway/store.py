@@ -12,11 +12,11 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.entries import Entry
 
@@ -68,6 +68,10 @@ CREATE INDEX IF NOT EXISTS entries_model ON entries (model);
 """
 
 
+class StoreUnavailable(Exception):
+    """A shared store cannot be reached; an admin route answers 503 with this message."""
+
+
 @dataclass(frozen=True, slots=True)
 class PurgeFilter:
     """Which entries a purge removes. Fields combine with AND; no field and not `everything`
@@ -80,24 +84,51 @@ class PurgeFilter:
     key: str | None = None
     tenant: str | None = None
 
-    def where(self, now: float) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        for column, value in (
+    def _equal(self) -> list[tuple[str, str]]:
+        fields = (
             ("namespace", self.namespace),
             ("model", self.model),
             ("key", self.key),
             ("tenant", self.tenant),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                args.append(value)
+        )
+        return [(column, value) for column, value in fields if value is not None]
+
+    def where(self, now: float) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in self._equal():
+            clauses.append(f"{column} = ?")
+            args.append(value)
         if self.older_than is not None:
             clauses.append("created_at < ?")
             args.append(now - self.older_than)
         if not clauses and not self.everything:
             return "0", []
         return " AND ".join(clauses) or "1", args
+
+    def matches(self, values: Mapping[str, Any], now: float) -> bool:
+        """`where` for one entry's values, for stores without SQL."""
+        checks = [values.get(column) == value for column, value in self._equal()]
+        if self.older_than is not None:
+            created_at = values.get("created_at")
+            checks.append(created_at is not None and created_at < now - self.older_than)
+        return all(checks) if checks or self.everything else False
+
+
+class Changes(Protocol):
+    """What a store tells the cache in front of it (the Cache implements this)."""
+
+    def load(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
+        """Index (key, context_key, vector) rows read from the store."""
+
+    def learn(self, key: str, context_key: str | None, vector: bytes | None) -> None:
+        """Another writer stored `key` (a shared store's other replicas)."""
+
+    def forget(self, keys: list[str]) -> None:
+        """The store no longer holds these keys."""
+
+    def reset(self) -> None:
+        """The store was replaced (a shared store restarted empty): drop every local copy."""
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -114,6 +145,8 @@ def row_to_entry(row: tuple) -> Entry:
 
 
 class SqliteStore:
+    available = True  # an embedded file does not go away; a shared store may (RedisStore)
+
     def __init__(
         self, path: Path, max_entries: int, max_bytes: int, on_evict: Callable[[list[str]], None]
     ) -> None:
@@ -133,6 +166,10 @@ class SqliteStore:
         self.count, self.bytes = self._read_conn.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM entries"
         ).fetchone()
+
+    async def start(self, changes: Changes, oldest_expiry: float) -> None:
+        """Hand the cache every vector to index; nothing else writes this file."""
+        changes.load(self.semantic_rows(oldest_expiry))
 
     # -- reads (event loop) -------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:
