@@ -7,7 +7,9 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import yaml
 from aiohttp import web
@@ -23,6 +25,9 @@ from gateway.server import Gateway
 from gateway.store import SqliteStore
 from gateway.upstream import Upstream
 from policies.pricing import PriceTable
+
+if TYPE_CHECKING:
+    from gateway.redis_backend import RedisLedger, RedisStore
 
 log = logging.getLogger("cachegate")
 SWEEP_SECONDS = 60.0
@@ -63,16 +68,15 @@ def build_gateway(config: Config) -> Gateway:
         default_threshold = verifier.calibration.default_threshold
     elif semantic.verifier != "cosine":
         raise SystemExit(f"unknown verifier {semantic.verifier!r}: use cross-encoder or cosine")
-    data_dir = config.data_dir
     cache_holder: list[Cache] = []
-    store = make_store(config, lambda keys: cache_holder[0].forget_from_thread(keys))
+    store, ledger = make_backend(config, lambda keys: cache_holder[0].forget_from_thread(keys))
     cache = Cache(store, config.memory_bytes, semantic, embedder, verifier)
     cache_holder.append(cache)
     return Gateway(
         config=config,
         cache=cache,
         upstream=Upstream(config),
-        ledger=Ledger(data_dir / "ledger.db", config.ledger_flush_seconds),
+        ledger=ledger,
         prices=load_prices(config),
         metrics=Metrics(),
         policy=config.policy(default_threshold),
@@ -80,11 +84,20 @@ def build_gateway(config: Config) -> Gateway:
     )
 
 
-def make_store(config: Config, on_evict):
+def make_backend(
+    config: Config, on_evict: Callable[[list[str]], None]
+) -> tuple[SqliteStore | RedisStore, Ledger | RedisLedger]:
+    """The entry store and the ledger of `config.backend`: SQLite files in the data dir, or
+    one Redis shared by every replica."""
     if config.backend == "sqlite":
-        return SqliteStore(
+        store = SqliteStore(
             config.data_dir / "entries.db", config.max_entries, config.max_store_bytes, on_evict
         )
+        return store, Ledger(config.data_dir / "ledger.db", config.ledger_flush_seconds)
+    if config.backend.startswith(("redis://", "rediss://")):
+        from gateway.redis_backend import open_redis
+
+        return open_redis(config)  # evictions reach every replica through Redis
     raise SystemExit(f"unknown backend {config.backend!r}: use sqlite or redis://HOST:PORT/DB")
 
 

@@ -45,14 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_stats(args: argparse.Namespace) -> None:
     from gateway.ledger import query_stats
 
-    config = config_from(args)
-    path = config.data_dir / "ledger.db"
-    if not path.exists():
-        raise SystemExit(
-            f"cachegate: no ledger at {path}; has the gateway served any request "
-            "with this --data-dir?"
-        )
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    config = config_from(args, backend=args.backend)
+    conn = open_ledger(config)
     try:
         result = query_stats(conn, args.since, args.by)
     except ValueError as exc:
@@ -61,6 +55,30 @@ def cmd_stats(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2))
         return
     print_stats_table(result)
+
+
+def open_ledger(config: Config) -> sqlite3.Connection:
+    """The ledger table of `config.backend`: the SQLite file, or a copy of Redis' rows."""
+    if config.backend != "sqlite":
+        import asyncio
+
+        from redis.exceptions import RedisError
+
+        from gateway.redis_backend import read_shared_ledger
+
+        try:
+            return asyncio.run(read_shared_ledger(config.backend))
+        except (RedisError, ValueError) as exc:
+            raise SystemExit(
+                f"cachegate: cannot read the ledger in {config.backend}: {exc}"
+            ) from None
+    path = config.data_dir / "ledger.db"
+    if not path.exists():
+        raise SystemExit(
+            f"cachegate: no ledger at {path}; has the gateway served any request "
+            "with this --data-dir?"
+        )
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
 def print_stats_table(result: dict[str, Any]) -> None:
@@ -121,6 +139,11 @@ def cmd_purge(args: argparse.Namespace) -> None:
             return
     except (urllib.error.URLError, OSError, KeyError, ValueError):
         pass
+    if config.backend != "sqlite":
+        raise SystemExit(
+            f"cachegate: no gateway answered at {url}; with a shared backend, purge through "
+            "a running replica (every replica forgets what one purges)"
+        )
     import asyncio
 
     async def purge_file() -> int:
@@ -200,6 +223,11 @@ def parser() -> argparse.ArgumentParser:
         help="split into groups",
     )
     stats.add_argument("--json", action="store_true", help="JSON for scripts")
+    stats.add_argument(
+        "--backend",
+        default=None,
+        help="read the ledger of this backend: sqlite (default) or redis://HOST:PORT/DB",
+    )
     stats.set_defaults(run=cmd_stats)
 
     purge = commands.add_parser("purge", help="remove cached entries")
