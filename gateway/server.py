@@ -1,7 +1,8 @@
 """The request path, top to bottom. Read this file to know what happens to a request.
 
 POST /v1/chat/completions, /v1/completions
-  read body (413) -> parse JSON (400) -> parse control headers (400) -> decide (400)
+  read body (413) -> decision (repeats of the same bytes reuse theirs; else parse JSON,
+      control headers and the body, 400 on anything malformed)
   -> exact tier -> semantic tier -> HIT: answer from the entry (replayed as SSE for streams)
   -> MISS: join the single flight for the key; the leader calls upstream, streams the
      answer through while capturing it, stores it once complete; followers replay it
@@ -40,7 +41,7 @@ from policies.decide import (
     decide,
     json_depth_exceeds,
 )
-from policies.keys import item_key, tenant_of
+from policies.keys import digest, item_key, tenant_of
 from policies.pricing import PriceTable
 
 log = logging.getLogger("cachegate")
@@ -48,6 +49,16 @@ log = logging.getLogger("cachegate")
 JSON = "application/json"
 SSE = "text/event-stream"
 RETRY_STALE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# What a decision depends on besides the body; see Gateway.decision_for.
+DECISION_HEADERS = (
+    "Authorization",
+    "Cache-Control",
+    "X-Cache-TTL",
+    "X-Cache-Namespace",
+    "X-Cache-Mode",
+    "X-Cache-Threshold",
+)
+DECISIONS_KEPT = 20_000
 
 
 class BadRequest(Exception):
@@ -94,24 +105,21 @@ class Gateway:
         self.policy = policy
         self.count_tokens = count_tokens
         self.flights = Flights()
+        self.decisions: dict[str, Decision] = {}  # request fingerprint -> decision
 
     # -- reading the request ------------------------------------------------------------
-    async def read_json(self, request: web.Request) -> tuple[bytes, Any]:
-        if (
-            request.content_length is not None
-            and request.content_length > self.config.max_body_bytes
-        ):
+    async def read_body(self, request: web.Request) -> bytes:
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
             raise BadRequest(
-                413,
-                f"request body is {request.content_length} bytes; "
-                f"the limit is {self.config.max_body_bytes}",
+                413, f"request body is {request.content_length} bytes; the limit is {limit}"
             )
         try:
-            raw = await request.read()
+            return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise BadRequest(
-                413, f"request body is over the limit of {self.config.max_body_bytes} bytes"
-            ) from None
+            raise BadRequest(413, f"request body is over the limit of {limit} bytes") from None
+
+    def parse_json(self, raw: bytes) -> Any:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -120,7 +128,7 @@ class Gateway:
             raise BadRequest(
                 400, f"request JSON is nested deeper than {self.config.max_json_depth} levels"
             )
-        return raw, body
+        return body
 
     def controls(self, request: web.Request) -> tuple[Controls, str]:
         try:
@@ -128,6 +136,23 @@ class Gateway:
         except ControlError as exc:
             raise BadRequest(400, str(exc), exc.header) from None
         return controls, tenant_of(request.headers.get("Authorization"), self.policy.shared_tenant)
+
+    def decision_for(self, request: web.Request, endpoint: Endpoint, raw: bytes) -> Decision:
+        """decide() for this body and these headers. A decision is a pure function of them,
+        so byte-identical repeats (the common cache hit) skip parsing and validation."""
+        fingerprint = digest(endpoint, raw, *(request.headers.get(h, "") for h in DECISION_HEADERS))
+        decision = self.decisions.get(fingerprint)
+        if decision is None:
+            body = self.parse_json(raw)
+            controls, tenant = self.controls(request)
+            try:
+                decision = decide(endpoint, body, controls, tenant, self.policy)
+            except RequestError as exc:
+                raise BadRequest(400, str(exc), exc.param) from None
+            if len(self.decisions) >= DECISIONS_KEPT:
+                del self.decisions[next(iter(self.decisions))]  # oldest first
+            self.decisions[fingerprint] = decision
+        return decision
 
     # -- chat and text completions --------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -139,13 +164,10 @@ class Gateway:
     async def completion(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         started, now = time.perf_counter(), time.time()
         try:
-            raw, body = await self.read_json(request)
-            controls, tenant = self.controls(request)
-            decision = decide(endpoint, body, controls, tenant, self.policy)
+            raw = await self.read_body(request)
+            decision = self.decision_for(request, endpoint, raw)
         except BadRequest as exc:
             return self.rejected(request, exc.status, str(exc), exc.param, started, now)
-        except RequestError as exc:
-            return self.rejected(request, 400, str(exc), exc.param, started, now)
 
         vector = None
         if decision.read:
@@ -169,9 +191,7 @@ class Gateway:
             flight = None
         error: Exception | None = None
         try:
-            return await self.call_upstream(
-                request, raw, body, decision, vector, flight, started, now
-            )
+            return await self.call_upstream(request, raw, decision, vector, flight, started, now)
         except BaseException as exc:
             # Followers see an upstream failure, whatever stopped the leader.
             error = (
@@ -190,7 +210,6 @@ class Gateway:
         self,
         request: web.Request,
         raw: bytes,
-        body: dict[str, Any],
         decision: Decision,
         vector,
         flight: Flight | None,
@@ -217,7 +236,7 @@ class Gateway:
                     flight.start(up.status, headers)
                 if up.headers.get("Content-Type", "").startswith(SSE):
                     return await self.relay_stream(
-                        request, up, decision, vector, flight, headers, body, started, now
+                        request, up, decision, vector, flight, headers, raw, started, now
                     )
                 data = await up.read()
                 upstream_ms = (time.perf_counter() - started) * 1000
@@ -229,7 +248,7 @@ class Gateway:
                         answer = orjson.loads(data)
                     except orjson.JSONDecodeError:
                         log.warning("upstream sent a 200 that is not JSON; not caching it")
-                usage = await self.store_answer(decision, body, answer, data, vector, upstream_ms)
+                usage = await self.store_answer(decision, raw, answer, data, vector, upstream_ms)
                 self.record(
                     request,
                     decision,
@@ -257,7 +276,7 @@ class Gateway:
         vector,
         flight: Flight | None,
         headers,
-        body: dict[str, Any],
+        raw: bytes,
         started: float,
         now: float,
     ) -> web.StreamResponse:
@@ -283,7 +302,7 @@ class Gateway:
             cut = exc
         upstream_ms = (time.perf_counter() - started) * 1000
         answer = capture.completion() if up.status == 200 and cut is None else None
-        usage = await self.store_answer(decision, body, answer, None, vector, upstream_ms)
+        usage = await self.store_answer(decision, raw, answer, None, vector, upstream_ms)
         self.record(
             request,
             decision,
@@ -313,7 +332,7 @@ class Gateway:
     async def store_answer(
         self,
         decision: Decision,
-        body: dict[str, Any],
+        raw: bytes,
         answer: dict[str, Any] | None,
         data: bytes | None,
         vector,
@@ -324,7 +343,7 @@ class Gateway:
             return 0, 0
         usage = answer.get("usage")
         if not isinstance(usage, dict):
-            usage = count_usage(decision.endpoint, body, answer, self.count_tokens)
+            usage = count_usage(decision.endpoint, orjson.loads(raw), answer, self.count_tokens)
             answer["usage"] = usage
             data = None  # the stored body carries the counted usage
         tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
@@ -493,7 +512,7 @@ class Gateway:
         """Each input item is its own entry; a batch sends upstream only the items not cached."""
         started, now = time.perf_counter(), time.time()
         try:
-            _raw, body = await self.read_json(request)
+            body = self.parse_json(await self.read_body(request))
             controls, tenant = self.controls(request)
             items, single = embedding_items(body)
         except BadRequest as exc:

@@ -86,7 +86,7 @@ def train(args: argparse.Namespace) -> None:
     print(f"train {len(train_pairs)} pairs, calib {len(calib_pairs)} pairs", flush=True)
 
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(args.init or base, num_labels=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     plan = [b for _ in range(args.epochs) for b in batches(train_pairs, args.batch, rng)]
     warmup = max(1, len(plan) // 10)
@@ -188,6 +188,7 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
             "batch": args.batch,
             "seed": args.seed,
             "synthetic": args.synthetic,
+            "init": args.init or "all-MiniLM-L6-v2",
         },
     }
     (OUT_DIR / "verifier.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -197,17 +198,21 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
 def pick_threshold(
     scores: np.ndarray, labels: np.ndarray, target: float
 ) -> tuple[float, float, float]:
-    """The lowest threshold whose precision reaches `target` (most recall at that precision)."""
-    best = (1.0, 1.0, 0.0)
-    for threshold in np.unique(np.round(scores, 4))[::-1]:
-        hits = scores >= threshold
-        if hits.sum() == 0:
-            continue
-        precision = float(labels[hits].mean())
-        if precision < target:
-            break
-        best = (float(threshold), precision, float(labels[hits].sum() / labels.sum()))
-    return best
+    """The lowest threshold whose hits reach `target` precision: the most recall at it.
+
+    Precision is not monotonic in the threshold (a few confident mistakes at the top), so
+    every threshold is checked, not only the run down from the top.
+    """
+    order = np.argsort(-scores, kind="stable")
+    ranked, correct = scores[order], np.cumsum(labels[order])
+    precision = correct / np.arange(1, len(ranked) + 1)
+    # Only cut between distinct scores: a threshold admits every pair that ties it.
+    last_of_tie = np.r_[ranked[1:] != ranked[:-1], True]
+    good = np.flatnonzero((precision >= target) & last_of_tie)
+    if len(good) == 0:
+        return 1.0, 1.0, 0.0
+    cut = good[-1]
+    return float(ranked[cut]), float(precision[cut]), float(correct[cut] / labels.sum())
 
 
 def main() -> None:
@@ -221,6 +226,9 @@ def main() -> None:
     parser.add_argument("--target-precision", type=float, default=0.93)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--init", default=None, help="continue from this checkpoint instead of the MiniLM weights"
+    )
     parser.add_argument(
         "--checkpoint",
         default=".cache/verifier-checkpoint",

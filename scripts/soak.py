@@ -1,0 +1,115 @@
+"""Soak: hold a mixed load of hits and misses on a gateway and watch memory and errors.
+
+    .venv/bin/python scripts/soak.py --minutes 10
+
+Starts the mock upstream (20 ms latency) and a gateway with the shipped defaults (real
+embedding model and verifier) in a scratch dir, then drives it with `--concurrency`
+workers: 60% repeats of known questions (exact hits), 20% rewordings (semantic tier),
+20% never-seen questions (misses that are stored). Every 30 s it prints throughput,
+error count and the gateway's resident memory; at the end, the memory trend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from gateway.processes import GatewayProcess, MockUpstreamProcess
+
+KNOWN = [f"How do I configure feature number {i} of the billing system?" for i in range(300)]
+REWORDED = [
+    f"What is the way to set up feature number {i} of the billing system?" for i in range(300)
+]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def drive(url: str, pid: int, minutes: float, concurrency: int) -> None:
+    deadline = time.monotonic() + minutes * 60
+    counts = {"requests": 0, "errors": 0}
+    statuses: dict[str, int] = {}
+    samples: list[tuple[float, float]] = []
+    rng = random.Random(1)
+    started = time.monotonic()
+
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer sk-soak"}) as session:
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                roll = rng.random()
+                if roll < 0.6:
+                    text = rng.choice(KNOWN)
+                elif roll < 0.8:
+                    text = rng.choice(REWORDED)
+                else:
+                    text = f"A question never asked before, number {rng.getrandbits(48)}?"
+                body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+                try:
+                    async with session.post(f"{url}/v1/chat/completions", json=body) as r:
+                        await r.read()
+                        status = r.headers.get("X-Cache-Status", str(r.status))
+                        statuses[status] = statuses.get(status, 0) + 1
+                        counts["errors"] += r.status != 200
+                except aiohttp.ClientError:
+                    counts["errors"] += 1
+                counts["requests"] += 1
+
+        async def report() -> None:
+            last_count, last_time = 0, time.monotonic()
+            while time.monotonic() < deadline:
+                await asyncio.sleep(30)
+                now = time.monotonic()
+                rate = (counts["requests"] - last_count) / (now - last_time)
+                last_count, last_time = counts["requests"], now
+                memory = rss_mb(pid)
+                samples.append((now - started, memory))
+                print(
+                    f"t={now - started:5.0f}s  {rate:7.1f} req/s  errors {counts['errors']}  "
+                    f"rss {memory:7.1f} MB  {statuses}",
+                    flush=True,
+                )
+
+        await asyncio.gather(report(), *(worker() for _ in range(concurrency)))
+    elapsed = time.monotonic() - started
+    print(
+        f"\n{counts['requests']} requests in {elapsed:.0f}s ({counts['requests'] / elapsed:.1f} "
+        f"req/s), {counts['errors']} errors; statuses {statuses}"
+    )
+    if len(samples) >= 4:
+        settled = samples[len(samples) // 4]  # after warm-up: the memory LRU fills first
+        print(
+            f"memory: {samples[0][1]:.1f} MB at {samples[0][0]:.0f}s, {settled[1]:.1f} MB at "
+            f"{settled[0]:.0f}s, {samples[-1][1]:.1f} MB at {samples[-1][0]:.0f}s "
+            f"(max {max(m for _, m in samples):.1f} MB)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cachegate-soak-"))
+    mock = MockUpstreamProcess(work, latency_ms=20)
+    gateway = GatewayProcess(work / "data", mock.url)
+    try:
+        assert gateway.process is not None
+        asyncio.run(drive(gateway.url, gateway.process.pid, args.minutes, args.concurrency))
+    finally:
+        gateway.stop()
+        mock.stop()
+
+
+if __name__ == "__main__":
+    main()
