@@ -20,6 +20,7 @@ from embeddings.verifier import CrossEncoderVerifier
 from gateway.admin import Admin
 from gateway.cache import Cache
 from gateway.config import Config
+from gateway.errors import error_response
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.server import Gateway
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cachegate")
 SWEEP_SECONDS = 60.0
+HEADER_PARSER_FACTOR = 4
 COSINE_DEFAULT_THRESHOLD = 0.9
 
 
@@ -114,9 +116,31 @@ async def sweep_forever(gateway: Gateway) -> None:
             log.exception("expiry sweep failed; will try again")
 
 
+def header_limit(max_bytes: int):
+    """431 in OpenAI's shape when the request headers together pass `max_bytes`.
+
+    aiohttp's own parser stops far larger ones (HEADER_PARSER_FACTOR times the limit) with
+    a plain-text 400 before any handler runs; this gives the clear error below that.
+    """
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
+        if size > max_bytes:
+            return error_response(
+                431,
+                f"request headers are {size} bytes; the limit is {max_bytes} (max_header_bytes)",
+            )
+        return await handler(request)
+
+    return check
+
+
 def create_app(gateway: Gateway) -> web.Application:
     config = gateway.config
-    app = web.Application(client_max_size=config.max_body_bytes)
+    app = web.Application(
+        client_max_size=config.max_body_bytes, middlewares=[header_limit(config.max_header_bytes)]
+    )
     admin = Admin(gateway, config.admin_token)
     app.add_routes(admin.routes())
     app.add_routes(
@@ -169,8 +193,8 @@ def serve(config: Config) -> None:
             app,
             access_log=None,
             handler_cancellation=False,
-            max_field_size=config.max_header_bytes,
-            max_line_size=config.max_header_bytes,
+            max_field_size=config.max_header_bytes * HEADER_PARSER_FACTOR,
+            max_line_size=config.max_header_bytes * HEADER_PARSER_FACTOR,
         )
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)

@@ -229,3 +229,15 @@ def test_gateway_is_healthy_after_fuzzing(gateway):
     assert gateway.alive()
     answer = gateway.client().chat.completions.create(**chat_body(f"still fine {uuid.uuid4()}"))
     assert answer.choices[0].message.content
+
+
+def test_oversized_headers_get_an_openai_shaped_431(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_MAX_HEADER_BYTES": "4096"})
+    response = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        json=chat_body("big headers"),
+        headers={f"X-Filler-{i}": "y" * 500 for i in range(12)},
+    )
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "headers_too_large"
+    assert gw.alive()
