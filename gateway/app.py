@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -155,7 +156,10 @@ def create_app(gateway: Gateway) -> web.Application:
     async def lifecycle(app: web.Application):
         await gateway.upstream.start()
         started = time.perf_counter()
+        # Before serving, index builds may use every core; while serving, one (see above).
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
         await gateway.cache.start(time.time() - config.max_stale)
+        faiss.omp_set_num_threads(1)
         if gateway.cache.index is not None:
             log.info(
                 "semantic index: %d vectors in %d partitions, loaded in %.2fs",

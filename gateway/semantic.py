@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-HNSW_LINKS = 32
+# 16 links per node: half the build time and memory of 32, and at a million entries a
+# lookup still stays within a millisecond or two (make bench, index scale).
+HNSW_LINKS = 16
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 64
 CANDIDATES = 4
