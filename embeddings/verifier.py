@@ -19,12 +19,20 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    platt_a: float
-    platt_b: float
+    """Logistic regression over the cross-encoder's logit and the embeddings' cosine.
+
+    The two disagree usefully: the cross-encoder reads word order and negation, the
+    cosine is steadier on rewordings far from its training data.
+    """
+
+    logit_weight: float
+    cosine_weight: float
+    bias: float
     default_threshold: float
 
-    def score(self, logits: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.platt_a * logits + self.platt_b)))
+    def score(self, logits: np.ndarray, cosines: np.ndarray) -> np.ndarray:
+        z = self.logit_weight * logits + self.cosine_weight * cosines + self.bias
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 class CrossEncoderVerifier:
@@ -45,7 +53,9 @@ class CrossEncoderVerifier:
     ) -> CrossEncoderVerifier:
         info = json.loads(Path(calibration).read_text()) if calibration else {}
         scale = (
-            Calibration(info["platt_a"], info["platt_b"], info["default_threshold"])
+            Calibration(
+                info["logit_weight"], info["cosine_weight"], info["bias"], info["default_threshold"]
+            )
             if info
             else None
         )
@@ -70,11 +80,12 @@ class CrossEncoderVerifier:
         }
         return float(self._session.run(["logits"], feed)[0].reshape(-1)[0])
 
-    def scores(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """Calibrated probabilities that each pair asks the same thing."""
+    def scores(self, candidates: list[tuple[str, str, float]]) -> np.ndarray:
+        """Calibrated probabilities that each (new text, cached text, cosine) asks the same."""
         if self.calibration is None:
             raise RuntimeError("verifier has no calibration; run scripts/train_verifier.py")
-        return self.calibration.score(self.logits(pairs))
+        logits = self.logits([(new, cached) for new, cached, _ in candidates])
+        return self.calibration.score(logits, np.array([c for _, _, c in candidates]))
 
 
 def shipped_tokenizer(max_length: int):
@@ -101,16 +112,15 @@ def onnx_session(path: Path, threads: int, made_by: str):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def fit_platt(logits: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:
-    """Logistic regression of labels on one feature, by Newton's method: (slope, intercept)."""
-    x = np.stack([logits, np.ones_like(logits)], axis=1)
-    w = np.zeros(2)
+def fit_logistic(features: np.ndarray, labels: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Logistic regression by Newton's method; returns one weight per column, then the bias."""
+    x = np.column_stack([features, np.ones(len(features))])
+    w = np.zeros(x.shape[1])
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(x @ w)))
-        gradient = x.T @ (labels - p)
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(x.shape[1])
+        step = np.linalg.solve(hessian, x.T @ (labels - p))
         w += step
         if np.abs(step).max() < 1e-10:
             break
-    return float(w[0]), float(w[1])
+    return w

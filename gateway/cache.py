@@ -95,9 +95,7 @@ class Cache:
             MicroBatcher(embedder.encode, semantic.batch_max, "embed") if embedder else None
         )
         self._verify = (
-            MicroBatcher(lambda pairs: verifier.scores(pairs), semantic.batch_max, "verify")
-            if verifier
-            else None
+            MicroBatcher(verifier.scores, semantic.batch_max, "verify") if verifier else None
         )
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -159,7 +157,7 @@ class Cache:
             score = (
                 cosine
                 if self._verify is None
-                else float(await self._verify.submit((query.text, entry.text)))
+                else float(await self._verify.submit((query.text, entry.text, cosine)))
             )
             if score >= query.threshold:
                 return SemanticResult(entry, score, vector)

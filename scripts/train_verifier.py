@@ -31,8 +31,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from embeddings.onnx_export import export_int8
+from embeddings.onnx_minilm import OnnxMiniLMEmbedder
 from embeddings.pairs import Pair, load_pairs, select
-from embeddings.verifier import CrossEncoderVerifier, fit_platt
+from embeddings.verifier import Calibration, CrossEncoderVerifier, fit_logistic
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "embeddings" / "models"
 NEGATORS = re.compile(r"\b(is|are|can|do|does|should|will|would|could|was|did)\b", re.I)
@@ -140,23 +141,43 @@ def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
 
 
 def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
-    """Fit the score on what ships: the quantized model's logits on the calib split."""
+    """Fit the score on what ships: the quantized model's logits (one pair per run, as
+    served) and the int8 embedder's cosines, on the calib split."""
     verifier = CrossEncoderVerifier.load(
-        OUT_DIR / "verifier.onnx", calibration=None, max_length=args.max_length
+        OUT_DIR / "verifier.onnx",
+        calibration=None,
+        max_length=args.max_length,
+        threads=args.threads,
     )
-    logits = np.concatenate(
-        [
-            verifier.logits([(p.text_a, p.text_b) for p in calib_pairs[i : i + 64]])
-            for i in range(0, len(calib_pairs), 64)
-        ]
-    )
+    embedder = OnnxMiniLMEmbedder.load(args.threads)
+    logits = verifier.logits([(p.text_a, p.text_b) for p in calib_pairs])
+    a = np.concatenate([embedder.encode([p.text_a]) for p in calib_pairs])
+    b = np.concatenate([embedder.encode([p.text_b]) for p in calib_pairs])
+    cosines = (a * b).sum(axis=1).astype(np.float64)
     labels = np.array([p.label for p in calib_pairs], dtype=np.float64)
-    a, b = fit_platt(logits, labels)
-    scores = 1 / (1 + np.exp(-(a * logits + b)))
-    threshold, precision, recall = pick_threshold(scores, labels, args.target_precision)
+    logit_weight, cosine_weight, bias = fit_logistic(np.column_stack([logits, cosines]), labels)
+    scale = Calibration(logit_weight, cosine_weight, bias, 0.0)
+    threshold, precision, recall = pick_threshold(
+        scale.score(logits, cosines), labels, args.target_precision
+    )
+    previous = OUT_DIR / "verifier.json"
+    trained = (
+        json.loads(previous.read_text()).get("trained")
+        if args.calibrate_only and previous.exists()
+        else {
+            "pairs_file": Path(args.pairs).name,
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "batch": args.batch,
+            "seed": args.seed,
+            "synthetic": args.synthetic,
+            "init": args.init or "all-MiniLM-L6-v2",
+        }
+    )
     info = {
-        "platt_a": a,
-        "platt_b": b,
+        "logit_weight": logit_weight,
+        "cosine_weight": cosine_weight,
+        "bias": bias,
         "max_length": args.max_length,
         "default_threshold": round(threshold, 4),
         "calib": {
@@ -165,17 +186,9 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
             "recall": recall,
             "target_precision": args.target_precision,
         },
-        "trained": {
-            "pairs_file": Path(args.pairs).name,
-            "epochs": args.epochs,
-            "lr": args.lr,
-            "batch": args.batch,
-            "seed": args.seed,
-            "synthetic": args.synthetic,
-            "init": args.init or "all-MiniLM-L6-v2",
-        },
+        "trained": trained,
     }
-    (OUT_DIR / "verifier.json").write_text(json.dumps(info, indent=2) + "\n")
+    previous.write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2), flush=True)
 
 
