@@ -23,11 +23,20 @@ from gateway.store import PurgeFilter, StoreUnavailable
 STATIC = Path(__file__).resolve().parent / "static"
 
 
+PURGE_FIELDS = {"all": bool, "namespace": str, "model": str, "older_than": str, "key": str}
+
+
 def purge_filter(fields: dict[str, Any]) -> PurgeFilter:
     """A purge from CLI-like fields: all, namespace, model, older_than ('7d'), key."""
+    for name, value in fields.items():
+        kind = PURGE_FIELDS.get(name)
+        if kind is None:
+            raise ValueError(f"unknown field {name!r}; use {', '.join(PURGE_FIELDS)}")
+        if not isinstance(value, kind):
+            raise ValueError(f"{name!r} must be a {'boolean' if kind is bool else 'string'}")
     older = fields.get("older_than")
     where = PurgeFilter(
-        everything=bool(fields.get("all")),
+        everything=fields.get("all") is True,
         namespace=fields.get("namespace"),
         model=fields.get("model"),
         older_than=parse_since(older) if older else None,
@@ -54,8 +63,13 @@ class Admin:
             return error_response(
                 401, "admin routes need 'Authorization: Bearer <CACHEGATE_ADMIN_TOKEN>'"
             )
+        # Behind a proxy on this host every client looks local: then a token is required.
+        proxied = "Forwarded" in request.headers or "X-Forwarded-For" in request.headers
         try:
-            if ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback:
+            if (
+                not proxied
+                and ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
+            ):
                 return None
         except ValueError:
             pass

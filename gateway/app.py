@@ -70,11 +70,11 @@ def build_gateway(config: Config) -> Gateway:
     embedder = load_embedder(semantic.embedder, semantic.threads) if semantic.enabled else None
     verifier = None
     default_threshold = COSINE_DEFAULT_THRESHOLD
+    if semantic.verifier not in ("cross-encoder", "cosine"):
+        raise SystemExit(f"unknown verifier {semantic.verifier!r}: use cross-encoder or cosine")
     if embedder is not None and semantic.verifier == "cross-encoder":
         verifier = CrossEncoderVerifier.load(threads=semantic.threads)
         default_threshold = verifier.calibration.default_threshold
-    elif semantic.verifier != "cosine":
-        raise SystemExit(f"unknown verifier {semantic.verifier!r}: use cross-encoder or cosine")
     cache_holder: list[Cache] = []
     store, ledger = make_backend(config, lambda keys: cache_holder[0].forget_from_thread(keys))
     cache = Cache(store, config.memory_bytes, semantic, embedder, verifier)
@@ -117,6 +117,18 @@ async def sweep_forever(gateway: Gateway) -> None:
             log.exception("expiry sweep failed; will try again")
 
 
+@web.middleware
+async def unexpected_errors(request: web.Request, handler):
+    """A bug must still answer in OpenAI's shape, and the gateway keep serving."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "cachegate failed on this request; the error is in its log")
+
+
 def header_limit(max_bytes: int):
     """431 in OpenAI's shape when the request headers together pass `max_bytes`.
 
@@ -140,7 +152,8 @@ def header_limit(max_bytes: int):
 def create_app(gateway: Gateway) -> web.Application:
     config = gateway.config
     app = web.Application(
-        client_max_size=config.max_body_bytes, middlewares=[header_limit(config.max_header_bytes)]
+        client_max_size=config.max_body_bytes,
+        middlewares=[unexpected_errors, header_limit(config.max_header_bytes)],
     )
     admin = Admin(gateway, config.admin_token)
     app.add_routes(admin.routes())

@@ -137,8 +137,11 @@ def cmd_purge(args: argparse.Namespace) -> None:
         with urllib.request.urlopen(request, timeout=5) as response:
             print(f"purged {json.load(response)['purged']} entries (through {url})")
             return
-    except (urllib.error.URLError, OSError, KeyError, ValueError):
-        pass
+    except urllib.error.HTTPError as exc:  # a gateway answered, and refused
+        answer = exc.read().decode(errors="replace")[:300]
+        raise SystemExit(f"cachegate: {url} answered {exc.code}: {answer}") from None
+    except (urllib.error.URLError, ConnectionError):
+        pass  # no gateway there: edit the data dir directly
     if config.backend != "sqlite":
         raise SystemExit(
             f"cachegate: no gateway answered at {url}; with a shared backend, purge through "

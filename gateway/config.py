@@ -171,7 +171,7 @@ def load_config(
             continue
         suffix = variable.removeprefix("CACHEGATE_").lower()
         name = next((k for k in known if re.sub(r"[.]", "_", k) == suffix), None)
-        if name:
-            values[name] = text or None
+        if name and text:  # an empty variable is as good as unset
+            values[name] = text
     values |= {k: v for k, v in (overrides or {}).items() if v is not None}
     return _build(Config, values)

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 
 from multidict import CIMultiDict
 
+from gateway.upstream import UpstreamError
+
 
 class Flight:
     def __init__(self) -> None:
@@ -21,6 +23,7 @@ class Flight:
         self.chunks: list[bytes] = []
         self.done = False
         self.error: Exception | None = None
+        self.usage: tuple[int, int] = (0, 0)  # (prompt, completion) tokens of the answer
         self._changed = asyncio.Event()
 
     def start(self, status: int, headers: Mapping[str, str]) -> None:
@@ -46,7 +49,9 @@ class Flight:
         while self.status is None and not self.done:
             await self._changed.wait()
         if self.status is None:
-            raise self.error or RuntimeError("the leading request ended without an answer")
+            raise self.error or UpstreamError(
+                502, "the identical request this one waited for ended without an answer; retry"
+            )
 
     async def follow(self) -> AsyncIterator[bytes]:
         """The body chunks, as the leader receives them."""

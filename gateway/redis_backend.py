@@ -647,7 +647,7 @@ class RedisLedger:
                     for row in rows:
                         pipe.xadd(
                             LEDGER,
-                            {"r": orjson.dumps(row)},
+                            {"r": orjson.dumps(tuple(row))},
                             maxlen=LEDGER_MAX_ROWS,
                             approximate=True,
                         )

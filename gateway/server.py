@@ -31,7 +31,7 @@ from gateway.flights import Flight, Flights
 from gateway.ledger import Ledger, Record
 from gateway.metrics import Metrics
 from gateway.sse import StreamCapture, count_usage, replay
-from gateway.upstream import Upstream, UpstreamError, response_headers
+from gateway.upstream import Upstream, UpstreamError, read_all, response_headers
 from policies.controls import ControlError, Controls, parse_controls
 from policies.decide import (
     Decision,
@@ -51,8 +51,15 @@ JSON = "application/json"
 SSE = "text/event-stream"
 RETRY_STALE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # What a decision depends on besides the body; see Gateway.decision_for.
+# The caller's API key, however the upstream expects it (OpenAI, Azure, Anthropic style).
+CREDENTIAL_HEADERS = ("Authorization", "api-key", "x-api-key")
+ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
 DECISION_HEADERS = (
-    "Authorization",
+    *CREDENTIAL_HEADERS,
     "Cache-Control",
     "X-Cache-TTL",
     "X-Cache-Namespace",
@@ -136,7 +143,12 @@ class Gateway:
             controls = parse_controls(request.headers)
         except ControlError as exc:
             raise BadRequest(400, str(exc), exc.header) from None
-        return controls, tenant_of(request.headers.get("Authorization"), self.policy.shared_tenant)
+        return controls, self.tenant(request)
+
+    def tenant(self, request: web.Request) -> str:
+        headers = request.headers
+        credential = next((headers[h] for h in CREDENTIAL_HEADERS if h in headers), None)
+        return tenant_of(credential, self.policy.shared_tenant)
 
     def decision_for(self, request: web.Request, endpoint: Endpoint, raw: bytes) -> Decision:
         """decide() for this body and these headers. A decision is a pure function of them,
@@ -239,7 +251,7 @@ class Gateway:
                     return await self.relay_stream(
                         request, up, decision, vector, flight, headers, raw, started, now
                     )
-                data = await up.read()
+                data = await read_all(up)
                 upstream_ms = (time.perf_counter() - started) * 1000
                 if flight is not None:
                     flight.publish(data)
@@ -250,6 +262,8 @@ class Gateway:
                     except orjson.JSONDecodeError:
                         log.warning("upstream sent a 200 that is not JSON; not caching it")
                 usage = await self.store_answer(decision, raw, answer, data, vector, upstream_ms)
+                if flight is not None:
+                    flight.usage = usage
                 self.record(
                     request,
                     decision,
@@ -267,6 +281,8 @@ class Gateway:
                 )
                 return web.Response(body=data, status=up.status, headers=headers)
         except UpstreamError as exc:
+            if flight is not None:
+                flight.finish(exc)  # followers fail (or serve STALE) the same way
             return await self.upstream_failed(request, decision, exc, started, now)
 
     async def relay_stream(
@@ -284,14 +300,20 @@ class Gateway:
         response = web.StreamResponse(status=up.status, headers=headers)
         await response.prepare(request)
         capture = StreamCapture(decision.endpoint)
-        size, cut = 0, None
+        size, cut, client_gone = 0, None, False
         try:
             async for chunk in up.content.iter_any():
                 capture.feed(chunk)
                 size += len(chunk)
                 if flight is not None:
                     flight.publish(chunk)
-                await response.write(chunk)
+                if not client_gone:
+                    try:
+                        await response.write(chunk)
+                    except ConnectionResetError:
+                        # The client left; upstream bills the answer anyway, so read it to
+                        # the end for the followers and the cache.
+                        client_gone = True
         except (aiohttp.ClientError, TimeoutError) as exc:  # upstream cut the stream
             cut = exc
             log.warning(
@@ -299,11 +321,11 @@ class Gateway:
                 decision.key,
                 type(exc).__name__,
             )
-        except ConnectionResetError as exc:  # the client went away
-            cut = exc
         upstream_ms = (time.perf_counter() - started) * 1000
         answer = capture.completion() if up.status == 200 and cut is None else None
         usage = await self.store_answer(decision, raw, answer, None, vector, upstream_ms)
+        if flight is not None:
+            flight.usage = usage
         self.record(
             request,
             decision,
@@ -327,7 +349,8 @@ class Gateway:
             if request.transport is not None:
                 request.transport.close()
             return response
-        await response.write_eof()
+        if not client_gone:
+            await response.write_eof()
         return response
 
     async def store_answer(
@@ -382,7 +405,8 @@ class Gateway:
             await flight.started()
             status = flight.status or 502
             headers = flight.headers.copy()
-            headers.update(self.cache_headers("HIT", decision.key, tier="exact"))
+            if status == 200:  # an upstream error relayed is no hit
+                headers.update(self.cache_headers("HIT", decision.key, tier="exact"))
             headers["X-Cache-Collapsed"] = "true"
             if not decision.stream:
                 data = b"".join([chunk async for chunk in flight.follow()])
@@ -401,16 +425,16 @@ class Gateway:
                 await response.write_eof()
         except UpstreamError as exc:
             return await self.upstream_failed(request, decision, exc, started, now)
-        entry = self.cache.memory.get(decision.key)
+        # Saved: the leader's tokens; not time, since this request waited for upstream too.
+        prompt_tokens, completion_tokens = flight.usage
         self.record(
             request,
             decision,
             Outcome(
                 "HIT" if status == 200 else "ERROR",
-                tier="exact",
-                prompt_tokens=entry.prompt_tokens if entry else 0,
-                completion_tokens=entry.completion_tokens if entry else 0,
-                upstream_ms=entry.upstream_ms if entry else 0.0,
+                tier="exact" if status == 200 else None,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
                 http_status=status,
                 key=decision.key,
             ),
@@ -557,9 +581,9 @@ class Gateway:
                 missing, rows, split_tokens(spent_tokens, counts), strict=True
             ):
                 vectors[i] = row.get("embedding")
-                if not mode_off and not controls.no_store:
+                ttl = ttl_for(controls, self.policy)
+                if not mode_off and not controls.no_store and ttl > 0:
                     stored = time.time()
-                    ttl = ttl_for(controls, self.policy)
                     self.cache.put(
                         Entry(
                             key=keys[i],
@@ -641,11 +665,11 @@ class Gateway:
                 orjson.dumps(body),
                 body["model"],
             ) as up:
-                data = await up.read()
+                data = await read_all(up)
                 if up.status != 200:
-                    return {}, web.Response(
-                        body=data, status=up.status, headers=response_headers(up.headers)
-                    )
+                    headers = response_headers(up.headers)
+                    headers["X-Cache-Status"] = "MISS"
+                    return {}, web.Response(body=data, status=up.status, headers=headers)
         except UpstreamError as exc:
             return {}, error_response(exc.status, str(exc))
         try:
@@ -676,14 +700,16 @@ class Gateway:
                 body,
                 None,
             ) as up:
-                response = web.StreamResponse(
-                    status=up.status, headers=response_headers(up.headers, cookies=True)
-                )
+                headers = response_headers(up.headers, cookies=True)
+                headers["X-Cache-Status"] = "BYPASS"  # not a cacheable route
+                response = web.StreamResponse(status=up.status, headers=headers)
                 await response.prepare(request)
                 try:
                     async for chunk in up.content.iter_any():
                         await response.write(chunk)
                 except (aiohttp.ClientError, TimeoutError, ConnectionResetError):
+                    if request.transport is not None:  # a cut body must not look complete
+                        request.transport.close()
                     return response
                 await response.write_eof()
                 return response
@@ -700,12 +726,11 @@ class Gateway:
         started: float,
         now: float,
     ) -> web.Response:
-        tenant = tenant_of(request.headers.get("Authorization"), self.policy.shared_tenant)
         self.record_plain(
             request,
-            tenant,
+            self.tenant(request),
             request.headers.get("X-Cache-Namespace", "default")[:128],
-            request.path.removeprefix("/v1/"),
+            ENDPOINTS.get(request.path, request.path),
             "",
             "ERROR",
             status,
@@ -718,7 +743,8 @@ class Gateway:
     def record(
         self, request: web.Request, decision: Decision, outcome: Outcome, started: float, now: float
     ) -> None:
-        prompt = decision.semantic.text[:200] if decision.semantic else None
+        # The ledger keeps a preview of the compared text only where the answer may be kept.
+        prompt = decision.semantic.text[:200] if decision.semantic and decision.store else None
         self.ledger_record(
             request,
             decision.tenant,

@@ -150,6 +150,16 @@ class Upstream:
             self._slots.release()
 
 
+async def read_all(response: aiohttp.ClientResponse) -> bytes:
+    """Upstream's whole body; a connection lost or too slow mid-body is an UpstreamError."""
+    try:
+        return await response.read()
+    except TimeoutError:
+        raise UpstreamError(504, "upstream stopped sending its answer (read timeout)") from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(502, f"upstream dropped its answer midway: {exc}") from None
+
+
 def response_headers(upstream: Mapping[str, str], cookies: bool = False) -> CIMultiDict:
     """Headers of an upstream answer that are safe to pass on to the client.
 

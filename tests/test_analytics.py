@@ -223,7 +223,9 @@ def test_entries_and_purge(make_gateway):
     purged = httpx.post(f"{gw.url}/cache/purge", json={"namespace": "one"}).json()
     assert purged == {"purged": 2}
     assert len(httpx.get(f"{gw.url}/cache/entries").json()["data"]) == 1
-    assert httpx.post(f"{gw.url}/cache/purge", json={}).status_code == 400
+    for bad in ({}, {"all": "false"}, {"namespace": 5}, {"everything": True}):
+        assert httpx.post(f"{gw.url}/cache/purge", json=bad).status_code == 400, bad
+    assert len(httpx.get(f"{gw.url}/cache/entries").json()["data"]) == 1
 
 
 def test_admin_routes_need_the_token_when_one_is_set(make_gateway):
@@ -242,3 +244,9 @@ def test_admin_routes_need_the_token_when_one_is_set(make_gateway):
         )
     assert httpx.post(f"{gw.url}/cache/purge", json={"all": True}).status_code == 401
     assert httpx.get(f"{gw.url}/healthz").status_code == 200
+
+
+def test_loopback_shortcut_is_off_behind_a_proxy(gateway):
+    assert httpx.get(f"{gateway.url}/cache/stats").status_code == 200
+    proxied = httpx.get(f"{gateway.url}/cache/stats", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert proxied.status_code == 403

@@ -241,3 +241,38 @@ def test_oversized_headers_get_an_openai_shaped_431(make_gateway):
     assert response.status_code == 431
     assert response.json()["error"]["code"] == "headers_too_large"
     assert gw.alive()
+
+
+def test_followers_of_a_leader_that_cannot_reach_upstream_get_its_error(make_gateway):
+    gw = make_gateway(upstream="http://127.0.0.1:9/v1")
+    results = asyncio.run(concurrent_posts(gw.url, chat_body(f"nowhere {uuid.uuid4()}"), 8, {}))
+    assert {status for status, _, _ in results} == {502}
+    assert all(orjson.loads(data)["error"]["type"] == "upstream_error" for _, _, data in results)
+
+
+def test_a_stream_whose_client_leaves_is_still_stored_for_the_others(gateway):
+    body = chat_body(f"leave early {uuid.uuid4()}", stream=True)
+
+    async def leave_then_ask():
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{gateway.url}/v1/chat/completions", json=body, headers={"X-Mock-Delay-Ms": "200"}
+            ) as response:
+                await response.content.readany()  # first bytes, then hang up
+            await asyncio.sleep(0.5)
+            async with session.post(
+                f"{gateway.url}/v1/chat/completions", json={**body, "stream": False}
+            ) as again:
+                return again.headers["X-Cache-Status"]
+
+    assert asyncio.run(leave_then_ask()) == "HIT"
+
+
+def test_semantic_tier_can_be_switched_off(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_SEMANTIC_ENABLED": "false"})
+    client = gw.client()
+    client.chat.completions.create(**chat_body("How do I learn the Python language?"))
+    raw = client.chat.completions.with_raw_response.create(
+        **chat_body("How do I learn the Python language quickly?")
+    )
+    assert raw.headers["x-cache-status"] == "MISS"

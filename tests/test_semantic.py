@@ -1,0 +1,123 @@
+"""The semantic tier with the real model and the shipped verifier, black-box."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx2 as httpx
+import pytest
+from conftest import Gateway
+
+REAL_SEMANTIC = {
+    "CACHEGATE_SEMANTIC_EMBEDDER": "minilm-onnx",
+    "CACHEGATE_SEMANTIC_VERIFIER": "cross-encoder",
+}
+PARAPHRASES = [
+    ("What is the capital of France?", "Which city is the capital of France?"),
+    ("How do I reverse a list in Python?", "What's the way to reverse a Python list?"),
+    ("What are the health benefits of green tea?", "What health benefits does green tea have?"),
+    ("How can I improve my public speaking skills?", "How do I get better at public speaking?"),
+]
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory, mock_upstream):
+    gw = Gateway(tmp_path_factory.mktemp("semantic") / "data", mock_upstream.url, REAL_SEMANTIC)
+    yield gw
+    gw.stop()
+
+
+def ask(
+    gw,
+    text: str,
+    namespace: str,
+    api_key: str = "sk-sem",
+    model: str = "gpt-4o-mini",
+    history: list | None = None,
+    headers: dict | None = None,
+):
+    messages = [*(history or []), {"role": "user", "content": text}]
+    raw = gw.client(api_key).chat.completions.with_raw_response.create(
+        model=model,
+        messages=messages,
+        extra_headers={"X-Cache-Namespace": namespace, **(headers or {})},
+    )
+    return raw.headers, raw.parse()
+
+
+def fresh() -> str:
+    return f"ns-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.mark.parametrize("stored,asked", PARAPHRASES)
+def test_paraphrases_hit_with_a_calibrated_score(real, stored, asked):
+    ns = fresh()
+    _, original = ask(real, stored, ns)
+    headers, answer = ask(real, asked, ns)
+    assert headers["x-cache-status"] == "HIT"
+    assert headers["x-cache-tier"] == "semantic"
+    score = headers["x-cache-similarity"]
+    assert len(score.split(".")[1]) == 4 and 0 < float(score) <= 1
+    assert answer.choices[0].message.content == original.choices[0].message.content
+
+
+@pytest.mark.parametrize(
+    "stored,asked",
+    [
+        ("What is 17 times 23?", "What is 17 times 24?"),
+        ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
+        ("What is the capital of Austria?", "What is the capital of Australia?"),
+        ("How do I reverse a list in Python?", "How do I sort a list in Python?"),
+    ],
+)
+def test_different_questions_miss(real, stored, asked):
+    ns = fresh()
+    ask(real, stored, ns)
+    headers, _ = ask(real, asked, ns)
+    assert headers["x-cache-status"] == "MISS"
+
+
+def test_context_must_match(real):
+    stored, asked = PARAPHRASES[0]
+    system = [{"role": "system", "content": "Answer in French."}]
+    turns = [
+        {"role": "user", "content": "Let's talk geography."},
+        {"role": "assistant", "content": "Sure, ask away."},
+    ]
+    ns = fresh()
+    ask(real, stored, ns, history=system)
+    assert ask(real, asked, ns)[0]["x-cache-status"] == "MISS", "another system prompt"
+    assert ask(real, asked, ns, history=turns)[0]["x-cache-status"] == "MISS", "other turns"
+    assert ask(real, asked, ns, history=system, model="gpt-4o")[0]["x-cache-status"] == "MISS"
+    assert ask(real, asked, ns, history=system, api_key="sk-other")[0]["x-cache-status"] == "MISS"
+    assert ask(real, asked, fresh(), history=system)[0]["x-cache-status"] == "MISS"
+    assert ask(real, asked, ns, history=system)[0]["x-cache-tier"] == "semantic"
+
+
+def test_threshold_and_mode_headers(real):
+    stored, asked = PARAPHRASES[2]
+    ns = fresh()
+    ask(real, stored, ns)
+    assert ask(real, asked, ns, headers={"X-Cache-Threshold": "1"})[0]["x-cache-status"] == "MISS"
+    assert ask(real, asked, ns, headers={"X-Cache-Mode": "exact"})[0]["x-cache-status"] == "MISS"
+    assert ask(real, asked, ns, headers={"X-Cache-Threshold": "0.05"})[0]["x-cache-status"] == "HIT"
+
+
+def test_purge_removes_semantic_matches(real):
+    stored, asked = PARAPHRASES[3]
+    ns = fresh()
+    ask(real, stored, ns)
+    purged = httpx.post(f"{real.url}/cache/purge", json={"namespace": ns}).json()
+    assert purged == {"purged": 1}
+    assert ask(real, asked, ns)[0]["x-cache-status"] == "MISS"
+
+
+def test_index_is_rebuilt_after_a_restart(make_gateway):
+    gw = make_gateway(env=REAL_SEMANTIC)
+    stored, asked = PARAPHRASES[1]
+    ns = fresh()
+    ask(gw, stored, ns)
+    gw.restart()
+    assert "semantic index: 1 vectors" in gw.log.read_text()
+    headers, _ = ask(gw, asked, ns)
+    assert headers["x-cache-tier"] == "semantic"
