@@ -14,8 +14,22 @@ from typing import Any
 from gateway.config import Config, ConfigError, load_config
 
 
-def env_default(flag: str, default: Any = None) -> Any:
-    return os.environ.get("CACHEGATE_" + flag.upper().replace("-", "_"), default)
+def apply_environment(parser: argparse.ArgumentParser) -> None:
+    """Every flag --some-flag reads CACHEGATE_SOME_FLAG when it is not given (INTERFACE.md)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                apply_environment(subparser)
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), None)
+        value = os.environ.get("CACHEGATE_" + action.dest.upper()) if flag else None
+        if flag in (None, "--help", "--config") or not value:
+            continue  # --config has CACHEGATE_CONFIG, read with the config layers
+        if action.nargs == 0:  # a switch: true, 1, yes or on
+            action.default = value.lower() in ("1", "true", "yes", "on")
+        else:
+            action.default = action.type(value) if action.type else value
+        action.required = False
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -216,12 +230,12 @@ def parser() -> argparse.ArgumentParser:
     add_data_dir(stats)
     stats.add_argument(
         "--since",
-        default=env_default("since", "24h"),
+        default="24h",
         help="window: 90m, 24h, 7d, or all (default 24h)",
     )
     stats.add_argument(
         "--by",
-        default=env_default("by"),
+        default=None,
         choices=["model", "tenant", "namespace", "tier", "day", "hour", "status", "endpoint"],
         help="split into groups",
     )
@@ -235,7 +249,7 @@ def parser() -> argparse.ArgumentParser:
 
     purge = commands.add_parser("purge", help="remove cached entries")
     add_data_dir(purge)
-    what = purge.add_mutually_exclusive_group(required=True)
+    what = purge.add_mutually_exclusive_group()  # purge_filter says when none is given
     what.add_argument("--all", action="store_true", help="every entry")
     what.add_argument("--namespace", help="entries of one namespace")
     what.add_argument("--model", help="entries of one model")
@@ -244,9 +258,9 @@ def parser() -> argparse.ArgumentParser:
     purge.set_defaults(run=cmd_purge)
 
     mock = commands.add_parser("mock-upstream", help="a deterministic OpenAI-compatible upstream")
-    mock.add_argument("--host", default=env_default("mock_host", "127.0.0.1"))
-    mock.add_argument("--port", type=int, default=env_default("mock_port", 8081))
-    mock.add_argument("--latency-ms", type=float, default=env_default("latency_ms", 0.0))
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8081)
+    mock.add_argument("--latency-ms", type=float, default=0.0)
     mock.set_defaults(run=cmd_mock_upstream)
 
     demo = commands.add_parser("demo", help="offline end-to-end demo through the openai client")
@@ -262,7 +276,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="semantic-tier precision/recall on labeled pairs")
     evaluate.add_argument(
         "--pairs",
-        default=env_default("pairs", "../shared/data/qqp_dev.jsonl"),
+        default="../shared/data/qqp_dev.jsonl",
         help="JSON lines {text_a, text_b, label}",
     )
     evaluate.add_argument(
@@ -302,7 +316,9 @@ def main(argv: list[str] | None = None) -> None:
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TQDM_DISABLE", "1")
-    args = parser().parse_args(argv)
+    top = parser()
+    apply_environment(top)
+    args = top.parse_args(argv)
     args.run(args)
 
 

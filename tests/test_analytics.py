@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -174,6 +175,20 @@ def test_numbers_agree_everywhere_and_survive_a_restart(make_gateway):
         check=True,
     )
     check_stats(json.loads(cli.stdout), want)
+    from_environment = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "stats"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        env={
+            **os.environ,
+            "CACHEGATE_DATA_DIR": str(gw.data_dir),
+            "CACHEGATE_SINCE": "1h",
+            "CACHEGATE_JSON": "true",
+        },
+    )
+    check_stats(json.loads(from_environment.stdout), want)
     table = subprocess.run(
         [
             sys.executable,
