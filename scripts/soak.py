@@ -5,8 +5,11 @@
 Starts the mock upstream (20 ms latency) and a gateway with the shipped defaults (real
 embedding model and verifier) in a scratch dir, then drives it with `--concurrency`
 workers: 60% repeats of known questions (exact hits), 20% rewordings (semantic tier),
-20% never-seen questions (misses that are stored). Every 30 s it prints throughput,
-error count and the gateway's resident memory; at the end, the memory trend.
+15% questions from a pool of 5,000 others (misses until each is stored once, then hits)
+and 5% never-seen questions sent with `Cache-Control: no-store` (misses forever, never
+stored). So the stored data stops growing after a few minutes while misses continue,
+and the resident memory should then stay flat. Every 30 s it prints throughput, error
+count and the gateway's resident memory; at the end, the memory trend.
 """
 
 from __future__ import annotations
@@ -48,15 +51,21 @@ async def drive(url: str, pid: int, minutes: float, concurrency: int) -> None:
         async def worker() -> None:
             while time.monotonic() < deadline:
                 roll = rng.random()
+                headers = {}
                 if roll < 0.6:
                     text = rng.choice(KNOWN)
                 elif roll < 0.8:
                     text = rng.choice(REWORDED)
+                elif roll < 0.95:
+                    text = f"Tell me about catalogue item {rng.randrange(5000)} in detail, please."
                 else:
                     text = f"A question never asked before, number {rng.getrandbits(48)}?"
+                    headers = {"Cache-Control": "no-store"}
                 body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
                 try:
-                    async with session.post(f"{url}/v1/chat/completions", json=body) as r:
+                    async with session.post(
+                        f"{url}/v1/chat/completions", json=body, headers=headers
+                    ) as r:
                         await r.read()
                         status = r.headers.get("X-Cache-Status", str(r.status))
                         statuses[status] = statuses.get(status, 0) + 1
