@@ -4,8 +4,9 @@ A request can only match an entry of its own partition (same tenant, namespace,
 endpoint, model, system prompt, earlier turns, tools, parameters), so each partition
 has its own index: exact search (flat) while small, HNSW once it passes `hnsw_from`
 vectors, which keeps lookups near a millisecond at a million entries. FAISS cannot
-cheaply delete from HNSW, so removals leave tombstones that searches skip; a partition
-is rebuilt from its live vectors once a quarter of it is dead.
+cheaply delete from HNSW, so removals leave tombstones: a bitmap of live positions that
+FAISS consults during the search itself (so dead entries never crowd out live ones), and a
+partition is rebuilt from its live vectors once a quarter of it is dead.
 """
 
 from __future__ import annotations
@@ -29,10 +30,32 @@ class Partition:
     index: faiss.Index
     keys: list[str | None] = field(default_factory=list)  # FAISS position -> entry key
     dead: int = 0
+    # Bit i set = position i is live (FAISS IDSelectorBitmap's layout); grown by doubling.
+    alive: np.ndarray = field(default_factory=lambda: np.zeros(8, dtype=np.uint8))
 
     @property
     def live(self) -> int:
         return len(self.keys) - self.dead
+
+    def mark_added(self, start: int, count: int) -> None:
+        needed = (start + count + 7) // 8
+        if needed > len(self.alive):
+            grown = np.zeros(max(needed, 2 * len(self.alive)), dtype=np.uint8)
+            grown[: len(self.alive)] = self.alive
+            self.alive = grown
+        for position in range(start, start + count):
+            self.alive[position >> 3] |= 1 << (position & 7)
+
+    def mark_removed(self, position: int) -> None:
+        self.alive[position >> 3] &= ~np.uint8(1 << (position & 7))
+
+    def search_parameters(self) -> faiss.SearchParameters | None:
+        if self.dead == 0:
+            return None
+        selector = faiss.IDSelectorBitmap(len(self.keys), faiss.swig_ptr(self.alive))
+        if isinstance(self.index, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)
+        return faiss.SearchParameters(sel=selector)
 
 
 def new_index(dim: int, size: int, hnsw_from: int) -> faiss.Index:
@@ -73,6 +96,7 @@ class SemanticIndex:
         start = len(part.keys)
         part.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         part.keys.extend(keys)
+        part.mark_added(start, len(keys))
         for offset, key in enumerate(keys):
             self._where[key] = (context_key, start + offset)
 
@@ -86,6 +110,7 @@ class SemanticIndex:
             context_key, position = place
             part = self._partitions[context_key]
             part.keys[position] = None
+            part.mark_removed(position)
             part.dead += 1
             removed += 1
             touched.add(context_key)
@@ -102,8 +127,10 @@ class SemanticIndex:
         part = self._partitions.get(context_key)
         if part is None:
             return []
-        k = min(CANDIDATES + part.dead, len(part.keys), 64)
-        scores, positions = part.index.search(vector.reshape(1, -1).astype(np.float32), k)
+        k = min(CANDIDATES, part.live)
+        scores, positions = part.index.search(
+            vector.reshape(1, -1).astype(np.float32), k, params=part.search_parameters()
+        )
         found = []
         for score, position in zip(scores[0], positions[0], strict=True):
             key = part.keys[position] if position >= 0 else None
@@ -121,6 +148,7 @@ class SemanticIndex:
         if live:
             fresh.index.add(np.ascontiguousarray(vectors[[p for p, _ in live]], dtype=np.float32))
         fresh.keys = [k for _, k in live]
+        fresh.mark_added(0, len(fresh.keys))
         for position, key in enumerate(fresh.keys):
             self._where[key] = (context_key, position)
         self._partitions[context_key] = fresh
