@@ -8,6 +8,7 @@ identifier. Each guard vetoes a semantic match outright when the two texts disag
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 NUMBER_WORDS = {
     "zero": "0",
@@ -61,6 +62,44 @@ NEGATIONS = {
     "hadnt",
     "mustnt",
 }
+# Pairs of words that flip an answer when one text has one and the other the other.
+# fmt: off
+OPPOSITES = [tuple(pair.split("/")) for pair in """
+rise/fall rises/falls rose/fell rising/falling increase/decrease increased/decreased
+increases/decreases up/down gain/lose gained/lost gains/losses win/lose won/lost wins/losses
+winner/loser strengthen/weaken strengthened/weakened higher/lower high/low more/less
+most/least best/worst first/last before/after north/south east/west northern/southern
+eastern/western buy/sell bought/sold buying/selling open/close opened/closed start/end
+started/ended approve/reject approved/rejected accept/reject accepted/rejected
+agreed/declined agree/decline leading/trailing lead/trail for/against pro/anti men/women
+men's/women's male/female boys/girls this/last next/last today/yesterday tomorrow/yesterday
+noon/midnight morning/evening largest/smallest biggest/smallest import/export
+imports/exports add/remove hot/cold positive/negative legal/illegal allow/ban allowed/banned
+profit/loss hire/fire hired/fired join/leave joined/left enter/exit inside/outside
+above/below maximum/minimum true/false input/output client/server upload/download
+encrypt/decrypt private/public static/dynamic
+""".split()]
+# fmt: on
+# Capitalized words that are not names: question words and sentence openers.
+# fmt: off
+NOT_NAMES = frozenset("""
+a am an and are at be but can could did do does for he her here his how i if in is it its
+may might must my of on or our shall she should that the their there these they this those
+to was we were what when where which who whom whose why will would you your
+""".split())
+# fmt: on
+# Words that carry little meaning of their own: swapping them rewords, not changes, a text.
+# fmt: off
+FUNCTION_WORDS = frozenset("""
+a an the is are was were be been being do does did doing have has had having i me my we our
+you your he she it its they them their this that these those what which who whom whose when
+where why how can could should would will shall may might must of in on at to for from by
+with about as into like through over between out during without under around among and or
+but if than so not no very just also too some any each every other such own same few both
+all much many quite really get got make there here s t way ways good
+""".split())
+# fmt: on
+NAME = re.compile(r"\b[A-Z][A-Za-z'’.-]*[a-zA-Z]")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 QUOTED = re.compile(r"\"([^\"]{1,200})\"|`([^`]{1,200})`|“([^”]{1,200})”")
@@ -90,6 +129,50 @@ def identifiers(text: str) -> frozenset[str]:
     return frozenset(IDENTIFIER.findall(text))
 
 
+def opposite(a: str, b: str) -> bool:
+    """One text says X where the other says its opposite (rise/fall, north/south, ...)."""
+    words_a, words_b = set(WORD.findall(a.lower())), set(WORD.findall(b.lower()))
+    only_a, only_b = words_a - words_b, words_b - words_a
+    return any((x in only_a and y in only_b) or (y in only_a and x in only_b) for x, y in OPPOSITES)
+
+
+def names(text: str) -> frozenset[str]:
+    """Capitalized words past the first (names, places, days, parties), lowercased."""
+    found = NAME.findall(text)[1:] if text[:1].isupper() else NAME.findall(text)
+    return frozenset(w.lower() for w in found if w.lower() not in NOT_NAMES)
+
+
+def other_names(a: str, b: str) -> bool:
+    """Each text names something the other does not mention: a swapped name or date.
+
+    A name present on one side only ("Donald Trump" / "Trump") is an addition, not a
+    substitution, and passes.
+    """
+    words_a, words_b = set(WORD.findall(a.lower())), set(WORD.findall(b.lower()))
+    return bool(names(a) - words_b) and bool(names(b) - words_a)
+
+
+def swapped_word(a: str, b: str) -> bool:
+    """The texts are the same but for one or two words, and a meaningful word was swapped.
+
+    "How many people died in the earthquake?" / "... were injured in ...": a minimal edit
+    like this is how a different question most often hides inside a near-identical text;
+    a rewording moves more words than that.
+    """
+    words_a, words_b = Counter(WORD.findall(a.lower())), Counter(WORD.findall(b.lower()))
+    only_a, only_b = words_a - words_b, words_b - words_a
+    if not 0 < only_a.total() <= 2 or not 0 < only_b.total() <= 2:
+        return False
+    if (words_a & words_b).total() < 3:
+        return False
+    return any(map(meaningful, only_a)) and any(map(meaningful, only_b))
+
+
+def meaningful(word: str) -> bool:
+    """Not a function word, and not a number (the numbers guard judges those)."""
+    return word not in FUNCTION_WORDS and word not in NUMBER_WORDS and not word.isdigit()
+
+
 def veto(new_text: str, cached_text: str) -> str | None:
     """The name of the first guard that rejects the pair, or None when all agree."""
     if numbers(new_text) != numbers(cached_text):
@@ -100,4 +183,10 @@ def veto(new_text: str, cached_text: str) -> str | None:
         return "quoted"
     if identifiers(new_text) != identifiers(cached_text):
         return "identifiers"
+    if opposite(new_text, cached_text):
+        return "opposites"
+    if other_names(new_text, cached_text):
+        return "names"
+    if swapped_word(new_text, cached_text):
+        return "swapped-word"
     return None

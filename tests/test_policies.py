@@ -228,6 +228,16 @@ def test_json_depth(depth):
         ('What does "foo" mean?', 'What does "bar" mean?', "quoted"),
         ("How does parse_args work?", "How does parse_known_args work?", "identifiers"),
         ("How do I learn Python?", "What's the best way to learn Python?", None),
+        ("Why did Tesla's stock fall today?", "Why did Tesla's stock rise today?", "opposites"),
+        ("Did the Senate pass the bill?", "Did the House pass the bill?", "names"),
+        ("Why did stocks drop on Thursday?", "Why did stocks drop on Tuesday?", "names"),
+        ("Why is Donald Trump so popular?", "Why do people like Trump so much?", None),
+        (
+            "How many people died in the flood?",
+            "How many people were injured in the flood?",
+            "swapped-word",
+        ),
+        ("How do I lose weight fast?", "How can I lose weight fast?", None),
         ("Name two rivers in Spain", "Name 2 rivers in Spain", None),
     ],
 )
