@@ -252,7 +252,6 @@ class Gateway:
                         request, up, decision, vector, flight, headers, raw, started, now
                     )
                 data = await read_all(up)
-                upstream_ms = (time.perf_counter() - started) * 1000
                 if flight is not None:
                     flight.publish(data)
                 answer = None
@@ -261,21 +260,16 @@ class Gateway:
                         answer = orjson.loads(data)
                     except orjson.JSONDecodeError:
                         log.warning("upstream sent a 200 that is not JSON; not caching it")
-                usage = await self.store_answer(decision, raw, answer, data, vector, upstream_ms)
-                if flight is not None:
-                    flight.usage = usage
-                self.record(
+                await self.settle_miss(
                     request,
                     decision,
-                    Outcome(
-                        decision.status_on_miss if up.status == 200 else "ERROR",
-                        prompt_tokens=usage[0],
-                        completion_tokens=usage[1],
-                        upstream_ms=upstream_ms,
-                        bytes=len(data),
-                        http_status=up.status,
-                        key=decision.key,
-                    ),
+                    raw,
+                    answer,
+                    data,
+                    vector,
+                    flight,
+                    up.status,
+                    len(data),
                     started,
                     now,
                 )
@@ -321,25 +315,10 @@ class Gateway:
                 decision.key,
                 type(exc).__name__,
             )
-        upstream_ms = (time.perf_counter() - started) * 1000
-        answer = capture.completion() if up.status == 200 and cut is None else None
-        usage = await self.store_answer(decision, raw, answer, None, vector, upstream_ms)
-        if flight is not None:
-            flight.usage = usage
-        self.record(
-            request,
-            decision,
-            Outcome(
-                decision.status_on_miss if up.status == 200 and cut is None else "ERROR",
-                prompt_tokens=usage[0],
-                completion_tokens=usage[1],
-                upstream_ms=upstream_ms,
-                bytes=size,
-                http_status=up.status,
-                key=decision.key,
-            ),
-            started,
-            now,
+        answer = capture.completion() if cut is None else None
+        status = up.status if cut is None else 502
+        await self.settle_miss(
+            request, decision, raw, answer, None, vector, flight, status, size, started, now
         )
         if cut is not None:
             if flight is not None:
@@ -352,6 +331,44 @@ class Gateway:
         if not client_gone:
             await response.write_eof()
         return response
+
+    async def settle_miss(
+        self,
+        request: web.Request,
+        decision: Decision,
+        raw: bytes,
+        answer: dict[str, Any] | None,
+        data: bytes | None,
+        vector,
+        flight: Flight | None,
+        status: int,
+        size: int,
+        started: float,
+        now: float,
+    ) -> None:
+        """After upstream answered: store a complete 200 answer, hand its usage to the
+        followers, record the request."""
+        upstream_ms = (time.perf_counter() - started) * 1000
+        usage = await self.store_answer(
+            decision, raw, answer if status == 200 else None, data, vector, upstream_ms
+        )
+        if flight is not None:
+            flight.usage = usage
+        self.record(
+            request,
+            decision,
+            Outcome(
+                decision.status_on_miss if status == 200 else "ERROR",
+                prompt_tokens=usage[0],
+                completion_tokens=usage[1],
+                upstream_ms=upstream_ms,
+                bytes=size,
+                http_status=status,
+                key=decision.key,
+            ),
+            started,
+            now,
+        )
 
     async def store_answer(
         self,
