@@ -44,7 +44,6 @@ CREATE TABLE IF NOT EXISTS requests (
     prompt TEXT                     -- the compared text (first 200 chars), for top-prompt reports
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
-CREATE INDEX IF NOT EXISTS requests_key ON requests (key);
 """
 
 

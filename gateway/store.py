@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from gateway.entries import Entry
 
 log = logging.getLogger("cachegate.store")
+HIT_FLUSH_SECONDS = 1.0
 
 COLUMNS = (
     "key",
@@ -163,6 +164,7 @@ class SqliteStore:
         self._hits: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         self._flush_scheduled = False
+        self._hits_flushed_at = 0.0
         self.count, self.bytes = self._read_conn.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM entries"
         ).fetchone()
@@ -226,7 +228,11 @@ class SqliteStore:
         with self._lock:
             count, _ = self._hits.get(key, (0, now))
             self._hits[key] = (count + 1, now)
-        self._schedule_flush()
+        # Hit counts are bookkeeping: write them at most once a second, not per hit (a
+        # profile under load showed per-hit flushes taking a core from the event loop).
+        if now - self._hits_flushed_at >= HIT_FLUSH_SECONDS:
+            self._hits_flushed_at = now
+            self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
