@@ -88,8 +88,6 @@ class Cache:
         self.store = store
         self.memory = MemoryLRU(memory_bytes)
         self._semantic = semantic
-        self._embedder = embedder
-        self._verifier = verifier
         self.index = SemanticIndex(embedder.dim, semantic.hnsw_from) if embedder else None
         self._embed = (
             MicroBatcher(embedder.encode, semantic.batch_max, "embed") if embedder else None
