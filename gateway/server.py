@@ -355,7 +355,6 @@ class Gateway:
         if flight is not None:
             flight.usage = usage
         self.record(
-            request,
             decision,
             Outcome(
                 decision.status_on_miss if status == 200 else "ERROR",
@@ -445,7 +444,6 @@ class Gateway:
         # Saved: the leader's tokens; not time, since this request waited for upstream too.
         prompt_tokens, completion_tokens = flight.usage
         self.record(
-            request,
             decision,
             Outcome(
                 "HIT" if status == 200 else "ERROR",
@@ -482,7 +480,6 @@ class Gateway:
                 request, decision, stale, "STALE", "exact", None, started, now
             )
         self.record(
-            request,
             decision,
             Outcome("ERROR", http_status=exc.status, key=decision.key),
             started,
@@ -532,7 +529,6 @@ class Gateway:
         if status == "HIT":
             self.cache.hit(entry, now)
         self.record(
-            request,
             decision,
             Outcome(
                 status,
@@ -578,15 +574,12 @@ class Gateway:
             answer, failure = await self.fetch_embeddings(request, sub, len(missing))
             upstream_ms = (time.perf_counter() - started) * 1000
             if failure is not None:  # upstream errors pass through, never cached
-                self.record_plain(
-                    request,
+                self.ledger_record(
                     tenant,
                     controls.namespace,
                     "embeddings",
                     model,
-                    "ERROR",
-                    failure.status,
-                    len(failure.body or b""),
+                    Outcome("ERROR", http_status=failure.status, bytes=len(failure.body or b"")),
                     started,
                     now,
                 )
@@ -651,7 +644,6 @@ class Gateway:
         if status == "HIT":
             headers["Age"] = str(int(min(e.age(now) for e in found.values())))
         self.ledger_record(
-            request,
             tenant,
             controls.namespace,
             "embeddings",
@@ -743,27 +735,16 @@ class Gateway:
         started: float,
         now: float,
     ) -> web.Response:
-        self.record_plain(
-            request,
-            self.tenant(request),
-            request.headers.get("X-Cache-Namespace", "default")[:128],
-            ENDPOINTS.get(request.path, request.path),
-            "",
-            "ERROR",
-            status,
-            0,
-            started,
-            now,
-        )
+        namespace = request.headers.get("X-Cache-Namespace", "default")[:128]
+        endpoint = ENDPOINTS.get(request.path, request.path)
+        outcome = Outcome("ERROR", http_status=status)
+        self.ledger_record(self.tenant(request), namespace, endpoint, "", outcome, started, now)
         return error_response(status, message, param)
 
-    def record(
-        self, request: web.Request, decision: Decision, outcome: Outcome, started: float, now: float
-    ) -> None:
+    def record(self, decision: Decision, outcome: Outcome, started: float, now: float) -> None:
         # The ledger keeps a preview of the compared text only where the answer may be kept.
         prompt = decision.semantic.text[:200] if decision.semantic and decision.store else None
         self.ledger_record(
-            request,
             decision.tenant,
             decision.namespace,
             decision.endpoint,
@@ -774,33 +755,8 @@ class Gateway:
             prompt,
         )
 
-    def record_plain(
-        self,
-        request: web.Request,
-        tenant: str,
-        namespace: str,
-        endpoint: str,
-        model: str,
-        status: str,
-        http_status: int,
-        size: int,
-        started: float,
-        now: float,
-    ) -> None:
-        self.ledger_record(
-            request,
-            tenant,
-            namespace,
-            endpoint,
-            model,
-            Outcome(status, http_status=http_status, bytes=size),
-            started,
-            now,
-        )
-
     def ledger_record(
         self,
-        request: web.Request,
         tenant: str,
         namespace: str,
         endpoint: str,
