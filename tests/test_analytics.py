@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -16,6 +15,8 @@ import httpx2 as httpx
 import pytest
 import yaml
 from conftest import ARTIFACTS, REPO
+
+from gateway.processes import CACHEGATE
 
 PRICES = yaml.safe_load((REPO / "configs/pricing.yaml").read_text())["models"]["gpt-4o-mini"]
 
@@ -107,6 +108,18 @@ def render_dashboard(url: str, screenshot: str) -> str:
     return dom
 
 
+def cachegate(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run the `cachegate` command; its standard output."""
+    return subprocess.run(
+        [*CACHEGATE, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        env={**os.environ, **(env or {})},
+    ).stdout
+
+
 def element_text(dom: str, element_id: str) -> str:
     match = re.search(rf'id="{element_id}"[^>]*>([^<]*)<', dom)
     assert match, f"no element #{element_id} in the rendered dashboard"
@@ -157,54 +170,16 @@ def test_numbers_agree_everywhere_and_survive_a_restart(make_gateway):
         gw.restart()
 
     gw.stop()
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "stats",
-            "--data-dir",
-            str(gw.data_dir),
-            "--since",
-            "1h",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=True,
+    data_dir = str(gw.data_dir)
+    check_stats(
+        json.loads(cachegate("stats", "--data-dir", data_dir, "--since", "1h", "--json")), want
     )
-    check_stats(json.loads(cli.stdout), want)
-    from_environment = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "stats"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=True,
-        env={
-            **os.environ,
-            "CACHEGATE_DATA_DIR": str(gw.data_dir),
-            "CACHEGATE_SINCE": "1h",
-            "CACHEGATE_JSON": "true",
-        },
+    from_environment = cachegate(
+        "stats",
+        env={"CACHEGATE_DATA_DIR": data_dir, "CACHEGATE_SINCE": "1h", "CACHEGATE_JSON": "true"},
     )
-    check_stats(json.loads(from_environment.stdout), want)
-    table = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "stats",
-            "--data-dir",
-            str(gw.data_dir),
-            "--by",
-            "model",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=True,
-    ).stdout
+    check_stats(json.loads(from_environment), want)
+    table = cachegate("stats", "--data-dir", data_dir, "--by", "model")
     assert "66.7%" in table and "gpt-4o-mini" in table
 
 
