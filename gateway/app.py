@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -75,10 +74,8 @@ def build_gateway(config: Config) -> Gateway:
     if embedder is not None and semantic.verifier == "cross-encoder":
         verifier = CrossEncoderVerifier.load(threads=semantic.threads)
         default_threshold = verifier.calibration.default_threshold
-    cache_holder: list[Cache] = []
-    store, ledger = make_backend(config, lambda keys: cache_holder[0].forget_from_thread(keys))
+    store, ledger = make_backend(config)
     cache = Cache(store, config.memory_bytes, semantic, embedder, verifier)
-    cache_holder.append(cache)
     return Gateway(
         config=config,
         cache=cache,
@@ -91,14 +88,12 @@ def build_gateway(config: Config) -> Gateway:
     )
 
 
-def make_backend(
-    config: Config, on_evict: Callable[[list[str]], None]
-) -> tuple[SqliteStore | RedisStore, Ledger | RedisLedger]:
+def make_backend(config: Config) -> tuple[SqliteStore | RedisStore, Ledger | RedisLedger]:
     """The entry store and the ledger of `config.backend`: SQLite files in the data dir, or
     one Redis shared by every replica."""
     if config.backend == "sqlite":
         store = SqliteStore(
-            config.data_dir / "entries.db", config.max_entries, config.max_store_bytes, on_evict
+            config.data_dir / "entries.db", config.max_entries, config.max_store_bytes
         )
         return store, Ledger(config.data_dir / "ledger.db", config.ledger_flush_seconds)
     if config.backend.startswith(("redis://", "rediss://")):

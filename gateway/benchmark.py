@@ -677,7 +677,7 @@ def fill_entries_db(data_dir: Path, count: int) -> None:
     from gateway.store import SqliteStore
 
     async def fill() -> None:
-        store = SqliteStore(data_dir / "entries.db", 10 * count, 2**40, lambda keys: None)
+        store = SqliteStore(data_dir / "entries.db", 10 * count, 2**40)
         rng = np.random.default_rng(7)
         now = time.time()
         for start in range(0, count, 10_000):

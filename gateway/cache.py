@@ -10,7 +10,6 @@ also those of other replicas: the store reports them through `learn`, `forget`, 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -95,12 +94,10 @@ class Cache:
         self._verify = (
             MicroBatcher(verifier.scores, semantic.batch_max, "verify") if verifier else None
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, oldest_expiry: float) -> None:
-        """Bind to the running loop; the store then loads the semantic index (vectors of
-        entries expiring after `oldest_expiry`) and, when shared, follows other replicas."""
-        self._loop = asyncio.get_running_loop()
+        """The store loads the semantic index (vectors of entries expiring after
+        `oldest_expiry`) and from then on tells this cache what changes under it."""
         await self.store.start(self, oldest_expiry)
 
     def load(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
@@ -196,10 +193,6 @@ class Cache:
         self.memory.clear()
         if self.index is not None:
             self.index = SemanticIndex(self.index.dim, self._semantic.hnsw_from)
-
-    def forget_from_thread(self, keys: list[str]) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.forget, keys)
 
     async def purge(self, where: PurgeFilter, now: float) -> int:
         keys = await self.store.delete(where, now)

@@ -168,7 +168,6 @@ def cmd_purge(args: argparse.Namespace) -> None:
             config.data_dir / "entries.db",
             config.max_entries,
             config.max_store_bytes,
-            lambda keys: None,
         )
         keys = await store.delete(where, time.time())
         await store.close()

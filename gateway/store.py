@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,14 +148,14 @@ def row_to_entry(row: tuple) -> Entry:
 class SqliteStore:
     available = True  # an embedded file does not go away; a shared store may (RedisStore)
 
-    def __init__(
-        self, path: Path, max_entries: int, max_bytes: int, on_evict: Callable[[list[str]], None]
-    ) -> None:
+    def __init__(self, path: Path, max_entries: int, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._max_entries = max_entries
         self._max_bytes = max_bytes
-        self._on_evict = on_evict
+        # Set by start(): whom to tell about evictions, and on which loop.
+        self._changes: Changes | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cachegate-store")
         self._write_conn = connect(path)
         self._write_conn.executescript(SCHEMA)
@@ -171,6 +171,7 @@ class SqliteStore:
 
     async def start(self, changes: Changes, oldest_expiry: float) -> None:
         """Hand the cache every vector to index; nothing else writes this file."""
+        self._changes, self._loop = changes, asyncio.get_running_loop()
         changes.load(self.semantic_rows(oldest_expiry))
 
     # -- reads (event loop) -------------------------------------------------------------
@@ -270,8 +271,9 @@ class SqliteStore:
             log.exception("could not write %d entries to %s", len(pending), self.path)
             conn.execute("ROLLBACK") if conn.in_transaction else None
             return
-        if evicted:
-            self._on_evict(evicted)
+        if evicted and self._changes is not None and self._loop is not None:
+            # Evictions happen on the writer thread; the cache forgets on its loop.
+            self._loop.call_soon_threadsafe(self._changes.forget, evicted)
 
     def _evict(self, conn: sqlite3.Connection) -> list[str]:
         """Least recently used entries past the count or size bound (inside the transaction)."""

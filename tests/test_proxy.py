@@ -370,3 +370,15 @@ def test_cached_answers_never_carry_upstream_cookies(gateway):
     )
     assert raw.headers["x-cache-status"] == "HIT"
     assert "set-cookie" not in raw.headers
+
+
+def test_evicted_entries_are_forgotten_by_memory_too(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_MAX_ENTRIES": "3"})
+    client, first = gw.client(), unique("oldest")
+    ask(client, first)
+    for _ in range(5):
+        ask(client, unique("newer"))
+    time.sleep(0.5)  # evictions are written, then reported, off the request path
+    headers, _ = ask(client, first)
+    assert headers["x-cache-status"] == "MISS"
+    assert len(httpx.get(f"{gw.url}/cache/entries").json()["data"]) <= 4
