@@ -86,10 +86,12 @@ class Admin:
         if denied := self.allowed(request):
             return denied
         m, cache = self.gateway.metrics, self.gateway.cache
-        m.entries.set(cache.store.count)
-        m.entry_bytes.set(cache.store.bytes)
-        m.memory_entries.set(len(cache.memory))
-        m.vectors.set(len(cache.index) if cache.index is not None else 0)
+        m.gauges.update(
+            cachegate_entries=cache.store.count,
+            cachegate_entry_bytes=cache.store.bytes,
+            cachegate_memory_entries=len(cache.memory),
+            cachegate_semantic_vectors=len(cache.index) if cache.index is not None else 0,
+        )
         return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")
 
     async def stats(self, request: web.Request) -> web.Response:

@@ -1,8 +1,24 @@
-"""Prometheus metrics, in a registry of the app's own (no process-global state)."""
+"""Prometheus metrics, in a registry of the app's own (no process-global state).
+
+A request only adds to plain numbers; they become Prometheus families when /metrics is
+scraped. prometheus-client's labelled counters take a lock and a label lookup per call,
+which on the exact-hit path cost more than the cache lookup itself.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 from gateway.ledger import Record
 
@@ -24,61 +40,90 @@ LATENCY_BUCKETS = (
     30,
     60,
 )
+PAID_STATUSES = frozenset({"MISS", "REFRESH", "BYPASS"})
+GAUGES = {
+    "cachegate_entries": "Entries stored",
+    "cachegate_entry_bytes": "Bytes of entries stored",
+    "cachegate_memory_entries": "Entries in the memory LRU",
+    "cachegate_semantic_vectors": "Vectors in the semantic index",
+}
+
+
+class Latency:
+    """One histogram's counts: per bucket (not cumulative), plus the sum of the values."""
+
+    __slots__ = ("buckets", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
-            "cachegate_requests",
-            "Requests by cache status and tier",
-            ["endpoint", "status", "tier"],
-            registry=r,
-        )
-        self.tokens_saved = Counter(
-            "cachegate_tokens_saved", "Tokens served from cache", ["kind"], registry=r
-        )
-        self.tokens_spent = Counter(
-            "cachegate_tokens_spent", "Tokens paid for upstream", ["kind"], registry=r
-        )
-        self.usd_saved = Counter("cachegate_usd_saved", "USD saved by cache hits", registry=r)
-        self.usd_spent = Counter("cachegate_usd_spent", "USD spent on upstream calls", registry=r)
-        self.latency = Histogram(
-            "cachegate_request_seconds",
-            "Time to answer, by outcome",
-            ["outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.entries = Gauge("cachegate_entries", "Entries stored", registry=r)
-        self.entry_bytes = Gauge("cachegate_entry_bytes", "Bytes of entries stored", registry=r)
-        self.memory_entries = Gauge(
-            "cachegate_memory_entries", "Entries in the memory LRU", registry=r
-        )
-        self.vectors = Gauge(
-            "cachegate_semantic_vectors", "Vectors in the semantic index", registry=r
-        )
+        self.requests: Counter[tuple[str, str, str]] = Counter()  # (endpoint, status, tier)
+        self.tokens: Counter[tuple[str, str]] = Counter()  # (saved|spent, prompt|completion)
+        self.usd: Counter[str] = Counter()  # saved | spent
+        self.latency: dict[str, Latency] = {}  # by outcome
+        self.gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def observe(self, record: Record) -> None:
-        self.requests.labels(record.endpoint, record.status, record.tier or "").inc()
-        hit = record.status == "HIT"
-        if hit:
-            self.tokens_saved.labels("prompt").inc(record.prompt_tokens)
-            self.tokens_saved.labels("completion").inc(record.completion_tokens)
-            self.usd_saved.inc(record.usd)
-        elif record.status in ("MISS", "REFRESH", "BYPASS"):
-            self.tokens_spent.labels("prompt").inc(record.prompt_tokens)
-            self.tokens_spent.labels("completion").inc(record.completion_tokens)
-            self.usd_spent.inc(record.usd)
-        outcome = (
-            "hit"
-            if hit
-            else "miss"
-            if record.status in ("MISS", "REFRESH", "BYPASS")
-            else record.status.lower()
+        status = record.status
+        self.requests[record.endpoint, status, record.tier or ""] += 1
+        if status == "HIT":
+            outcome, account = "hit", "saved"
+        elif status in PAID_STATUSES:
+            outcome, account = "miss", "spent"
+        else:
+            outcome, account = status.lower(), None
+        if account is not None:
+            self.tokens[account, "prompt"] += record.prompt_tokens
+            self.tokens[account, "completion"] += record.completion_tokens
+            self.usd[account] += record.usd
+        seconds = record.latency_ms / 1000
+        latency = self.latency.get(outcome) or self.latency.setdefault(outcome, Latency())
+        latency.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.total += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        """Called by the registry when /metrics is scraped."""
+        requests = CounterMetricFamily(
+            "cachegate_requests",
+            "Requests by cache status and tier",
+            labels=["endpoint", "status", "tier"],
         )
-        self.latency.labels(outcome).observe(record.latency_ms / 1000)
+        for labels, count in sorted(self.requests.items()):
+            requests.add_metric(list(labels), count)
+        yield requests
+        for kind, help_text in (
+            ("saved", "Tokens served from cache"),
+            ("spent", "Tokens paid for upstream"),
+        ):
+            tokens = CounterMetricFamily(f"cachegate_tokens_{kind}", help_text, labels=["kind"])
+            for part in ("prompt", "completion"):
+                tokens.add_metric([part], self.tokens[kind, part])
+            yield tokens
+        yield CounterMetricFamily(
+            "cachegate_usd_saved", "USD saved by cache hits", value=self.usd["saved"]
+        )
+        yield CounterMetricFamily(
+            "cachegate_usd_spent", "USD spent on upstream calls", value=self.usd["spent"]
+        )
+        histogram = HistogramMetricFamily(
+            "cachegate_request_seconds", "Time to answer, by outcome", labels=["outcome"]
+        )
+        for outcome, latency in sorted(self.latency.items()):
+            bounds = [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]
+            cumulative, running = [], 0
+            for bound, count in zip(bounds, latency.buckets, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            histogram.add_metric([outcome], cumulative, latency.total)
+        yield histogram
+        for name, help_text in GAUGES.items():
+            yield GaugeMetricFamily(name, help_text, value=self.gauges[name])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
