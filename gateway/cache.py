@@ -72,7 +72,7 @@ class MemoryLRU:
 class SemanticResult:
     entry: Entry | None  # the verified match, if any
     score: float | None  # its calibrated score
-    vector: np.ndarray  # the request's embedding, reused when its answer is stored
+    vector: np.ndarray | None  # the request's embedding, reused when its answer is stored
 
 
 class Cache:
@@ -137,8 +137,15 @@ class Cache:
     async def semantic(
         self, query: SemanticQuery, now: float, max_age: float | None
     ) -> SemanticResult:
-        """The best verified match in the query's partition, or no entry."""
+        """The best verified match in the query's partition, or no entry.
+
+        An empty partition (a new conversation's later turns, a new system prompt) has
+        nothing to compare with: the text is embedded only if its answer is stored, after
+        upstream answered, so the request reaches upstream without waiting for the model.
+        """
         assert self._embed is not None and self.index is not None
+        if not self.index.holds(query.context_key):
+            return SemanticResult(None, None, None)
         vector = await self.embed(query.text)
         for key, cosine in self.index.search(query.context_key, vector):
             if cosine < self._semantic.cosine_floor:

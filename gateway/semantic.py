@@ -122,6 +122,10 @@ class SemanticIndex:
                 self._rebuild(context_key, part)
         return removed
 
+    def holds(self, context_key: str) -> bool:
+        """Whether the partition has any live entry (empty partitions are dropped)."""
+        return context_key in self._partitions
+
     def search(self, context_key: str, vector: np.ndarray) -> list[tuple[str, float]]:
         """The nearest live entries of the partition, best first, with their cosine."""
         part = self._partitions.get(context_key)

@@ -315,6 +315,8 @@ class Gateway:
                 decision.key,
                 type(exc).__name__,
             )
+        if cut is None and not client_gone:
+            await response.write_eof()  # the client has the whole answer before it is stored
         answer = capture.completion() if cut is None else None
         status = up.status if cut is None else 502
         await self.settle_miss(
@@ -327,9 +329,6 @@ class Gateway:
             # see a cut answer as an error, not as a short complete one.
             if request.transport is not None:
                 request.transport.close()
-            return response
-        if not client_gone:
-            await response.write_eof()
         return response
 
     async def settle_miss(

@@ -44,3 +44,12 @@ def test_a_growing_partition_turns_into_hnsw_and_keeps_its_entries():
         index.add("ctx", f"k{i}", row)
     found = [index.search("ctx", row)[0][0] for row in rows[:50]]
     assert found == [f"k{i}" for i in range(50)]
+
+
+def test_holds_only_partitions_with_live_entries():
+    index = SemanticIndex(4, hnsw_from=1000)
+    assert not index.holds("ctx")
+    index.add("ctx", "k1", np.array([1, 0, 0, 0], dtype=np.float32))
+    assert index.holds("ctx") and not index.holds("other")
+    index.remove(["k1"])
+    assert not index.holds("ctx")
