@@ -1,8 +1,10 @@
-"""Micro-batching: concurrent requests share one model call, run off the event loop.
+"""Micro-batching: concurrent requests share one trip to a worker thread, off the event loop.
 
 Each `submit` adds its item to the open batch; one worker thread takes whatever has
 gathered when it is free (up to `max_batch`) and runs the batch function once. Under
-load batches grow by themselves; alone, a request waits for no one.
+load batches grow by themselves; alone, a request waits for no one. (The int8 ONNX models
+then run each item on its own so that no result depends on its neighbours; the torch
+embedder runs the batch as one call.)
 """
 
 from __future__ import annotations

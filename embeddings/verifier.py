@@ -72,12 +72,7 @@ class CrossEncoderVerifier:
         return np.array([self._logit(pair) for pair in pairs], dtype=np.float64)
 
     def _logit(self, pair: tuple[str, str]) -> float:
-        encoding = self._tokenizer.encode(*pair)
-        feed = {
-            "input_ids": np.array([encoding.ids], dtype=np.int64),
-            "attention_mask": np.array([encoding.attention_mask], dtype=np.int64),
-            "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
-        }
+        feed = model_inputs(self._tokenizer.encode(*pair))
         return float(self._session.run(["logits"], feed)[0].reshape(-1)[0])
 
     def scores(self, candidates: list[tuple[str, str, float]]) -> np.ndarray:
@@ -86,6 +81,15 @@ class CrossEncoderVerifier:
             raise RuntimeError("verifier has no calibration; run scripts/train_verifier.py")
         logits = self.logits([(new, cached) for new, cached, _ in candidates])
         return self.calibration.score(logits, np.array([c for _, _, c in candidates]))
+
+
+def model_inputs(encoding) -> dict[str, np.ndarray]:
+    """The three BERT inputs of one tokenized text (or pair), as a batch of one."""
+    return {
+        "input_ids": np.array([encoding.ids], dtype=np.int64),
+        "attention_mask": np.array([encoding.attention_mask], dtype=np.int64),
+        "token_type_ids": np.array([encoding.type_ids], dtype=np.int64),
+    }
 
 
 def shipped_tokenizer(max_length: int):

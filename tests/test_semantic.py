@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx2 as httpx
 import pytest
@@ -59,6 +60,27 @@ def test_paraphrases_hit_with_a_calibrated_score(real, stored, asked):
     score = headers["x-cache-similarity"]
     assert len(score.split(".")[1]) == 4 and 0 < float(score) <= 1
     assert answer.choices[0].message.content == original.choices[0].message.content
+
+
+def test_a_verdict_does_not_depend_on_concurrent_requests(real):
+    """The score of a pair is the same asked alone or among concurrent requests that the
+    micro-batcher groups with it (int8 models would otherwise scale by their neighbours)."""
+    ns = fresh()
+    stored, asked = PARAPHRASES[3]
+    ask(real, stored, ns)
+    no_store = {"Cache-Control": "no-store"}
+    alone = ask(real, asked, ns, headers=no_store)[0]["x-cache-similarity"]
+    others = [
+        f"Why would a {n}-year-old history of the Ottoman Empire leave out its long "
+        f"decline and the trade routes that shaped it, question number {n}?"
+        for n in range(15)
+    ]
+    with ThreadPoolExecutor(16) as pool:
+        crowd = [pool.submit(ask, real, text, ns, headers=no_store) for text in others]
+        together = [pool.submit(ask, real, asked, ns, headers=no_store) for _ in range(4)]
+        [f.result() for f in crowd]
+        scores = {f.result()[0]["x-cache-similarity"] for f in together}
+    assert scores == {alone}
 
 
 @pytest.mark.parametrize(
