@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+# Not "one": "how can one ..." uses it as a pronoun far more often than as a number.
 NUMBER_WORDS = {
     "zero": "0",
-    "one": "1",
     "two": "2",
     "three": "3",
     "four": "4",
@@ -125,6 +125,14 @@ def quoted(text: str) -> frozenset[str]:
     )
 
 
+def other_quotes(a: str, b: str) -> bool:
+    """A quoted string on one side that the other text does not contain, quoted or not."""
+    plain_a, plain_b = " ".join(WORD.findall(a.lower())), " ".join(WORD.findall(b.lower()))
+    return any(" ".join(WORD.findall(q)) not in plain_b for q in quoted(a) - quoted(b)) or any(
+        " ".join(WORD.findall(q)) not in plain_a for q in quoted(b) - quoted(a)
+    )
+
+
 def identifiers(text: str) -> frozenset[str]:
     return frozenset(IDENTIFIER.findall(text))
 
@@ -148,8 +156,12 @@ def other_names(a: str, b: str) -> bool:
     A name present on one side only ("Donald Trump" / "Trump") is an addition, not a
     substitution, and passes.
     """
-    words_a, words_b = set(WORD.findall(a.lower())), set(WORD.findall(b.lower()))
-    return bool(names(a) - words_b) and bool(names(b) - words_a)
+    forms_a, forms_b = set(word_forms(a)), set(word_forms(b))
+    return bool(name_forms(a) - forms_b) and bool(name_forms(b) - forms_a)
+
+
+def name_forms(text: str) -> set[str]:
+    return {form for name in names(text) for form in word_forms(name)}
 
 
 def swapped_word(a: str, b: str) -> bool:
@@ -159,13 +171,37 @@ def swapped_word(a: str, b: str) -> bool:
     like this is how a different question most often hides inside a near-identical text;
     a rewording moves more words than that.
     """
-    words_a, words_b = Counter(WORD.findall(a.lower())), Counter(WORD.findall(b.lower()))
+    words_a, words_b = Counter(word_forms(a)), Counter(word_forms(b))
     only_a, only_b = words_a - words_b, words_b - words_a
     if not 0 < only_a.total() <= 2 or not 0 < only_b.total() <= 2:
         return False
     if (words_a & words_b).total() < 3:
         return False
-    return any(map(meaningful, only_a)) and any(map(meaningful, only_b))
+    swapped_a = [w for w in only_a if meaningful(w) and not any(misspelt(w, v) for v in only_b)]
+    swapped_b = [w for w in only_b if meaningful(w) and not any(misspelt(w, v) for v in only_a)]
+    return bool(swapped_a) and bool(swapped_b)
+
+
+def word_forms(text: str) -> list[str]:
+    """The words of a text with the endings that do not change what is asked removed:
+    possessives and plurals ("England's" / "England", "memes" / "meme")."""
+    forms = []
+    for word in WORD.findall(text.lower()):
+        word = word.replace("’", "'").removesuffix("'s").rstrip("'")
+        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        forms.append(word)
+    return forms
+
+
+def misspelt(a: str, b: str) -> bool:
+    """Two longer words one edit apart ("embarrassing" / "embarassing") are one word."""
+    if min(len(a), len(b)) < 5 or abs(len(a) - len(b)) > 1 or a[0] != b[0]:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) <= 1
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
 def meaningful(word: str) -> bool:
@@ -179,7 +215,7 @@ def veto(new_text: str, cached_text: str) -> str | None:
         return "numbers"
     if negated(new_text) != negated(cached_text):
         return "negation"
-    if quoted(new_text) != quoted(cached_text):
+    if other_quotes(new_text, cached_text):
         return "quoted"
     if identifiers(new_text) != identifiers(cached_text):
         return "identifiers"

@@ -239,6 +239,25 @@ def test_json_depth(depth):
         ),
         ("How do I lose weight fast?", "How can I lose weight fast?", None),
         ("Name two rivers in Spain", "Name 2 rivers in Spain", None),
+        # Word forms, a typo, a pronoun "one" and a quote the other side holds unquoted
+        # reword a question; they do not change it.
+        (
+            "What is England's cricket team called?",
+            "What is the England cricket team called?",
+            None,
+        ),
+        ("What are embarrassing moments in life?", "What are embarassing moment in life?", None),
+        ("How can one earn money online?", "How can I earn money online?", None),
+        (
+            'Why do we say "bless you" after a sneeze?',
+            "Why do we say bless you after a sneeze?",
+            None,
+        ),
+        (
+            'Why do we say "bless you" after a sneeze?',
+            'Why do we say "cheers" after a sneeze?',
+            "quoted",
+        ),
     ],
 )
 def test_guards(a, b, guard):
