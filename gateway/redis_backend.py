@@ -573,7 +573,7 @@ class LedgerMirror:
 
     def __init__(self) -> None:
         self.conn = sqlite3.connect("", check_same_thread=False)
-        self.conn.executescript(ledger_sql.SCHEMA)
+        ledger_sql.create_schema(self.conn)
         self._last = "0-0"
         self._epoch: bytes | None = None
         self._lock = asyncio.Lock()

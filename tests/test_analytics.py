@@ -240,3 +240,80 @@ def test_loopback_shortcut_is_off_behind_a_proxy(gateway):
     assert httpx.get(f"{gateway.url}/cache/stats").status_code == 200
     proxied = httpx.get(f"{gateway.url}/cache/stats", headers={"X-Forwarded-For": "203.0.113.9"})
     assert proxied.status_code == 403
+
+
+def test_ledger_rows_count_every_request_and_keep_every_sum():
+    """Identical requests of one write batch share a row; the table's sums and counts are
+    those of the requests, whatever was merged."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gateway.ledger import COLUMNS, SUMMED, Record, merge_identical
+
+    kinds = st.sampled_from(
+        [("HIT", "exact", "k1", 10, 20), ("HIT", "exact", "k2", 5, 5), ("MISS", None, "k1", 10, 20)]
+    )
+    record = st.builds(
+        lambda kind, tenant, ts, latency, upstream, size: Record(
+            ts,
+            tenant,
+            "default",
+            "chat",
+            "gpt-4o-mini",
+            kind[0],
+            kind[1],
+            None,
+            kind[3],
+            kind[4],
+            0.001 * kind[3],
+            1,
+            latency,
+            upstream,
+            size,
+            200,
+            kind[2],
+            "prompt",
+        ),
+        kinds,
+        st.sampled_from(["t1", "t2"]),
+        st.floats(0, 1e9),
+        st.floats(0, 1e3),
+        st.floats(0, 1e3),
+        st.integers(0, 10_000),
+    )
+
+    @settings(max_examples=200)
+    @given(st.lists(record, max_size=40))
+    def check(records: list[Record]) -> None:
+        rows = merge_identical(records)
+        assert sum(row[-1] for row in rows) == len(records)
+        identities = {(r.tenant, r.status, r.key) for r in records}
+        assert len(rows) == len(identities)
+        for name in SUMMED:
+            i = COLUMNS.index(name)
+            assert sum(row[i] for row in rows) == pytest.approx(sum(r[i] for r in records))
+
+    check()
+
+
+def test_a_ledger_written_before_rows_counted_requests_still_counts(tmp_path):
+    import asyncio
+    import sqlite3
+
+    from gateway.ledger import COLUMNS, Ledger
+
+    path = tmp_path / "ledger.db"
+    with sqlite3.connect(path) as old:
+        # The table as it was: one column per Record field, no `requests`.
+        old.execute(f"CREATE TABLE requests (id INTEGER PRIMARY KEY, {', '.join(COLUMNS)})")
+        old.execute(
+            "INSERT INTO requests (ts, tenant, namespace, endpoint, model, status, tier, "
+            "prompt_tokens, completion_tokens, usd, priced, latency_ms, upstream_ms, bytes, "
+            "http_status) VALUES (?, 't', 'default', 'chat', 'gpt-4o-mini', 'HIT', 'exact', "
+            "10, 20, 0.5, 1, 1.0, 100.0, 50, 200)",
+            (time.time(),),
+        )
+    ledger = Ledger(path, flush_seconds=0.5)
+    stats = asyncio.run(ledger.stats(None, None))
+    assert (stats["requests"], stats["hits"], stats["usd_saved"]) == (1, 1, 0.5)
+    asyncio.run(ledger.close())
