@@ -36,8 +36,8 @@ bench: install
 	$(BIN)/cachegate bench $(if $(QUICK),--quick)
 
 eval: install
-	$(BIN)/cachegate eval --pairs $(PAIRS) --split heldout
-	$(BIN)/cachegate eval --pairs bench/data/news_pairs.jsonl --split all
+	$(BIN)/cachegate eval --pairs $(PAIRS) --split heldout --json bench/results/eval-qqp-heldout.json
+	$(BIN)/cachegate eval --pairs bench/data/news_pairs.jsonl --split all --json bench/results/eval-news.json
 
 train-verifier: install
 	$(BIN)/python scripts/train_verifier.py --pairs $(PAIRS)

@@ -46,24 +46,34 @@ def _normalize(question: str) -> str:
     return " ".join(question.lower().split())
 
 
-def split_of_each(pairs: list[Pair]) -> list[str]:
-    """The split ("train", "calib" or "heldout") of every pair, deterministic in the texts."""
-    parent: dict[str, str] = {}
+class Groups:
+    """Union-find over texts: which texts some chain of joined pairs connects."""
 
-    def root(node: str) -> str:
+    def __init__(self) -> None:
+        self._parent: dict[str, str] = {}
+
+    def root(self, node: str) -> str:
+        parent = self._parent
         parent.setdefault(node, node)
         while parent[node] != node:
             parent[node] = parent[parent[node]]
             node = parent[node]
         return node
 
-    for pair in pairs:
-        a, b = root(_normalize(pair.text_a)), root(_normalize(pair.text_b))
+    def join(self, a: str, b: str) -> None:
+        a, b = self.root(a), self.root(b)
         if a != b:
-            parent[max(a, b)] = min(a, b)
+            self._parent[max(a, b)] = min(a, b)
+
+
+def split_of_each(pairs: list[Pair]) -> list[str]:
+    """The split ("train", "calib" or "heldout") of every pair, deterministic in the texts."""
+    groups = Groups()
+    for pair in pairs:
+        groups.join(_normalize(pair.text_a), _normalize(pair.text_b))
     splits = []
     for pair in pairs:
-        component = root(_normalize(pair.text_a))
+        component = groups.root(_normalize(pair.text_a))
         bucket = int.from_bytes(hashlib.sha1(component.encode()).digest()[:4], "big") % 100
         if bucket < TRAIN_PERCENT:
             splits.append("train")
