@@ -14,6 +14,7 @@ every request           one ledger row (written in batches, off the hot path)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -316,7 +317,10 @@ class Gateway:
                 type(exc).__name__,
             )
         if cut is None and not client_gone:
-            await response.write_eof()  # the client has the whole answer before it is stored
+            # The client has the whole answer before it is stored; one that left at the
+            # last byte still leaves a complete answer to store.
+            with contextlib.suppress(ConnectionResetError):
+                await response.write_eof()
         answer = capture.completion() if cut is None else None
         status = up.status if cut is None else 502
         await self.settle_miss(
