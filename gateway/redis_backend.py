@@ -9,7 +9,7 @@ Where things live (all under the prefix `cg:`; Redis 6 or later, no modules):
     cg:sizes      hash: key -> size, and cg:bytes their sum (the store's size bound)
     cg:changes    stream of `add` (key, context_key, writer) and `remove` (keys) events;
                   every replica follows it to keep its memory LRU and FAISS index in step
-    cg:ledger     stream: one ledger row per request, from every replica
+    cg:ledger     stream: ledger rows (identical requests of a batch share one), every replica
     cg:epoch      a random id; a Redis that restarted empty has none (or another), and each
                   replica then drops what it holds locally and loads again
 
@@ -46,7 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import ledger as ledger_sql
 from gateway.entries import Entry
-from gateway.ledger import Ledger, Record, query_stats, query_top_prompts
+from gateway.ledger import Ledger, Record, merge_identical, query_stats, query_top_prompts
 from gateway.store import COLUMNS, Changes, PurgeFilter, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -592,8 +592,7 @@ class LedgerMirror:
                 if not batch:
                     return
                 self.conn.executemany(
-                    MIRROR_INSERT,
-                    [(row_id(event), *orjson.loads(fields[b"r"])) for event, fields in batch],
+                    MIRROR_INSERT, [(row_id(event), *mirror_row(fields)) for event, fields in batch]
                 )
                 self._last = batch[-1][0].decode()
 
@@ -608,9 +607,15 @@ def row_id(event: bytes) -> int:
 
 
 MIRROR_INSERT = (
-    f"INSERT OR IGNORE INTO requests (id, {', '.join(ledger_sql.COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(ledger_sql.COLUMNS) + 1))})"
+    f"INSERT OR IGNORE INTO requests (id, {', '.join(ledger_sql.COLUMNS)}, requests) "
+    f"VALUES ({', '.join('?' * (len(ledger_sql.COLUMNS) + 2))})"
 )
+
+
+def mirror_row(fields: dict[bytes, bytes]) -> list:
+    """A stream entry's row; entries written before rows counted requests stand for one."""
+    row = orjson.loads(fields[b"r"])
+    return row if len(row) > len(ledger_sql.COLUMNS) else [*row, 1]
 
 
 class RedisLedger:
@@ -640,14 +645,14 @@ class RedisLedger:
         async with self._flushing:
             if not self._queue or not self.link.up:
                 return
-            rows = list(self._queue)
+            records = list(self._queue)
             self._queue.clear()
             try:
                 async with self.link.client.pipeline(transaction=True) as pipe:
-                    for row in rows:
+                    for row in merge_identical(records):
                         pipe.xadd(
                             LEDGER,
-                            {"r": orjson.dumps(tuple(row))},
+                            {"r": orjson.dumps(row)},
                             maxlen=LEDGER_MAX_ROWS,
                             approximate=True,
                         )
@@ -655,7 +660,7 @@ class RedisLedger:
                 self._overflowed = False
             except RedisError as exc:
                 self.link.failed(exc)
-                self._queue.extendleft(reversed(rows))  # past the bound the newest go
+                self._queue.extendleft(reversed(records))  # past the bound the newest go
 
     async def _caught_up(self) -> sqlite3.Connection:
         await self.flush()
