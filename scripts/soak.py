@@ -9,7 +9,8 @@ workers: 60% repeats of known questions (exact hits), 20% rewordings (semantic t
 and 5% never-seen questions sent with `Cache-Control: no-store` (misses forever, never
 stored). So the stored data stops growing after a few minutes while misses continue,
 and the resident memory should then stay flat. Every 30 s it prints throughput, error
-count and the gateway's resident memory; at the end, the memory trend.
+count and the gateway's resident memory; at the end, the memory trend and whether the
+gateway's ledger (/cache/stats) counted exactly the requests sent.
 """
 
 from __future__ import annotations
@@ -90,11 +91,17 @@ async def drive(url: str, pid: int, minutes: float, concurrency: int) -> None:
                 )
 
         await asyncio.gather(report(), *(worker() for _ in range(concurrency)))
+        # The ledger must have counted every request the workers sent, no more, no fewer.
+        async with session.get(f"{url}/cache/stats") as r:
+            ledger = await r.json()
     elapsed = time.monotonic() - started
     print(
         f"\n{counts['requests']} requests in {elapsed:.0f}s ({counts['requests'] / elapsed:.1f} "
         f"req/s), {counts['errors']} errors; statuses {statuses}"
     )
+    counted = {k: ledger[k] for k in ("requests", "hits", "misses", "errors")}
+    agrees = counted["requests"] == counts["requests"]
+    print(f"ledger: {counted} ({'matches' if agrees else 'DOES NOT match'} what was sent)")
     if len(samples) >= 4:
         settled = samples[len(samples) // 4]  # after warm-up: the memory LRU fills first
         print(
