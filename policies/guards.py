@@ -99,6 +99,7 @@ but if than so not no very just also too some any each every other such own same
 all much many quite really get got make there here s t way ways good
 """.split())
 # fmt: on
+MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
 NAME = re.compile(r"\b[A-Z][A-Za-z'’.-]*[a-zA-Z]")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -126,10 +127,17 @@ def quoted(text: str) -> frozenset[str]:
 
 
 def other_quotes(a: str, b: str) -> bool:
-    """A quoted string on one side that the other text does not contain, quoted or not."""
-    plain_a, plain_b = " ".join(WORD.findall(a.lower())), " ".join(WORD.findall(b.lower()))
-    return any(" ".join(WORD.findall(q)) not in plain_b for q in quoted(a) - quoted(b)) or any(
-        " ".join(WORD.findall(q)) not in plain_a for q in quoted(b) - quoted(a)
+    """A quoted string on one side that the other text does not hold, quoted or as plain
+    words ("Pewdiepie" / PewDiePie is the same; "!=" / "==" is not)."""
+
+    def held(quote: str, text: str) -> bool:
+        words = WORD.findall(quote)
+        plain = f" {' '.join(WORD.findall(text.lower()))} "
+        return bool(words) and f" {' '.join(words)} " in plain
+
+    quotes_a, quotes_b = quoted(a), quoted(b)
+    return any(not held(q, b) for q in quotes_a - quotes_b) or any(
+        not held(q, a) for q in quotes_b - quotes_a
     )
 
 
@@ -188,15 +196,20 @@ def word_forms(text: str) -> list[str]:
     forms = []
     for word in WORD.findall(text.lower()):
         word = word.replace("’", "'").removesuffix("'s").rstrip("'")
-        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        plural = len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
+        if plural and word not in FUNCTION_WORDS:
             word = word[:-1]
         forms.append(word)
     return forms
 
 
 def misspelt(a: str, b: str) -> bool:
-    """Two longer words one edit apart ("embarrassing" / "embarassing") are one word."""
-    if min(len(a), len(b)) < 5 or abs(len(a) - len(b)) > 1 or a[0] != b[0]:
+    """Two long words one edit apart ("embarrassing" / "embarassing") are one word.
+
+    Only long ones: among short words one edit is as often another word (house/horse,
+    desert/dessert, planet/plane) as a slip.
+    """
+    if min(len(a), len(b)) < MISSPELT_MIN or abs(len(a) - len(b)) > 1 or a[0] != b[0]:
         return False
     if len(a) == len(b):
         return sum(x != y for x, y in zip(a, b, strict=True)) <= 1

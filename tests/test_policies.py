@@ -258,6 +258,9 @@ def test_json_depth(depth):
             'Why do we say "cheers" after a sneeze?',
             "quoted",
         ),
+        ('What does "!=" mean in Python?', 'What does "==" mean in Python?', "quoted"),
+        ('Is "log" a good name here?', "Is catalogue a good name here?", "quoted"),
+        ("How much does a house cost?", "How much does a horse cost?", "swapped-word"),
     ],
 )
 def test_guards(a, b, guard):
