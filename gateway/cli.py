@@ -92,7 +92,9 @@ def open_ledger(config: Config) -> sqlite3.Connection:
             f"cachegate: no ledger at {path}; has the gateway served any request "
             "with this --data-dir?"
         )
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    from gateway.ledger import open_read_only
+
+    return open_read_only(path)
 
 
 def print_stats_table(result: dict[str, Any]) -> None:

@@ -76,8 +76,8 @@ class Record(NamedTuple):
 
 
 COLUMNS = list(Record._fields)
-# Records that differ only in VARYING share a row: it keeps the first one's time and
-# adds up SUMMED (so every sum over the table stays a sum over requests).
+# Records of one second that differ only in VARYING share a row: it keeps the first one's
+# time and adds up SUMMED (so every sum over the table stays a sum over requests).
 VARYING = ("ts", "latency_ms", "upstream_ms", "bytes")
 SUMMED = ("prompt_tokens", "completion_tokens", "usd", "latency_ms", "upstream_ms", "bytes")
 IDENTITY = tuple(i for i, name in enumerate(COLUMNS) if name not in VARYING)
@@ -89,11 +89,13 @@ INSERT_SQL = (
 
 
 def merge_identical(records: list[Record]) -> list[list]:
-    """Rows for `records`: records that differ only in time, latency and size share one
-    row (the first one's time, the others' numbers added, `requests` counting them)."""
+    """Rows for `records`: records of the same second that differ only in time, latency
+    and size share one row (the first one's time, the others' numbers added, `requests`
+    counting them). The second bounds it: a batch buffered through a Redis outage still
+    reports by hour and day as the requests came."""
     rows: dict[tuple, list] = {}
     for record in records:
-        identity = tuple(record[i] for i in IDENTITY)
+        identity = (int(record.ts), *(record[i] for i in IDENTITY))
         row = rows.get(identity)
         if row is None:
             rows[identity] = [*record, 1]
@@ -104,6 +106,9 @@ def merge_identical(records: list[Record]) -> list[list]:
     return list(rows.values())
 
 
+# Requests that upstream was paid for (their tokens and dollars are spent, not saved).
+PAID_STATUSES = ("MISS", "REFRESH", "BYPASS")
+PAID = "('" + "', '".join(PAID_STATUSES) + "')"
 GROUPS = {
     "model": "model",
     "tenant": "tenant",
@@ -114,7 +119,7 @@ GROUPS = {
     "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
     "hour": "strftime('%Y-%m-%dT%H:00', ts, 'unixepoch')",
 }
-TOTALS = """
+TOTALS = f"""
     coalesce(sum(requests), 0) AS requests,
     coalesce(sum(CASE WHEN status = 'HIT' THEN requests END), 0) AS hits,
     coalesce(sum(CASE WHEN status = 'HIT' AND tier = 'exact' THEN requests END), 0) AS exact_hits,
@@ -127,12 +132,10 @@ TOTALS = """
     coalesce(sum(CASE WHEN status = 'ERROR' THEN requests END), 0) AS errors,
     coalesce(sum(CASE WHEN status = 'HIT' THEN prompt_tokens END), 0) AS saved_prompt,
     coalesce(sum(CASE WHEN status = 'HIT' THEN completion_tokens END), 0) AS saved_completion,
-    coalesce(sum(CASE WHEN status IN ('MISS', 'REFRESH', 'BYPASS') THEN prompt_tokens END), 0)
-        AS spent_prompt,
-    coalesce(sum(CASE WHEN status IN ('MISS', 'REFRESH', 'BYPASS') THEN completion_tokens END), 0)
-        AS spent_completion,
+    coalesce(sum(CASE WHEN status IN {PAID} THEN prompt_tokens END), 0) AS spent_prompt,
+    coalesce(sum(CASE WHEN status IN {PAID} THEN completion_tokens END), 0) AS spent_completion,
     coalesce(sum(CASE WHEN status = 'HIT' THEN usd END), 0) AS usd_saved,
-    coalesce(sum(CASE WHEN status IN ('MISS', 'REFRESH', 'BYPASS') THEN usd END), 0) AS usd_spent,
+    coalesce(sum(CASE WHEN status IN {PAID} THEN usd END), 0) AS usd_spent,
     coalesce(sum(CASE WHEN status = 'HIT' THEN upstream_ms END), 0) AS time_saved_ms
 """
 
@@ -221,8 +224,21 @@ def query_top_prompts(
 def create_schema(conn: sqlite3.Connection) -> None:
     """The requests table, including on a ledger written before rows counted requests."""
     conn.executescript(SCHEMA)
-    if "requests" not in {row[1] for row in conn.execute("PRAGMA table_info(requests)")}:
+    if not counts_requests(conn):
         conn.execute("ALTER TABLE requests ADD COLUMN requests INTEGER NOT NULL DEFAULT 1")
+
+
+def counts_requests(conn: sqlite3.Connection) -> bool:
+    return "requests" in {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """The ledger for queries only; one no gateway has opened since rows counted requests
+    reads as one request a row (a temporary view, the file untouched)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    if not counts_requests(conn):
+        conn.execute("CREATE TEMP VIEW requests AS SELECT *, 1 AS requests FROM main.requests")
+    return conn
 
 
 class Ledger:

@@ -20,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from gateway.ledger import Record
+from gateway.ledger import PAID_STATUSES, Record
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -40,7 +40,6 @@ LATENCY_BUCKETS = (
     30,
     60,
 )
-PAID_STATUSES = frozenset({"MISS", "REFRESH", "BYPASS"})
 GAUGES = {
     "cachegate_entries": "Entries stored",
     "cachegate_entry_bytes": "Bytes of entries stored",

@@ -9,7 +9,7 @@ POST /v1/chat/completions, /v1/completions
   -> upstream failed: an expired entry within max_stale is served as STALE, else 502/504
 POST /v1/embeddings     each input item cached on its own; only missing items go upstream
 any other /v1/*         passed through, streamed both ways
-every request           one ledger row (written in batches, off the hot path)
+every request           counted in the ledger (written in batches, off the hot path)
 """
 
 from __future__ import annotations
