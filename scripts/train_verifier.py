@@ -109,10 +109,9 @@ def closure_pairs(pairs: list[Pair], rng: random.Random, per_group: int) -> list
     for members in groups.values():
         add([(a, b) for i, a in enumerate(members) for b in members[i + 1 :]], 1)
     for pair in pairs:
-        if not pair.label:
-            group_a = groups[duplicates.root(pair.text_a)]
-            group_b = groups[duplicates.root(pair.text_b)]
-            add([(a, b) for a in group_a for b in group_b], 0)
+        root_a, root_b = duplicates.root(pair.text_a), duplicates.root(pair.text_b)
+        if not pair.label and root_a != root_b:  # labels that contradict the groups imply nothing
+            add([(a, b) for a in groups[root_a] for b in groups[root_b]], 0)
     return extra
 
 

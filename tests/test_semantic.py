@@ -70,10 +70,27 @@ def test_a_verdict_does_not_depend_on_concurrent_requests(real):
     ask(real, stored, ns)
     no_store = {"Cache-Control": "no-store"}
     alone = ask(real, asked, ns, headers=no_store)[0]["x-cache-similarity"]
+    # Questions near the stored one (no numbers: the guards pass them), so the crowd is
+    # embedded and verified alongside the pair.
     others = [
-        f"Why would a {n}-year-old history of the Ottoman Empire leave out its long "
-        f"decline and the trade routes that shaped it, question number {n}?"
-        for n in range(15)
+        f"How do I get better at {skill}?"
+        for skill in (
+            "chess",
+            "drawing",
+            "writing",
+            "cooking",
+            "singing",
+            "negotiating",
+            "listening",
+            "running",
+            "coding",
+            "dancing",
+            "painting",
+            "swimming",
+            "teaching",
+            "debating",
+            "presenting",
+        )
     ]
     with ThreadPoolExecutor(16) as pool:
         crowd = [pool.submit(ask, real, text, ns, headers=no_store) for text in others]
