@@ -164,3 +164,11 @@ def test_index_is_rebuilt_after_a_restart(make_gateway):
     assert "semantic index: 1 vectors" in gw.log.read_text()
     headers, _ = ask(gw, asked, ns)
     assert headers["x-cache-tier"] == "semantic"
+
+
+def test_the_models_see_only_the_real_tokens():
+    """The package's tokenizer.json pads to 128 tokens; run one text at a time unpadded."""
+    from embeddings.verifier import shipped_tokenizer
+
+    encoding = shipped_tokenizer(256).encode("How are you?")
+    assert len(encoding.ids) == 6 and all(encoding.attention_mask)
