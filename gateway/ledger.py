@@ -1,8 +1,8 @@
 """The ledger: every request, in `ledger.db` (SQLite, WAL) in the data dir.
 
 Records are queued in memory and written in batches by one thread, so a response never
-waits for it. Identical requests of one batch (the same cached answer served to the same
-tenant, say) share a row whose `requests` says how many it stands for and whose numbers
+waits for it. Identical requests of one batch and second (the same cached answer served to
+the same tenant, say) share a row whose `requests` says how many it stands for and whose numbers
 are their totals: at thousands of hits a second, writing one row each took a sixth of the
 gateway's CPU. Stats (`/cache/stats`, `cachegate stats`, the dashboard) are plain SQL
 over this table; the README shows the schema and queries to run in `sqlite3`.
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS requests (
     http_status INTEGER NOT NULL,
     key TEXT,                       -- exact key of the entry served or stored
     prompt TEXT,                    -- the compared text (first 200 chars), for top-prompt reports
-    requests INTEGER NOT NULL DEFAULT 1  -- identical requests of one write batch this row counts
+    requests INTEGER NOT NULL DEFAULT 1  -- identical requests (one batch, one second) it counts
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """

@@ -262,7 +262,6 @@ class Gateway:
                     except orjson.JSONDecodeError:
                         log.warning("upstream sent a 200 that is not JSON; not caching it")
                 await self.settle_miss(
-                    request,
                     decision,
                     raw,
                     answer,
@@ -324,7 +323,7 @@ class Gateway:
         answer = capture.completion() if cut is None else None
         status = up.status if cut is None else 502
         await self.settle_miss(
-            request, decision, raw, answer, None, vector, flight, status, size, started, now
+            decision, raw, answer, None, vector, flight, status, size, started, now
         )
         if cut is not None:
             if flight is not None:
@@ -337,7 +336,6 @@ class Gateway:
 
     async def settle_miss(
         self,
-        request: web.Request,
         decision: Decision,
         raw: bytes,
         answer: dict[str, Any] | None,
