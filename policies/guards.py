@@ -2,7 +2,8 @@
 
 A cross-encoder reads meaning well but is weak exactly where a wrong cached answer is
 most embarrassing: another number, a negation, another quoted string or code
-identifier. Each guard vetoes a semantic match outright when the two texts disagree on it.
+identifier, the same words with two parts trading places. Each guard vetoes a semantic
+match outright when the two texts disagree on it.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ all much many quite really get got make there here s t way ways good
 """.split())
 # fmt: on
 MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
+# Words around which two parts may trade places without changing the question.
+SYMMETRIC = frozenset({"and", "or", "nor", "vs", "versus", "v", "a", "an", "the"})
+SWAP_REACH = 3  # words past the first and last difference that a swapped part may span
+SWAP_MAX_WORDS = 40  # longer texts are not searched for swaps (the search is cubic)
 NAME = re.compile(r"\b[A-Z][A-Za-z'’.-]*[a-zA-Z]")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -190,6 +195,31 @@ def swapped_word(a: str, b: str) -> bool:
     return bool(swapped_a) and bool(swapped_b)
 
 
+def swapped_roles(a: str, b: str) -> bool:
+    """The same words, but two parts trade places around a word that gives them roles:
+    "Liverpool beat Manchester United" / "Manchester United beat Liverpool", "convert a
+    string to an int" / "convert an int to a string". Embeddings and the cross-encoder
+    barely see the difference. Parts that trade places around "and", "or" or "vs" ("spot
+    fixing and match fixing") or that are only moved ("from London to Paris" / "to Paris
+    from London") keep the question.
+    """
+    words_a, words_b = word_forms(a), word_forms(b)
+    if words_a == words_b or len(words_a) > SWAP_MAX_WORDS or Counter(words_a) != Counter(words_b):
+        return False
+    differ = [i for i, (x, y) in enumerate(zip(words_a, words_b, strict=True)) if x != y]
+    first, last = differ[0], differ[-1] + 1
+    middles = [
+        part_a[i:j]
+        for start in range(max(0, first - SWAP_REACH), first + 1)
+        for end in range(last, min(len(words_a), last + SWAP_REACH) + 1)
+        for part_a, part_b in [(words_a[start:end], words_b[start:end])]
+        for i in range(1, len(part_a))
+        for j in range(i, len(part_a))
+        if part_b == part_a[j:] + part_a[i:j] + part_a[:i]
+    ]
+    return bool(middles) and not any(SYMMETRIC.issuperset(middle) for middle in middles)
+
+
 def word_forms(text: str) -> list[str]:
     """The words of a text with the endings that do not change what is asked removed:
     possessives and plurals ("England's" / "England", "memes" / "meme")."""
@@ -238,4 +268,6 @@ def veto(new_text: str, cached_text: str) -> str | None:
         return "names"
     if swapped_word(new_text, cached_text):
         return "swapped-word"
+    if swapped_roles(new_text, cached_text):
+        return "swapped-roles"
     return None

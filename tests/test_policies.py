@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from policies.controls import ControlError, Controls, parse_controls
 from policies.decide import PolicyConfig, RequestError, decide, json_depth_exceeds
-from policies.guards import veto
+from policies.guards import swapped_roles, veto
 from policies.keys import exact_key, tenant_of
 from policies.pricing import Price, PriceTable
 
@@ -261,6 +261,26 @@ def test_json_depth(depth):
         ('What does "!=" mean in Python?', 'What does "==" mean in Python?', "quoted"),
         ('Is "log" a good name here?', "Is catalogue a good name here?", "quoted"),
         ("How much does a house cost?", "How much does a horse cost?", "swapped-word"),
+        # The same words with two parts trading places: another question, unless the parts
+        # only sit around "and"/"or"/"vs" or one is merely moved.
+        (
+            "Liverpool beat Manchester United 2-1 on Sunday.",
+            "Manchester United beat Liverpool 2-1 on Sunday.",
+            "swapped-roles",
+        ),
+        (
+            "How do I convert a string to an int in Python?",
+            "How do I convert an int to a string in Python?",
+            "swapped-roles",
+        ),
+        ("Is Java faster than Python?", "Is Python faster than Java?", "swapped-roles"),
+        (
+            "What is the difference between match fixing and spot fixing?",
+            "What is the difference between spot fixing and match fixing?",
+            None,
+        ),
+        ("Who would win, Batman or Superman?", "Who would win, Superman or Batman?", None),
+        ("Cheap flights from London to Paris?", "Cheap flights to Paris from London?", None),
     ],
 )
 def test_guards(a, b, guard):
@@ -275,6 +295,26 @@ def test_prices_match_exact_then_longest_prefix():
     assert table.price("gpt-4") is None
     assert table.cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
     assert table.cost("unknown", 10, 10) is None
+
+
+# Parts drawn from separate words, so that the swap of the two parts is the only one.
+FIRST_PART = st.lists(st.sampled_from(["cat", "dog", "red"]), min_size=1, max_size=4)
+SECOND_PART = st.lists(st.sampled_from(["river", "ocean", "tall"]), min_size=1, max_size=4)
+TAIL = st.lists(st.sampled_from(["today", "here", "again"]), max_size=4)
+
+
+@given(FIRST_PART, SECOND_PART, st.sampled_from(["chases", "fears", "to", "than"]), TAIL)
+def test_parts_trading_places_around_a_role_word_are_vetoed(first, second, role, tail):
+    a = " ".join(["why", *first, role, *second, *tail])
+    b = " ".join(["why", *second, role, *first, *tail])
+    assert veto(a, b) == "swapped-roles"
+
+
+@given(FIRST_PART, SECOND_PART, st.sampled_from(["and", "or", "vs", "and the", ""]), TAIL)
+def test_parts_trading_places_around_and_or_vs_pass(first, second, joint, tail):
+    a = " ".join(["compare", *first, joint, *second, *tail])
+    b = " ".join(["compare", *second, joint, *first, *tail])
+    assert not swapped_roles(a, b)
 
 
 @settings(max_examples=50)
