@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 # Not "one": "how can one ..." uses it as a pronoun far more often than as a number.
 NUMBER_WORDS = {
@@ -101,10 +102,20 @@ all much many quite really get got make there here s t way ways good
 """.split())
 # fmt: on
 MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
-# Words around which two parts may trade places without changing the question.
-SYMMETRIC = frozenset({"and", "or", "nor", "vs", "versus", "v", "a", "an", "the"})
+# Joints around which two parts may trade places without changing the question ("spot
+# fixing and match fixing", "Is Spanish similar to Italian?"), once the words that only
+# introduce a part ("the", "my") are set aside. A bare "with" is not one: "replace X with Y".
+ORDER_FREE_JOINTS = frozenset(
+    tuple(joint.split())
+    for joint in [
+        "and", "or", "nor", "vs", "versus", "v", "plus", "as well as", "along with",
+        "together with", "same as", "similar to", "compatible with", "related to",
+        "different from", "compare to", "compare with", "compared to", "compared with",
+    ]
+)  # fmt: skip
+JOINT_FILLERS = frozenset({"a", "an", "the", "my", "your", "our", "their", "his", "her", "its"})
 SWAP_REACH = 3  # words past the first and last difference that a swapped part may span
-SWAP_MAX_WORDS = 40  # longer texts are not searched for swaps (the search is cubic)
+SWAP_MAX_SPAN = 30  # words from the first to the last difference; longer swaps are not sought
 NAME = re.compile(r"\b[A-Z][A-Za-z'’.-]*[a-zA-Z]")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -199,25 +210,42 @@ def swapped_roles(a: str, b: str) -> bool:
     """The same words, but two parts trade places around a word that gives them roles:
     "Liverpool beat Manchester United" / "Manchester United beat Liverpool", "convert a
     string to an int" / "convert an int to a string". Embeddings and the cross-encoder
-    barely see the difference. Parts that trade places around "and", "or" or "vs" ("spot
-    fixing and match fixing") or that are only moved ("from London to Paris" / "to Paris
-    from London") keep the question.
+    barely see the difference. Parts that trade places around an order-free joint ("spot
+    fixing and match fixing") keep the question, and so do parts side by side, which is
+    how a part is moved ("from London to Paris" / "to Paris from London"). So two words
+    side by side ("milk chocolate" / "chocolate milk") are left to the verifier.
     """
     words_a, words_b = word_forms(a), word_forms(b)
-    if words_a == words_b or len(words_a) > SWAP_MAX_WORDS or Counter(words_a) != Counter(words_b):
+    if words_a == words_b or Counter(words_a) != Counter(words_b):
         return False
     differ = [i for i, (x, y) in enumerate(zip(words_a, words_b, strict=True)) if x != y]
     first, last = differ[0], differ[-1] + 1
-    middles = [
-        part_a[i:j]
-        for start in range(max(0, first - SWAP_REACH), first + 1)
-        for end in range(last, min(len(words_a), last + SWAP_REACH) + 1)
-        for part_a, part_b in [(words_a[start:end], words_b[start:end])]
-        for i in range(1, len(part_a))
-        for j in range(i, len(part_a))
-        if part_b == part_a[j:] + part_a[i:j] + part_a[:i]
-    ]
-    return bool(middles) and not any(SYMMETRIC.issuperset(middle) for middle in middles)
+    if last - first > SWAP_MAX_SPAN:
+        return False
+    swapped = False
+    for start in range(max(0, first - SWAP_REACH), first + 1):
+        for end in range(last, min(len(words_a), last + SWAP_REACH) + 1):
+            for middle in swap_middles(words_a[start:end], words_b[start:end]):
+                if order_free(middle):
+                    return False
+                swapped = True
+    return swapped
+
+
+def order_free(middle: list[str]) -> bool:
+    """Parts side by side (no middle), or around an order-free joint."""
+    return not middle or tuple(w for w in middle if w not in JOINT_FILLERS) in ORDER_FREE_JOINTS
+
+
+def swap_middles(part_a: list[str], part_b: list[str]) -> Iterator[list[str]]:
+    """Each M for which part_a is P + M + Q and part_b is Q + M + P (P and Q not empty)."""
+    size = len(part_a)
+    for i in range(1, size):  # P = part_a[:i], which part_b must end with
+        if part_b[size - i :] != part_a[:i]:
+            continue
+        for j in range(i, size):  # Q = part_a[j:], which part_b must start with
+            if part_b[: size - j] == part_a[j:] and part_b[size - j : size - i] == part_a[i:j]:
+                yield part_a[i:j]
 
 
 def word_forms(text: str) -> list[str]:

@@ -281,6 +281,19 @@ def test_json_depth(depth):
         ),
         ("Who would win, Batman or Superman?", "Who would win, Superman or Batman?", None),
         ("Cheap flights from London to Paris?", "Cheap flights to Paris from London?", None),
+        ("Do I update my email and my password?", "Do I update my password and my email?", None),
+        ("Is Spanish similar to Italian?", "Is Italian similar to Spanish?", None),
+        ("Is every square a rectangle?", "Is every rectangle a square?", "swapped-roles"),
+        (
+            "Is Java faster than Python and why?",
+            "Is Python faster than Java and why?",
+            "swapped-roles",
+        ),
+        (
+            "Some context. " * 20 + "How do I convert a string to an int?",
+            "Some context. " * 20 + "How do I convert an int to a string?",
+            "swapped-roles",
+        ),
     ],
 )
 def test_guards(a, b, guard):
