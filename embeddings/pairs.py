@@ -1,4 +1,5 @@
-"""Labeled question pairs: loading, and the by-question split shared by training and eval.
+"""Labeled question pairs: loading, the by-question split shared by training and eval, and
+the pairs that the labels imply (for training).
 
 A pair belongs to the split of its connected component in the graph whose nodes are
 questions and whose edges are pairs. Two pairs that share a question therefore always
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -88,3 +90,35 @@ def select(pairs: list[Pair], split: Split) -> list[Pair]:
     if split == "all":
         return pairs
     return [p for p, s in zip(pairs, split_of_each(pairs), strict=True) if s == split]
+
+
+def closure_pairs(pairs: list[Pair], rng: random.Random, per_group: int) -> list[Pair]:
+    """Pairs the labels imply but do not list: duplicates of duplicates are duplicates, and
+    a duplicate of a question is not the same as that question's non-duplicates.
+
+    Quora pairs share questions, so the training split holds groups of duplicates; each
+    group gives up to `per_group` new pairs of each kind, so large groups do not dominate.
+    """
+    duplicates = Groups()
+    for pair in pairs:
+        if pair.label:
+            duplicates.join(pair.text_a, pair.text_b)
+    groups: dict[str, list[str]] = {}
+    for text in sorted({t for p in pairs for t in (p.text_a, p.text_b)}):
+        groups.setdefault(duplicates.root(text), []).append(text)
+    seen = {frozenset((p.text_a, p.text_b)) for p in pairs}
+    extra: list[Pair] = []
+
+    def add(candidates: list[tuple[str, str]], label: int) -> None:
+        fresh = [c for c in candidates if frozenset(c) not in seen]
+        for a, b in rng.sample(fresh, min(per_group, len(fresh))):
+            seen.add(frozenset((a, b)))
+            extra.append(Pair(a, b, label))
+
+    for members in groups.values():
+        add([(a, b) for i, a in enumerate(members) for b in members[i + 1 :]], 1)
+    for pair in pairs:
+        root_a, root_b = duplicates.root(pair.text_a), duplicates.root(pair.text_b)
+        if not pair.label and root_a != root_b:  # labels that contradict the groups imply nothing
+            add([(a, b) for a in groups[root_a] for b in groups[root_b]], 0)
+    return extra

@@ -130,3 +130,37 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, iterations: int = 100
         if np.abs(step).max() < 1e-10:
             break
     return w
+
+
+def pick_threshold(
+    scores: np.ndarray, labels: np.ndarray, served: np.ndarray, target: float, z: float
+) -> tuple[float, float, float]:
+    """The lowest threshold at which the pairs served (guards passed, score at or above
+    it) reach `target` precision with confidence: the lower end of the Wilson score
+    interval (`z` standard deviations, one-sided) at or above `target`. Returns the
+    threshold and the point precision and recall there.
+
+    Precision is not monotonic in the threshold (a few confident mistakes at the top), so
+    every threshold is checked, not only the run down from the top.
+    """
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    correct = np.cumsum(labels[order] * served[order])
+    hits = np.maximum(np.cumsum(served[order]), 1)
+    precision = correct / hits
+    lower = wilson_lower_bound(precision, hits, z)
+    # Only cut between distinct scores: a threshold admits every pair that ties it.
+    last_of_tie = np.r_[ranked[1:] != ranked[:-1], True]
+    good = np.flatnonzero((lower >= target) & last_of_tie & (correct > 0))
+    if len(good) == 0:
+        return 1.0, 1.0, 0.0
+    cut = good[-1]
+    return float(ranked[cut]), float(precision[cut]), float(correct[cut] / labels.sum())
+
+
+def wilson_lower_bound(share: np.ndarray, count: np.ndarray, z: float) -> np.ndarray:
+    """The lower end of the Wilson score interval of a proportion `share` of `count`."""
+    z2 = z * z
+    centre = share + z2 / (2 * count)
+    spread = z * np.sqrt(share * (1 - share) / count + z2 / (4 * count * count))
+    return (centre - spread) / (1 + z2 / count)

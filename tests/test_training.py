@@ -1,0 +1,73 @@
+"""What the verifier is trained and calibrated on: implied pairs and the default threshold."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embeddings.pairs import Pair, closure_pairs
+from embeddings.verifier import pick_threshold, wilson_lower_bound
+
+
+def test_closure_adds_duplicates_of_duplicates_and_negatives_across_groups_only():
+    pairs = [
+        Pair("a1", "a2", 1),
+        Pair("a2", "a3", 1),
+        Pair("a3", "a4", 1),
+        Pair("b1", "b2", 1),
+        Pair("a1", "b1", 0),
+        Pair("a3", "a1", 0),  # contradicts the group it sits in: implies nothing
+    ]
+    implied = {
+        (frozenset((p.text_a, p.text_b)), p.label)
+        for p in closure_pairs(pairs, random.Random(0), 20)
+    }
+    group_a, group_b = ("a1", "a2", "a3", "a4"), ("b1", "b2")
+    assert {pair for pair, label in implied if label == 1} == {
+        frozenset(("a1", "a4")),
+        frozenset(("a2", "a4")),
+    }
+    assert {pair for pair, label in implied if label == 0} == {
+        frozenset((a, b)) for a in group_a for b in group_b
+    } - {frozenset(("a1", "b1"))}
+
+
+def test_wilson_lower_bound_matches_the_closed_form():
+    bounds = wilson_lower_bound(np.array([0.9, 1.0, 669 / 735]), np.array([100, 10, 735]), 1.645)
+    # (x + z^2/2) / (n + z^2) - z sqrt(n) / (n + z^2) sqrt(p(1 - p) + z^2 / 4n), by hand.
+    assert bounds == pytest.approx([0.83964, 0.78703, 0.89132], abs=1e-5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.booleans(), st.booleans()), min_size=1, max_size=300),
+    st.sampled_from([0.5, 0.8, 0.9]),
+)
+def test_the_threshold_is_the_lowest_whose_served_precision_is_confidently_on_target(rows, target):
+    scores = np.array([s / 30 for s, _, _ in rows])
+    labels = np.array([float(label) for _, label, _ in rows])
+    served = np.array([keep for _, _, keep in rows])
+    z = 1.645
+
+    def confident(threshold: float) -> bool:
+        admitted = (scores >= threshold) & served
+        correct = (labels * admitted).sum()
+        if correct == 0:
+            return False
+        share = correct / admitted.sum()
+        return bool(
+            wilson_lower_bound(np.array([share]), np.array([admitted.sum()]), z)[0] >= target
+        )
+
+    threshold, _, recall = pick_threshold(scores, labels, served, target, z)
+    passing = [t for t in sorted(set(scores)) if confident(t)]
+    if passing:
+        assert threshold == passing[0]
+        admitted = (scores >= threshold) & served
+        assert recall == (labels * admitted).sum() / labels.sum()
+    else:
+        assert (threshold, recall) == (1.0, 0.0)
