@@ -119,15 +119,27 @@ SWAP_MAX_SPAN = 30  # words from the first to the last difference; longer swaps 
 NAME = re.compile(r"\b[A-Z][A-Za-z'’.-]*[a-zA-Z]")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# Roman numerals of two or more letters from I, V and X: "World War II", "Henry VIII".
+# Not a lone "I" (the pronoun), nor ones with C, D, L or M (CV, DC, ML, CLI are acronyms).
+ROMAN = re.compile(r"\b(?=[IVX]{2,}\b)X{0,3}(?:IX|IV|V?I{0,3})\b(?<=[IVX])")
+ROMAN_VALUES = {"I": 1, "V": 5, "X": 10}
 QUOTED = re.compile(r"\"([^\"]{1,200})\"|`([^`]{1,200})`|“([^”]{1,200})”")
 IDENTIFIER = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]*|\w+\(\))")
 
 
 def numbers(text: str) -> frozenset[str]:
-    """Numbers in the text, digits or words, normalized ("2" == "two", "1,000" == "1000")."""
+    """Numbers in the text, digits, words or Roman numerals, normalized ("2" == "two" ==
+    "II", "1,000" == "1000")."""
     found = {n.replace(",", "").rstrip(".") for n in NUMBER.findall(text)}
     found |= {NUMBER_WORDS[w] for w in WORD.findall(text.lower()) if w in NUMBER_WORDS}
+    found |= {str(roman_value(m.group(0))) for m in ROMAN.finditer(text)}
     return frozenset(found)
+
+
+def roman_value(numeral: str) -> int:
+    """The value of a well-formed Roman numeral (a smaller digit before a larger subtracts)."""
+    values = [ROMAN_VALUES[letter] for letter in numeral]
+    return sum(-v if v < after else v for v, after in zip(values, [*values[1:], 0], strict=True))
 
 
 def negated(text: str) -> bool:

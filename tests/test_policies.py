@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from policies.controls import ControlError, Controls, parse_controls
 from policies.decide import PolicyConfig, RequestError, decide, json_depth_exceeds
-from policies.guards import swapped_roles, veto
+from policies.guards import numbers, swapped_roles, veto
 from policies.keys import exact_key, tenant_of
 from policies.pricing import Price, PriceTable
 
@@ -239,6 +240,10 @@ def test_json_depth(depth):
         ),
         ("How do I lose weight fast?", "How can I lose weight fast?", None),
         ("Name two rivers in Spain", "Name 2 rivers in Spain", None),
+        ("When did World War I end?", "When did World War II end?", "numbers"),
+        ("Who was Henry VIII?", "Who was Henry VII?", "numbers"),
+        ("What happened in World War II?", "What happened in World War 2?", None),
+        ("Can I send my CV by email?", "Can I email my CV?", None),
         # Word forms, a typo, a pronoun "one" and a quote the other side holds unquoted
         # reword a question; they do not change it.
         (
@@ -328,6 +333,18 @@ def test_parts_trading_places_around_and_or_vs_pass(first, second, joint, tail):
     a = " ".join(["compare", *first, joint, *second, *tail])
     b = " ".join(["compare", *second, joint, *first, *tail])
     assert not swapped_roles(a, b)
+
+
+ROMAN_EXAMPLES = {"II": "2", "III": "3", "IV": "4", "IX": "9", "XIV": "14", "XXXIX": "39"}
+
+
+@given(st.text(alphabet="IVXCL i?-", max_size=30))
+def test_roman_numerals_are_read_whole_or_not_at_all(text):
+    found = numbers(text)  # never raises, whatever the letters
+    for token in re.findall(r"\w+", text):
+        if token in ROMAN_EXAMPLES:
+            assert ROMAN_EXAMPLES[token] in found
+    assert all(n.isdigit() and 0 < int(n) < 40 for n in found)
 
 
 @settings(max_examples=50)
