@@ -4,6 +4,8 @@ A FAISS neighbour is only a candidate. The verifier turns the pair into a calibr
 score, the estimated probability that the cached answer is right for the new request;
 `X-Cache-Similarity` and `X-Cache-Threshold` speak in that score. The model is an int8
 ONNX file made by scripts/train_verifier.py; it runs on onnxruntime, off the event loop.
+The calibration's arithmetic (the logistic fit, the default threshold) lives here too,
+beside the score it defines.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -132,13 +135,19 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, iterations: int = 100
     return w
 
 
+class ThresholdPick(NamedTuple):
+    threshold: float
+    precision: float  # of the pairs served at the threshold (the point estimate)
+    precision_lower_bound: float  # the Wilson bound the pick was made on
+    recall: float
+
+
 def pick_threshold(
     scores: np.ndarray, labels: np.ndarray, served: np.ndarray, target: float, z: float
-) -> tuple[float, float, float]:
+) -> ThresholdPick:
     """The lowest threshold at which the pairs served (guards passed, score at or above
     it) reach `target` precision with confidence: the lower end of the Wilson score
-    interval (`z` standard deviations, one-sided) at or above `target`. Returns the
-    threshold and the point precision and recall there.
+    interval (`z` standard deviations, one-sided) at or above `target`.
 
     Precision is not monotonic in the threshold (a few confident mistakes at the top), so
     every threshold is checked, not only the run down from the top.
@@ -153,9 +162,14 @@ def pick_threshold(
     last_of_tie = np.r_[ranked[1:] != ranked[:-1], True]
     good = np.flatnonzero((lower >= target) & last_of_tie & (correct > 0))
     if len(good) == 0:
-        return 1.0, 1.0, 0.0
+        return ThresholdPick(1.0, 1.0, 1.0, 0.0)
     cut = good[-1]
-    return float(ranked[cut]), float(precision[cut]), float(correct[cut] / labels.sum())
+    return ThresholdPick(
+        float(ranked[cut]),
+        float(precision[cut]),
+        float(lower[cut]),
+        float(correct[cut] / labels.sum()),
+    )
 
 
 def wilson_lower_bound(share: np.ndarray, count: np.ndarray, z: float) -> np.ndarray:

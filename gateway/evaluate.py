@@ -121,7 +121,9 @@ def report(
         print(f"  {t:>9.2f} {p:>9.3f} {r:>7.3f} {n:>6}")
     # Raw cosine at the same recall as cachegate's default: the like-for-like comparison.
     order = np.sort(cosines[labels == 1])[::-1]
-    matched = float(order[max(0, int(recall * len(order)) - 1)]) if len(order) and recall else 1.0
+    # The cosine of the k-th best duplicate, k = the true hits at the default (recall is a
+    # ratio of counts: round, since truncating 0.0722 * 180 gives 12 of 13).
+    matched = float(order[max(0, round(recall * len(order)) - 1)]) if len(order) and recall else 1.0
     p_matched, r_matched, _ = precision_recall(cosines >= matched, labels)
     print(
         f"  raw cosine at the same recall ({r_matched:.3f}, cosine >= {matched:.3f}): "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from itertools import zip_longest
+from unicodedata import normalize
 
 # Not "one": "how can one ..." uses it as a pronoun far more often than as a number.
 NUMBER_WORDS = {
@@ -110,7 +112,8 @@ ORDER_FREE_JOINTS = frozenset(
     for joint in [
         "and", "or", "nor", "vs", "versus", "v", "plus", "as well as", "along with",
         "together with", "same as", "similar to", "compatible with", "related to",
-        "different from", "compare to", "compare with", "compared to", "compared with",
+        "different from", "differ from", "equal to", "identical to", "compare to",
+        "compare with", "compared to", "compared with",
     ]
 )  # fmt: skip
 JOINT_FILLERS = frozenset({"a", "an", "the", "my", "your", "our", "their", "his", "her", "its"})
@@ -120,7 +123,8 @@ NAME = re.compile(r"\b[A-Z][A-Za-z'’.-]*[a-zA-Z]")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # Roman numerals of two or more letters from I, V and X: "World War II", "Henry VIII".
-# Not a lone "I" (the pronoun), nor ones with C, D, L or M (CV, DC, ML, CLI are acronyms).
+# Not a lone "I" (the pronoun), nor ones with C, D, L or M (CV, DC, ML, CLI are acronyms),
+# nor lowercase ones ("xi", "vi" and "iv" are more often a name, an editor, a drip).
 ROMAN = re.compile(r"\b(?=[IVX]{2,}\b)X{0,3}(?:IX|IV|V?I{0,3})\b(?<=[IVX])")
 ROMAN_VALUES = {"I": 1, "V": 5, "X": 10}
 QUOTED = re.compile(r"\"([^\"]{1,200})\"|`([^`]{1,200})`|“([^”]{1,200})”")
@@ -132,14 +136,15 @@ def numbers(text: str) -> frozenset[str]:
     "II", "1,000" == "1000")."""
     found = {n.replace(",", "").rstrip(".") for n in NUMBER.findall(text)}
     found |= {NUMBER_WORDS[w] for w in WORD.findall(text.lower()) if w in NUMBER_WORDS}
-    found |= {str(roman_value(m.group(0))) for m in ROMAN.finditer(text)}
+    # NFKC spells the one-character numerals ("Ⅱ") with letters ("II").
+    found |= {str(roman_value(m.group(0))) for m in ROMAN.finditer(normalize("NFKC", text))}
     return frozenset(found)
 
 
 def roman_value(numeral: str) -> int:
     """The value of a well-formed Roman numeral (a smaller digit before a larger subtracts)."""
     values = [ROMAN_VALUES[letter] for letter in numeral]
-    return sum(-v if v < after else v for v, after in zip(values, [*values[1:], 0], strict=True))
+    return sum(-v if v < after else v for v, after in zip_longest(values, values[1:], fillvalue=0))
 
 
 def negated(text: str) -> bool:

@@ -187,7 +187,7 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
     logit_weight, cosine_weight, bias = fit_logistic(np.column_stack([logits, cosines]), labels)
     scale = Calibration(logit_weight, cosine_weight, bias, 0.0)
     served = np.array([veto(p.text_b, p.text_a) is None for p in calib_pairs])
-    threshold, precision, recall = pick_threshold(
+    pick = pick_threshold(
         scale.score(logits, cosines), labels, served, args.target_precision, args.confidence_z
     )
     previous = OUT_DIR / "verifier.json"
@@ -210,11 +210,12 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
         "cosine_weight": cosine_weight,
         "bias": bias,
         "max_length": args.max_length,
-        "default_threshold": threshold,
+        "default_threshold": pick.threshold,
         "calib": {
             "pairs": len(calib_pairs),
-            "precision": precision,
-            "recall": recall,
+            "precision": pick.precision,
+            "precision_lower_bound": pick.precision_lower_bound,
+            "recall": pick.recall,
             "target_precision": args.target_precision,
             "confidence_z": args.confidence_z,
         },

@@ -63,10 +63,11 @@ def test_the_threshold_is_the_lowest_whose_served_precision_is_confidently_on_ta
             wilson_lower_bound(np.array([share]), np.array([admitted.sum()]), z)[0] >= target
         )
 
-    threshold, _, recall = pick_threshold(scores, labels, served, target, z)
+    threshold, _, lower_bound, recall = pick_threshold(scores, labels, served, target, z)
     passing = [t for t in sorted(set(scores)) if confident(t)]
     if passing:
         assert threshold == passing[0]
+        assert lower_bound >= target
         admitted = (scores >= threshold) & served
         assert recall == (labels * admitted).sum() / labels.sum()
     else:
