@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -28,6 +29,19 @@ from policies.decide import SemanticQuery
 from policies.guards import veto
 
 log = logging.getLogger("cachegate.cache")
+# Verified matches remembered for repeats of the same reworded request (see Cache.semantic).
+VERDICTS_KEPT = 20_000
+
+Key = TypeVar("Key", bound=Hashable)
+Value = TypeVar("Value")
+
+
+def remember(memo: dict[Key, Value], key: Key, value: Value, limit: int) -> None:
+    """Keep `value` under `key`, dropping the oldest entry past `limit` (first in, first
+    out: cheaper than an LRU, and whatever is dropped is rebuilt by the next request)."""
+    if key not in memo and len(memo) >= limit:
+        del memo[next(iter(memo))]
+    memo[key] = value
 
 
 class MemoryLRU:
@@ -94,6 +108,8 @@ class Cache:
         self._verify = (
             MicroBatcher(verifier.scores, semantic.batch_max, "verify") if verifier else None
         )
+        # (context key, text) -> (entry key, calibrated score) of a verified match.
+        self._verdicts: dict[tuple[str, str], tuple[str, float]] = {}
 
     async def start(self, oldest_expiry: float) -> None:
         """The store loads the semantic index (vectors of entries expiring after
@@ -142,10 +158,21 @@ class Cache:
         An empty partition (a new conversation's later turns, a new system prompt) has
         nothing to compare with: the text is embedded only if its answer is stored, after
         upstream answered, so the request reaches upstream without waiting for the model.
+
+        A verdict is a pure function of the two texts, so a repeat of a request that was
+        matched before reuses its match and score without running the models, as long as
+        the entry is still there, fresh enough and the score meets this request's bar.
+        (A nearer entry stored since would not displace it: both are verified matches.)
         """
         assert self._embed is not None and self.index is not None
         if not self.index.holds(query.context_key):
             return SemanticResult(None, None, None)
+        asked = (query.context_key, query.text)
+        known = self._verdicts.get(asked)
+        if known is not None and known[1] >= query.threshold:
+            entry = await self.get(known[0])
+            if entry is not None and entry.fresh(now, max_age):
+                return SemanticResult(entry, known[1], None)
         vector = await self.embed(query.text)
         for key, cosine in self.index.search(query.context_key, vector):
             if cosine < self._semantic.cosine_floor:
@@ -162,6 +189,7 @@ class Cache:
                 else float(await self._verify.submit((query.text, entry.text, cosine)))
             )
             if score >= query.threshold:
+                remember(self._verdicts, asked, (entry.key, score), VERDICTS_KEPT)
                 return SemanticResult(entry, score, vector)
             break
         return SemanticResult(None, None, vector)
@@ -198,6 +226,7 @@ class Cache:
     def reset(self) -> None:
         """Drop every local copy: the shared store was replaced (Redis restarted empty)."""
         self.memory.clear()
+        self._verdicts.clear()
         if self.index is not None:
             self.index = SemanticIndex(self.index.dim, self._semantic.hnsw_from)
 

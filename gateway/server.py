@@ -24,7 +24,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.cache import Cache
+from gateway.cache import Cache, remember
 from gateway.config import Config
 from gateway.entries import Entry
 from gateway.errors import error_response
@@ -163,9 +163,7 @@ class Gateway:
                 decision = decide(endpoint, body, controls, tenant, self.policy)
             except RequestError as exc:
                 raise BadRequest(400, str(exc), exc.param) from None
-            if len(self.decisions) >= DECISIONS_KEPT:
-                del self.decisions[next(iter(self.decisions))]  # oldest first
-            self.decisions[fingerprint] = decision
+            remember(self.decisions, fingerprint, decision, DECISIONS_KEPT)
         return decision
 
     # -- chat and text completions --------------------------------------------------------

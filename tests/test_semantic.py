@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -64,12 +65,14 @@ def test_paraphrases_hit_with_a_calibrated_score(real, stored, asked):
 
 def test_a_verdict_does_not_depend_on_concurrent_requests(real):
     """The score of a pair is the same asked alone or among concurrent requests that the
-    micro-batcher groups with it (int8 models would otherwise scale by their neighbours)."""
-    ns = fresh()
+    micro-batcher groups with it (int8 models would otherwise scale by their neighbours).
+    Each ask is in a namespace of its own, so none reuses an earlier verdict."""
     stored, asked = PARAPHRASES[3]
-    ask(real, stored, ns)
+    spaces = [fresh() for _ in range(5)]
+    for ns in spaces:
+        ask(real, stored, ns)
     no_store = {"Cache-Control": "no-store"}
-    alone = ask(real, asked, ns, headers=no_store)[0]["x-cache-similarity"]
+    alone = ask(real, asked, spaces[0], headers=no_store)[0]["x-cache-similarity"]
     # Questions near the stored one (no numbers: the guards pass them), so the crowd is
     # embedded and verified alongside the pair.
     others = [
@@ -93,11 +96,41 @@ def test_a_verdict_does_not_depend_on_concurrent_requests(real):
         )
     ]
     with ThreadPoolExecutor(16) as pool:
-        crowd = [pool.submit(ask, real, text, ns, headers=no_store) for text in others]
-        together = [pool.submit(ask, real, asked, ns, headers=no_store) for _ in range(4)]
+        crowd = [
+            pool.submit(ask, real, text, spaces[1 + i % 4], headers=no_store)
+            for i, text in enumerate(others)
+        ]
+        together = [pool.submit(ask, real, asked, ns, headers=no_store) for ns in spaces[1:]]
         [f.result() for f in crowd]
         scores = {f.result()[0]["x-cache-similarity"] for f in together}
     assert scores == {alone}
+
+
+def test_a_repeated_rewording_reuses_its_match_only_while_it_holds(real):
+    """A repeat of a matched request is answered from the remembered match (no model run),
+    but never past what the full lookup would accept: a stricter bar, an older answer
+    than max-age allows, or an entry that is gone."""
+    stored, asked = PARAPHRASES[0]
+    ns = fresh()
+    ask(real, stored, ns)
+    ask(real, "How do volcanoes form under the ocean?", ns)  # the partition outlives a purge
+    probe = {"Cache-Control": "no-store"}
+    first = ask(real, asked, ns, headers=probe)[0]
+    again = ask(real, asked, ns, headers=probe)[0]
+    assert first["x-cache-tier"] == again["x-cache-tier"] == "semantic"
+    assert again["x-cache-similarity"] == first["x-cache-similarity"]
+    assert again["x-cache-key"] == first["x-cache-key"]
+    # The header rounds to 4 decimals: one step above it is above the score itself.
+    stricter = f"{float(first['x-cache-similarity']) + 0.0001:.4f}"
+    assert float(stricter) <= 1
+    strict = ask(real, asked, ns, headers={**probe, "X-Cache-Threshold": stricter})[0]
+    assert strict["x-cache-status"] == "MISS"
+    time.sleep(1.1)
+    young = ask(real, asked, ns, headers={"Cache-Control": "no-store, max-age=0"})[0]
+    assert young["x-cache-status"] == "MISS"
+    purged = httpx.post(f"{real.url}/cache/purge", json={"key": first["x-cache-key"]}).json()
+    assert purged == {"purged": 1}
+    assert ask(real, asked, ns, headers=probe)[0]["x-cache-status"] == "MISS"
 
 
 @pytest.mark.parametrize(
