@@ -4,7 +4,8 @@ Each `submit` adds its item to the open batch; one worker thread takes whatever 
 gathered when it is free (up to `max_batch`) and runs the batch function once. Under
 load batches grow by themselves; alone, a request waits for no one. (The int8 ONNX models
 then run each item on its own so that no result depends on its neighbours; the torch
-embedder runs the batch as one call.)
+embedder runs the batch as one call.) A batch of one, with nothing queued behind it and
+`idle()` true, is run `wide`: the model may take more cores, since nobody else needs them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ Item = TypeVar("Item")
 
 class MicroBatcher(Generic[Item]):
     def __init__(
-        self, run: Callable[[list[Item]], Sequence[Any]], max_batch: int, name: str
+        self,
+        run: Callable[[list[Item], bool], Sequence[Any]],
+        max_batch: int,
+        name: str,
+        idle: Callable[[], bool],
     ) -> None:
         self._run = run
+        self._idle = idle
         self._max_batch = max_batch
         self._queue: list[tuple[Item, asyncio.Future]] = []
         self._busy = False
@@ -40,9 +46,10 @@ class MicroBatcher(Generic[Item]):
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                wide = len(batch) == 1 and not self._queue and self._idle()
                 try:
                     results = await loop.run_in_executor(
-                        self._executor, self._run, [i for i, _ in batch]
+                        self._executor, self._run, [i for i, _ in batch], wide
                     )
                 except Exception as exc:  # the model failed: fail these requests, keep serving
                     for _, future in batch:

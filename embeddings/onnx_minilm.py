@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.verifier import MODELS_DIR, model_inputs, onnx_session, shipped_tokenizer
+from embeddings.verifier import MODELS_DIR, OnnxModel, model_inputs, shipped_tokenizer
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length in sentence-transformers
 
@@ -18,18 +18,18 @@ MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length in sentence-transformers
 class OnnxMiniLMEmbedder:
     dim = 384
 
-    def __init__(self, session, tokenizer) -> None:
-        self._session = session
+    def __init__(self, model: OnnxModel, tokenizer) -> None:
+        self._model = model
         self._tokenizer = tokenizer
 
     @classmethod
     def load(
-        cls, threads: int = 1, path: Path = MODELS_DIR / "minilm.int8.onnx"
+        cls, threads: int = 1, idle_threads: int = 1, path: Path = MODELS_DIR / "minilm.int8.onnx"
     ) -> OnnxMiniLMEmbedder:
-        session = onnx_session(path, threads, "scripts/export_embedder.py")
-        return cls(session, shipped_tokenizer(MAX_TOKENS))
+        model = OnnxModel(path, threads, idle_threads, "scripts/export_embedder.py")
+        return cls(model, shipped_tokenizer(MAX_TOKENS))
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], wide: bool = False) -> np.ndarray:
         """One model run per text, like the verifier: int8 dynamic quantization scales
         activations over the whole input, padding included, so a vector computed in a batch
         would depend on its neighbours (measured: cosine to the same text alone down to
@@ -37,5 +37,5 @@ class OnnxMiniLMEmbedder:
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             feed = model_inputs(self._tokenizer.encode(text))
-            vectors[i] = self._session.run(["embedding"], feed)[0][0]
+            vectors[i] = self._model.run("embedding", feed, wide)[0]
         return vectors

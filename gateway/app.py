@@ -66,13 +66,19 @@ def build_gateway(config: Config) -> Gateway:
     # Index searches run on the event loop: one thread each, or FAISS's thread pool fights
     # the loop for the cores (a 10k flat search went from 0.3 ms to 16 ms under load).
     faiss.omp_set_num_threads(1)
-    embedder = load_embedder(semantic.embedder, semantic.threads) if semantic.enabled else None
+    embedder = (
+        load_embedder(semantic.embedder, semantic.threads, semantic.idle_threads)
+        if semantic.enabled
+        else None
+    )
     verifier = None
     default_threshold = COSINE_DEFAULT_THRESHOLD
     if semantic.verifier not in ("cross-encoder", "cosine"):
         raise SystemExit(f"unknown verifier {semantic.verifier!r}: use cross-encoder or cosine")
     if embedder is not None and semantic.verifier == "cross-encoder":
-        verifier = CrossEncoderVerifier.load(threads=semantic.threads)
+        verifier = CrossEncoderVerifier.load(
+            threads=semantic.threads, idle_threads=semantic.idle_threads
+        )
         default_threshold = verifier.calibration.default_threshold
     store, ledger = make_backend(config)
     cache = Cache(store, config.memory_bytes, semantic, embedder, verifier)

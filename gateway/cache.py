@@ -102,11 +102,16 @@ class Cache:
         self.memory = MemoryLRU(memory_bytes)
         self._semantic = semantic
         self.index = SemanticIndex(embedder.dim, semantic.hnsw_from) if embedder else None
+        self._lookups = 0  # semantic lookups in flight: one alone may use every core
         self._embed = (
-            MicroBatcher(embedder.encode, semantic.batch_max, "embed") if embedder else None
+            MicroBatcher(embedder.encode, semantic.batch_max, "embed", self._idle)
+            if embedder
+            else None
         )
         self._verify = (
-            MicroBatcher(verifier.scores, semantic.batch_max, "verify") if verifier else None
+            MicroBatcher(verifier.scores, semantic.batch_max, "verify", self._idle)
+            if verifier
+            else None
         )
         # (context key, text) -> (entry key, calibrated score) of a verified match.
         self._verdicts: dict[tuple[str, str], tuple[str, float]] = {}
@@ -146,6 +151,9 @@ class Cache:
         entry = await self.get(key)
         return entry if entry is not None and entry.fresh(now, max_age) else None
 
+    def _idle(self) -> bool:
+        return self._lookups <= 1
+
     async def embed(self, text: str) -> np.ndarray:
         assert self._embed is not None, "no embedder is loaded"
         return await self._embed.submit(text)
@@ -173,6 +181,17 @@ class Cache:
             entry = await self.get(known[0])
             if entry is not None and entry.fresh(now, max_age):
                 return SemanticResult(entry, known[1], None)
+        self._lookups += 1
+        try:
+            return await self._search(query, asked, now, max_age)
+        finally:
+            self._lookups -= 1
+
+    async def _search(
+        self, query: SemanticQuery, asked: tuple[str, str], now: float, max_age: float | None
+    ) -> SemanticResult:
+        """Embed, search the partition, and verify the nearest candidate the guards pass."""
+        assert self.index is not None
         vector = await self.embed(query.text)
         for key, cosine in self.index.search(query.context_key, vector):
             if cosine < self._semantic.cosine_floor:

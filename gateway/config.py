@@ -44,6 +44,7 @@ class SemanticConfig:
     hnsw_from: int = 20000  # a partition switches from exact search to HNSW past this size
     batch_max: int = 32  # micro-batch bound for embedding and verification
     threads: int = 1  # inference threads; the event loop needs the other core
+    idle_threads: int = 2  # threads for a model run when it is the only lookup in flight
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2 as httpx
+import numpy as np
 import pytest
 from conftest import Gateway
 
@@ -197,6 +198,18 @@ def test_index_is_rebuilt_after_a_restart(make_gateway):
     assert "semantic index: 1 vectors" in gw.log.read_text()
     headers, _ = ask(gw, asked, ns)
     assert headers["x-cache-tier"] == "semantic"
+
+
+def test_a_run_on_more_cores_gives_the_same_numbers():
+    """An idle gateway runs the models on more cores; the verdicts must not change."""
+    from embeddings.onnx_minilm import OnnxMiniLMEmbedder
+    from embeddings.verifier import CrossEncoderVerifier
+
+    texts = [text for pair in PARAPHRASES for text in pair]
+    embedder = OnnxMiniLMEmbedder.load(threads=1, idle_threads=2)
+    assert np.array_equal(embedder.encode(texts, wide=True), embedder.encode(texts))
+    verifier = CrossEncoderVerifier.load(threads=1, idle_threads=2)
+    assert np.array_equal(verifier.logits(PARAPHRASES, wide=True), verifier.logits(PARAPHRASES))
 
 
 def test_the_models_see_only_the_real_tokens():
