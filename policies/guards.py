@@ -37,6 +37,29 @@ NUMBER_WORDS = {
     "million": "1000000",
     "billion": "1000000000",
 }
+# Ordinal words stand for their number ("the Second World War" is "World War II"), but a
+# text need not have one to match a text that does ("the first step" asks how to start):
+# see numbers_differ.
+ORDINALS = {
+    "first": "1",
+    "second": "2",
+    "third": "3",
+    "fourth": "4",
+    "fifth": "5",
+    "sixth": "6",
+    "seventh": "7",
+    "eighth": "8",
+    "ninth": "9",
+    "tenth": "10",
+    "eleventh": "11",
+    "twelfth": "12",
+    "twentieth": "20",
+    "hundredth": "100",
+}
+# "2nd" is the word "second" wherever words are compared.
+ORDINAL_DIGITS = {
+    n + {"1": "st", "2": "nd", "3": "rd"}.get(n, "th"): word for word, n in ORDINALS.items()
+}
 NEGATIONS = {
     "not",
     "no",
@@ -141,6 +164,21 @@ def numbers(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def ordinals(text: str) -> frozenset[str]:
+    """The numbers that ordinal words of the text stand for ("third" is "3")."""
+    return frozenset(ORDINALS[w] for w in WORD.findall(text.lower()) if w in ORDINALS)
+
+
+def numbers_differ(a: str, b: str) -> bool:
+    """A number of one text that the other lacks, unless the other says it as an ordinal
+    word; or ordinal words on both sides that disagree ("first" / "second")."""
+    numbers_a, numbers_b = numbers(a), numbers(b)
+    ordinals_a, ordinals_b = ordinals(a), ordinals(b)
+    if numbers_a - numbers_b - ordinals_b or numbers_b - numbers_a - ordinals_a:
+        return True
+    return bool(ordinals_a and ordinals_b and ordinals_a != ordinals_b)
+
+
 def roman_value(numeral: str) -> int:
     """The value of a well-formed Roman numeral (a smaller digit before a larger subtracts)."""
     values = [ROMAN_VALUES[letter] for letter in numeral]
@@ -186,9 +224,15 @@ def opposite(a: str, b: str) -> bool:
 
 
 def names(text: str) -> frozenset[str]:
-    """Capitalized words past the first (names, places, days, parties), lowercased."""
+    """Capitalized words past the first (names, places, days, parties), lowercased; not
+    ordinals or Roman numerals ("the Second World War", "World War II"): numbers_differ
+    judges those."""
     found = NAME.findall(text)[1:] if text[:1].isupper() else NAME.findall(text)
-    return frozenset(w.lower() for w in found if w.lower() not in NOT_NAMES)
+    return frozenset(
+        w.lower()
+        for w in found
+        if w.lower() not in NOT_NAMES and w.lower() not in ORDINALS and not ROMAN.fullmatch(w)
+    )
 
 
 def other_names(a: str, b: str) -> bool:
@@ -267,10 +311,13 @@ def swap_middles(part_a: list[str], part_b: list[str]) -> Iterator[list[str]]:
 
 def word_forms(text: str) -> list[str]:
     """The words of a text with the endings that do not change what is asked removed:
-    possessives and plurals ("England's" / "England", "memes" / "meme")."""
+    possessives and plurals ("England's" / "England", "memes" / "meme"); numbers spelt as
+    Roman numerals or ordinals in digits are read as the number and the word ("II" is "2",
+    "2nd" is "second"), which the numbers guard judges."""
+    spelt = ROMAN.sub(lambda m: str(roman_value(m.group(0))), normalize("NFKC", text))
     forms = []
-    for word in WORD.findall(text.lower()):
-        word = word.replace("’", "'").removesuffix("'s").rstrip("'")
+    for word in WORD.findall(spelt.lower()):
+        word = ORDINAL_DIGITS.get(word, word).replace("’", "'").removesuffix("'s").rstrip("'")
         plural = len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
         if plural and word not in FUNCTION_WORDS:
             word = word[:-1]
@@ -299,7 +346,7 @@ def meaningful(word: str) -> bool:
 
 def veto(new_text: str, cached_text: str) -> str | None:
     """The name of the first guard that rejects the pair, or None when all agree."""
-    if numbers(new_text) != numbers(cached_text):
+    if numbers_differ(new_text, cached_text):
         return "numbers"
     if negated(new_text) != negated(cached_text):
         return "negation"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from policies.controls import ControlError, Controls, parse_controls
 from policies.decide import PolicyConfig, RequestError, decide, json_depth_exceeds
-from policies.guards import numbers, swapped_roles, veto
+from policies.guards import ORDINAL_DIGITS, ORDINALS, numbers, swapped_roles, veto
 from policies.keys import exact_key, tenant_of
 from policies.pricing import Price, PriceTable
 
@@ -244,6 +244,18 @@ def test_json_depth(depth):
         ("Who was Henry VIII?", "Who was Henry VII?", "numbers"),
         ("What happened in World War II?", "What happened in World War 2?", None),
         ("When did World War Ⅱ end?", "When did World War II end?", None),
+        # Ordinal words are their numbers, but a text need not have one to match.
+        ("When did the Second World War end?", "When did World War II end?", None),
+        ("Who was Henry VIII?", "Who was Henry the Eighth?", None),
+        ("Who won the 3rd season?", "Who won the third season?", None),
+        ("What is the first step to learn Python?", "How do I start learning Python?", None),
+        ("What caused the First World War?", "What caused the Second World War?", "numbers"),
+        ("What is the third largest city in India?", "What is the 2nd largest city?", "numbers"),
+        (
+            "How many milliseconds are in a second?",
+            "How many milliseconds in a minute?",
+            "swapped-word",
+        ),
         # Word forms, a typo, a pronoun "one" and a quote the other side holds unquoted
         # reword a question; they do not change it.
         (
@@ -349,6 +361,17 @@ NUMERALS = {roman(n): str(n) for n in range(1, 40) if len(roman(n)) >= 2}
 def test_roman_numerals_are_read_whole_or_not_at_all(text):
     expected = {NUMERALS[token] for token in re.findall(r"\w+", text) if token in NUMERALS}
     assert numbers(text) == expected
+
+
+DIGITS_OF_ORDINAL = {word: digits for digits, word in ORDINAL_DIGITS.items()}
+
+
+@given(st.sampled_from(sorted(ORDINALS)), st.sampled_from(sorted(ORDINALS)))
+def test_ordinals_match_their_own_number_only(first, second):
+    asked = f"Who came {first} in the race?"
+    assert (veto(asked, f"Who came {second} in the race?") is None) == (first == second)
+    spelt = f"Who came {DIGITS_OF_ORDINAL[second]} in the race?"
+    assert (veto(asked, spelt) is None) == (first == second)
 
 
 def test_acronyms_of_numeral_letters_are_not_numbers():
