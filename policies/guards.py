@@ -37,9 +37,7 @@ NUMBER_WORDS = {
     "million": "1000000",
     "billion": "1000000000",
 }
-# Ordinal words stand for their number ("the Second World War" is "World War II"), but a
-# text need not have one to match a text that does ("the first step" asks how to start):
-# see numbers_differ.
+# Ordinal words are numbers written as ordinals: see numbers_differ.
 ORDINALS = {
     "first": "1",
     "second": "2",
@@ -154,29 +152,56 @@ QUOTED = re.compile(r"\"([^\"]{1,200})\"|`([^`]{1,200})`|“([^”]{1,200})”")
 IDENTIFIER = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]*|\w+\(\))")
 
 
-def numbers(text: str) -> frozenset[str]:
-    """Numbers in the text, digits, words or Roman numerals, normalized ("2" == "two" ==
-    "II", "1,000" == "1000")."""
-    found = {n.replace(",", "").rstrip(".") for n in NUMBER.findall(text)}
-    found |= {NUMBER_WORDS[w] for w in WORD.findall(text.lower()) if w in NUMBER_WORDS}
+# How a number is written: "3" and "three" count, "3rd" and "third" rank, and a Roman
+# numeral does either ("World War II" is "World War 2" and "the Second World War").
+CARDINAL, ORDINAL, ROMAN_FORM = "cardinal", "ordinal", "roman"
+ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
+
+
+def number_forms(text: str) -> dict[str, frozenset[str]]:
+    """Each number of the text, normalized ("2" == "two" == "II" == "second", "1,000" ==
+    "1000"), with the ways the text writes it (CARDINAL, ORDINAL, ROMAN_FORM)."""
+    forms: dict[str, set[str]] = {}
+    for m in NUMBER.finditer(text):
+        suffix, after = text[m.end() : m.end() + 2].lower(), text[m.end() + 2 : m.end() + 3]
+        ranked = suffix in ORDINAL_SUFFIXES and not after.isalnum()
+        value = m.group(0).replace(",", "").rstrip(".")
+        forms.setdefault(value, set()).add(ORDINAL if ranked else CARDINAL)
+    for word in WORD.findall(text.lower()):
+        if word in NUMBER_WORDS:
+            forms.setdefault(NUMBER_WORDS[word], set()).add(CARDINAL)
+        elif word in ORDINALS:
+            forms.setdefault(ORDINALS[word], set()).add(ORDINAL)
     # NFKC spells the one-character numerals ("Ⅱ") with letters ("II").
-    found |= {str(roman_value(m.group(0))) for m in ROMAN.finditer(normalize("NFKC", text))}
-    return frozenset(found)
+    for m in ROMAN.finditer(normalize("NFKC", text)):
+        forms.setdefault(str(roman_value(m.group(0))), set()).add(ROMAN_FORM)
+    return {value: frozenset(kinds) for value, kinds in forms.items()}
 
 
-def ordinals(text: str) -> frozenset[str]:
-    """The numbers that ordinal words of the text stand for ("third" is "3")."""
-    return frozenset(ORDINALS[w] for w in WORD.findall(text.lower()) if w in ORDINALS)
+def numbers(text: str) -> frozenset[str]:
+    """The numbers of the text, however written, normalized."""
+    return frozenset(number_forms(text))
 
 
 def numbers_differ(a: str, b: str) -> bool:
-    """A number of one text that the other lacks, unless the other says it as an ordinal
-    word; or ordinal words on both sides that disagree ("first" / "second")."""
-    numbers_a, numbers_b = numbers(a), numbers(b)
-    ordinals_a, ordinals_b = ordinals(a), ordinals(b)
-    if numbers_a - numbers_b - ordinals_b or numbers_b - numbers_a - ordinals_a:
-        return True
-    return bool(ordinals_a and ordinals_b and ordinals_a != ordinals_b)
+    """A number that one text has and the other lacks, or writes to mean something else:
+    "3 things" is not "the third thing", "in a second" not "in 2 seconds". "First" may
+    stand on one side alone ("the first step" / "how do I start"), as "one" is no number."""
+    forms_a, forms_b = number_forms(a), number_forms(b)
+    for value in forms_a.keys() | forms_b.keys():
+        kinds_a, kinds_b = forms_a.get(value, frozenset()), forms_b.get(value, frozenset())
+        if not kinds_a or not kinds_b:
+            if value == "1" and (kinds_a or kinds_b) == {ORDINAL}:
+                continue
+            return True
+        if not (read_alike(kinds_a, kinds_b) and read_alike(kinds_b, kinds_a)):
+            return True
+    return False
+
+
+def read_alike(kinds: frozenset[str], other: frozenset[str]) -> bool:
+    """Each way one text writes a number is a way the other reads it."""
+    return ROMAN_FORM in other or all(k == ROMAN_FORM or k in other for k in kinds)
 
 
 def roman_value(numeral: str) -> int:
