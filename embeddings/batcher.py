@@ -4,8 +4,9 @@ Each `submit` adds its item to the open batch; one worker thread takes whatever 
 gathered when it is free (up to `max_batch`) and runs the batch function once. Under
 load batches grow by themselves; alone, a request waits for no one. (The int8 ONNX models
 then run each item on its own so that no result depends on its neighbours; the torch
-embedder runs the batch as one call.) A batch of one, with nothing queued behind it and
-`idle()` true, is run `wide`: the model may take more cores, since nobody else needs them.
+embedder runs the batch as one call.) An input that is the only model work pending,
+across every batcher that shares its `Load`, is run `wide`: the model may take more cores,
+since nothing else needs them.
 """
 
 from __future__ import annotations
@@ -18,16 +19,26 @@ from typing import Any, Generic, TypeVar
 Item = TypeVar("Item")
 
 
+class Load:
+    """Model inputs submitted and not yet answered, across the batchers that share it."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = 0
+
+
 class MicroBatcher(Generic[Item]):
     def __init__(
         self,
         run: Callable[[list[Item], bool], Sequence[Any]],
         max_batch: int,
         name: str,
-        idle: Callable[[], bool],
+        load: Load,
     ) -> None:
         self._run = run
-        self._idle = idle
+        self._load = load
+        self.runs = 0  # inputs run through the model so far (for /metrics)
         self._max_batch = max_batch
         self._queue: list[tuple[Item, asyncio.Future]] = []
         self._busy = False
@@ -39,14 +50,19 @@ class MicroBatcher(Generic[Item]):
         if not self._busy:
             self._busy = True
             asyncio.get_running_loop().create_task(self._drain())
-        return await future
+        self._load.pending += 1
+        try:
+            return await future
+        finally:
+            self._load.pending -= 1
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-                wide = len(batch) == 1 and not self._queue and self._idle()
+                wide = len(batch) == 1 and self._load.pending == 1
+                self.runs += len(batch)
                 try:
                     results = await loop.run_in_executor(
                         self._executor, self._run, [i for i, _ in batch], wide

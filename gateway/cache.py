@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 from embeddings import Embedder
-from embeddings.batcher import MicroBatcher
+from embeddings.batcher import Load, MicroBatcher
 from embeddings.verifier import CrossEncoderVerifier
 from gateway.config import SemanticConfig
 from gateway.entries import Entry
@@ -27,6 +27,7 @@ from gateway.semantic import SemanticIndex
 from gateway.store import PurgeFilter
 from policies.decide import SemanticQuery
 from policies.guards import veto
+from policies.keys import digest
 
 log = logging.getLogger("cachegate.cache")
 # Verified matches remembered for repeats of the same reworded request (see Cache.semantic).
@@ -42,6 +43,12 @@ def remember(memo: dict[Key, Value], key: Key, value: Value, limit: int) -> None
     if key not in memo and len(memo) >= limit:
         del memo[next(iter(memo))]
     memo[key] = value
+
+
+def servable(entry: Entry | None, now: float, max_age: float | None) -> bool:
+    """Whether a semantic match may answer: stored, fresh enough, and stored with its text
+    (an entry re-stored in exact mode has none, and is no longer a semantic candidate)."""
+    return entry is not None and entry.fresh(now, max_age) and entry.text is not None
 
 
 class MemoryLRU:
@@ -102,19 +109,15 @@ class Cache:
         self.memory = MemoryLRU(memory_bytes)
         self._semantic = semantic
         self.index = SemanticIndex(embedder.dim, semantic.hnsw_from) if embedder else None
-        self._lookups = 0  # semantic lookups in flight: one alone may use every core
+        load = Load()  # shared: an input alone in both batchers may use every core
         self._embed = (
-            MicroBatcher(embedder.encode, semantic.batch_max, "embed", self._idle)
-            if embedder
-            else None
+            MicroBatcher(embedder.encode, semantic.batch_max, "embed", load) if embedder else None
         )
         self._verify = (
-            MicroBatcher(verifier.scores, semantic.batch_max, "verify", self._idle)
-            if verifier
-            else None
+            MicroBatcher(verifier.scores, semantic.batch_max, "verify", load) if verifier else None
         )
-        # (context key, text) -> (entry key, calibrated score) of a verified match.
-        self._verdicts: dict[tuple[str, str], tuple[str, float]] = {}
+        # digest(context key, text) -> (entry key, calibrated score) of a verified match.
+        self._verdicts: dict[str, tuple[str, float]] = {}
 
     async def start(self, oldest_expiry: float) -> None:
         """The store loads the semantic index (vectors of entries expiring after
@@ -151,9 +154,6 @@ class Cache:
         entry = await self.get(key)
         return entry if entry is not None and entry.fresh(now, max_age) else None
 
-    def _idle(self) -> bool:
-        return self._lookups <= 1
-
     async def embed(self, text: str) -> np.ndarray:
         assert self._embed is not None, "no embedder is loaded"
         return await self._embed.submit(text)
@@ -169,35 +169,25 @@ class Cache:
 
         A verdict is a pure function of the two texts, so a repeat of a request that was
         matched before reuses its match and score without running the models, as long as
-        the entry is still there, fresh enough and the score meets this request's bar.
-        (A nearer entry stored since would not displace it: both are verified matches.)
+        the entry can still be served and the score meets this request's bar. (The full
+        lookup verifies only the nearest candidate that the guards pass: after a nearer
+        entry is stored, it might now miss where the remembered, verified match still hits.)
         """
         assert self._embed is not None and self.index is not None
         if not self.index.holds(query.context_key):
             return SemanticResult(None, None, None)
-        asked = (query.context_key, query.text)
+        asked = digest(query.context_key, query.text)
         known = self._verdicts.get(asked)
         if known is not None and known[1] >= query.threshold:
             entry = await self.get(known[0])
-            if entry is not None and entry.fresh(now, max_age):
+            if servable(entry, now, max_age):
                 return SemanticResult(entry, known[1], None)
-        self._lookups += 1
-        try:
-            return await self._search(query, asked, now, max_age)
-        finally:
-            self._lookups -= 1
-
-    async def _search(
-        self, query: SemanticQuery, asked: tuple[str, str], now: float, max_age: float | None
-    ) -> SemanticResult:
-        """Embed, search the partition, and verify the nearest candidate the guards pass."""
-        assert self.index is not None
         vector = await self.embed(query.text)
         for key, cosine in self.index.search(query.context_key, vector):
             if cosine < self._semantic.cosine_floor:
                 break
             entry = await self.get(key)
-            if entry is None or not entry.fresh(now, max_age) or entry.text is None:
+            if not servable(entry, now, max_age):
                 continue
             if veto(query.text, entry.text):
                 continue
@@ -212,6 +202,11 @@ class Cache:
                 return SemanticResult(entry, score, vector)
             break
         return SemanticResult(None, None, vector)
+
+    def model_runs(self) -> dict[str, int]:
+        """Inputs run through each model so far, for /metrics."""
+        batchers = {"embedder": self._embed, "verifier": self._verify}
+        return {name: batcher.runs for name, batcher in batchers.items() if batcher is not None}
 
     # -- changes ----------------------------------------------------------------------
     def put(self, entry: Entry, vector: np.ndarray | None) -> None:

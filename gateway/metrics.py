@@ -65,6 +65,7 @@ class Metrics:
         self.usd: Counter[str] = Counter()  # saved | spent
         self.latency: dict[str, Latency] = {}  # by outcome
         self.gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
+        self.model_runs: dict[str, int] = {}  # by model; read from the cache when scraped
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -121,6 +122,14 @@ class Metrics:
                 cumulative.append((bound, running))
             histogram.add_metric([outcome], cumulative, latency.total)
         yield histogram
+        runs = CounterMetricFamily(
+            "cachegate_model_runs",
+            "Inputs run through the embedder or the verifier (remembered matches run neither)",
+            labels=["model"],
+        )
+        for model, count in sorted(self.model_runs.items()):
+            runs.add_metric([model], count)
+        yield runs
         for name, help_text in GAUGES.items():
             yield GaugeMetricFamily(name, help_text, value=self.gauges[name])
 

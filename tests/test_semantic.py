@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,13 @@ def ask(
         extra_headers={"X-Cache-Namespace": namespace, **(headers or {})},
     )
     return raw.headers, raw.parse()
+
+
+def model_runs(gw) -> dict[str, float]:
+    """cachegate_model_runs_total by model, from /metrics."""
+    text = httpx.get(f"{gw.url}/metrics").text
+    pattern = r'^cachegate_model_runs_total\{model="(\w+)"\} (\S+)$'
+    return {m[1]: float(m[2]) for m in re.finditer(pattern, text, re.MULTILINE)}
 
 
 def fresh() -> str:
@@ -117,7 +125,9 @@ def test_a_repeated_rewording_reuses_its_match_only_while_it_holds(real):
     ask(real, "How do volcanoes form under the ocean?", ns)  # the partition outlives a purge
     probe = {"Cache-Control": "no-store"}
     first = ask(real, asked, ns, headers=probe)[0]
+    runs = model_runs(real)
     again = ask(real, asked, ns, headers=probe)[0]
+    assert model_runs(real) == runs, "a remembered match runs no model"
     assert first["x-cache-tier"] == again["x-cache-tier"] == "semantic"
     assert again["x-cache-similarity"] == first["x-cache-similarity"]
     assert again["x-cache-key"] == first["x-cache-key"]
@@ -126,6 +136,7 @@ def test_a_repeated_rewording_reuses_its_match_only_while_it_holds(real):
     assert float(stricter) <= 1
     strict = ask(real, asked, ns, headers={**probe, "X-Cache-Threshold": stricter})[0]
     assert strict["x-cache-status"] == "MISS"
+    assert model_runs(real)["embedder"] > runs["embedder"], "the full lookup ran"
     time.sleep(1.1)
     young = ask(real, asked, ns, headers={"Cache-Control": "no-store, max-age=0"})[0]
     assert young["x-cache-status"] == "MISS"
