@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: install
-	$(BIN)/cachegate bench $(if $(QUICK),--quick)
+	$(BIN)/cachegate bench $(if $(QUICK),--quick) --json bench/results/bench$(if $(QUICK),-quick).json
 
 eval: install
 	$(BIN)/cachegate eval --pairs $(PAIRS) --split heldout --json bench/results/eval-qqp-heldout.json
