@@ -178,11 +178,6 @@ def number_forms(text: str) -> dict[str, frozenset[str]]:
     return {value: frozenset(kinds) for value, kinds in forms.items()}
 
 
-def numbers(text: str) -> frozenset[str]:
-    """The numbers of the text, however written, normalized."""
-    return frozenset(number_forms(text))
-
-
 def numbers_differ(a: str, b: str) -> bool:
     """A number that one text has and the other lacks, or writes to mean something else:
     "3 things" is not "the third thing", "in a second" not "in 2 seconds". "First" may
