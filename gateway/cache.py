@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 from embeddings import Embedder
-from embeddings.batcher import Load, MicroBatcher
+from embeddings.batcher import MicroBatcher, ModelWorkers
 from embeddings.verifier import CrossEncoderVerifier
 from gateway.config import SemanticConfig
 from gateway.entries import Entry
@@ -109,12 +109,12 @@ class Cache:
         self.memory = MemoryLRU(memory_bytes)
         self._semantic = semantic
         self.index = SemanticIndex(embedder.dim, semantic.hnsw_from) if embedder else None
-        load = Load()  # shared: an input alone in both batchers may use every core
+        self._workers = ModelWorkers(semantic.workers)
         self._embed = (
-            MicroBatcher(embedder.encode, semantic.batch_max, "embed", load) if embedder else None
+            MicroBatcher(embedder.encode, semantic.batch_max, self._workers) if embedder else None
         )
         self._verify = (
-            MicroBatcher(verifier.scores, semantic.batch_max, "verify", load) if verifier else None
+            MicroBatcher(verifier.scores, semantic.batch_max, self._workers) if verifier else None
         )
         # digest(context key, text) -> (entry key, calibrated score) of a verified match.
         self._verdicts: dict[str, tuple[str, float]] = {}
@@ -255,7 +255,5 @@ class Cache:
         return len(keys)
 
     async def close(self) -> None:
-        for batcher in (self._embed, self._verify):
-            if batcher:
-                batcher.close()
+        self._workers.close()
         await self.store.close()

@@ -21,6 +21,7 @@ import yaml
 from policies.decide import PolicyConfig
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+AT_LEAST_ONE = {"min": 1}  # field metadata: a count that must be at least one
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +43,12 @@ class SemanticConfig:
     min_chars: int = 8
     max_chars: int = 2000
     hnsw_from: int = 20000  # a partition switches from exact search to HNSW past this size
-    batch_max: int = 32  # micro-batch bound for embedding and verification
-    threads: int = 1  # inference threads; the event loop needs the other core
-    idle_threads: int = 2  # threads for a model run when it is the only lookup in flight
+    batch_max: int = field(default=32, metadata=AT_LEAST_ONE)  # micro-batch bound
+    threads: int = field(default=1, metadata=AT_LEAST_ONE)  # inference threads per model run
+    # Model runs at once, across embedder and verifier: one per core.
+    workers: int = field(default=2, metadata=AT_LEAST_ONE)
+    # Threads for a model run when it is the only lookup in flight.
+    idle_threads: int = field(default=2, metadata=AT_LEAST_ONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
             kwargs[f.name] = _convert(f.name, f.type, value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"config {name}: {exc}") from None
+        if "min" in f.metadata and kwargs[f.name] < f.metadata["min"]:
+            raise ConfigError(f"config {name}: must be at least {f.metadata['min']}, not {value!r}")
     return cls(**kwargs)
 
 

@@ -1,0 +1,30 @@
+"""Configuration: the shipped file, and counts that would stop the gateway refused up front."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Config, ConfigError, load_config
+
+SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+def test_the_shipped_file_states_the_defaults():
+    """configs/default.yaml is where users read the defaults: it must not drift from them."""
+    shipped, defaults = load_config(SHIPPED, environ={}), Config()
+    differ = [
+        f.name
+        for f in dataclasses.fields(Config)
+        if getattr(shipped, f.name) != getattr(defaults, f.name)
+    ]
+    assert differ == ["pricing_file"]  # the same file, named relative to the repo there
+    assert shipped.pricing_file.name == defaults.pricing_file.name
+
+
+@pytest.mark.parametrize("name", ["WORKERS", "THREADS", "IDLE_THREADS", "BATCH_MAX"])
+def test_a_count_below_one_is_refused_with_its_name(name):
+    with pytest.raises(ConfigError, match=rf"semantic\.{name.lower()}: must be at least 1"):
+        load_config(environ={f"CACHEGATE_SEMANTIC_{name}": "0"})
