@@ -47,7 +47,8 @@ def main() -> None:
     sample = tokenizer(
         ["How do I learn Python?", "What is a hash table?"], padding=True, return_tensors="pt"
     )
-    print(f"exported {OUT} ({export_int8(model, sample, 'embedding', OUT):.1f} MB)")
+    size = export_int8(model, model.encoder, sample, "embedding", OUT)
+    print(f"exported {OUT} ({size:.1f} MB)")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
     sample = tokenizer(
         ["How do I learn Python?"], ["What is the best way to learn Python?"], return_tensors="pt"
     )
-    size = export_int8(model, sample, "logits", OUT_DIR / "verifier.onnx")
+    size = export_int8(model, model, sample, "logits", OUT_DIR / "verifier.onnx")
     print(f"exported embeddings/models/verifier.onnx ({size:.1f} MB)", flush=True)
 
 
