@@ -115,6 +115,9 @@ def train(args: argparse.Namespace) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(args.init or base, num_labels=1)
+    if args.layers < model.config.num_hidden_layers:  # the lower layers only: a cheaper model
+        model.bert.encoder.layer = model.bert.encoder.layer[: args.layers]
+        model.config.num_hidden_layers = args.layers
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     plan = [b for _ in range(args.epochs) for b in batches(train_pairs, args.batch, rng)]
     warmup = max(1, len(plan) // 10)
@@ -203,6 +206,7 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
             "synthetic": args.synthetic,
             "closure": args.closure,
             "init": args.init or "all-MiniLM-L6-v2",
+            "layers": args.layers,
         }
     )
     info = {
@@ -247,6 +251,9 @@ def main() -> None:
         type=float,
         default=1.645,
         help="one-sided z of the Wilson bound on calib precision (1.645: 95%%)",
+    )
+    parser.add_argument(
+        "--layers", type=int, default=6, help="transformer layers kept from the MiniLM weights"
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=13)
