@@ -45,8 +45,8 @@ class SemanticConfig:
     hnsw_from: int = 20000  # a partition switches from exact search to HNSW past this size
     batch_max: int = field(default=32, metadata=AT_LEAST_ONE)  # micro-batch bound
     threads: int = field(default=1, metadata=AT_LEAST_ONE)  # inference threads per model run
-    # Model runs at once, across embedder and verifier: one per core.
-    workers: int = field(default=2, metadata=AT_LEAST_ONE)
+    # Model runs at once, across embedder and verifier; None: one per core.
+    workers: int | None = field(default=None, metadata=AT_LEAST_ONE)
     # Threads for a model run when it is the only lookup in flight.
     idle_threads: int = field(default=2, metadata=AT_LEAST_ONE)
 
@@ -129,8 +129,9 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
             kwargs[f.name] = _convert(f.name, f.type, value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"config {name}: {exc}") from None
-        if "min" in f.metadata and kwargs[f.name] < f.metadata["min"]:
-            raise ConfigError(f"config {name}: must be at least {f.metadata['min']}, not {value!r}")
+        least = f.metadata.get("min")
+        if least is not None and kwargs[f.name] is not None and kwargs[f.name] < least:
+            raise ConfigError(f"config {name}: must be at least {least}, not {value!r}")
     return cls(**kwargs)
 
 
