@@ -33,7 +33,8 @@ class OnnxMiniLMEmbedder:
         """One model run per text, like the verifier: int8 dynamic quantization scales
         activations over the whole input, padding included, so a vector computed in a batch
         would depend on its neighbours (measured: cosine to the same text alone down to
-        0.984). A vector must depend on its text alone; batching bought no speed here."""
+        0.984). A vector must depend on its text alone; and batching buys little here (16%
+        per input at sixteen texts of equal length; padding mixed lengths costs more)."""
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             feed = model_inputs(self._tokenizer.encode(text))
