@@ -11,6 +11,7 @@ beside the score it defines.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -32,10 +33,22 @@ class Calibration:
     cosine_weight: float
     bias: float
     default_threshold: float
+    # The highest logit the cross-encoder gives, with a margin (see scripts/train_verifier.py).
+    max_logit: float = math.inf
 
     def score(self, logits: np.ndarray, cosines: np.ndarray) -> np.ndarray:
         z = self.logit_weight * logits + self.cosine_weight * cosines + self.bias
         return 1.0 / (1.0 + np.exp(-z))
+
+    def lowest_cosine(self, threshold: float) -> float:
+        """The cosine under which a pair cannot score `threshold` even at `max_logit`: a
+        candidate below it is a miss whatever the cross-encoder says, so it is not run."""
+        if threshold <= 0.0 or min(self.logit_weight, self.cosine_weight) <= 0.0:
+            return -math.inf
+        if threshold >= 1.0:
+            return math.inf
+        z = math.log(threshold / (1.0 - threshold))
+        return (z - self.bias - self.logit_weight * self.max_logit) / self.cosine_weight
 
 
 class CrossEncoderVerifier:
@@ -58,7 +71,11 @@ class CrossEncoderVerifier:
         info = json.loads(Path(calibration).read_text()) if calibration else {}
         scale = (
             Calibration(
-                info["logit_weight"], info["cosine_weight"], info["bias"], info["default_threshold"]
+                info["logit_weight"],
+                info["cosine_weight"],
+                info["bias"],
+                info["default_threshold"],
+                info.get("max_logit", math.inf),
             )
             if info
             else None

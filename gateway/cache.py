@@ -117,6 +117,7 @@ class Cache:
         self._verify = (
             MicroBatcher(verifier.scores, semantic.batch_max, self._workers) if verifier else None
         )
+        self._calibration = verifier.calibration if verifier else None
         # digest(context key, text) -> (entry key, calibrated score) of a verified match.
         self._verdicts: dict[str, tuple[str, float]] = {}
 
@@ -184,8 +185,9 @@ class Cache:
             if servable(entry, now, max_age):
                 return SemanticResult(entry, known[1], None)
         vector = await self.embed(query.text)
+        floor = self.cosine_floor(query.threshold)
         for key, cosine in self.index.search(query.context_key, vector):
-            if cosine < self._semantic.cosine_floor:
+            if cosine < floor:
                 break
             entry = await self.get(key)
             if not servable(entry, now, max_age):
@@ -203,6 +205,17 @@ class Cache:
                 return SemanticResult(entry, score, vector)
             break
         return SemanticResult(None, None, vector)
+
+    def cosine_floor(self, threshold: float) -> float:
+        """The cosine a candidate needs to be worth verifying: the configured floor, or
+        higher where no verdict could lift a lower cosine to `threshold` (most misses'
+        nearest neighbours lie there, and each saves a verifier run)."""
+        reachable = (
+            threshold  # without a cross-encoder the score is the cosine
+            if self._calibration is None
+            else self._calibration.lowest_cosine(threshold)
+        )
+        return max(self._semantic.cosine_floor, reachable)
 
     def model_runs(self) -> dict[str, int]:
         """Inputs run through each model so far, for /metrics."""

@@ -21,6 +21,9 @@ Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pa
    Wilson interval (z = 1.645) rather than by the point estimate: calib holds only a few
    hundred hits near the threshold, and a point estimate of 0.91 there came out at 0.893
    on held-out questions.
+   The highest logit the model gives (on calib pairs and on calib questions against
+   themselves, where it is surest), plus a margin, bounds what verification can add to a
+   cosine: the gateway does not run the model for a candidate too far to reach the bar.
 The "heldout" split is never read here; `make eval` reports on it.
 """
 
@@ -47,6 +50,9 @@ OUT_DIR = Path(__file__).resolve().parent.parent / "embeddings" / "models"
 NEGATORS = re.compile(r"\b(is|are|can|do|does|should|will|would|could|was|did)\b", re.I)
 NUMBER = re.compile(r"\b\d+\b")
 NAME = re.compile(r"\b[A-Z][a-z]{2,}\b")
+# Added to the highest logit seen: int8 logits are within 0.15 of fp32, and texts unlike
+# calibration's may go a little past its highest.
+LOGIT_MARGIN = 0.5
 
 
 def synthetic_pairs(questions: list[str], rng: random.Random, count: int) -> list[Pair]:
@@ -183,6 +189,8 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
     embedder = OnnxMiniLMEmbedder.load(args.threads)
     # The eval protocol stores text_a and asks text_b.
     logits = verifier.logits([(p.text_b, p.text_a) for p in calib_pairs])
+    surest = verifier.logits([(p.text_a, p.text_a) for p in calib_pairs])
+    max_logit = float(max(logits.max(), surest.max())) + LOGIT_MARGIN
     a = np.concatenate([embedder.encode([p.text_a]) for p in calib_pairs])
     b = np.concatenate([embedder.encode([p.text_b]) for p in calib_pairs])
     cosines = (a * b).sum(axis=1).astype(np.float64)
@@ -213,6 +221,7 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
         "logit_weight": logit_weight,
         "cosine_weight": cosine_weight,
         "bias": bias,
+        "max_logit": max_logit,
         "max_length": args.max_length,
         "default_threshold": pick.threshold,
         "calib": {

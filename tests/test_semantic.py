@@ -147,6 +147,20 @@ def test_a_repeated_rewording_reuses_its_match_only_while_it_holds(real):
     assert ask(real, asked, ns, headers=probe)[0]["x-cache-status"] == "MISS"
 
 
+def test_a_candidate_too_far_for_the_bar_is_not_verified(real):
+    """A neighbour whose cosine no verdict could lift to the threshold costs no verifier
+    run; a lower bar lowers that floor, and the same neighbour is verified."""
+    ns = fresh()
+    ask(real, "How do I learn to play the guitar?", ns)
+    asked = "Which guitar should a beginner buy?"  # cosine 0.63: over cosine_floor (0.5)
+    probe = {"Cache-Control": "no-store"}
+    runs = model_runs(real)
+    assert ask(real, asked, ns, headers=probe)[0]["x-cache-status"] == "MISS"
+    assert model_runs(real) == {**runs, "embedder": runs["embedder"] + 1}
+    ask(real, asked, ns, headers={**probe, "X-Cache-Threshold": "0.3"})
+    assert model_runs(real)["verifier"] == runs["verifier"] + 1
+
+
 @pytest.mark.parametrize(
     "stored,asked",
     [

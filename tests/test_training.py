@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embeddings.pairs import Pair, closure_pairs
-from embeddings.verifier import pick_threshold, wilson_lower_bound
+from embeddings.verifier import Calibration, pick_threshold, wilson_lower_bound
 
 
 def test_closure_adds_duplicates_of_duplicates_and_negatives_across_groups_only():
@@ -72,3 +72,31 @@ def test_the_threshold_is_the_lowest_whose_served_precision_is_confidently_on_ta
         assert recall == (labels * admitted).sum() / labels.sum()
     else:
         assert (threshold, recall) == (1.0, 0.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0.01, 0.99),
+    st.floats(-1.0, 1.0),
+    st.floats(0.1, 2.0),
+    st.floats(0.5, 10.0),
+    st.floats(-8.0, 0.0),
+    st.floats(-5.0, 5.0),
+)
+def test_under_the_lowest_cosine_no_logit_up_to_the_highest_reaches_the_threshold(
+    threshold, cosine, logit_weight, cosine_weight, bias, max_logit
+):
+    scale = Calibration(logit_weight, cosine_weight, bias, threshold, max_logit)
+    lowest = scale.lowest_cosine(threshold)
+    logits = np.linspace(-10.0, max_logit, 50)
+    best = scale.score(logits, np.full(50, cosine)).max()
+    if cosine < lowest - 1e-9:
+        assert best < threshold
+    elif cosine > lowest + 1e-9:
+        assert best > threshold
+
+
+def test_the_lowest_cosine_skips_nothing_without_a_bound_or_a_bar():
+    assert Calibration(0.6, 5.7, -4.5, 0.86).lowest_cosine(0.86) == -np.inf  # no max_logit
+    assert Calibration(0.6, 5.7, -4.5, 0.86, 3.9).lowest_cosine(0.0) == -np.inf
+    assert Calibration(0.6, 5.7, -4.5, 0.86, 3.9).lowest_cosine(1.0) == np.inf
