@@ -868,7 +868,9 @@ def measure_http(plan: BenchPlan, work: Path, env: dict[str, str], results: Resu
             exact_hit_round(plan, targets, round_number, results)
             for stream in (False, True):
                 miss_rounds(plan, targets, questions, round_number, stream, results)
-        semantic_hits(plan, gateway.port, gateway_client, questions, results)
+        # Without the verifier model the gateway runs the cosine verifier: no models to time.
+        models = ModelsAlone.load() if VERIFIER_MODEL.exists() else None
+        semantic_hits(plan, gateway.port, gateway_client, questions, models, results)
         say("stopping the gateway, the mock upstream and the ceiling ...")
 
 
@@ -936,11 +938,68 @@ def miss_rounds(
     )
 
 
+@dataclass(slots=True)
+class ModelsAlone:
+    """The shipped embedder and verifier in the bench process, as the gateway runs them at
+    its defaults: what a first ask costs on this machine before any gateway work, the floor
+    under the semantic figures (the models are most of a first ask)."""
+
+    embedder: Any
+    verifier: Any
+    workers: int
+
+    @classmethod
+    def load(cls) -> ModelsAlone:
+        from embeddings.onnx_minilm import OnnxMiniLMEmbedder
+        from embeddings.verifier import CrossEncoderVerifier
+        from gateway.config import SemanticConfig
+
+        semantic = SemanticConfig()
+        threads = {"threads": semantic.threads, "idle_threads": semantic.idle_threads}
+        return cls(
+            OnnxMiniLMEmbedder.load(**threads),
+            CrossEncoderVerifier.load(**threads),
+            semantic.workers or os.cpu_count() or 1,
+        )
+
+    def first_ask(self, asked: str, stored: str, stored_vector: Any, wide: bool) -> None:
+        vector = self.embedder.encode([asked], wide)[0]
+        self.verifier.scores([(asked, stored, float(vector @ stored_vector))], wide)
+
+    def measure(self, asked: list[str], stored: list[str], results: Results) -> None:
+        """Each pair's first ask alone, on `idle_threads` (the gateway at concurrency 1),
+        then all of them on `workers` threads at once (the gateway under load)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        vectors = self.embedder.encode(stored)
+        embed_ms, ask_ms = [], []
+        for text, match, vector in zip(asked, stored, vectors, strict=True):
+            started = time.perf_counter()
+            self.embedder.encode([text], True)
+            embed_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            self.first_ask(text, match, vector, True)
+            ask_ms.append((time.perf_counter() - started) * 1000)
+        results.add("models_embed_p50_ms", percentile(embed_ms, 0.5))
+        results.add("models_first_ask_p50_ms", percentile(ask_ms, 0.5))
+        started = time.perf_counter()
+        with ThreadPoolExecutor(self.workers) as pool:
+            list(pool.map(self.first_ask, asked, stored, vectors, [False] * len(asked)))
+        results.add("models_first_asks_per_s", len(asked) / (time.perf_counter() - started))
+        say(
+            f"  models alone: embedding p50 {ms(results.rounds['models_embed_p50_ms'][-1])}, "
+            f"first ask p50 {ms(results.rounds['models_first_ask_p50_ms'][-1])}; "
+            f"{results.rounds['models_first_asks_per_s'][-1]:,.0f} first asks/s "
+            f"on {self.workers} threads"
+        )
+
+
 def semantic_hits(
     plan: BenchPlan,
     port: int,
     client: KeepAliveClient,
     questions: Questions,
+    models: ModelsAlone | None,
     results: Results,
 ) -> None:
     """Reworded questions, asked for the first time (the models run) and repeated.
@@ -1007,6 +1066,11 @@ def semantic_hits(
             results.add(name, rate)
             results.facts.setdefault(f"{name}_outcomes", []).append(dict(counts))
             say(f"  {rate:,.0f} semantic hits/s ({dict(counts)})")
+        if models is not None:
+            say(f"round {round_number}/{plan.rounds}: the same first asks, models alone ...")
+            models.measure(
+                [questions.twins[i] for i in hits], [questions.stored[i] for i in hits], results
+            )
 
 
 def store_questions(port: int, texts: list[str], headers: dict[str, str]) -> None:
@@ -1137,6 +1201,23 @@ def build_rows(
             f"ref: naive cache {NAIVE_SEMANTIC_HITS_PER_S:g}/s",
             ratio(m("semantic_hits_per_s"), NAIVE_SEMANTIC_HITS_PER_S),
             spread(r.get("semantic_hits_per_s", [])),
+        ),
+        Row(
+            "models alone: first asks/s (all cores)",
+            f"{m('models_first_asks_per_s'):,.0f}/s",
+            "(insight)",
+            None,
+            "the semantic-hit throughput's share of it",
+            ratio(m("semantic_hits_per_s"), m("models_first_asks_per_s")),
+            spread(r.get("models_first_asks_per_s", [])),
+        ),
+        Row(
+            "models alone: first ask / embedding p50 (c=1)",
+            f"{ms(m('models_first_ask_p50_ms'))} / {ms(m('models_embed_p50_ms'))}",
+            "(insight)",
+            None,
+            "floors under the semantic-hit p50 / a default-path miss (ratio: the former)",
+            ratio(m("semantic_p50_ms"), m("models_first_ask_p50_ms")),
         ),
         Row(
             "repeated rewordings throughput (c=16)",
