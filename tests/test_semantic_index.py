@@ -53,3 +53,22 @@ def test_holds_only_partitions_with_live_entries():
     assert index.holds("ctx") and not index.holds("other")
     index.remove(["k1"])
     assert not index.holds("ctx")
+
+
+def test_a_search_leaves_the_build_threads_as_it_found_them():
+    """A lookup runs on one thread; builds must keep every thread (the HNSW insert is
+    parallel), so the search restores FAISS's setting, also when the search fails."""
+    import faiss
+
+    index = SemanticIndex(16, 1000)
+    index.add_many("ctx", ["k1", "k2"], unit_rows(2))
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        assert index.search("ctx", unit_rows(1)[0])[0][0] in {"k1", "k2"}
+        assert faiss.omp_get_max_threads() == 2
+        with pytest.raises(AssertionError):
+            index.search("ctx", np.zeros(3, dtype=np.float32))  # the wrong dimension
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
