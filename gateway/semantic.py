@@ -133,7 +133,7 @@ class SemanticIndex:
             return []
         k = min(CANDIDATES, part.live)
         # One query on one thread: splitting a scan across an OpenMP team costs more than it
-        # saves (10k flat here: p50 1.1-1.7 ms alone, 1.8-2.5 ms on two threads) and takes a
+        # saves (10k flat, 2-core VM: p50 1.1-1.7 ms alone, 1.8-2.5 ms on two threads) and takes a
         # core from the models. Builds keep every thread: the HNSW insert is parallel.
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
