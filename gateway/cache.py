@@ -256,7 +256,7 @@ class Cache:
         self.memory.clear()
         self._verdicts.clear()
         if self.index is not None:
-            self.index = SemanticIndex(self.index.dim, self._semantic.hnsw_from)
+            self.index.clear()
 
     async def purge(self, where: PurgeFilter, now: float) -> int:
         keys = await self.store.delete(where, now)
@@ -270,4 +270,6 @@ class Cache:
 
     async def close(self) -> None:
         self._workers.close()
+        if self.index is not None:
+            self.index.close()
         await self.store.close()

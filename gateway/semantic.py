@@ -7,11 +7,19 @@ vectors, which keeps lookups near a millisecond at a million entries. FAISS cann
 cheaply delete from HNSW, so removals leave tombstones: a bitmap of live positions that
 FAISS consults during the search itself (so dead entries never crowd out live ones), and a
 partition is rebuilt from its live vectors once a quarter of it is dead.
+
+A rebuild (to HNSW, or without its dead) is built on a thread of its own from a copy of
+the live vectors: building 20k vectors into HNSW takes seconds, and on the event loop
+every request would wait for it. Until it is done the partition keeps serving from its
+old index; then the adds and removals made meanwhile are applied to the new one, which
+takes its place at the next access to the partition.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import faiss
@@ -24,12 +32,25 @@ HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 64
 CANDIDATES = 4
 
+log = logging.getLogger("cachegate.semantic")
+
+
+@dataclass(slots=True)
+class Rebuild:
+    """A fresh index being built off the event loop from a copy of the live vectors."""
+
+    keys: list[str]  # the keys copied, in the fresh index's order
+    positions: list[int]  # where each of them was in the old index
+    copied: int  # the old index's size at the copy: later positions were added since
+    index: Future  # of the fresh faiss.Index
+
 
 @dataclass(slots=True)
 class Partition:
     index: faiss.Index
     keys: list[str | None] = field(default_factory=list)  # FAISS position -> entry key
     dead: int = 0
+    rebuild: Rebuild | None = None
     # Bit i set = position i is live (FAISS IDSelectorBitmap's layout); grown by doubling.
     alive: np.ndarray = field(default_factory=lambda: np.zeros(8, dtype=np.uint8))
 
@@ -67,12 +88,30 @@ def new_index(dim: int, size: int, hnsw_from: int) -> faiss.Index:
     return index
 
 
+def build_index(dim: int, vectors: np.ndarray, size: int, hnsw_from: int) -> faiss.Index:
+    """An index for `size` vectors (the type follows it), holding `vectors` (off the loop)."""
+    index = new_index(dim, size, hnsw_from)
+    index.add(vectors)
+    return index
+
+
 class SemanticIndex:
-    def __init__(self, dim: int, hnsw_from: int) -> None:
+    """Not thread-safe: one thread (the event loop) calls it; rebuilds run on `builder`."""
+
+    def __init__(self, dim: int, hnsw_from: int, builder: Executor | None = None) -> None:
         self.dim = dim
         self._hnsw_from = hnsw_from
         self._partitions: dict[str, Partition] = {}
         self._where: dict[str, tuple[str, int]] = {}  # entry key -> (partition, position)
+        self._builder = builder or ThreadPoolExecutor(1, thread_name_prefix="cachegate-index")
+
+    def close(self) -> None:
+        self._builder.shutdown(wait=False, cancel_futures=True)
+
+    def clear(self) -> None:
+        """Forget every partition (a rebuild still running is dropped when it ends)."""
+        self._partitions.clear()
+        self._where.clear()
 
     def __len__(self) -> int:
         return len(self._where)
@@ -87,12 +126,12 @@ class SemanticIndex:
     def add_many(self, context_key: str, keys: list[str], vectors: np.ndarray) -> None:
         """Add vectors (rows, L2-normalized float32) to a partition; a known key is replaced."""
         self.remove(k for k in keys if k in self._where)
-        part = self._partitions.get(context_key)
+        part = self._partition(context_key)
         if part is None:
             part = Partition(new_index(self.dim, len(keys), self._hnsw_from))
             self._partitions[context_key] = part
         elif isinstance(part.index, faiss.IndexFlat) and part.live + len(keys) >= self._hnsw_from:
-            part = self._rebuild(context_key, part, extra=len(keys))
+            self._start_rebuild(part, extra=len(keys))
         start = len(part.keys)
         part.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         part.keys.extend(keys)
@@ -119,7 +158,7 @@ class SemanticIndex:
             if part.live == 0:
                 del self._partitions[context_key]
             elif part.dead > max(64, len(part.keys) // 4):
-                self._rebuild(context_key, part)
+                self._start_rebuild(part)
         return removed
 
     def holds(self, context_key: str) -> bool:
@@ -128,7 +167,7 @@ class SemanticIndex:
 
     def search(self, context_key: str, vector: np.ndarray) -> list[tuple[str, float]]:
         """The nearest live entries of the partition, best first, with their cosine."""
-        part = self._partitions.get(context_key)
+        part = self._partition(context_key)
         if part is None:
             return []
         k = min(CANDIDATES, part.live)
@@ -150,18 +189,58 @@ class SemanticIndex:
                 found.append((key, float(score)))
         return found[:CANDIDATES]
 
-    def _rebuild(self, context_key: str, part: Partition, extra: int = 0) -> Partition:
-        """A fresh index from the partition's live vectors, choosing its type by size."""
-        live = [(p, k) for p, k in enumerate(part.keys) if k is not None]
-        vectors = (
-            part.index.reconstruct_n(0, len(part.keys)) if part.keys else np.zeros((0, self.dim))
-        )
-        fresh = Partition(new_index(self.dim, len(live) + extra, self._hnsw_from))
-        if live:
-            fresh.index.add(np.ascontiguousarray(vectors[[p for p, _ in live]], dtype=np.float32))
-        fresh.keys = [k for _, k in live]
+    def settle(self) -> None:
+        """Wait for every rebuild and put it in place (tests and tools; the gateway never waits)."""
+        for context_key, part in list(self._partitions.items()):
+            if part.rebuild is not None:
+                part.rebuild.index.exception()  # waits
+                self._partition(context_key)
+
+    def _partition(self, context_key: str) -> Partition | None:
+        """The partition, with its finished rebuild (if any) put in place first."""
+        part = self._partitions.get(context_key)
+        if part is None or part.rebuild is None or not part.rebuild.index.done():
+            return part
+        rebuild, part.rebuild = part.rebuild, None
+        try:
+            built = rebuild.index.result()
+        except Exception:  # keep serving from the old index; the next trigger tries again
+            log.exception("rebuilding a semantic partition failed; it keeps its old index")
+            return part
+        fresh = Partition(built, keys=list(rebuild.keys))
         fresh.mark_added(0, len(fresh.keys))
+        for position, old_position in enumerate(rebuild.positions):
+            if part.keys[old_position] is None:  # removed while the copy was being built
+                fresh.keys[position] = None
+                fresh.mark_removed(position)
+                fresh.dead += 1
+        since = range(rebuild.copied, len(part.keys))
+        added = [p for p in since if part.keys[p] is not None]
+        if added:  # added while the copy was being built
+            start = len(fresh.keys)
+            fresh.index.add(part.index.reconstruct_batch(np.array(added, dtype=np.int64)))
+            fresh.keys.extend(part.keys[p] for p in added)
+            fresh.mark_added(start, len(added))
         for position, key in enumerate(fresh.keys):
-            self._where[key] = (context_key, position)
+            if key is not None:
+                self._where[key] = (context_key, position)
         self._partitions[context_key] = fresh
         return fresh
+
+    def _start_rebuild(self, part: Partition, extra: int = 0) -> None:
+        """Build a fresh index of the live vectors (plus room for `extra`) off the loop."""
+        if part.rebuild is not None:
+            return
+        positions = [p for p, k in enumerate(part.keys) if k is not None]
+        vectors = (
+            part.index.reconstruct_batch(np.array(positions, dtype=np.int64))
+            if positions
+            else np.zeros((0, self.dim), dtype=np.float32)
+        )
+        size = len(positions) + extra
+        part.rebuild = Rebuild(
+            keys=[part.keys[p] for p in positions],
+            positions=positions,
+            copied=len(part.keys),
+            index=self._builder.submit(build_index, self.dim, vectors, size, self._hnsw_from),
+        )

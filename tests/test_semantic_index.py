@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import faiss
 import numpy as np
 import pytest
 
@@ -27,6 +31,20 @@ def test_nearest_live_entry_even_after_many_removals(hnsw_from):
     assert len(index) == 400
 
 
+@pytest.mark.parametrize("hnsw_from", [10, 10**9], ids=["hnsw", "flat"])
+def test_a_partition_mostly_dead_is_rebuilt_without_its_dead(hnsw_from):
+    rows = unit_rows(300)
+    index = SemanticIndex(16, hnsw_from)
+    index.add_many("ctx", [f"k{i}" for i in range(300)], rows)
+    index.remove([f"k{i}" for i in range(200)])  # past a quarter dead: a rebuild starts
+    index.settle()
+    part = index._partitions["ctx"]
+    assert (part.dead, len(part.keys), len(index)) == (0, 100, 100)
+    assert [index.search("ctx", row)[0][0] for row in rows[200:]] == [
+        f"k{i}" for i in range(200, 300)
+    ]
+
+
 def test_partitions_never_mix_and_replacing_a_key_moves_it():
     rows = unit_rows(2)
     index = SemanticIndex(16, 1000)
@@ -42,8 +60,51 @@ def test_a_growing_partition_turns_into_hnsw_and_keeps_its_entries():
     index = SemanticIndex(16, hnsw_from=100)
     for i, row in enumerate(rows):
         index.add("ctx", f"k{i}", row)
-    found = [index.search("ctx", row)[0][0] for row in rows[:50]]
-    assert found == [f"k{i}" for i in range(50)]
+    index.settle()
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    found = [index.search("ctx", row)[0][0] for row in rows]
+    assert found == [f"k{i}" for i in range(300)]
+
+
+class HeldBuilder(ThreadPoolExecutor):
+    """Runs the rebuild on its thread only once the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.go = threading.Event()
+        self.caller = threading.get_ident()
+        self.ran_on: list[int] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        def held():
+            self.go.wait(10)
+            self.ran_on.append(threading.get_ident())
+            return fn(*args, **kwargs)
+
+        return super().submit(held)
+
+
+def test_a_rebuild_runs_off_the_callers_thread_and_keeps_what_changed_meanwhile():
+    """While the HNSW copy is built the partition serves from its old index; the adds
+    and removals made meanwhile are in the new one when it takes over."""
+    rows = unit_rows(400)
+    builder = HeldBuilder()
+    index = SemanticIndex(16, hnsw_from=100, builder=builder)
+    index.add_many("ctx", [f"k{i}" for i in range(99)], rows[:99])
+    index.add("ctx", "k99", rows[99])  # reaches hnsw_from: the rebuild starts, held
+    index.add_many("ctx", [f"k{i}" for i in range(100, 400)], rows[100:])  # meanwhile
+    index.remove([f"k{i}" for i in range(0, 400, 4)])  # meanwhile, some copied, some not
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)  # still the old one
+    assert index.search("ctx", rows[1])[0][0] == "k1"
+    builder.go.set()
+    index.settle()
+    assert builder.ran_on and builder.ran_on[0] != builder.caller
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    assert len(index) == 300
+    for i, row in enumerate(rows):
+        best = index.search("ctx", row)[0][0]
+        assert (best == f"k{i}") == (i % 4 != 0), i
+    builder.shutdown()
 
 
 def test_holds_only_partitions_with_live_entries():
@@ -58,8 +119,6 @@ def test_holds_only_partitions_with_live_entries():
 def test_a_search_leaves_the_build_threads_as_it_found_them():
     """A lookup runs on one thread; builds must keep every thread (the HNSW insert is
     parallel), so the search restores FAISS's setting, also when the search fails."""
-    import faiss
-
     index = SemanticIndex(16, 1000)
     index.add_many("ctx", ["k1", "k2"], unit_rows(2))
     before = faiss.omp_get_max_threads()
