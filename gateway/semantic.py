@@ -42,7 +42,7 @@ class Rebuild:
     keys: list[str]  # the keys copied, in the fresh index's order
     positions: list[int]  # where each of them was in the old index
     copied: int  # the old index's size at the copy: later positions were added since
-    index: Future  # of the fresh faiss.Index
+    index: Future[faiss.Index]  # the fresh index, once built
 
 
 @dataclass(slots=True)
