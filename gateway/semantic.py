@@ -31,6 +31,10 @@ HNSW_LINKS = 16
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 64
 CANDIDATES = 4
+# Vectors added while a rebuild ran are inserted into the new index on the event loop when
+# it takes over (~0.2 ms each into HNSW on a slow 2-core VM); past this many (a Redis
+# resync, a burst of stores) the partition is rebuilt again from all of them instead.
+REPLAY_MAX = 512
 
 log = logging.getLogger("cachegate.semantic")
 
@@ -110,6 +114,9 @@ class SemanticIndex:
 
     def clear(self) -> None:
         """Forget every partition (a rebuild still running is dropped when it ends)."""
+        for part in self._partitions.values():
+            if part.rebuild is not None:
+                part.rebuild.index.cancel()
         self._partitions.clear()
         self._where.clear()
 
@@ -154,8 +161,12 @@ class SemanticIndex:
             removed += 1
             touched.add(context_key)
         for context_key in touched:
-            part = self._partitions[context_key]
+            part = self._partition(context_key)
+            if part is None:
+                continue
             if part.live == 0:
+                if part.rebuild is not None:
+                    part.rebuild.index.cancel()
                 del self._partitions[context_key]
             elif part.dead > max(64, len(part.keys) // 4):
                 self._start_rebuild(part)
@@ -191,8 +202,8 @@ class SemanticIndex:
 
     def settle(self) -> None:
         """Wait for every rebuild and put it in place (tests and tools; the gateway never waits)."""
-        for context_key, part in list(self._partitions.items()):
-            if part.rebuild is not None:
+        while pending := [(c, p) for c, p in self._partitions.items() if p.rebuild is not None]:
+            for context_key, part in pending:
                 part.rebuild.index.exception()  # waits
                 self._partition(context_key)
 
@@ -207,6 +218,11 @@ class SemanticIndex:
         except Exception:  # keep serving from the old index; the next trigger tries again
             log.exception("rebuilding a semantic partition failed; it keeps its old index")
             return part
+        since = range(rebuild.copied, len(part.keys))
+        added = [p for p in since if part.keys[p] is not None]
+        if len(added) > REPLAY_MAX:
+            self._start_rebuild(part)
+            return part
         fresh = Partition(built, keys=list(rebuild.keys))
         fresh.mark_added(0, len(fresh.keys))
         for position, old_position in enumerate(rebuild.positions):
@@ -214,8 +230,6 @@ class SemanticIndex:
                 fresh.keys[position] = None
                 fresh.mark_removed(position)
                 fresh.dead += 1
-        since = range(rebuild.copied, len(part.keys))
-        added = [p for p in since if part.keys[p] is not None]
         if added:  # added while the copy was being built
             start = len(fresh.keys)
             fresh.index.add(part.index.reconstruct_batch(np.array(added, dtype=np.int64)))
@@ -238,9 +252,13 @@ class SemanticIndex:
             else np.zeros((0, self.dim), dtype=np.float32)
         )
         size = len(positions) + extra
+        try:
+            built = self._builder.submit(build_index, self.dim, vectors, size, self._hnsw_from)
+        except RuntimeError:  # closed: the gateway is stopping, the old index will do
+            return
         part.rebuild = Rebuild(
             keys=[part.keys[p] for p in positions],
             positions=positions,
             copied=len(part.keys),
-            index=self._builder.submit(build_index, self.dim, vectors, size, self._hnsw_from),
+            index=built,
         )

@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from gateway.semantic import SemanticIndex
+from gateway.semantic import REPLAY_MAX, SemanticIndex
 
 
 def unit_rows(count: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -29,6 +29,32 @@ def test_nearest_live_entry_even_after_many_removals(hnsw_from):
     best_live = f"k{order[100]}"
     assert index.search("ctx", query)[0][0] == best_live
     assert len(index) == 400
+
+
+def test_a_burst_of_adds_during_a_rebuild_is_built_again_not_replayed_on_the_caller():
+    """Many vectors added while a rebuild ran (a Redis resync) would stall the event loop
+    if inserted there: the partition is rebuilt again from all of them instead."""
+    rows = unit_rows(100 + REPLAY_MAX + 50)
+    builder = HeldBuilder()
+    index = SemanticIndex(16, hnsw_from=100, builder=builder)
+    index.add_many("ctx", [f"k{i}" for i in range(100)], rows[:100])  # born HNSW
+    index.remove([f"k{i}" for i in range(80)])  # mostly dead: a rebuild starts, held
+    first = index._partitions["ctx"].rebuild
+    burst = range(100, len(rows))
+    index.add_many("ctx", [f"k{i}" for i in burst], rows[100:])
+    builder.go.set()
+    first.index.result()
+    index.search("ctx", rows[0])  # the first build is done but too far behind
+    part = index._partitions["ctx"]
+    assert part.rebuild is not None and part.rebuild is not first
+    assert len(part.rebuild.keys) == 20 + len(burst)
+    index.settle()
+    assert len(index) == 20 + len(burst)
+    assert index._partitions["ctx"].dead == 0
+    assert [index.search("ctx", row)[0][0] for row in rows[80:]] == [
+        f"k{i}" for i in range(80, len(rows))
+    ]
+    builder.shutdown()
 
 
 @pytest.mark.parametrize("hnsw_from", [10, 10**9], ids=["hnsw", "flat"])
