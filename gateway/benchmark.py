@@ -948,7 +948,7 @@ class ModelsAlone:
         return cls(
             OnnxMiniLMEmbedder.load(**threads),
             CrossEncoderVerifier.load(**threads),
-            semantic.workers or os.cpu_count() or 1,
+            semantic.worker_count,
         )
 
     def first_ask(self, asked: str, stored: str, stored_vector: Any, wide: bool) -> None:

@@ -11,7 +11,6 @@ also those of other replicas: the store reports them through `learn`, `forget`, 
 from __future__ import annotations
 
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
@@ -110,7 +109,7 @@ class Cache:
         self.memory = MemoryLRU(memory_bytes)
         self._semantic = semantic
         self.index = SemanticIndex(embedder.dim, semantic.hnsw_from) if embedder else None
-        self._workers = ModelWorkers(semantic.workers or os.cpu_count() or 1)
+        self._workers = ModelWorkers(semantic.worker_count)
         self._embed = (
             MicroBatcher(embedder.encode, semantic.batch_max, self._workers) if embedder else None
         )

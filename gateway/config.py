@@ -50,6 +50,11 @@ class SemanticConfig:
     # Threads for a model run when it is the only lookup in flight.
     idle_threads: int = field(default=2, metadata=AT_LEAST_ONE)
 
+    @property
+    def worker_count(self) -> int:
+        """Model runs at once: `workers`, or one per core."""
+        return self.workers or os.cpu_count() or 1
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
