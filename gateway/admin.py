@@ -91,6 +91,7 @@ class Admin:
             cachegate_entry_bytes=cache.store.bytes,
             cachegate_memory_entries=len(cache.memory),
             cachegate_semantic_vectors=len(cache.index) if cache.index is not None else 0,
+            cachegate_semantic_rebuilds=cache.index.rebuilding if cache.index is not None else 0,
         )
         m.model_runs = cache.model_runs()
         return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -167,16 +166,18 @@ def create_app(gateway: Gateway) -> web.Application:
     async def lifecycle(app: web.Application):
         await gateway.upstream.start()
         started = time.perf_counter()
-        # Before serving, index builds may use every core; while serving, one (see above).
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
         await gateway.cache.start(time.time() - config.max_stale)
-        faiss.omp_set_num_threads(1)
-        if gateway.cache.index is not None:
+        index = gateway.cache.index
+        if index is not None:
+            # A large partition is searchable at once (exactly, if slower); its HNSW index
+            # is built in the background and logged when ready.
             log.info(
-                "semantic index: %d vectors in %d partitions, loaded in %.2fs",
-                len(gateway.cache.index),
-                gateway.cache.index.partitions,
+                "semantic index: %d vectors in %d partitions, loaded in %.2fs; "
+                "%d partitions building HNSW in the background",
+                len(index),
+                index.partitions,
                 time.perf_counter() - started,
+                index.rebuilding,
             )
         tasks = [
             asyncio.create_task(gateway.ledger.run()),

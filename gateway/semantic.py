@@ -8,16 +8,19 @@ cheaply delete from HNSW, so removals leave tombstones: a bitmap of live positio
 FAISS consults during the search itself (so dead entries never crowd out live ones), and a
 partition is rebuilt from its live vectors once a quarter of it is dead.
 
-A rebuild (to HNSW, or without its dead) is built on a thread of its own from a copy of
-the live vectors: building 20k vectors into HNSW takes seconds, and on the event loop
+A partition always starts flat. An HNSW index is only ever built on a thread of its own,
+from a copy of the live vectors, when a flat partition reaches `hnsw_from` (at start-up
+too, when a large partition is loaded at once) or when a quarter of a partition is dead:
+building 20k vectors into HNSW takes seconds (a million: minutes), and on the event loop
 every request would wait for it. Until it is done the partition keeps serving from its
-old index; then the adds and removals made meanwhile are applied to the new one, which
-takes its place at the next access to the partition.
+old index (exact, only slower); then the adds and removals made meanwhile are applied to
+the new one, which takes its place at the next access to the partition.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -92,10 +95,17 @@ def new_index(dim: int, size: int, hnsw_from: int) -> faiss.Index:
     return index
 
 
-def build_index(dim: int, vectors: np.ndarray, size: int, hnsw_from: int) -> faiss.Index:
-    """An index for `size` vectors (the type follows it), holding `vectors` (off the loop)."""
-    index = new_index(dim, size, hnsw_from)
+def build_index(dim: int, vectors: np.ndarray, hnsw_from: int) -> faiss.Index:
+    """An index holding `vectors`, of the type their count calls for (off the loop)."""
+    started = time.perf_counter()
+    index = new_index(dim, len(vectors), hnsw_from)
     index.add(vectors)
+    if isinstance(index, faiss.IndexHNSW):  # the slow kind: say when it is ready
+        log.info(
+            "semantic partition: HNSW index of %d vectors built in %.1fs",
+            len(vectors),
+            time.perf_counter() - started,
+        )
     return index
 
 
@@ -127,6 +137,11 @@ class SemanticIndex:
     def partitions(self) -> int:
         return len(self._partitions)
 
+    @property
+    def rebuilding(self) -> int:
+        """Partitions whose new index is being built (each serves from its old one meanwhile)."""
+        return sum(part.rebuild is not None for part in self._partitions.values())
+
     def add(self, context_key: str, key: str, vector: np.ndarray) -> None:
         self.add_many(context_key, [key], vector.reshape(1, -1))
 
@@ -135,16 +150,16 @@ class SemanticIndex:
         self.remove(k for k in keys if k in self._where)
         part = self._partition(context_key)
         if part is None:
-            part = Partition(new_index(self.dim, len(keys), self._hnsw_from))
+            part = Partition(faiss.IndexFlatIP(self.dim))
             self._partitions[context_key] = part
-        elif isinstance(part.index, faiss.IndexFlat) and part.live + len(keys) >= self._hnsw_from:
-            self._start_rebuild(part, extra=len(keys))
         start = len(part.keys)
         part.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         part.keys.extend(keys)
         part.mark_added(start, len(keys))
         for offset, key in enumerate(keys):
             self._where[key] = (context_key, start + offset)
+        if isinstance(part.index, faiss.IndexFlat) and part.live >= self._hnsw_from:
+            self._start_rebuild(part)
 
     def remove(self, keys: Iterable[str]) -> int:
         removed = 0
@@ -241,8 +256,8 @@ class SemanticIndex:
         self._partitions[context_key] = fresh
         return fresh
 
-    def _start_rebuild(self, part: Partition, extra: int = 0) -> None:
-        """Build a fresh index of the live vectors (plus room for `extra`) off the loop."""
+    def _start_rebuild(self, part: Partition) -> None:
+        """Build a fresh index of the live vectors off the loop."""
         if part.rebuild is not None:
             return
         positions = [p for p, k in enumerate(part.keys) if k is not None]
@@ -251,9 +266,8 @@ class SemanticIndex:
             if positions
             else np.zeros((0, self.dim), dtype=np.float32)
         )
-        size = len(positions) + extra
         try:
-            built = self._builder.submit(build_index, self.dim, vectors, size, self._hnsw_from)
+            built = self._builder.submit(build_index, self.dim, vectors, self._hnsw_from)
         except RuntimeError:  # closed: the gateway is stopping, the old index will do
             return
         part.rebuild = Rebuild(

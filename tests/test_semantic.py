@@ -227,6 +227,31 @@ def test_index_is_rebuilt_after_a_restart(make_gateway):
     assert headers["x-cache-tier"] == "semantic"
 
 
+def test_a_large_partition_is_loaded_at_start_and_turned_into_hnsw_in_the_background(
+    make_gateway,
+):
+    """Past hnsw_from a partition's HNSW index is built off the event loop, at start-up
+    too (a million entries take minutes); the partition serves meanwhile, then from HNSW."""
+    gw = make_gateway(env={**REAL_SEMANTIC, "CACHEGATE_SEMANTIC_HNSW_FROM": "3"})
+    ns = fresh()
+    for stored, _ in PARAPHRASES:
+        ask(gw, stored, ns)
+    gw.restart()
+    loaded = "semantic index: 4 vectors in 1 partitions"
+    log = gw.log.read_text()
+    assert loaded in log
+    deadline = time.monotonic() + 60
+    while "HNSW index of 4 vectors built" not in log.split(loaded)[-1]:
+        assert time.monotonic() < deadline, "the HNSW index was never built after the restart"
+        time.sleep(0.2)
+        log = gw.log.read_text()
+    for _, asked in PARAPHRASES:
+        headers, _ = ask(gw, asked, ns)
+        assert headers["x-cache-tier"] == "semantic", asked
+    metrics = httpx.get(f"{gw.url}/metrics").text
+    assert re.search(r"^cachegate_semantic_rebuilds 0\.0$", metrics, re.MULTILINE)
+
+
 def test_a_run_on_more_cores_gives_the_same_numbers():
     """An idle gateway runs the models on more cores; the verdicts must not change."""
     from embeddings.onnx_minilm import OnnxMiniLMEmbedder

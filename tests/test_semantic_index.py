@@ -22,6 +22,7 @@ def test_nearest_live_entry_even_after_many_removals(hnsw_from):
     rows = unit_rows(500)
     index = SemanticIndex(16, hnsw_from)
     index.add_many("ctx", [f"k{i}" for i in range(500)], rows)
+    index.settle()  # HNSW (or flat) from here on
     query = rows[0]
     order = np.argsort(-(rows @ query))
     removed = [f"k{i}" for i in order[:100]]  # the 100 nearest, fewer than a rebuild needs
@@ -37,8 +38,8 @@ def test_a_burst_of_adds_during_a_rebuild_is_built_again_not_replayed_on_the_cal
     rows = unit_rows(100 + REPLAY_MAX + 50)
     builder = HeldBuilder()
     index = SemanticIndex(16, hnsw_from=100, builder=builder)
-    index.add_many("ctx", [f"k{i}" for i in range(100)], rows[:100])  # born HNSW
-    index.remove([f"k{i}" for i in range(80)])  # mostly dead: a rebuild starts, held
+    index.add_many("ctx", [f"k{i}" for i in range(100)], rows[:100])  # HNSW build starts, held
+    index.remove([f"k{i}" for i in range(80)])  # meanwhile
     first = index._partitions["ctx"].rebuild
     burst = range(100, len(rows))
     index.add_many("ctx", [f"k{i}" for i in burst], rows[100:])
@@ -62,6 +63,7 @@ def test_a_partition_mostly_dead_is_rebuilt_without_its_dead(hnsw_from):
     rows = unit_rows(300)
     index = SemanticIndex(16, hnsw_from)
     index.add_many("ctx", [f"k{i}" for i in range(300)], rows)
+    index.settle()
     index.remove([f"k{i}" for i in range(200)])  # past a quarter dead: a rebuild starts
     index.settle()
     part = index._partitions["ctx"]
@@ -130,6 +132,24 @@ def test_a_rebuild_runs_off_the_callers_thread_and_keeps_what_changed_meanwhile(
     for i, row in enumerate(rows):
         best = index.search("ctx", row)[0][0]
         assert (best == f"k{i}") == (i % 4 != 0), i
+    builder.shutdown()
+
+
+def test_a_partition_added_at_once_past_hnsw_from_is_searchable_before_its_hnsw_exists():
+    """A start-up load hands a whole partition to add_many: it must return at once, with
+    the partition searchable exactly, while its HNSW index is built on the builder."""
+    rows = unit_rows(300)
+    builder = HeldBuilder()
+    index = SemanticIndex(16, hnsw_from=100, builder=builder)
+    index.add_many("ctx", [f"k{i}" for i in range(300)], rows)
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)
+    assert index.rebuilding == 1
+    assert [index.search("ctx", row)[0][0] for row in rows] == [f"k{i}" for i in range(300)]
+    builder.go.set()
+    index.settle()
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    assert index.rebuilding == 0 and len(index) == 300
+    assert [index.search("ctx", row)[0][0] for row in rows] == [f"k{i}" for i in range(300)]
     builder.shutdown()
 
 
