@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -226,3 +227,10 @@ def serve(config: Config) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(main())
+    if gateway.cache.index is not None and gateway.cache.index.rebuilding:
+        # Everything is stored and flushed by now. An index build cannot be interrupted and
+        # would hold the exit for as long as it runs (minutes at a million vectors); the
+        # next start builds it again from the stored vectors.
+        log.info("stopped without waiting for the semantic index build under way")
+        logging.shutdown()
+        os._exit(0)

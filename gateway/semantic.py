@@ -140,7 +140,10 @@ class SemanticIndex:
     @property
     def rebuilding(self) -> int:
         """Partitions whose new index is being built (each serves from its old one meanwhile)."""
-        return sum(part.rebuild is not None for part in self._partitions.values())
+        return sum(
+            part.rebuild is not None and not part.rebuild.index.done()
+            for part in self._partitions.values()
+        )
 
     def add(self, context_key: str, key: str, vector: np.ndarray) -> None:
         self.add_many(context_key, [key], vector.reshape(1, -1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import socket
 import string
 import threading
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.benchmark import fill_entries_db
 from gateway.processes import MockUpstreamProcess
 
 
@@ -276,3 +278,20 @@ def test_semantic_tier_can_be_switched_off(make_gateway):
         **chat_body("How do I learn the Python language quickly?")
     )
     assert raw.headers["x-cache-status"] == "MISS"
+
+
+def test_a_stop_waits_for_no_index_build_and_loses_nothing(make_gateway, tmp_path):
+    """SIGTERM while a large partition's HNSW index is built in the background stops at
+    once: a build cannot be interrupted, and at a million vectors it runs for minutes.
+    Everything stored is there at the next start, which builds the index again."""
+    data_dir = tmp_path / "large"
+    fill_entries_db(data_dir, 60_000)  # past hnsw_from (20k): ~8 s of HNSW build or more
+    gw = make_gateway(env={"CACHEGATE_SEMANTIC_EMBEDDER": "minilm-onnx"}, data_dir=data_dir)
+    assert gw.process is not None
+    gw.process.send_signal(signal.SIGTERM)
+    assert gw.process.wait(60) == 0
+    log = gw.log.read_text()
+    assert "stopped without waiting for the semantic index build under way" in log
+    assert "HNSW index of 60000 vectors built" not in log
+    gw.start()
+    assert gw.log.read_text().count("semantic index: 60000 vectors in 1 partitions") == 2
