@@ -13,9 +13,8 @@ from a copy of the live vectors, when a flat partition reaches `hnsw_from` (at s
 too, when a large partition is loaded at once) or when a quarter of a partition is dead:
 building 20k vectors into HNSW takes seconds (a million: minutes), and on the event loop
 every request would wait for it. Until it is done the partition keeps serving from its
-old index (exact, only slower; one far past `hnsw_from`, loaded at start, finds nothing
-meanwhile); then the adds and removals made meanwhile are applied to the new one, which
-takes its place at the next access to the partition.
+old index (exact, only slower); then the adds and removals made meanwhile are applied to
+the new one, which takes its place at the next access to the partition.
 """
 
 from __future__ import annotations
@@ -39,11 +38,6 @@ CANDIDATES = 4
 # it takes over (~0.2 ms each into HNSW on a slow 2-core VM); past this many (a Redis
 # resync, a burst of stores) the partition is rebuilt again from all of them instead.
 REPLAY_MAX = 512
-# A flat partition past hnsw_from is one whose HNSW index is being built. Up to this many
-# times hnsw_from it is searched exactly meanwhile; past it (a large partition loaded at
-# start) a scan would hold the event loop, and every request with it (1M vectors: 63 ms a
-# lookup), so it finds nothing until its HNSW index takes over: those lookups miss.
-FLAT_SCAN_MAX_FACTOR = 2
 
 log = logging.getLogger("cachegate.semantic")
 
@@ -203,7 +197,7 @@ class SemanticIndex:
     def search(self, context_key: str, vector: np.ndarray) -> list[tuple[str, float]]:
         """The nearest live entries of the partition, best first, with their cosine."""
         part = self._partition(context_key)
-        if part is None or self._too_large_to_scan(part):
+        if part is None:
             return []
         k = min(CANDIDATES, part.live)
         # One query on one thread: splitting a scan across an OpenMP team costs more than it
@@ -223,12 +217,6 @@ class SemanticIndex:
             if key is not None:
                 found.append((key, float(score)))
         return found[:CANDIDATES]
-
-    def _too_large_to_scan(self, part: Partition) -> bool:
-        return (
-            isinstance(part.index, faiss.IndexFlat)
-            and len(part.keys) > FLAT_SCAN_MAX_FACTOR * self._hnsw_from
-        )
 
     def settle(self) -> None:
         """Wait for every rebuild and put it in place (tests and tools; the gateway never waits)."""

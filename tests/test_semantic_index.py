@@ -115,46 +115,41 @@ class HeldBuilder(ThreadPoolExecutor):
 def test_a_rebuild_runs_off_the_callers_thread_and_keeps_what_changed_meanwhile():
     """While the HNSW copy is built the partition serves from its old index; the adds
     and removals made meanwhile are in the new one when it takes over."""
-    rows = unit_rows(200)
+    rows = unit_rows(400)
     builder = HeldBuilder()
     index = SemanticIndex(16, hnsw_from=100, builder=builder)
     index.add_many("ctx", [f"k{i}" for i in range(99)], rows[:99])
     index.add("ctx", "k99", rows[99])  # reaches hnsw_from: the rebuild starts, held
-    index.add_many("ctx", [f"k{i}" for i in range(100, 200)], rows[100:])  # meanwhile
-    index.remove([f"k{i}" for i in range(0, 200, 4)])  # meanwhile, some copied, some not
+    index.add_many("ctx", [f"k{i}" for i in range(100, 400)], rows[100:])  # meanwhile
+    index.remove([f"k{i}" for i in range(0, 400, 4)])  # meanwhile, some copied, some not
     assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)  # still the old one
     assert index.search("ctx", rows[1])[0][0] == "k1"
     builder.go.set()
     index.settle()
     assert builder.ran_on and builder.ran_on[0] != builder.caller
     assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
-    assert len(index) == 150
+    assert len(index) == 300
     for i, row in enumerate(rows):
         best = index.search("ctx", row)[0][0]
         assert (best == f"k{i}") == (i % 4 != 0), i
     builder.shutdown()
 
 
-@pytest.mark.parametrize("size", [200, 201], ids=["scanned-meanwhile", "too-large-to-scan"])
-def test_a_partition_added_at_once_past_hnsw_from_gets_its_hnsw_in_the_background(size):
-    """A start-up load hands a whole partition to add_many: it returns at once and the
-    HNSW index is built on the builder. Meanwhile the partition is scanned exactly up to
-    twice hnsw_from; past that a scan would hold the event loop, so it finds nothing."""
-    rows = unit_rows(size)
-    keys = [f"k{i}" for i in range(size)]
+def test_a_partition_added_at_once_past_hnsw_from_is_searchable_before_its_hnsw_exists():
+    """A start-up load hands a whole partition to add_many: it must return at once, with
+    the partition searchable exactly, while its HNSW index is built on the builder."""
+    rows = unit_rows(300)
     builder = HeldBuilder()
     index = SemanticIndex(16, hnsw_from=100, builder=builder)
-    index.add_many("ctx", keys, rows)
+    index.add_many("ctx", [f"k{i}" for i in range(300)], rows)
     assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)
-    assert index.rebuilding == 1 and index.holds("ctx")
-    found = [index.search("ctx", row)[0][0] if size <= 200 else None for row in rows]
-    assert found == (keys if size <= 200 else [None] * size)
-    assert size <= 200 or index.search("ctx", rows[0]) == []
+    assert index.rebuilding == 1
+    assert [index.search("ctx", row)[0][0] for row in rows] == [f"k{i}" for i in range(300)]
     builder.go.set()
     index.settle()
     assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
-    assert index.rebuilding == 0 and len(index) == size
-    assert [index.search("ctx", row)[0][0] for row in rows] == keys
+    assert index.rebuilding == 0 and len(index) == 300
+    assert [index.search("ctx", row)[0][0] for row in rows] == [f"k{i}" for i in range(300)]
     builder.shutdown()
 
 
