@@ -45,7 +45,7 @@ GAUGES = {
     "cachegate_entry_bytes": "Bytes of entries stored",
     "cachegate_memory_entries": "Entries in the memory LRU",
     "cachegate_semantic_vectors": "Vectors in the semantic index",
-    "cachegate_semantic_rebuilds": "Semantic partitions being rebuilt in the background",
+    "cachegate_semantic_rebuilds": "Semantic index builds under way in the background",
 }
 
 

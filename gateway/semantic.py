@@ -118,6 +118,9 @@ class SemanticIndex:
         self._partitions: dict[str, Partition] = {}
         self._where: dict[str, tuple[str, int]] = {}  # entry key -> (partition, position)
         self._builder = builder or ThreadPoolExecutor(1, thread_name_prefix="cachegate-index")
+        # Builds submitted and not finished, kept by their partition or not: one dropped by
+        # clear() still runs to its end, and a stop must know it need not wait for it.
+        self._building: set[Future[faiss.Index]] = set()
 
     def close(self) -> None:
         self._builder.shutdown(wait=False, cancel_futures=True)
@@ -139,11 +142,8 @@ class SemanticIndex:
 
     @property
     def rebuilding(self) -> int:
-        """Partitions whose new index is being built (each serves from its old one meanwhile)."""
-        return sum(
-            part.rebuild is not None and not part.rebuild.index.done()
-            for part in self._partitions.values()
-        )
+        """Index builds under way (a partition serves from its old index meanwhile)."""
+        return len(self._building)
 
     def add(self, context_key: str, key: str, vector: np.ndarray) -> None:
         self.add_many(context_key, [key], vector.reshape(1, -1))
@@ -273,6 +273,8 @@ class SemanticIndex:
             built = self._builder.submit(build_index, self.dim, vectors, self._hnsw_from)
         except RuntimeError:  # closed: the gateway is stopping, the old index will do
             return
+        self._building.add(built)  # before the callback, which runs at once if it is done
+        built.add_done_callback(self._building.discard)
         part.rebuild = Rebuild(
             keys=[part.keys[p] for p in positions],
             positions=positions,

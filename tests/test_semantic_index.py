@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import faiss
@@ -151,6 +152,22 @@ def test_a_partition_added_at_once_past_hnsw_from_is_searchable_before_its_hnsw_
     assert index.rebuilding == 0 and len(index) == 300
     assert [index.search("ctx", row)[0][0] for row in rows] == [f"k{i}" for i in range(300)]
     builder.shutdown()
+
+
+def test_a_build_dropped_by_clear_counts_until_it_ends():
+    """clear() (Redis restarted empty) cannot stop a build already running; a stop must
+    still see it, or the process would wait minutes for it at exit."""
+    builder = HeldBuilder()
+    index = SemanticIndex(16, hnsw_from=100, builder=builder)
+    index.add_many("ctx", [f"k{i}" for i in range(100)], unit_rows(100))
+    build = index._partitions["ctx"].rebuild.index
+    while not build.running():  # held on the builder's thread, past cancelling
+        time.sleep(0.001)
+    index.clear()
+    assert index.rebuilding == 1 and not index.holds("ctx")
+    builder.go.set()
+    builder.shutdown()  # waits for the build
+    assert index.rebuilding == 0
 
 
 def test_holds_only_partitions_with_live_entries():
