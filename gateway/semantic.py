@@ -86,26 +86,22 @@ class Partition:
         return faiss.SearchParameters(sel=selector)
 
 
-def new_index(dim: int, size: int, hnsw_from: int) -> faiss.Index:
-    if size < hnsw_from:
-        return faiss.IndexFlatIP(dim)
+def build_index(dim: int, vectors: np.ndarray, hnsw_from: int) -> faiss.Index:
+    """An index holding `vectors`: flat below `hnsw_from` of them, else HNSW (off the loop)."""
+    if len(vectors) < hnsw_from:
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+        return index
+    started = time.perf_counter()
     index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index.hnsw.efSearch = HNSW_EF_SEARCH
-    return index
-
-
-def build_index(dim: int, vectors: np.ndarray, hnsw_from: int) -> faiss.Index:
-    """An index holding `vectors`, of the type their count calls for (off the loop)."""
-    started = time.perf_counter()
-    index = new_index(dim, len(vectors), hnsw_from)
     index.add(vectors)
-    if isinstance(index, faiss.IndexHNSW):  # the slow kind: say when it is ready
-        log.info(
-            "semantic partition: HNSW index of %d vectors built in %.1fs",
-            len(vectors),
-            time.perf_counter() - started,
-        )
+    log.info(  # the slow kind: say when it is ready
+        "semantic partition: HNSW index of %d vectors built in %.1fs",
+        len(vectors),
+        time.perf_counter() - started,
+    )
     return index
 
 
