@@ -13,15 +13,16 @@ from a copy of the live vectors, when a flat partition reaches `hnsw_from` (at s
 too, when a large partition is loaded at once) or when a quarter of a partition is dead:
 building 20k vectors into HNSW takes seconds (a million: minutes), and on the event loop
 every request would wait for it. Until it is done the partition keeps serving from its
-old index (exact, only slower); then the adds and removals made meanwhile are applied to
-the new one, which takes its place at the next access to the partition.
+old index (exact, only slower). When it is done, the removals made meanwhile become
+tombstones in the new index and the adds made meanwhile are inserted into it (off the
+loop too when there are many), and it takes the old one's place at the next access.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -36,7 +37,7 @@ HNSW_EF_SEARCH = 64
 CANDIDATES = 4
 # Vectors added while a rebuild ran are inserted into the new index on the event loop when
 # it takes over (~0.2 ms each into HNSW on a slow 2-core VM); past this many (a Redis
-# resync, a burst of stores) the partition is rebuilt again from all of them instead.
+# resync, steady stores during a long build) the builder inserts them first.
 REPLAY_MAX = 512
 
 log = logging.getLogger("cachegate.semantic")
@@ -44,10 +45,9 @@ log = logging.getLogger("cachegate.semantic")
 
 @dataclass(slots=True)
 class Rebuild:
-    """A fresh index being built off the event loop from a copy of the live vectors."""
+    """A fresh index being built off the event loop from a copy of some vectors."""
 
-    keys: list[str]  # the keys copied, in the fresh index's order
-    positions: list[int]  # where each of them was in the old index
+    positions: list[int]  # where each vector copied was in the old index, in the new order
     copied: int  # the old index's size at the copy: later positions were added since
     index: Future[faiss.Index]  # the fresh index, once built
 
@@ -105,6 +105,12 @@ def build_index(dim: int, vectors: np.ndarray, hnsw_from: int) -> faiss.Index:
     return index
 
 
+def extend_index(index: faiss.Index, vectors: np.ndarray) -> faiss.Index:
+    """`index` with `vectors` added (off the loop: the adds made while it was built)."""
+    index.add(vectors)
+    return index
+
+
 class SemanticIndex:
     """Not thread-safe: one thread (the event loop) calls it; rebuilds run on `builder`."""
 
@@ -145,7 +151,11 @@ class SemanticIndex:
         self.add_many(context_key, [key], vector.reshape(1, -1))
 
     def add_many(self, context_key: str, keys: list[str], vectors: np.ndarray) -> None:
-        """Add vectors (rows, L2-normalized float32) to a partition; a known key is replaced."""
+        """Add vectors (rows, L2-normalized float32) to a partition; a known key is replaced
+        (and a key given twice is added once, with its last vector)."""
+        if len(set(keys)) < len(keys):
+            last_row = {key: row for row, key in enumerate(keys)}
+            keys, vectors = list(last_row), vectors[list(last_row.values())]
         self.remove(k for k in keys if k in self._where)
         part = self._partition(context_key)
         if part is None:
@@ -157,8 +167,7 @@ class SemanticIndex:
         part.mark_added(start, len(keys))
         for offset, key in enumerate(keys):
             self._where[key] = (context_key, start + offset)
-        if isinstance(part.index, faiss.IndexFlat) and part.live >= self._hnsw_from:
-            self._start_rebuild(part)
+        self._maintain(part)
 
     def remove(self, keys: Iterable[str]) -> int:
         removed = 0
@@ -182,8 +191,8 @@ class SemanticIndex:
                 if part.rebuild is not None:
                     part.rebuild.index.cancel()
                 del self._partitions[context_key]
-            elif part.dead > max(64, len(part.keys) // 4):
-                self._start_rebuild(part)
+            else:
+                self._maintain(part)
         return removed
 
     def holds(self, context_key: str) -> bool:
@@ -218,7 +227,8 @@ class SemanticIndex:
         """Wait for every rebuild and put it in place (tests and tools; the gateway never waits)."""
         while pending := [(c, p) for c, p in self._partitions.items() if p.rebuild is not None]:
             for context_key, part in pending:
-                part.rebuild.index.exception()  # waits
+                if not part.rebuild.index.cancelled():  # by close(): it will never run
+                    part.rebuild.index.exception()  # waits
                 self._partition(context_key)
 
     def _partition(self, context_key: str) -> Partition | None:
@@ -227,53 +237,67 @@ class SemanticIndex:
         if part is None or part.rebuild is None or not part.rebuild.index.done():
             return part
         rebuild, part.rebuild = part.rebuild, None
+        if rebuild.index.cancelled():  # the gateway is stopping
+            return part
         try:
             built = rebuild.index.result()
-        except Exception:  # keep serving from the old index; the next trigger tries again
+        except Exception:  # keep serving from the old index; the next add or removal retries
             log.exception("rebuilding a semantic partition failed; it keeps its old index")
             return part
-        since = range(rebuild.copied, len(part.keys))
-        added = [p for p in since if part.keys[p] is not None]
-        if len(added) > REPLAY_MAX:
-            self._start_rebuild(part)
+        added = [p for p in range(rebuild.copied, len(part.keys)) if part.keys[p] is not None]
+        if len(added) > REPLAY_MAX:  # too many to insert here: the builder inserts them first
+            self._off_loop(
+                part, rebuild.positions + added, extend_index, built, self._vectors(part, added)
+            )
             return part
-        fresh = Partition(built, keys=list(rebuild.keys))
+        fresh = Partition(built, keys=[part.keys[p] for p in rebuild.positions])
         fresh.mark_added(0, len(fresh.keys))
-        for position, old_position in enumerate(rebuild.positions):
-            if part.keys[old_position] is None:  # removed while the copy was being built
-                fresh.keys[position] = None
+        for position, key in enumerate(fresh.keys):
+            if key is None:  # removed while the copy was being built
                 fresh.mark_removed(position)
                 fresh.dead += 1
-        if added:  # added while the copy was being built
-            start = len(fresh.keys)
-            fresh.index.add(part.index.reconstruct_batch(np.array(added, dtype=np.int64)))
+        if added:
+            fresh.index.add(self._vectors(part, added))
             fresh.keys.extend(part.keys[p] for p in added)
-            fresh.mark_added(start, len(added))
+            fresh.mark_added(len(fresh.keys) - len(added), len(added))
         for position, key in enumerate(fresh.keys):
             if key is not None:
                 self._where[key] = (context_key, position)
         self._partitions[context_key] = fresh
+        self._maintain(fresh)  # it may have grown past hnsw_from, or died a lot, meanwhile
         return fresh
 
-    def _start_rebuild(self, part: Partition) -> None:
-        """Build a fresh index of the live vectors off the loop."""
+    def _maintain(self, part: Partition) -> None:
+        """Start a rebuild where one is due: a flat partition has reached `hnsw_from`, or a
+        quarter of the partition is dead."""
         if part.rebuild is not None:
             return
-        positions = [p for p, k in enumerate(part.keys) if k is not None]
-        vectors = (
-            part.index.reconstruct_batch(np.array(positions, dtype=np.int64))
-            if positions
-            else np.zeros((0, self.dim), dtype=np.float32)
-        )
+        grown = isinstance(part.index, faiss.IndexFlat) and part.live >= self._hnsw_from
+        if grown or part.dead > max(64, len(part.keys) // 4):
+            positions = [p for p, key in enumerate(part.keys) if key is not None]
+            self._off_loop(
+                part,
+                positions,
+                build_index,
+                self.dim,
+                self._vectors(part, positions),
+                self._hnsw_from,
+            )
+
+    def _vectors(self, part: Partition, positions: list[int]) -> np.ndarray:
+        if not positions:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return part.index.reconstruct_batch(np.array(positions, dtype=np.int64))
+
+    def _off_loop(
+        self, part: Partition, positions: list[int], job: Callable[..., faiss.Index], *args: object
+    ) -> None:
+        """Run `job` on the builder for a fresh index of `part`'s vectors at `positions`, in
+        that order; it takes the old index's place once done (see `_partition`)."""
         try:
-            built = self._builder.submit(build_index, self.dim, vectors, self._hnsw_from)
+            built = self._builder.submit(job, *args)
         except RuntimeError:  # closed: the gateway is stopping, the old index will do
             return
         self._building.add(built)  # before the callback, which runs at once if it is done
         built.add_done_callback(self._building.discard)
-        part.rebuild = Rebuild(
-            keys=[part.keys[p] for p in positions],
-            positions=positions,
-            copied=len(part.keys),
-            index=built,
-        )
+        part.rebuild = Rebuild(positions=positions, copied=len(part.keys), index=built)

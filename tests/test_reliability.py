@@ -283,15 +283,28 @@ def test_semantic_tier_can_be_switched_off(make_gateway):
 def test_a_stop_waits_for_no_index_build_and_loses_nothing(make_gateway, tmp_path):
     """SIGTERM while a large partition's HNSW index is built in the background stops at
     once: a build cannot be interrupted, and at a million vectors it runs for minutes.
-    Everything stored is there at the next start, which builds the index again."""
+    Everything stored is there at the next start, which builds the index again: the
+    answer and the ledger row of a request served just before the stop too."""
     data_dir = tmp_path / "large"
     fill_entries_db(data_dir, 60_000)  # past hnsw_from (20k): ~8 s of HNSW build or more
-    gw = make_gateway(env={"CACHEGATE_SEMANTIC_EMBEDDER": "minilm-onnx"}, data_dir=data_dir)
+    gw = make_gateway(
+        env={"CACHEGATE_SEMANTIC_EMBEDDER": "minilm-onnx", "CACHEGATE_LEDGER_FLUSH_SECONDS": "600"},
+        data_dir=data_dir,
+    )
     assert gw.process is not None
+    prompt = f"asked just before the stop {uuid.uuid4()}"
+    raw = gw.client().chat.completions.with_raw_response.create(**chat_body(prompt))
+    assert raw.headers["x-cache-status"] == "MISS"
     gw.process.send_signal(signal.SIGTERM)
     assert gw.process.wait(60) == 0
     log = gw.log.read_text()
     assert "stopped without waiting for the semantic index build under way" in log
     assert "HNSW index of 60000 vectors built" not in log
     gw.start()
-    assert gw.log.read_text().count("semantic index: 60000 vectors in 1 partitions") == 2
+    assert gw.log.read_text().count("semantic index: 60000 vectors in 1 partitions") == 1
+    assert "semantic index: 60001 vectors in 2 partitions" in gw.log.read_text()
+    again = gw.client().chat.completions.with_raw_response.create(**chat_body(prompt))
+    assert again.headers["x-cache-status"] == "HIT"
+    assert again.parse().choices[0].message.content == raw.parse().choices[0].message.content
+    stats = httpx.get(f"{gw.url}/cache/stats").json()
+    assert (stats["requests"], stats["hits"]) == (2, 1), stats

@@ -10,12 +10,40 @@ import faiss
 import numpy as np
 import pytest
 
-from gateway.semantic import REPLAY_MAX, SemanticIndex
+from gateway.semantic import REPLAY_MAX, SemanticIndex, build_index
 
 
 def unit_rows(count: int, dim: int = 16, seed: int = 0) -> np.ndarray:
     rows = np.random.default_rng(seed).normal(size=(count, dim)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+class HeldBuilder(ThreadPoolExecutor):
+    """Runs each build (or only those of `hold_only`) once the test sets `go`."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.go = threading.Event()
+        self.hold_only = None
+        self.caller = threading.get_ident()
+        self.ran_on: list[int] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        def held():
+            if self.hold_only in (None, fn):
+                self.go.wait()
+            self.ran_on.append(threading.get_ident())
+            return fn(*args, **kwargs)
+
+        return super().submit(held)
+
+
+@pytest.fixture
+def held_builder():
+    builder = HeldBuilder()
+    yield builder
+    builder.go.set()  # a failed test must not leave a build waiting forever
+    builder.shutdown()
 
 
 @pytest.mark.parametrize("hnsw_from", [10, 10**9], ids=["hnsw", "flat"])
@@ -33,30 +61,89 @@ def test_nearest_live_entry_even_after_many_removals(hnsw_from):
     assert len(index) == 400
 
 
-def test_a_burst_of_adds_during_a_rebuild_is_built_again_not_replayed_on_the_caller():
+def test_a_burst_of_adds_during_a_rebuild_is_inserted_by_the_builder_not_the_caller(
+    held_builder,
+):
     """Many vectors added while a rebuild ran (a Redis resync) would stall the event loop
-    if inserted there: the partition is rebuilt again from all of them instead."""
+    if inserted there: the builder inserts them into the built index first."""
     rows = unit_rows(100 + REPLAY_MAX + 50)
-    builder = HeldBuilder()
-    index = SemanticIndex(16, hnsw_from=100, builder=builder)
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder)
     index.add_many("ctx", [f"k{i}" for i in range(100)], rows[:100])  # HNSW build starts, held
     index.remove([f"k{i}" for i in range(80)])  # meanwhile
     first = index._partitions["ctx"].rebuild
     burst = range(100, len(rows))
     index.add_many("ctx", [f"k{i}" for i in burst], rows[100:])
-    builder.go.set()
+    held_builder.go.set()
     first.index.result()
     index.search("ctx", rows[0])  # the first build is done but too far behind
     part = index._partitions["ctx"]
     assert part.rebuild is not None and part.rebuild is not first
-    assert len(part.rebuild.keys) == 20 + len(burst)
+    assert part.rebuild.positions == list(range(100 + len(burst)))
     index.settle()
     assert len(index) == 20 + len(burst)
-    assert index._partitions["ctx"].dead == 0
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    assert len(held_builder.ran_on) == 2  # the build, then the insertion of the burst
     assert [index.search("ctx", row)[0][0] for row in rows[80:]] == [
         f"k{i}" for i in range(80, len(rows))
     ]
-    builder.shutdown()
+
+
+def test_a_partition_stored_to_during_every_build_still_gets_its_hnsw(held_builder):
+    """Steady stores to a large partition can add more than REPLAY_MAX vectors during each
+    (minutes-long) build: the build must still take over once the builder has inserted
+    them (a fraction of a second), not be dropped for a bigger build that ends the same way."""
+    rows = unit_rows(100 + REPLAY_MAX + 1)
+    held_builder.hold_only = build_index  # inserting a backlog runs at once
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder)
+    index.add_many("ctx", [f"k{i}" for i in range(100)], rows[:100])  # the build, held
+    index.add_many("ctx", [f"k{i}" for i in range(100, len(rows))], rows[100:])  # meanwhile
+    build = index._partitions["ctx"].rebuild.index
+    held_builder.go.set()
+    build.result()
+    held_builder.go.clear()  # any further build would be held again
+    index.search("ctx", rows[0])  # the build is done, its backlog goes to the builder
+    index._partitions["ctx"].rebuild.index.result(timeout=10)
+    index.search("ctx", rows[0])
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    assert [index.search("ctx", row)[0][0] for row in rows] == [f"k{i}" for i in range(len(rows))]
+
+
+def test_a_rebuild_for_removals_that_ends_past_hnsw_from_builds_an_hnsw_next(held_builder):
+    """A flat partition rebuilt to drop its dead can grow past hnsw_from meanwhile: it
+    must then be built into HNSW without waiting for another add."""
+    rows = unit_rows(300)
+    index = SemanticIndex(16, hnsw_from=200, builder=held_builder)
+    index.add_many("ctx", [f"k{i}" for i in range(150)], rows[:150])
+    index.remove([f"k{i}" for i in range(70)])  # past 64 dead: a flat rebuild starts, held
+    index.add_many("ctx", [f"k{i}" for i in range(150, 300)], rows[150:])  # 230 live now
+    held_builder.go.set()
+    index.settle()
+    part = index._partitions["ctx"]
+    assert isinstance(part.index, faiss.IndexHNSW)
+    assert part.live == 230
+    assert [index.search("ctx", row)[0][0] for row in rows[70:]] == [
+        f"k{i}" for i in range(70, 300)
+    ]
+
+
+def test_a_key_given_twice_in_one_call_is_stored_once_with_its_last_vector():
+    rows = unit_rows(3)
+    index = SemanticIndex(16, hnsw_from=1000)
+    index.add_many("ctx", ["k1", "k2", "k1"], rows)
+    assert len(index) == 2 and index._partitions["ctx"].live == 2
+    assert index.search("ctx", rows[2])[0] == ("k1", pytest.approx(1.0))
+    index.remove(["k1"])
+    assert [key for key, _ in index.search("ctx", rows[2])] == ["k2"]
+
+
+def test_a_closed_index_settles_without_its_cancelled_builds(held_builder):
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder)
+    index.add_many("ctx", [f"k{i}" for i in range(100)], unit_rows(100))
+    index.add_many("other", [f"k{i}" for i in range(100, 200)], unit_rows(100, seed=1))
+    index.close()  # the second build never started: cancelled
+    held_builder.go.set()
+    index.settle()
+    assert len(index) == 200 and index.rebuilding == 0
 
 
 @pytest.mark.parametrize("hnsw_from", [10, 10**9], ids=["hnsw", "flat"])
@@ -95,78 +182,57 @@ def test_a_growing_partition_turns_into_hnsw_and_keeps_its_entries():
     assert found == [f"k{i}" for i in range(300)]
 
 
-class HeldBuilder(ThreadPoolExecutor):
-    """Runs the rebuild on its thread only once the test lets it."""
-
-    def __init__(self) -> None:
-        super().__init__(1)
-        self.go = threading.Event()
-        self.caller = threading.get_ident()
-        self.ran_on: list[int] = []
-
-    def submit(self, fn, /, *args, **kwargs):
-        def held():
-            self.go.wait(10)
-            self.ran_on.append(threading.get_ident())
-            return fn(*args, **kwargs)
-
-        return super().submit(held)
-
-
-def test_a_rebuild_runs_off_the_callers_thread_and_keeps_what_changed_meanwhile():
+def test_a_rebuild_runs_off_the_callers_thread_and_keeps_what_changed_meanwhile(held_builder):
     """While the HNSW copy is built the partition serves from its old index; the adds
     and removals made meanwhile are in the new one when it takes over."""
     rows = unit_rows(400)
-    builder = HeldBuilder()
-    index = SemanticIndex(16, hnsw_from=100, builder=builder)
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder)
     index.add_many("ctx", [f"k{i}" for i in range(99)], rows[:99])
     index.add("ctx", "k99", rows[99])  # reaches hnsw_from: the rebuild starts, held
     index.add_many("ctx", [f"k{i}" for i in range(100, 400)], rows[100:])  # meanwhile
     index.remove([f"k{i}" for i in range(0, 400, 4)])  # meanwhile, some copied, some not
     assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)  # still the old one
     assert index.search("ctx", rows[1])[0][0] == "k1"
-    builder.go.set()
+    held_builder.go.set()
     index.settle()
-    assert builder.ran_on and builder.ran_on[0] != builder.caller
+    assert held_builder.ran_on and held_builder.ran_on[0] != held_builder.caller
     assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
     assert len(index) == 300
     for i, row in enumerate(rows):
         best = index.search("ctx", row)[0][0]
         assert (best == f"k{i}") == (i % 4 != 0), i
-    builder.shutdown()
 
 
-def test_a_partition_added_at_once_past_hnsw_from_is_searchable_before_its_hnsw_exists():
+def test_a_partition_added_at_once_past_hnsw_from_is_searchable_before_its_hnsw_exists(
+    held_builder,
+):
     """A start-up load hands a whole partition to add_many: it must return at once, with
     the partition searchable exactly, while its HNSW index is built on the builder."""
     rows = unit_rows(300)
-    builder = HeldBuilder()
-    index = SemanticIndex(16, hnsw_from=100, builder=builder)
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder)
     index.add_many("ctx", [f"k{i}" for i in range(300)], rows)
     assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)
     assert index.rebuilding == 1
     assert [index.search("ctx", row)[0][0] for row in rows] == [f"k{i}" for i in range(300)]
-    builder.go.set()
+    held_builder.go.set()
     index.settle()
     assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
     assert index.rebuilding == 0 and len(index) == 300
     assert [index.search("ctx", row)[0][0] for row in rows] == [f"k{i}" for i in range(300)]
-    builder.shutdown()
 
 
-def test_a_build_dropped_by_clear_counts_until_it_ends():
+def test_a_build_dropped_by_clear_counts_until_it_ends(held_builder):
     """clear() (Redis restarted empty) cannot stop a build already running; a stop must
     still see it, or the process would wait minutes for it at exit."""
-    builder = HeldBuilder()
-    index = SemanticIndex(16, hnsw_from=100, builder=builder)
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder)
     index.add_many("ctx", [f"k{i}" for i in range(100)], unit_rows(100))
     build = index._partitions["ctx"].rebuild.index
     while not build.running():  # held on the builder's thread, past cancelling
         time.sleep(0.001)
     index.clear()
     assert index.rebuilding == 1 and not index.holds("ctx")
-    builder.go.set()
-    builder.shutdown()  # waits for the build
+    held_builder.go.set()
+    held_builder.shutdown()  # waits for the build
     assert index.rebuilding == 0
 
 
