@@ -81,7 +81,14 @@ def build_gateway(config: Config) -> Gateway:
         )
         default_threshold = verifier.calibration.default_threshold
     store, ledger = make_backend(config)
-    cache = Cache(store, config.memory_bytes, semantic, embedder, verifier)
+    cache = Cache(
+        store,
+        config.memory_bytes,
+        semantic,
+        embedder,
+        verifier,
+        index_folder=config.data_dir / "semantic-index",
+    )
     return Gateway(
         config=config,
         cache=cache,

@@ -14,6 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -104,11 +105,16 @@ class Cache:
         semantic: SemanticConfig,
         embedder: Embedder | None,
         verifier: CrossEncoderVerifier | None,
+        index_folder: Path | None = None,
     ) -> None:
         self.store = store
         self.memory = MemoryLRU(memory_bytes)
         self._semantic = semantic
-        self.index = SemanticIndex(embedder.dim, semantic.hnsw_from) if embedder else None
+        self.index = (
+            SemanticIndex(embedder.dim, semantic.hnsw_from, snapshots=index_folder)
+            if embedder
+            else None
+        )
         self._workers = ModelWorkers(semantic.worker_count)
         self._embed = (
             MicroBatcher(embedder.encode, semantic.batch_max, self._workers) if embedder else None
@@ -126,7 +132,8 @@ class Cache:
         await self.store.start(self, oldest_expiry)
 
     def load(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
-        """Index (key, context_key, vector) rows read from the store."""
+        """Index (key, context_key, vector) rows read from the store: all of them, at start
+        or when a shared store was replaced, since each partition is loaded whole."""
         if self.index is None:
             return
         by_partition: dict[str, tuple[list[str], list[bytes]]] = {}
@@ -137,7 +144,8 @@ class Cache:
         for context_key, (keys, vectors) in by_partition.items():
             matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(keys), -1)
             if matrix.shape[1] == self.index.dim:
-                self.index.add_many(context_key, keys, matrix)
+                self.index.load(context_key, keys, matrix)
+        self.index.prune_snapshots()
 
     # -- lookups ----------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:

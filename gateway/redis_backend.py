@@ -330,13 +330,15 @@ class RedisStore:
             CHANGES, {"op": "sync", "src": self.link.writer}, maxlen=CHANGES_MAX, approximate=True
         )
         self._changes.reset()
+        vectors = []  # loaded at once: the index takes each partition whole
         async for keys in self._index_batches():
             rows = await self._fields(keys, ("context_key", "vector"))
-            self._changes.load(
+            vectors.extend(
                 (key, row["context_key"], row["vector"])
                 for key, row in zip(keys, rows, strict=True)
                 if "vector" in row and "context_key" in row
             )
+        self._changes.load(vectors)
         self.link.epoch = epoch
         self._last_event = mark.decode()
 

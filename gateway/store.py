@@ -120,7 +120,7 @@ class Changes(Protocol):
     """What a store tells the cache in front of it (the Cache implements this)."""
 
     def load(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
-        """Index (key, context_key, vector) rows read from the store."""
+        """Index (key, context_key, vector) rows read from the store, all at once."""
 
     def learn(self, key: str, context_key: str | None, vector: bytes | None) -> None:
         """Another writer stored `key` (a shared store's other replicas)."""

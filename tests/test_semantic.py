@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -227,24 +228,37 @@ def test_index_is_rebuilt_after_a_restart(make_gateway):
     assert headers["x-cache-tier"] == "semantic"
 
 
+def wait_for_log(gw, text: str, after: str) -> str:
+    """The gateway's log once `text` is in it after the last `after`."""
+    deadline = time.monotonic() + 60
+    while text not in (log := gw.log.read_text()).split(after)[-1]:
+        assert time.monotonic() < deadline, f"{text!r} never came after {after!r}"
+        time.sleep(0.2)
+    return log
+
+
 def test_a_large_partition_is_loaded_at_start_and_turned_into_hnsw_in_the_background(
     make_gateway,
 ):
     """Past hnsw_from a partition's HNSW index is built off the event loop, at start-up
-    too (a million entries take minutes); the partition serves meanwhile, then from HNSW."""
+    too (a million entries take minutes); the partition serves meanwhile, then from HNSW.
+    The index built is saved, and the next start serves from it at once."""
     gw = make_gateway(env={**REAL_SEMANTIC, "CACHEGATE_SEMANTIC_HNSW_FROM": "3"})
     ns = fresh()
     for stored, _ in PARAPHRASES:
         ask(gw, stored, ns)
-    gw.restart()
+    gw.stop()
+    shutil.rmtree(gw.data_dir / "semantic-index")  # as if saved by no earlier version
+    gw.start()
     loaded = "semantic index: 4 vectors in 1 partitions"
-    log = gw.log.read_text()
-    assert loaded in log
-    deadline = time.monotonic() + 60
-    while "HNSW index of 4 vectors built" not in log.split(loaded)[-1]:
-        assert time.monotonic() < deadline, "the HNSW index was never built after the restart"
-        time.sleep(0.2)
-        log = gw.log.read_text()
+    wait_for_log(gw, "HNSW index of 4 vectors built", after=loaded)
+    wait_for_log(gw, "index of 4 vectors saved", after=loaded)
+    for _, asked in PARAPHRASES:
+        headers, _ = ask(gw, asked, ns)
+        assert headers["x-cache-tier"] == "semantic", asked
+    gw.restart()
+    log = wait_for_log(gw, loaded, after="reusing its saved index (4 kept, 0 dead, 0 to add)")
+    assert "HNSW index of" not in log.split("reusing its saved index")[-1]
     for _, asked in PARAPHRASES:
         headers, _ = ask(gw, asked, ns)
         assert headers["x-cache-tier"] == "semantic", asked

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from gateway.semantic import REPLAY_MAX, SemanticIndex, build_index
+from gateway.semantic import REPLAY_MAX, SemanticIndex, build_index, snapshot_paths
 
 
 def unit_rows(count: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -27,10 +27,14 @@ class HeldBuilder(ThreadPoolExecutor):
         self.hold_only = None
         self.caller = threading.get_ident()
         self.ran_on: list[int] = []
+        self.jobs: list = []  # the index job of each submit: build_index, extend_index
 
     def submit(self, fn, /, *args, **kwargs):
+        job = args[0]  # fn is semantic.saving, which runs the job, then saves its index
+        self.jobs.append(job)
+
         def held():
-            if self.hold_only in (None, fn):
+            if self.hold_only in (None, job):
                 self.go.wait()
             self.ran_on.append(threading.get_ident())
             return fn(*args, **kwargs)
@@ -260,3 +264,77 @@ def test_a_search_leaves_the_build_threads_as_it_found_them():
         assert faiss.omp_get_max_threads() == 2
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def saved_partition(folder, rows: np.ndarray, hnsw_from: int = 100) -> None:
+    """An index that built (and saved) the HNSW index of `rows` under keys k0, k1, ..."""
+    index = SemanticIndex(16, hnsw_from=hnsw_from, snapshots=folder)
+    index.add_many("ctx", [f"k{i}" for i in range(len(rows))], rows)
+    index.settle()
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    index.close()
+
+
+def test_a_restart_reuses_the_saved_index_and_adds_only_what_was_stored_since(
+    tmp_path, held_builder
+):
+    """At start the store holds some saved keys no more, a key stored again with another
+    vector, and keys stored since: the saved index serves, with those as its only changes."""
+    rows = unit_rows(400)
+    saved_partition(tmp_path, rows[:300])
+    changed = unit_rows(1, seed=9)[0]
+    stored = [i for i in range(400) if i % 10 != 0]  # saved k0, k10, ... are gone
+    vectors = np.stack([changed if i == 5 else rows[i] for i in stored])
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder, snapshots=tmp_path)
+    index.load("ctx", [f"k{i}" for i in stored], vectors)
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)  # until k300.. are in
+    assert index.search("ctx", changed)[0] == ("k5", pytest.approx(1.0))
+    held_builder.go.set()
+    index.settle()
+    part = index._partitions["ctx"]
+    assert isinstance(part.index, faiss.IndexHNSW) and len(index) == len(stored)
+    assert [fn.__name__ for fn in held_builder.jobs] == ["extend_index"]  # nothing rebuilt
+    assert index.search("ctx", changed)[0] == ("k5", pytest.approx(1.0))
+    for i, row in enumerate(rows):
+        best = index.search("ctx", row)[0][0]
+        assert best != f"k{i}" if i % 10 == 0 or i == 5 else best == f"k{i}", i
+
+
+def test_a_restart_with_nothing_new_serves_from_the_saved_index_at_once(tmp_path):
+    rows = unit_rows(300)
+    saved_partition(tmp_path, rows)
+    index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
+    index.load("ctx", [f"k{i}" for i in range(1, 300)], rows[1:])
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    assert index.rebuilding == 0 and len(index) == 299
+    assert index.search("ctx", rows[0])[0][0] != "k0"
+    assert [index.search("ctx", row)[0][0] for row in rows[1:]] == [f"k{i}" for i in range(1, 300)]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other keys", "mostly gone"])
+def test_a_saved_index_that_does_not_fit_is_built_again(tmp_path, damage):
+    rows = unit_rows(300)
+    saved_partition(tmp_path, rows)
+    index_file, keys_file = snapshot_paths(tmp_path, "ctx")
+    stored = range(300)
+    if damage == "truncated":
+        index_file.write_bytes(index_file.read_bytes()[:1000])
+    elif damage == "other keys":
+        keys_file.write_text(keys_file.read_text().replace('"k1"', '"k1", "k1b"'))
+    else:
+        stored = range(200)  # a third of what was saved is no longer stored
+    index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
+    index.load("ctx", [f"k{i}" for i in stored], rows[list(stored)])
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)
+    index.settle()  # built again, from the stored vectors
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    assert [index.search("ctx", rows[i])[0][0] for i in stored] == [f"k{i}" for i in stored]
+
+
+def test_saved_indexes_of_partitions_no_longer_stored_are_deleted(tmp_path):
+    saved_partition(tmp_path, unit_rows(300))
+    (tmp_path / "half-written.faiss.tmp").write_bytes(b"x")
+    index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
+    index.load("other", ["a"], unit_rows(1))
+    index.prune_snapshots()
+    assert list(tmp_path.iterdir()) == []
