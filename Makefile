@@ -32,8 +32,17 @@ test: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-bench: install
-	$(BIN)/cachegate bench $(if $(QUICK),--quick) --json bench/results/bench$(if $(QUICK),-quick).json
+# VS=litellm also measures the LiteLLM proxy side by side; it gets a venv of its own,
+# so nothing of it enters the project's.
+LITELLM_VENV := bench/.litellm-venv
+LITELLM_VERSION := 1.108.7
+
+bench: install $(if $(filter litellm,$(VS)),$(LITELLM_VENV)/bin/litellm)
+	$(BIN)/cachegate bench $(if $(QUICK),--quick) $(if $(VS),--vs $(VS)) --json bench/results/bench$(if $(QUICK),-quick).json
+
+$(LITELLM_VENV)/bin/litellm:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
 
 eval: install
 	$(BIN)/cachegate eval --pairs $(PAIRS) --split heldout --json bench/results/eval-qqp-heldout.json

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import select
 import shutil
 import socket
 import statistics
@@ -48,6 +49,9 @@ API_KEY = "sk-bench"
 PAIRS_FILE = REPO.parent / "shared" / "data" / "qqp_dev.jsonl"
 VERIFIER_MODEL = REPO / "embeddings" / "models" / "verifier.onnx"
 WRK = "/usr/bin/wrk"
+# `make bench VS=litellm` installs the LiteLLM proxy here, beside the project (not in it).
+LITELLM = REPO / "bench" / ".litellm-venv" / "bin" / "litellm"
+LITELLM_LATENCY_REQUESTS = 200  # it answers in tens of ms: enough for a p50
 WRK_CONNECTIONS = 8
 WRK_THREADS = 2
 SEMANTIC_STORED = 1000
@@ -78,6 +82,7 @@ class BenchPlan:
     semantic_throughput_seconds: float
     index_sizes: tuple[int, ...]
     startup_entries: int
+    litellm: str | None = None  # the LiteLLM proxy executable to measure beside, if asked
 
     @classmethod
     def for_run(cls, quick: bool) -> BenchPlan:
@@ -174,7 +179,20 @@ class KeepAliveClient:
             raise ConnectionError(f"127.0.0.1:{self.port} closed the connection mid-answer")
         buffer += chunk
 
+    def _closed_by_server(self) -> bool:
+        """Whether the idle connection was closed: readable between answers means EOF."""
+        assert self._sock is not None
+        readable, _, _ = select.select([self._sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self._sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def send(self, request: bytes) -> RawResponse:
+        if self._sock is not None and self._closed_by_server():
+            self.close()  # dropped while idle (uvicorn does after 5 s): connect again
         sock = self._sock or self._connect()
         started = time.perf_counter()
         sock.sendall(request)
@@ -320,6 +338,47 @@ class CeilingProcess:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+class LiteLLMProcess:
+    """The LiteLLM proxy with its in-memory cache, in front of the same mock upstream: the
+    peer of the exact-hit figures, measured in the same run (`cachegate bench --vs litellm`)."""
+
+    def __init__(self, executable: str, work: Path, upstream: str) -> None:
+        self.port = free_port()
+        config = work / "litellm.yaml"
+        route = {"model": f"openai/{MODEL}", "api_base": upstream, "api_key": API_KEY}
+        config.write_text(
+            json.dumps(  # JSON is YAML
+                {
+                    "model_list": [{"model_name": MODEL, "litellm_params": route}],
+                    "litellm_settings": {"cache": True, "cache_params": {"type": "local"}},
+                }
+            )
+        )
+        self.log = work / "litellm.log"
+        self.process: subprocess.Popen | None = subprocess.Popen(
+            [
+                *[executable, "--config", str(config), "--host", "127.0.0.1"],
+                *["--port", str(self.port), "--num_workers", "1"],
+            ],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            cwd=work,
+            # No master key, as the gateway has none: every request is let through.
+            env={**os.environ, "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"},
+        )
+        wait_for_text(self.process, self.log, "Proxy initialized", timeout=300)
+        wait_for_port(self.port, timeout=60)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def expect_litellm_hit(response: RawResponse) -> None:
+    expect(response)
+    if "x-litellm-cache-key" not in response.headers:  # its mark of an answer from the cache
+        raise RuntimeError("the LiteLLM proxy did not answer a repeat from its cache")
 
 
 def serve_ceiling(port: int, work: Path) -> None:
@@ -854,6 +913,7 @@ class Targets:
     ceiling: KeepAliveClient
     hit_body: bytes  # the one cached request of the exact-hit figures
     wrk_script: Path
+    litellm: KeepAliveClient | None  # the LiteLLM proxy, when measured side by side
 
 
 def measure_http(plan: BenchPlan, work: Path, env: dict[str, str], results: Results) -> None:
@@ -874,12 +934,21 @@ def measure_http(plan: BenchPlan, work: Path, env: dict[str, str], results: Resu
         expect(cached, "HIT", "exact")
         # The ceiling answers the very bytes the gateway serves for that request.
         ceiling = launch(stack, CeilingProcess, work, hit_body, cached.body)
+        litellm = None
+        if plan.litellm is not None:
+            say("starting the LiteLLM proxy (in-memory cache) on the same mock upstream ...")
+            proxy = launch(stack, LiteLLMProcess, plan.litellm, work, upstream.url)
+            litellm = stack.enter_context(contextlib.closing(KeepAliveClient(proxy.port)))
+            request = post_request(proxy.port, "/v1/chat/completions", hit_body, {})
+            expect(litellm.send(request))
+            expect_litellm_hit(litellm.send(request))
         targets = Targets(
             gateway_client,
             stack.enter_context(contextlib.closing(KeepAliveClient(upstream.port))),
             stack.enter_context(contextlib.closing(KeepAliveClient(ceiling.port))),
             hit_body,
             work / "exact-hit.lua",
+            litellm,
         )
         write_wrk_script(targets.wrk_script, hit_body)
         ceiling_request = post_request(ceiling.port, "/v1/chat/completions", hit_body, {})
@@ -899,13 +968,16 @@ def measure_http(plan: BenchPlan, work: Path, env: dict[str, str], results: Resu
 def exact_hit_round(plan: BenchPlan, targets: Targets, round_number: int, results: Results) -> None:
     # Alternate who goes first, so a drift in the machine's load favours neither.
     servers = [("gateway", targets.gateway, "HIT"), ("ceiling", targets.ceiling, None)]
+    if targets.litellm is not None:
+        servers.append(("litellm", targets.litellm, None))
     if round_number % 2 == 0:
         servers.reverse()
     say(f"round {round_number}/{plan.rounds}: exact-hit latency, concurrency 1 ...")
     for name, client, status in servers:
         request = post_request(client.port, "/v1/chat/completions", targets.hit_body, {})
-        sequential_ms(client, request, 200, status)  # warm-up
-        samples = sequential_ms(client, request, plan.latency_requests, status)
+        count = LITELLM_LATENCY_REQUESTS if name == "litellm" else plan.latency_requests
+        sequential_ms(client, request, count // 10, status)  # warm-up
+        samples = sequential_ms(client, request, count, status)
         results.add(f"exact_latency_p50_ms.{name}", percentile(samples, 0.5))
         results.add(f"exact_latency_p99_ms.{name}", percentile(samples, 0.99))
     say(
@@ -926,6 +998,9 @@ def exact_hit_round(plan: BenchPlan, targets: Targets, round_number: int, result
     # wrk sees only status codes: check the gateway still answers that request from the cache.
     request = post_request(targets.gateway.port, "/v1/chat/completions", targets.hit_body, {})
     expect(targets.gateway.send(request), "HIT", "exact")
+    if targets.litellm is not None:
+        request = post_request(targets.litellm.port, "/v1/chat/completions", targets.hit_body, {})
+        expect_litellm_hit(targets.litellm.send(request))
 
 
 def miss_rounds(
@@ -1191,6 +1266,26 @@ def build_rows(
             for share, limit in (("p50", 1.0), ("p99", None))
         ),
     ]
+    if "exact_rps.litellm" in r:
+        litellm_rps, litellm_p50 = m("exact_rps.litellm"), m("exact_latency_p50_ms.litellm")
+        rows += [
+            Row(
+                "exact-hit throughput vs LiteLLM proxy",
+                f"{gateway_rps:,.0f} req/s",
+                "(side by side)",
+                None,
+                f"LiteLLM proxy, in-memory cache: {litellm_rps:,.0f} req/s",
+                f"{gateway_rps / litellm_rps:.1f}",
+            ),
+            Row(
+                "exact-hit latency p50 (c=1) vs LiteLLM proxy",
+                ms(m("exact_latency_p50_ms.gateway")),
+                "(side by side)",
+                None,
+                f"LiteLLM proxy {ms(litellm_p50)}",
+                f"{m('exact_latency_p50_ms.gateway') / litellm_p50:.3f}",
+            ),
+        ]
     fraction = m("semantic_hit_fraction")
     rows += [
         latency_row(
@@ -1328,8 +1423,15 @@ def gateway_env() -> tuple[dict[str, str], list[str]]:
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    """`cachegate bench [--quick] [--json FILE]`: measure, print the table, maybe write JSON."""
+    """`cachegate bench [--quick] [--json FILE] [--vs litellm]`: measure, print the table,
+    maybe write JSON."""
     plan = BenchPlan.for_run(bool(args.quick))
+    if args.vs == "litellm":
+        if not LITELLM.exists():
+            raise SystemExit(
+                f"cachegate bench: {LITELLM} is missing; `make bench VS=litellm` installs it"
+            )
+        plan = dataclasses.replace(plan, litellm=str(LITELLM))
     machine = describe_machine()
     env, notes = gateway_env()
     for warning in notes:
@@ -1382,6 +1484,7 @@ def run_bench(args: argparse.Namespace) -> None:
     notes.append(
         "quoted from BENCHMARKS.md: LiteLLM proxy, cached, 120-150 req/s with p50 51-57 ms at "
         f"8 connections; naive semantic cache miss +{NAIVE_MISS_OVERHEAD_MS} ms"
+        + ("" if plan.litellm else "; `make bench VS=litellm` measures LiteLLM in the run")
     )
     notes.append(
         f"took {time.monotonic() - began:.0f}s; load average at end {os.getloadavg()[0]:.2f}"

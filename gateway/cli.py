@@ -299,6 +299,13 @@ def parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="the performance benchmark (BENCHMARKS.md)")
     bench.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
     bench.add_argument("--json", default=None, help="also write the report as JSON here")
+    bench.add_argument(
+        "--vs",
+        choices=["litellm"],
+        default=None,
+        help="also measure the LiteLLM proxy's cached answers side by side "
+        "(make bench VS=litellm installs it)",
+    )
     bench.set_defaults(run=cmd_bench)
     return top
 
