@@ -141,11 +141,11 @@ class Cache:
             keys, vectors = by_partition.setdefault(context_key, ([], []))
             keys.append(key)
             vectors.append(vector)
+        self.index.prune_snapshots(keep=by_partition)
         for context_key, (keys, vectors) in by_partition.items():
             matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(keys), -1)
             if matrix.shape[1] == self.index.dim:
                 self.index.load(context_key, keys, matrix)
-        self.index.prune_snapshots()
 
     # -- lookups ----------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -138,25 +139,30 @@ def snapshot_paths(folder: Path, context_key: str) -> tuple[Path, Path]:
     return folder / f"{name}.faiss", folder / f"{name}.json"
 
 
+def file_crc32(path: Path) -> int:
+    checksum = 0
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 24):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum
+
+
 def save_snapshot(
     folder: Path, context_key: str, index: faiss.Index, keys: list[str | None]
 ) -> None:
-    """Save a partition's index and its keys (None: dead). Each file is written aside and
-    renamed over the old one, so a crash leaves whole files; a saved pair that does not fit
-    together is caught when it is read (see `read_snapshot`)."""
+    """Save a partition's index, then its keys (None: dead) with the index file's checksum.
+    Each file is written aside and renamed over the old one, so a crash leaves whole files;
+    a pair that does not fit together fails the checksum when it is read."""
     index_path, keys_path = snapshot_paths(folder, context_key)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    for path, write in (
-        (index_path, lambda aside: faiss.write_index(index, str(aside))),
-        (
-            keys_path,
-            lambda aside: aside.write_text(json.dumps({"context": context_key, "keys": keys})),
-        ),
-    ):
-        aside = path.with_suffix(path.suffix + ".tmp")
-        write(aside)
-        os.replace(aside, path)
+    aside = index_path.with_suffix(".faiss.tmp")
+    faiss.write_index(index, str(aside))
+    checksum = file_crc32(aside)
+    os.replace(aside, index_path)
+    aside = keys_path.with_suffix(".json.tmp")
+    aside.write_text(json.dumps({"context": context_key, "keys": keys, "crc32": checksum}))
+    os.replace(aside, keys_path)
     log.info(
         "semantic partition: index of %d vectors saved in %.1fs",
         len(keys),
@@ -173,20 +179,18 @@ def read_snapshot(
         return None
     try:
         saved = json.loads(keys_path.read_text())
+        keys = saved["keys"]
+        if saved["context"] != context_key or file_crc32(index_path) != saved["crc32"]:
+            raise ValueError("the index file does not match its checksum")
+        if not all(key is None or isinstance(key, str) for key in keys):
+            raise ValueError("its keys are not all strings")
+        # Only after the checksum: FAISS trusts the file, and a flipped bit in the graph
+        # would crash the search.
         index = faiss.read_index(str(index_path))
-    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: FAISS's
+        if not isinstance(index, faiss.IndexHNSW) or (index.d, index.ntotal) != (dim, len(keys)):
+            raise ValueError("it does not fit its keys")
+    except Exception as exc:  # only a shortcut: whatever is wrong, the store has it all
         log.warning("ignoring the saved index %s: %s", index_path, exc)
-        return None
-    keys = saved.get("keys") if isinstance(saved, dict) else None
-    fits = (
-        saved.get("context") == context_key
-        and isinstance(keys, list)
-        and len(keys) == index.ntotal
-        and index.d == dim
-        and isinstance(index, faiss.IndexHNSW)
-    )
-    if not fits:
-        log.warning("ignoring the saved index %s: it does not fit its keys", index_path)
         return None
     index.hnsw.efSearch = HNSW_EF_SEARCH
     return keys, index
@@ -207,6 +211,14 @@ def saving(
         except (OSError, RuntimeError) as exc:  # the index serves anyway; the next start builds
             log.warning("could not save the semantic index to %s: %s", folder, exc)
     return index
+
+
+def last_of_each(keys: list[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """`keys` and their rows with each key once, with its last row (a key given twice)."""
+    if len(set(keys)) == len(keys):
+        return keys, vectors
+    last_row = {key: row for row, key in enumerate(keys)}
+    return list(last_row), vectors[list(last_row.values())]
 
 
 class SemanticIndex:
@@ -258,9 +270,7 @@ class SemanticIndex:
     def add_many(self, context_key: str, keys: list[str], vectors: np.ndarray) -> None:
         """Add vectors (rows, L2-normalized float32) to a partition; a known key is replaced
         (and a key given twice is added once, with its last vector)."""
-        if len(set(keys)) < len(keys):
-            last_row = {key: row for row, key in enumerate(keys)}
-            keys, vectors = list(last_row), vectors[list(last_row.values())]
+        keys, vectors = last_of_each(keys, vectors)
         self.remove(k for k in keys if k in self._where)
         part = self._partition(context_key)
         if part is None:
@@ -287,6 +297,7 @@ class SemanticIndex:
             self.add_many(context_key, keys, vectors)
             return
         saved_keys, saved_index = saved
+        keys, vectors = last_of_each(keys, vectors)
         saved_at = {key: position for position, key in enumerate(saved_keys) if key is not None}
         at = np.array([saved_at.get(key, -1) for key in keys], dtype=np.int64)
         rows = np.flatnonzero(at >= 0)
@@ -328,14 +339,19 @@ class SemanticIndex:
             positions = list(range(len(part.keys)))
             self._off_loop(part, context_key, positions, extend_index, saved_index, vectors[new])
 
-    def prune_snapshots(self) -> None:
-        """Delete the saved indexes of partitions no longer held (and any half-written file)."""
+    def prune_snapshots(self, keep: Iterable[str]) -> None:
+        """Delete the saved indexes of partitions other than `keep` (those about to be
+        loaded) and any half-written file; before the load starts any build, so no save
+        is under way."""
         if self._snapshots is None or not self._snapshots.is_dir():
             return
-        held = {path.name for c in self._partitions for path in snapshot_paths(self._snapshots, c)}
-        for path in self._snapshots.iterdir():
-            if path.name not in held:
-                path.unlink(missing_ok=True)
+        kept = {path.name for key in keep for path in snapshot_paths(self._snapshots, key)}
+        try:
+            for path in self._snapshots.iterdir():
+                if path.name not in kept and path.is_file():
+                    path.unlink(missing_ok=True)
+        except OSError as exc:  # a read-only folder, say: the stale files only take space
+            log.warning("could not delete old saved indexes in %s: %s", self._snapshots, exc)
 
     def remove(self, keys: Iterable[str]) -> int:
         removed = 0

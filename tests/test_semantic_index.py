@@ -311,18 +311,42 @@ def test_a_restart_with_nothing_new_serves_from_the_saved_index_at_once(tmp_path
     assert [index.search("ctx", row)[0][0] for row in rows[1:]] == [f"k{i}" for i in range(1, 300)]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "other keys", "mostly gone"])
+def damage_graph(index_file) -> None:
+    index = faiss.read_index(str(index_file))
+    links = faiss.vector_to_array(index.hnsw.neighbors)
+    links[links >= 0] = 0
+    faiss.copy_array_to_vector(links, index.hnsw.neighbors)
+    faiss.write_index(index, str(index_file))
+
+
+DAMAGES = {
+    "truncated": lambda index_file, keys_file: index_file.write_bytes(
+        index_file.read_bytes()[:1000]
+    ),
+    # FAISS reads a damaged graph as it is: every link to one node here (to a node past
+    # the end, a flipped bit, the search would crash).
+    "a damaged graph": lambda index_file, keys_file: damage_graph(index_file),
+    "a key more": lambda index_file, keys_file: keys_file.write_text(
+        keys_file.read_text().replace('"k1"', '"k1", "k1b"')
+    ),
+    "a key not a string": lambda index_file, keys_file: keys_file.write_text(
+        keys_file.read_text().replace('"k1"', '["k1"]')
+    ),
+    "keys not an object": lambda index_file, keys_file: keys_file.write_text("[]"),
+    "keys a folder": lambda index_file, keys_file: (keys_file.unlink(), keys_file.mkdir()),
+    "mostly gone": None,  # a third of what was saved is no longer stored
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_a_saved_index_that_does_not_fit_is_built_again(tmp_path, damage):
     rows = unit_rows(300)
     saved_partition(tmp_path, rows)
-    index_file, keys_file = snapshot_paths(tmp_path, "ctx")
     stored = range(300)
-    if damage == "truncated":
-        index_file.write_bytes(index_file.read_bytes()[:1000])
-    elif damage == "other keys":
-        keys_file.write_text(keys_file.read_text().replace('"k1"', '"k1", "k1b"'))
+    if DAMAGES[damage] is None:
+        stored = range(200)
     else:
-        stored = range(200)  # a third of what was saved is no longer stored
+        DAMAGES[damage](*snapshot_paths(tmp_path, "ctx"))
     index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
     index.load("ctx", [f"k{i}" for i in stored], rows[list(stored)])
     assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)
@@ -335,6 +359,20 @@ def test_saved_indexes_of_partitions_no_longer_stored_are_deleted(tmp_path):
     saved_partition(tmp_path, unit_rows(300))
     (tmp_path / "half-written.faiss.tmp").write_bytes(b"x")
     index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
-    index.load("other", ["a"], unit_rows(1))
-    index.prune_snapshots()
-    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a folder").mkdir()  # not ours to delete
+    index.prune_snapshots(keep=["other"])
+    assert [path.name for path in tmp_path.iterdir()] == ["a folder"]
+
+
+def test_a_key_listed_twice_at_load_is_loaded_once(tmp_path):
+    """A Redis scan may list a key twice; with a saved index reused it must still be one
+    entry, gone once removed."""
+    rows = unit_rows(120)
+    saved_partition(tmp_path, rows[:100])
+    index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
+    keys = [f"k{i}" for i in range(120)] + ["k110"]
+    index.load("ctx", keys, np.vstack([rows, rows[110:111]]))
+    index.settle()
+    assert len(index) == 120 and index._partitions["ctx"].live == 120
+    index.remove(["k110"])
+    assert index.search("ctx", rows[110])[0][0] != "k110"
