@@ -47,7 +47,7 @@ HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 64
 CANDIDATES = 4
 # A saved index is reused at start while at least this share of it is still stored; below
-# that a rebuild would be due at once anyway (a quarter dead).
+# that a rebuild would be due at once anyway (past 256 entries: a quarter dead).
 SNAPSHOT_KEPT_MIN = 0.75
 # Vectors added while a rebuild ran are inserted into the new index on the event loop when
 # it takes over (~0.2 ms each into HNSW on a slow 2-core VM); past this many (a Redis
@@ -136,7 +136,7 @@ def extend_index(index: faiss.Index, vectors: np.ndarray) -> faiss.Index:
 def snapshot_paths(folder: Path, context_key: str) -> tuple[Path, Path]:
     """The files of a partition's saved index: the FAISS index, and its keys."""
     name = hashlib.sha256(context_key.encode()).hexdigest()[:40]
-    return folder / f"{name}.faiss", folder / f"{name}.json"
+    return folder / f"{name}.faiss", folder / f"{name}.keys"
 
 
 def file_crc32(path: Path) -> int:
@@ -148,20 +148,22 @@ def file_crc32(path: Path) -> int:
 
 
 def save_snapshot(
-    folder: Path, context_key: str, index: faiss.Index, keys: list[str | None]
+    folder: Path, context_key: str, keys: list[str | None], index: faiss.Index
 ) -> None:
-    """Save a partition's index, then its keys (None: dead) with the index file's checksum.
-    Each file is written aside and renamed over the old one, so a crash leaves whole files;
-    a pair that does not fit together fails the checksum when it is read."""
+    """Save a partition's index, then its keys with the index file's checksum: a JSON line,
+    then a key per line (empty: dead; a join, not json.dumps, which would hold the GIL
+    from the event loop for half a second at a million keys). Each file is written aside
+    and renamed over the old one, so a crash leaves whole files; a pair that does not fit
+    together fails the checksum when it is read."""
     index_path, keys_path = snapshot_paths(folder, context_key)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     aside = index_path.with_suffix(".faiss.tmp")
     faiss.write_index(index, str(aside))
-    checksum = file_crc32(aside)
+    header = {"context": context_key, "crc32": file_crc32(aside), "keys": len(keys)}
     os.replace(aside, index_path)
-    aside = keys_path.with_suffix(".json.tmp")
-    aside.write_text(json.dumps({"context": context_key, "keys": keys, "crc32": checksum}))
+    aside = keys_path.with_suffix(".keys.tmp")
+    aside.write_text("\n".join([json.dumps(header), *(key or "" for key in keys)]))
     os.replace(aside, keys_path)
     log.info(
         "semantic partition: index of %d vectors saved in %.1fs",
@@ -178,25 +180,24 @@ def read_snapshot(
     if not keys_path.exists():
         return None
     try:
-        saved = json.loads(keys_path.read_text())
-        keys = saved["keys"]
-        if saved["context"] != context_key or file_crc32(index_path) != saved["crc32"]:
+        header_line, *lines = keys_path.read_text().split("\n")
+        header = json.loads(header_line)
+        if header["context"] != context_key or header["keys"] != len(lines):
+            raise ValueError("its keys file is not whole")
+        if file_crc32(index_path) != header["crc32"]:
             raise ValueError("the index file does not match its checksum")
-        if not all(key is None or isinstance(key, str) for key in keys):
-            raise ValueError("its keys are not all strings")
-        # Only after the checksum: FAISS trusts the file, and a flipped bit in the graph
-        # would crash the search.
+        # Only after the checksum: FAISS reads a damaged graph as it is.
         index = faiss.read_index(str(index_path))
-        if not isinstance(index, faiss.IndexHNSW) or (index.d, index.ntotal) != (dim, len(keys)):
+        if not isinstance(index, faiss.IndexHNSW) or (index.d, index.ntotal) != (dim, len(lines)):
             raise ValueError("it does not fit its keys")
     except Exception as exc:  # only a shortcut: whatever is wrong, the store has it all
         log.warning("ignoring the saved index %s: %s", index_path, exc)
         return None
     index.hnsw.efSearch = HNSW_EF_SEARCH
-    return keys, index
+    return [line or None for line in lines], index
 
 
-def saving(
+def run_and_save(
     job: Callable[..., faiss.Index],
     args: tuple,
     folder: Path | None,
@@ -207,7 +208,7 @@ def saving(
     index = job(*args)
     if folder is not None and isinstance(index, faiss.IndexHNSW):
         try:
-            save_snapshot(folder, context_key, index, keys)
+            save_snapshot(folder, context_key, keys, index)
         except (OSError, RuntimeError) as exc:  # the index serves anyway; the next start builds
             log.warning("could not save the semantic index to %s: %s", folder, exc)
     return index
@@ -314,21 +315,14 @@ class SemanticIndex:
             order[at[row]] = keys[row]
         self.remove(key for key in keys if key in self._where)
         if len(new) == 0:
-            part = Partition(saved_index, keys=order)
+            part = self._install(context_key, saved_index, order)
         else:  # served flat (exactly) until the saved index has the new vectors too
             flat = np.zeros((len(saved_keys) + len(new), self.dim), dtype=np.float32)
             flat[at[rows]] = vectors[rows]
             flat[len(saved_keys) :] = vectors[new]
-            part = Partition(faiss.IndexFlatIP(self.dim), keys=order + [keys[r] for r in new])
-            part.index.add(flat)
-        part.mark_added(0, len(part.keys))
-        for position, key in enumerate(part.keys):
-            if key is None:
-                part.mark_removed(position)
-                part.dead += 1
-            else:
-                self._where[key] = (context_key, position)
-        self._partitions[context_key] = part
+            flat_index = faiss.IndexFlatIP(self.dim)
+            flat_index.add(flat)
+            part = self._install(context_key, flat_index, order + [keys[r] for r in new])
         log.info(
             "semantic partition: reusing its saved index (%d kept, %d dead, %d to add)",
             len(rows),
@@ -435,24 +429,25 @@ class SemanticIndex:
                 part, context_key, positions, extend_index, built, self._vectors(part, added)
             )
             return part
-        fresh = Partition(built, keys=[part.keys[p] for p in rebuild.positions])
-        fresh.mark_added(0, len(fresh.keys))
-        for position, key in enumerate(fresh.keys):
-            if key is None:  # removed while the copy was being built
-                fresh.mark_removed(position)
-                fresh.dead += 1
         if added:
-            fresh.index.add(self._vectors(part, added))
-            fresh.keys.extend(part.keys[p] for p in added)
-            fresh.mark_added(len(fresh.keys) - len(added), len(added))
-        for position, key in enumerate(fresh.keys):
-            if key is not None:
-                self._where[key] = (context_key, position)
-        self._partitions[context_key] = fresh
-        self._maintain(
-            context_key, fresh
-        )  # it may have grown past hnsw_from, or died a lot, meanwhile
+            built.add(self._vectors(part, added))
+        # Keys removed while the copy was being built are None: dead in the new index.
+        fresh = self._install(context_key, built, [part.keys[p] for p in rebuild.positions + added])
+        self._maintain(context_key, fresh)  # grown past hnsw_from, or many dead, meanwhile?
         return fresh
+
+    def _install(self, context_key: str, index: faiss.Index, keys: list[str | None]) -> Partition:
+        """Make `index` the partition's, its position i holding `keys[i]` (None: dead)."""
+        part = Partition(index, keys=keys)
+        part.mark_added(0, len(keys))
+        for position, key in enumerate(keys):
+            if key is None:
+                part.mark_removed(position)
+                part.dead += 1
+            else:
+                self._where[key] = (context_key, position)
+        self._partitions[context_key] = part
+        return part
 
     def _maintain(self, context_key: str, part: Partition) -> None:
         """Start a rebuild where one is due: a flat partition has reached `hnsw_from`, or a
@@ -489,7 +484,9 @@ class SemanticIndex:
         that order; it takes the old index's place once done (see `_partition`)."""
         keys = [part.keys[p] for p in positions]
         try:
-            built = self._builder.submit(saving, job, args, self._snapshots, context_key, keys)
+            built = self._builder.submit(
+                run_and_save, job, args, self._snapshots, context_key, keys
+            )
         except RuntimeError:  # closed: the gateway is stopping, the old index will do
             return
         self._building.add(built)  # before the callback, which runs at once if it is done

@@ -30,7 +30,7 @@ class HeldBuilder(ThreadPoolExecutor):
         self.jobs: list = []  # the index job of each submit: build_index, extend_index
 
     def submit(self, fn, /, *args, **kwargs):
-        job = args[0]  # fn is semantic.saving, which runs the job, then saves its index
+        job = args[0]  # fn is semantic.run_and_save: it runs the job, then saves its index
         self.jobs.append(job)
 
         def held():
@@ -327,12 +327,12 @@ DAMAGES = {
     # the end, a flipped bit, the search would crash).
     "a damaged graph": lambda index_file, keys_file: damage_graph(index_file),
     "a key more": lambda index_file, keys_file: keys_file.write_text(
-        keys_file.read_text().replace('"k1"', '"k1", "k1b"')
+        keys_file.read_text().replace("\nk1\n", "\nk1\nk1b\n")
     ),
-    "a key not a string": lambda index_file, keys_file: keys_file.write_text(
-        keys_file.read_text().replace('"k1"', '["k1"]')
+    "a key less": lambda index_file, keys_file: keys_file.write_text(
+        keys_file.read_text().replace("\nk1\n", "\n")
     ),
-    "keys not an object": lambda index_file, keys_file: keys_file.write_text("[]"),
+    "keys of another format": lambda index_file, keys_file: keys_file.write_text("[]"),
     "keys a folder": lambda index_file, keys_file: (keys_file.unlink(), keys_file.mkdir()),
     "mostly gone": None,  # a third of what was saved is no longer stored
 }
