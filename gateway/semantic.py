@@ -214,6 +214,18 @@ def run_and_save(
     return index
 
 
+def delete_snapshots_except(folder: Path, kept: set[str]) -> None:
+    """Delete the files in `folder` not named in `kept` (on the build thread)."""
+    try:
+        for path in folder.iterdir():
+            if path.name not in kept and path.is_file():
+                path.unlink(missing_ok=True)
+    except FileNotFoundError:  # nothing saved yet
+        pass
+    except OSError as exc:  # a read-only folder, say: the stale files only take space
+        log.warning("could not delete old saved indexes in %s: %s", folder, exc)
+
+
 def last_of_each(keys: list[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
     """`keys` and their rows with each key once, with its last row (a key given twice)."""
     if len(set(keys)) == len(keys):
@@ -333,19 +345,17 @@ class SemanticIndex:
             positions = list(range(len(part.keys)))
             self._off_loop(part, context_key, positions, extend_index, saved_index, vectors[new])
 
-    def prune_snapshots(self, keep: Iterable[str]) -> None:
+    def prune_snapshots(self, keep: Iterable[str]) -> Future[None] | None:
         """Delete the saved indexes of partitions other than `keep` (those about to be
-        loaded) and any half-written file; before the load starts any build, so no save
-        is under way."""
-        if self._snapshots is None or not self._snapshots.is_dir():
-            return
+        loaded) and any half-written file, on the build thread: after any save under way
+        (a build from before a Redis resync), before the builds the load starts."""
+        if self._snapshots is None:
+            return None
         kept = {path.name for key in keep for path in snapshot_paths(self._snapshots, key)}
         try:
-            for path in self._snapshots.iterdir():
-                if path.name not in kept and path.is_file():
-                    path.unlink(missing_ok=True)
-        except OSError as exc:  # a read-only folder, say: the stale files only take space
-            log.warning("could not delete old saved indexes in %s: %s", self._snapshots, exc)
+            return self._builder.submit(delete_snapshots_except, self._snapshots, kept)
+        except RuntimeError:  # closed: the gateway is stopping
+            return None
 
     def remove(self, keys: Iterable[str]) -> int:
         removed = 0

@@ -360,8 +360,23 @@ def test_saved_indexes_of_partitions_no_longer_stored_are_deleted(tmp_path):
     (tmp_path / "half-written.faiss.tmp").write_bytes(b"x")
     index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
     (tmp_path / "a folder").mkdir()  # not ours to delete
-    index.prune_snapshots(keep=["other"])
+    index.prune_snapshots(keep=["other"]).result()
     assert [path.name for path in tmp_path.iterdir()] == ["a folder"]
+
+
+def test_the_prune_runs_after_a_save_under_way(tmp_path, held_builder):
+    """A Redis resync loads again while a build from before it may still be saving: the
+    prune must not cut into its half-written files, so it runs on the build thread after
+    it (here it then deletes what the save wrote: the partition is no longer stored)."""
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder, snapshots=tmp_path)
+    index.add_many("ctx", [f"k{i}" for i in range(100)], unit_rows(100))  # a build, held
+    build = index._partitions["ctx"].rebuild.index
+    index.clear()  # as at a resync: the build goes on
+    pruned = index.prune_snapshots(keep=[])
+    held_builder.go.set()
+    pruned.result()
+    assert build.done() and isinstance(build.result(), faiss.IndexHNSW)  # built and saved
+    assert list(tmp_path.iterdir()) == []  # then pruned
 
 
 def test_a_key_listed_twice_at_load_is_loaded_once(tmp_path):
