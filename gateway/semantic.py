@@ -326,22 +326,23 @@ class SemanticIndex:
         for row in rows:
             order[at[row]] = keys[row]
         self.remove(key for key in keys if key in self._where)
-        if len(new) == 0:
-            part = self._install(context_key, saved_index, order)
+        in_order = order + [keys[row] for row in new]
+        if len(new) <= REPLAY_MAX:  # few to insert: here, as after a build (no flat copy)
+            saved_index.add(vectors[new])
+            part = self._install(context_key, saved_index, in_order)
         else:  # served flat (exactly) until the saved index has the new vectors too
-            flat = np.zeros((len(saved_keys) + len(new), self.dim), dtype=np.float32)
+            flat = np.zeros((len(in_order), self.dim), dtype=np.float32)
             flat[at[rows]] = vectors[rows]
             flat[len(saved_keys) :] = vectors[new]
-            flat_index = faiss.IndexFlatIP(self.dim)
-            flat_index.add(flat)
-            part = self._install(context_key, flat_index, order + [keys[r] for r in new])
+            part = self._install(context_key, faiss.IndexFlatIP(self.dim), in_order)
+            part.index.add(flat)
         log.info(
             "semantic partition: reusing its saved index (%d kept, %d dead, %d to add)",
             len(rows),
             part.dead,
             len(new),
         )
-        if len(new):
+        if len(new) > REPLAY_MAX:
             positions = list(range(len(part.keys)))
             self._off_loop(part, context_key, positions, extend_index, saved_index, vectors[new])
 

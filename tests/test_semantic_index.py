@@ -279,15 +279,17 @@ def test_a_restart_reuses_the_saved_index_and_adds_only_what_was_stored_since(
     tmp_path, held_builder
 ):
     """At start the store holds some saved keys no more, a key stored again with another
-    vector, and keys stored since: the saved index serves, with those as its only changes."""
-    rows = unit_rows(400)
+    vector, and many keys stored since: the saved index serves once the build thread has
+    added those, with the rest as its only changes."""
+    stored_since = REPLAY_MAX + 100
+    rows = unit_rows(300 + stored_since)
     saved_partition(tmp_path, rows[:300])
     changed = unit_rows(1, seed=9)[0]
-    stored = [i for i in range(400) if i % 10 != 0]  # saved k0, k10, ... are gone
+    stored = [i for i in range(len(rows)) if i % 10 != 0]  # saved k0, k10, ... are gone
     vectors = np.stack([changed if i == 5 else rows[i] for i in stored])
     index = SemanticIndex(16, hnsw_from=100, builder=held_builder, snapshots=tmp_path)
     index.load("ctx", [f"k{i}" for i in stored], vectors)
-    assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)  # until k300.. are in
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexFlat)  # until they are in
     assert index.search("ctx", changed)[0] == ("k5", pytest.approx(1.0))
     held_builder.go.set()
     index.settle()
@@ -300,15 +302,15 @@ def test_a_restart_reuses_the_saved_index_and_adds_only_what_was_stored_since(
         assert best != f"k{i}" if i % 10 == 0 or i == 5 else best == f"k{i}", i
 
 
-def test_a_restart_with_nothing_new_serves_from_the_saved_index_at_once(tmp_path):
-    rows = unit_rows(300)
-    saved_partition(tmp_path, rows)
+def test_a_restart_with_little_new_serves_from_the_saved_index_at_once(tmp_path):
+    rows = unit_rows(310)
+    saved_partition(tmp_path, rows[:300])
     index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
-    index.load("ctx", [f"k{i}" for i in range(1, 300)], rows[1:])
+    index.load("ctx", [f"k{i}" for i in range(1, 310)], rows[1:])  # k0 gone, k300.. new
     assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
-    assert index.rebuilding == 0 and len(index) == 299
+    assert index.rebuilding == 0 and len(index) == 309
     assert index.search("ctx", rows[0])[0][0] != "k0"
-    assert [index.search("ctx", row)[0][0] for row in rows[1:]] == [f"k{i}" for i in range(1, 300)]
+    assert [index.search("ctx", row)[0][0] for row in rows[1:]] == [f"k{i}" for i in range(1, 310)]
 
 
 def damage_graph(index_file) -> None:
