@@ -22,6 +22,7 @@ import platform
 import re
 import select
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -1444,6 +1445,9 @@ def run_bench(args: argparse.Namespace) -> None:
         f"cachegate bench: {plan.rounds} round(s) on {machine['cpu']} ({machine['cores']} cores), "
         f"load average {machine['load_average_at_start'][0]}"
     )
+    # A SIGTERM (a CI timeout, `kill`) ends the run as Ctrl-C does, through the cleanup
+    # that stops every process it started, rather than leaving them running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="cachegate-bench-"))
     results = Results()
     index_results: list[dict[str, Any]] = []
