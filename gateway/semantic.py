@@ -336,15 +336,14 @@ class SemanticIndex:
             flat[len(saved_keys) :] = vectors[new]
             part = self._install(context_key, faiss.IndexFlatIP(self.dim), in_order)
             part.index.add(flat)
+            positions = list(range(len(in_order)))
+            self._off_loop(part, context_key, positions, extend_index, saved_index, vectors[new])
         log.info(
             "semantic partition: reusing its saved index (%d kept, %d dead, %d to add)",
             len(rows),
             part.dead,
             len(new),
         )
-        if len(new) > REPLAY_MAX:
-            positions = list(range(len(part.keys)))
-            self._off_loop(part, context_key, positions, extend_index, saved_index, vectors[new])
 
     def prune_snapshots(self, keep: Iterable[str]) -> Future[None] | None:
         """Delete the saved indexes of partitions other than `keep` (those about to be
