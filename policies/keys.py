@@ -38,7 +38,9 @@ def tenant_of(authorization: str | None, shared_tenant: str | None = None) -> st
         return shared_tenant
     if not authorization:
         return ANONYMOUS_TENANT
-    return "t_" + hashlib.sha256(authorization.strip().encode()).hexdigest()[:24]
+    # surrogateescape: a header value that is not UTF-8 hashes as the bytes that were sent.
+    credential = authorization.strip().encode("utf-8", "surrogateescape")
+    return "t_" + hashlib.sha256(credential).hexdigest()[:24]
 
 
 def without(body: dict[str, Any], ignored: Iterable[str]) -> dict[str, Any]:

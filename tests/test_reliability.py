@@ -245,6 +245,21 @@ def test_oversized_headers_get_an_openai_shaped_431(make_gateway):
     assert gw.alive()
 
 
+def test_an_api_key_that_is_not_utf8_is_its_own_tenant(gateway):
+    body = chat_body(f"latin-1 key {uuid.uuid4()}")
+
+    def status(key: bytes) -> str:
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions", json=body, headers={"Authorization": key}
+        )
+        assert response.status_code == 200, response.text
+        return response.headers["X-Cache-Status"]
+
+    assert status(b"Bearer sk-\xe9t\xe9") == "MISS"
+    assert status(b"Bearer sk-\xe9t\xe9") == "HIT"
+    assert status(b"Bearer sk-\xe9t\xe8") == "MISS"  # another key: another tenant
+
+
 def test_followers_of_a_leader_that_cannot_reach_upstream_get_its_error(make_gateway):
     gw = make_gateway(upstream="http://127.0.0.1:9/v1")
     results = asyncio.run(concurrent_posts(gw.url, chat_body(f"nowhere {uuid.uuid4()}"), 8, {}))
