@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,8 @@ from policies.pricing import PriceTable
 
 if TYPE_CHECKING:
     from gateway.redis_backend import RedisLedger, RedisStore
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("cachegate")
 SWEEP_SECONDS = 60.0
@@ -125,17 +128,17 @@ async def sweep_forever(gateway: Gateway) -> None:
             log.exception("expiry sweep failed; will try again")
 
 
-def guard(max_header_bytes: int):
-    """The one middleware: a clear 431 for oversized headers, and a bug still answers in
-    OpenAI's shape while the gateway keeps serving. (One layer, not two: every layer costs
-    a coroutine per request on the hit path.)
+def guarded(handler: Handler, max_header_bytes: int) -> Handler:
+    """`handler` with a clear 431 for oversized headers, and an answer in OpenAI's shape
+    when it fails on a bug, while the gateway keeps serving. A wrapper per route rather
+    than an aiohttp middleware: with any middleware aiohttp adds a layer of its own, and
+    the two layers cost an exact hit ~10% of its throughput.
 
     aiohttp's own parser stops far larger headers (HEADER_PARSER_FACTOR times the limit)
     with a plain-text 400 before any handler runs; this gives the clear error below that.
     """
 
-    @web.middleware
-    async def check(request: web.Request, handler):
+    async def guard(request: web.Request) -> web.StreamResponse:
         size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
         if size > max_header_bytes:
             return error_response(
@@ -151,24 +154,22 @@ def guard(max_header_bytes: int):
             log.exception("unexpected error on %s %s", request.method, request.path)
             return error_response(500, "cachegate failed on this request; the error is in its log")
 
-    return check
+    return guard
 
 
 def create_app(gateway: Gateway) -> web.Application:
     config = gateway.config
-    app = web.Application(
-        client_max_size=config.max_body_bytes,
-        middlewares=[guard(config.max_header_bytes)],
-    )
-    admin = Admin(gateway, config.admin_token)
-    app.add_routes(admin.routes())
+    app = web.Application(client_max_size=config.max_body_bytes)
+    routes = [
+        *Admin(gateway, config.admin_token).routes(),
+        web.post("/v1/chat/completions", gateway.chat),
+        web.post("/v1/completions", gateway.completions),
+        web.post("/v1/embeddings", gateway.embeddings),
+        web.route("*", "/v1/{tail:.*}", gateway.passthrough),
+    ]
     app.add_routes(
-        [
-            web.post("/v1/chat/completions", gateway.chat),
-            web.post("/v1/completions", gateway.completions),
-            web.post("/v1/embeddings", gateway.embeddings),
-            web.route("*", "/v1/{tail:.*}", gateway.passthrough),
-        ]
+        web.RouteDef(r.method, r.path, guarded(r.handler, config.max_header_bytes), r.kwargs)
+        for r in routes
     )
 
     async def lifecycle(app: web.Application):

@@ -16,9 +16,12 @@ import httpx2 as httpx
 import openai
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.app import guarded
 from gateway.benchmark import fill_entries_db
 from gateway.processes import MockUpstreamProcess
 
@@ -243,6 +246,27 @@ def test_oversized_headers_get_an_openai_shaped_431(make_gateway):
     assert response.status_code == 431
     assert response.json()["error"]["code"] == "headers_too_large"
     assert gw.alive()
+
+
+def test_a_handler_that_fails_on_a_bug_answers_in_openai_shape():
+    async def failing(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    async def fine(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.add_routes(
+            [web.get("/bug", guarded(failing, 8192)), web.get("/fine", guarded(fine, 8192))]
+        )
+        async with TestClient(TestServer(app)) as client:
+            bug = await client.get("/bug")
+            assert bug.status == 500
+            assert (await bug.json())["error"]["code"] == "internal_error"
+            assert (await client.get("/fine")).status == 200
+
+    asyncio.run(scenario())
 
 
 def test_an_api_key_that_is_not_utf8_is_its_own_tenant(gateway):
