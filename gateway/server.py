@@ -15,6 +15,7 @@ every request           counted in the ledger (written in batches, off the hot p
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from gateway.cache import Cache, remember
 from gateway.config import Config
@@ -43,7 +45,7 @@ from policies.decide import (
     json_depth_exceeds,
     ttl_for,
 )
-from policies.keys import digest, item_key, tenant_of
+from policies.keys import item_key, tenant_of
 from policies.pricing import PriceTable
 
 log = logging.getLogger("cachegate")
@@ -114,7 +116,7 @@ class Gateway:
         self.policy = policy
         self.count_tokens = count_tokens
         self.flights = Flights()
-        self.decisions: dict[str, Decision] = {}  # request fingerprint -> decision
+        self.decisions: dict[bytes, Decision] = {}  # request_fingerprint -> decision
 
     # -- reading the request ------------------------------------------------------------
     async def read_body(self, request: web.Request) -> bytes:
@@ -154,7 +156,7 @@ class Gateway:
     def decision_for(self, request: web.Request, endpoint: Endpoint, raw: bytes) -> Decision:
         """decide() for this body and these headers. A decision is a pure function of them,
         so byte-identical repeats (the common cache hit) skip parsing and validation."""
-        fingerprint = digest(endpoint, raw, *(request.headers.get(h, "") for h in DECISION_HEADERS))
+        fingerprint = request_fingerprint(endpoint, raw, request.headers)
         decision = self.decisions.get(fingerprint)
         if decision is None:
             body = self.parse_json(raw)
@@ -788,6 +790,14 @@ class Gateway:
         )
         self.ledger.record(record)
         self.metrics.observe(record)
+
+
+def request_fingerprint(endpoint: str, raw: bytes, headers: CIMultiDictProxy[str]) -> bytes:
+    """A hash of what a decision depends on: the endpoint and DECISION_HEADERS, a line each
+    (an HTTP header value cannot hold a line break), then the body. One hash call: the
+    exact-hit path runs this on every request."""
+    lines = "\n".join([endpoint, *(headers.get(h, "") for h in DECISION_HEADERS), ""])
+    return hashlib.blake2b(lines.encode("utf-8", "surrogateescape") + raw, digest_size=16).digest()
 
 
 def embedding_items(body: Any) -> tuple[list[Any], bool]:
