@@ -6,7 +6,7 @@ Per-request fault injection through headers (the gateway forwards them):
   X-Mock-Cut: N            stream N chunks, then drop the connection (no [DONE])
   X-Mock-Delay-Ms: MS      wait before answering
   X-Mock-No-Usage: 1       leave `usage` out of a non-stream answer
-`GET /mock/calls` counts the calls by route; `GET /mock/last` echoes the last request's
+`GET /mock/calls` counts the calls by route; `GET /mock/last` echoes the last request's target,
 headers and body; `POST /mock/reset` zeroes both.
 """
 
@@ -57,7 +57,7 @@ class MockUpstream:
         raw = await request.read()
         self.calls[route] += 1
         self.last = {
-            "path": request.path,
+            "target": request.raw_path,  # path and query as sent
             "headers": dict(request.headers),
             "body": raw.decode(errors="replace"),
         }
@@ -249,7 +249,7 @@ class MockUpstream:
 
     async def models(self, request: web.Request) -> web.Response:
         self.calls["models"] += 1
-        self.last = {"path": request.path, "headers": dict(request.headers), "body": ""}
+        self.last = {"target": request.raw_path, "headers": dict(request.headers), "body": ""}
         return web.json_response(
             {
                 "object": "list",

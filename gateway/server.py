@@ -231,10 +231,9 @@ class Gateway:
         now: float,
     ) -> web.StreamResponse:
         """The leader's miss: forward, answer the client as bytes arrive, store when complete."""
-        path = request.path.removeprefix("/v1")
         try:
             async with self.upstream.open(
-                "POST", path, request.query_string, request.headers, raw, decision.model
+                "POST", request.rel_url, request.headers, raw, decision.model
             ) as up:
                 if up.status in RETRY_STALE_STATUSES:
                     stale = await self.stale_entry(decision, now)
@@ -669,8 +668,7 @@ class Gateway:
         try:
             async with self.upstream.open(
                 "POST",
-                "/embeddings",
-                request.query_string,
+                request.rel_url,
                 request.headers,
                 orjson.dumps(body),
                 body["model"],
@@ -704,8 +702,7 @@ class Gateway:
         try:
             async with self.upstream.open(
                 request.method,
-                request.path.removeprefix("/v1"),
-                request.query_string,
+                request.rel_url,
                 request.headers,
                 body,
                 None,

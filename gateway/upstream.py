@@ -107,18 +107,23 @@ class Upstream:
     async def open(
         self,
         method: str,
-        path: str,
-        query: str,
+        incoming: URL,
         headers: Mapping[str, str],
         body: bytes | None,
         model: str | None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request and yield upstream's response; `path` is what follows /v1."""
+        """Send a request to what follows /v1 in `incoming` (the client's URL: path and
+        query as they were sent, percent-encoding included) and yield upstream's response."""
         assert self._session is not None, "Upstream.start() was not awaited"
         target = self.target(model)
-        url = URL(target.base_url + path + (f"?{query}" if query else ""), encoded=False)
+        if any(segment in (".", "..") for segment in incoming.path.split("/")):
+            # Upstream would resolve them: /v1/%2e%2e/admin must not reach its /admin.
+            raise UpstreamError(400, f"path {incoming.path!r} has . or .. segments")
+        tail = incoming.raw_path.removeprefix("/v1")
+        query = incoming.raw_query_string
+        url = URL(target.base_url + tail + (f"?{query}" if query else ""), encoded=True)
         if url.origin() != URL(target.base_url).origin():  # no request picks another host
-            raise UpstreamError(400, f"path {path!r} does not stay on the upstream host")
+            raise UpstreamError(400, f"path {incoming.path!r} does not stay on the upstream host")
         try:
             await asyncio.wait_for(self._slots.acquire(), self._config.upstream_queue_timeout)
         except TimeoutError:

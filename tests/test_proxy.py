@@ -310,6 +310,21 @@ def test_models_route_passes_through(gateway, mock_upstream):
     assert mock_upstream.last()["headers"]["Authorization"] == "Bearer sk-models"
 
 
+def test_passthrough_sends_the_query_as_the_client_wrote_it(gateway, mock_upstream):
+    query = "x=%23frag&y=%26z&a=%2B1&b=caf%C3%A9"  # decoded and re-encoded, %23 would cut it
+    response = httpx.get(f"{gateway.url}/v1/models?{query}")
+    assert response.status_code == 200
+    assert mock_upstream.last()["target"] == f"/v1/models?{query}"
+
+
+@pytest.mark.parametrize("path", ["/v1/models/%2e%2e/%2e%2e/mock/calls", "/v1/%2E%2E/mock/reset"])
+def test_passthrough_refuses_dot_segments_that_would_leave_v1(gateway, mock_upstream, path):
+    response = httpx.post(f"{gateway.url}{path}")
+    assert response.status_code == 400
+    assert ".. segments" in response.json()["error"]["message"]
+    assert not mock_upstream.last().get("target", "").startswith("/mock")
+
+
 def test_configured_upstream_key_replaces_the_clients(make_gateway, mock_upstream):
     gw = make_gateway(env={"CACHEGATE_UPSTREAM_KEY": "sk-upstream"})
     ask(gw.client("sk-client"), unique())
