@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.errors import error_response
 from gateway.ledger import parse_since
-from gateway.server import Gateway
+from gateway.server import BadRequest, Gateway
 from gateway.store import PurgeFilter, StoreUnavailable
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -147,10 +147,12 @@ class Admin:
         if denied := self.allowed(request):
             return denied
         try:
-            fields = orjson.loads(await request.read() or b"{}")
+            fields = orjson.loads(await self.gateway.read_body(request) or b"{}")
             if not isinstance(fields, dict):
                 raise ValueError("the body must be a JSON object")
             where = purge_filter(fields)
+        except BadRequest as exc:
+            return error_response(exc.status, str(exc))
         except (ValueError, orjson.JSONDecodeError) as exc:
             return error_response(400, f"cannot purge: {exc}")
         try:

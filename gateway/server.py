@@ -129,6 +129,10 @@ class Gateway:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BadRequest(413, f"request body is over the limit of {limit} bytes") from None
+        except web.RequestPayloadError as exc:  # a Content-Encoding its bytes do not follow
+            raise BadRequest(400, f"cannot read the request body: {exc}") from None
+        except ConnectionResetError:  # nobody reads the answer; the ledger counts it
+            raise BadRequest(400, "the client left before its request body was complete") from None
 
     def parse_json(self, raw: bytes) -> Any:
         try:
@@ -694,11 +698,9 @@ class Gateway:
     # -- everything else under /v1 ------------------------------------------------------------
     async def passthrough(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = await request.read() if request.body_exists else None
-        except web.HTTPRequestEntityTooLarge:
-            return error_response(
-                413, f"request body is over the limit of {self.config.max_body_bytes} bytes"
-            )
+            body = await self.read_body(request) if request.body_exists else None
+        except BadRequest as exc:
+            return error_response(exc.status, str(exc))
         try:
             async with self.upstream.open(
                 request.method,

@@ -284,6 +284,16 @@ def test_an_api_key_that_is_not_utf8_is_its_own_tenant(gateway):
     assert status(b"Bearer sk-\xe9t\xe8") == "MISS"  # another key: another tenant
 
 
+def test_bodies_that_cannot_be_decoded_get_a_400(make_gateway):
+    gw = make_gateway()
+    garbage = {"Content-Encoding": "deflate", "Content-Type": "application/json"}
+    for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/cache/purge"):
+        response = httpx.post(f"{gw.url}{path}", content=b"garbage", headers=garbage)
+        assert response.status_code == 400, (path, response.text)
+        assert "cannot read the request body" in response.json()["error"]["message"]
+    assert gw.alive()
+
+
 def test_followers_of_a_leader_that_cannot_reach_upstream_get_its_error(make_gateway):
     gw = make_gateway(upstream="http://127.0.0.1:9/v1")
     results = asyncio.run(concurrent_posts(gw.url, chat_body(f"nowhere {uuid.uuid4()}"), 8, {}))
