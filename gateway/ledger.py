@@ -261,7 +261,10 @@ class Ledger:
         """Flush the queue every `flush_seconds` until cancelled."""
         while True:
             await asyncio.sleep(self._flush_seconds)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # a batch that could not be written must not stop the next ones
+                log.exception("ledger flush failed; the next one runs as usual")
 
     async def flush(self) -> None:
         rows, self._queue = self._queue, []
@@ -269,13 +272,15 @@ class Ledger:
             await asyncio.wrap_future(self._writer.submit(self._write, rows))
 
     def _write(self, rows: list[Record]) -> None:
-        try:
-            with self._lock:
+        with self._lock:
+            try:
                 self._write_conn.execute("BEGIN")
                 self._write_conn.executemany(INSERT_SQL, merge_identical(rows))
                 self._write_conn.execute("COMMIT")
-        except sqlite3.Error:
-            log.exception("could not write %d ledger rows to %s", len(rows), self.path)
+            except Exception:  # a value SQLite refuses, say: the batch is lost, not the ledger
+                log.exception("could not write %d ledger rows to %s", len(rows), self.path)
+                if self._write_conn.in_transaction:  # or every later BEGIN would fail too
+                    self._write_conn.rollback()
 
     async def stats(self, since: str | None, by: str | None) -> dict[str, Any]:
         await self.flush()

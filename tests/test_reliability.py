@@ -284,6 +284,21 @@ def test_an_api_key_that_is_not_utf8_is_its_own_tenant(gateway):
     assert status(b"Bearer sk-\xe9t\xe8") == "MISS"  # another key: another tenant
 
 
+def test_a_namespace_that_is_not_utf8_is_refused_and_the_ledger_goes_on(make_gateway):
+    gw = make_gateway()
+    refused = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        json=chat_body("odd namespace"),
+        headers={"X-Cache-Namespace": b"caf\xe9"},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "X-Cache-Namespace"
+    time.sleep(1.5)  # past the ledger's flush interval: the refused request's row is written
+    gw.client().chat.completions.create(**chat_body(f"after it {uuid.uuid4()}"))
+    stats = httpx.get(f"{gw.url}/cache/stats").json()
+    assert (stats["requests"], stats["errors"], stats["misses"]) == (2, 1, 1)
+
+
 def test_bodies_that_cannot_be_decoded_get_a_400(make_gateway):
     gw = make_gateway()
     garbage = {"Content-Encoding": "deflate", "Content-Type": "application/json"}
