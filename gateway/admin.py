@@ -58,7 +58,8 @@ class Admin:
             given = request.headers.get("Authorization", "")
             if not given.startswith("Bearer ") and "token" in request.query:
                 given = "Bearer " + request.query["token"]
-            if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            sent = given.encode("utf-8", "surrogateescape")  # the bytes, even if not UTF-8
+            if hmac.compare_digest(sent, f"Bearer {self.token}".encode()):
                 return None
             return error_response(
                 401, "admin routes need 'Authorization: Bearer <CACHEGATE_ADMIN_TOKEN>'"
@@ -111,17 +112,20 @@ class Admin:
         if denied := self.allowed(request):
             return denied
         try:
-            limit = max(1, min(int(request.query.get("limit", "10")), 1000))
+            limit = query_limit(request, 10, 1000)
+        except ValueError:
+            return error_response(400, "limit must be a whole number", "limit")
+        try:
             rows = await self.gateway.ledger.top_prompts(request.query.get("since"), limit)
         except ValueError as exc:
-            return error_response(400, str(exc))
+            return error_response(400, str(exc), "since")
         return web.json_response({"data": rows}, dumps=lambda v: orjson.dumps(v).decode())
 
     async def entries(self, request: web.Request) -> web.Response:
         if denied := self.allowed(request):
             return denied
         try:
-            limit = max(1, min(int(request.query.get("limit", "100")), 10000))
+            limit = query_limit(request, 100, 10000)
         except ValueError:
             return error_response(400, "limit must be a whole number", "limit")
         now = time.time()
@@ -133,9 +137,9 @@ class Admin:
             return error_response(503, str(exc))
         data = [
             {
-                **row,
-                "age": round(now - row.pop("created_at"), 3),
-                "expires_in": round(row.pop("expires_at") - now, 3),
+                **{k: v for k, v in row.items() if k not in ("created_at", "expires_at")},
+                "age": round(now - row["created_at"], 3),
+                "expires_in": round(row["expires_at"] - now, 3),
             }
             for row in rows
         ]
@@ -178,3 +182,8 @@ class Admin:
             web.post("/cache/purge", self.purge),
             web.get("/dashboard", self.dashboard),
         ]
+
+
+def query_limit(request: web.Request, default: int, most: int) -> int:
+    """The `limit` query parameter within 1..most; ValueError when it is not a number."""
+    return max(1, min(int(request.query.get("limit", str(default))), most))

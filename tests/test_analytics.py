@@ -208,7 +208,9 @@ def test_entries_and_purge(make_gateway):
     time.sleep(0.3)
     entries = httpx.get(f"{gw.url}/cache/entries?namespace=one").json()["data"]
     assert len(entries) == 2 and {e["namespace"] for e in entries} == {"one"}
-    assert set(entries[0]) >= {"key", "model", "namespace", "age", "hits", "size"}
+    assert set(entries[0]) == {
+        *("key", "model", "namespace", "endpoint", "age", "expires_in", "hits", "size")
+    }
     assert not any("sk-" in json.dumps(e) for e in entries)
     purged = httpx.post(f"{gw.url}/cache/purge", json={"namespace": "one"}).json()
     assert purged == {"purged": 2}

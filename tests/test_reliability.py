@@ -309,6 +309,17 @@ def test_bodies_that_cannot_be_decoded_get_a_400(make_gateway):
     assert gw.alive()
 
 
+def test_an_admin_token_that_is_not_utf8_is_refused_with_a_401(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_ADMIN_TOKEN": "s3cret"})
+    for path in ("/cache/stats", "/metrics", "/cache/entries"):
+        response = httpx.get(f"{gw.url}{path}", headers={"Authorization": b"Bearer s3cret\xff"})
+        assert response.status_code == 401, (path, response.text)
+    assert (
+        httpx.get(f"{gw.url}/cache/stats", headers={"Authorization": "Bearer s3cret"}).status_code
+        == 200
+    )
+
+
 def test_followers_of_a_leader_that_cannot_reach_upstream_get_its_error(make_gateway):
     gw = make_gateway(upstream="http://127.0.0.1:9/v1")
     results = asyncio.run(concurrent_posts(gw.url, chat_body(f"nowhere {uuid.uuid4()}"), 8, {}))
