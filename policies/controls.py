@@ -10,6 +10,8 @@ from typing import Literal
 
 Mode = Literal["semantic", "exact", "off"]
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
+# A comma outside double quotes: private="a, b" is one directive (RFC 9111, 5.2).
+DIRECTIVE_SEPARATOR = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')
 
 
 class ControlError(ValueError):
@@ -44,7 +46,7 @@ def _non_negative_number(header: str, text: str) -> float:
 def _cache_control(text: str) -> tuple[bool, bool, float | None]:
     no_cache = no_store = False
     max_age: float | None = None
-    for directive in text.split(","):
+    for directive in DIRECTIVE_SEPARATOR.split(text):
         name, _, value = directive.strip().partition("=")
         name = name.strip().lower()
         value = value.strip().strip('"')
@@ -53,7 +55,7 @@ def _cache_control(text: str) -> tuple[bool, bool, float | None]:
         elif name == "no-store":
             no_store = True
         elif name in ("max-age", "s-maxage"):
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):  # "²".isdigit() is true too
                 raise ControlError("Cache-Control", f"{name} needs whole seconds, got {value!r}")
             seconds = float(value)
             max_age = seconds if max_age is None else min(max_age, seconds)

@@ -212,6 +212,28 @@ def test_parse_controls_reads_cache_control():
     assert (c.no_cache, c.no_store, c.max_age) == (True, True, 5)
 
 
+# Digits of every script, quotes and spaces: "²".isdigit() is true, and float("١") is 1.0.
+seconds_text = st.text(
+    st.characters(categories=["Nd", "No"]) | st.sampled_from('0123456789" '), max_size=4
+)
+
+
+@given(st.sampled_from(["max-age", "s-maxage", "MAX-AGE"]), seconds_text)
+def test_cache_control_seconds_are_ascii_digits_or_a_control_error(name, value):
+    try:
+        controls = parse_controls({"Cache-Control": f"{name}={value}"})
+    except ControlError as exc:
+        assert exc.header == "Cache-Control"
+    else:
+        assert controls.max_age == int(value.strip().strip('"'))
+        assert value.strip().strip('"').isascii()
+
+
+def test_cache_control_reads_a_quoted_list_as_one_directive():
+    c = parse_controls({"Cache-Control": 'private="set-cookie, x-id", max-age=30'})
+    assert c.max_age == 30
+
+
 @given(st.integers(1, 200))
 def test_json_depth(depth):
     value: object = 1
