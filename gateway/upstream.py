@@ -56,17 +56,21 @@ class UpstreamError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    base_url: str
+    base_url: str  # encoded (str of a yarl URL): a request's raw path is appended as it is
     api_key: str | None
+
+    @classmethod
+    def of(cls, url: str, api_key: str | None) -> Target:
+        return cls(str(URL(url.rstrip("/"))), api_key)
 
 
 class Upstream:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._routes = [
-            (re.compile(r.models), Target(r.url.rstrip("/"), r.api_key)) for r in config.routes
+            (re.compile(r.models), Target.of(r.url, r.api_key)) for r in config.routes
         ]
-        self._default = Target(config.upstream.rstrip("/"), config.upstream_key)
+        self._default = Target.of(config.upstream, config.upstream_key)
         self._slots = asyncio.Semaphore(config.upstream_concurrency)
         self._session: aiohttp.ClientSession | None = None
 
