@@ -18,7 +18,8 @@ tombstones in the new index and the adds made meanwhile are inserted into it (of
 loop too when there are many), and it takes the old one's place at the next access.
 
 Every HNSW index built is also saved (index and keys, in the snapshot folder, by the build
-thread): at the next start a partition is searchable at once as before, and its HNSW index
+thread), and saved again at a stop if it changed since (adds go straight into an HNSW
+index): at the next start a partition is searchable at once as before, and its HNSW index
 is the saved one with only what was stored since added to it, in seconds instead of the
 minutes a million vectors take to build. The store stays the truth: a saved key that is no
 longer stored, or whose vector differs, is dead in the reused index.
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -62,6 +64,7 @@ class Rebuild:
     """A fresh index being built off the event loop from a copy of some vectors."""
 
     positions: list[int]  # where each vector copied was in the old index, in the new order
+    keys: list[str | None]  # their keys at the copy: what the build saves with its index
     copied: int  # the old index's size at the copy: later positions were added since
     index: Future[faiss.Index]  # the fresh index, once built
 
@@ -72,6 +75,7 @@ class Partition:
     keys: list[str | None] = field(default_factory=list)  # FAISS position -> entry key
     dead: int = 0
     rebuild: Rebuild | None = None
+    changed: bool = True  # since its index was last saved (see SemanticIndex.save_changed)
     # Bit i set = position i is live (FAISS IDSelectorBitmap's layout); grown by doubling.
     alive: np.ndarray = field(default_factory=lambda: np.zeros(8, dtype=np.uint8))
 
@@ -158,11 +162,12 @@ def save_snapshot(
     index_path, keys_path = snapshot_paths(folder, context_key)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    aside = index_path.with_suffix(".faiss.tmp")
+    # Aside names of their own: a stop's save and a build's may write one partition at once.
+    aside = index_path.with_name(f"{index_path.name}.{uuid.uuid4().hex}.tmp")
     faiss.write_index(index, str(aside))
     header = {"context": context_key, "crc32": file_crc32(aside), "keys": len(keys)}
     os.replace(aside, index_path)
-    aside = keys_path.with_suffix(".keys.tmp")
+    aside = keys_path.with_name(f"{keys_path.name}.{uuid.uuid4().hex}.tmp")
     aside.write_text("\n".join([json.dumps(header), *(key or "" for key in keys)]))
     os.replace(aside, keys_path)
     log.info(
@@ -207,11 +212,20 @@ def run_and_save(
     """Run an index job (on the build thread) and save the HNSW index it gives."""
     index = job(*args)
     if folder is not None and isinstance(index, faiss.IndexHNSW):
-        try:
-            save_snapshot(folder, context_key, keys, index)
-        except (OSError, RuntimeError) as exc:  # the index serves anyway; the next start builds
-            log.warning("could not save the semantic index to %s: %s", folder, exc)
+        save_or_warn(folder, context_key, keys, index)
     return index
+
+
+def save_or_warn(
+    folder: Path, context_key: str, keys: list[str | None], index: faiss.Index
+) -> bool:
+    """save_snapshot, or a warning: the index serves anyway, and the next start builds it."""
+    try:
+        save_snapshot(folder, context_key, keys, index)
+    except (OSError, RuntimeError) as exc:
+        log.warning("could not save the semantic index to %s: %s", folder, exc)
+        return False
+    return True
 
 
 def delete_snapshots_except(folder: Path, kept: set[str]) -> None:
@@ -295,6 +309,7 @@ class SemanticIndex:
         part.mark_added(start, len(keys))
         for offset, key in enumerate(keys):
             self._where[key] = (context_key, start + offset)
+        part.changed = True
         self._maintain(context_key, part)
 
     def load(self, context_key: str, keys: list[str], vectors: np.ndarray) -> None:
@@ -330,6 +345,7 @@ class SemanticIndex:
         if len(new) <= REPLAY_MAX:  # few to insert: here, as after a build (no flat copy)
             saved_index.add(vectors[new])
             part = self._install(context_key, saved_index, in_order)
+            part.changed = in_order != saved_keys
         else:  # served flat (exactly) until the saved index has the new vectors too
             flat = np.zeros((len(in_order), self.dim), dtype=np.float32)
             flat[at[rows]] = vectors[rows]
@@ -369,6 +385,7 @@ class SemanticIndex:
             part.keys[position] = None
             part.mark_removed(position)
             part.dead += 1
+            part.changed = True
             removed += 1
             touched.add(context_key)
         for context_key in touched:
@@ -411,6 +428,27 @@ class SemanticIndex:
                 found.append((key, float(score)))
         return found[:CANDIDATES]
 
+    def save_changed(self) -> int:
+        """Save each HNSW partition whose index changed since it was saved, on this thread:
+        at a stop, so that the next start serves every partition from its saved index with
+        nothing to add (adds go straight into an HNSW index and are otherwise saved only
+        with its next build). A partition still building is left to its build."""
+        saved = 0
+        for context_key in list(self._partitions):
+            part = self._partition(context_key)
+            if (
+                self._snapshots is None
+                or part is None
+                or part.rebuild is not None
+                or not part.changed
+                or not isinstance(part.index, faiss.IndexHNSW)
+            ):
+                continue
+            if save_or_warn(self._snapshots, context_key, part.keys, part.index):
+                part.changed = False
+                saved += 1
+        return saved
+
     def settle(self) -> None:
         """Wait for every rebuild and put it in place (tests and tools; the gateway never waits)."""
         while pending := [(c, p) for c, p in self._partitions.items() if p.rebuild is not None]:
@@ -443,6 +481,8 @@ class SemanticIndex:
             built.add(self._vectors(part, added))
         # Keys removed while the copy was being built are None: dead in the new index.
         fresh = self._install(context_key, built, [part.keys[p] for p in rebuild.positions + added])
+        # The build saved its HNSW index with the keys of the copy (see run_and_save).
+        fresh.changed = not isinstance(built, faiss.IndexHNSW) or fresh.keys != rebuild.keys
         self._maintain(context_key, fresh)  # grown past hnsw_from, or many dead, meanwhile?
         return fresh
 
@@ -501,4 +541,4 @@ class SemanticIndex:
             return
         self._building.add(built)  # before the callback, which runs at once if it is done
         built.add_done_callback(self._building.discard)
-        part.rebuild = Rebuild(positions=positions, copied=len(part.keys), index=built)
+        part.rebuild = Rebuild(positions=positions, keys=keys, copied=len(part.keys), index=built)

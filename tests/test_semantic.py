@@ -266,6 +266,20 @@ def test_a_large_partition_is_loaded_at_start_and_turned_into_hnsw_in_the_backgr
     assert re.search(r"^cachegate_semantic_rebuilds 0\.0$", metrics, re.MULTILINE)
 
 
+def test_a_stop_saves_what_was_stored_since_the_index_was_built(make_gateway):
+    gw = make_gateway(env={**REAL_SEMANTIC, "CACHEGATE_SEMANTIC_HNSW_FROM": "3"})
+    ns = fresh()
+    for stored, _ in PARAPHRASES[:3]:
+        ask(gw, stored, ns)
+    wait_for_log(gw, "index of 3 vectors saved", after="HNSW index of 3 vectors built")
+    ask(gw, PARAPHRASES[3][0], ns)  # straight into the HNSW index
+    gw.restart()
+    wait_for_log(gw, "reusing its saved index (4 kept, 0 dead, 0 to add)", after="index of 4")
+    for _, asked in PARAPHRASES:
+        headers, _ = ask(gw, asked, ns)
+        assert headers["x-cache-tier"] == "semantic", asked
+
+
 def test_a_run_on_more_cores_gives_the_same_numbers():
     """An idle gateway runs the models on more cores; the verdicts must not change."""
     from embeddings.onnx_minilm import OnnxMiniLMEmbedder

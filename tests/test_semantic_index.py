@@ -302,6 +302,28 @@ def test_a_restart_reuses_the_saved_index_and_adds_only_what_was_stored_since(
         assert best != f"k{i}" if i % 10 == 0 or i == 5 else best == f"k{i}", i
 
 
+def test_a_stop_saves_the_adds_and_removals_made_since_the_build(tmp_path):
+    """Adds go straight into an HNSW index and were saved only with its next build: saved
+    at a stop, the next start serves the saved index with nothing to add."""
+    rows = unit_rows(300 + REPLAY_MAX + 100)
+    keys = [f"k{i}" for i in range(len(rows))]
+    index = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
+    index.add_many("ctx", keys[:300], rows[:300])
+    index.settle()
+    assert index.save_changed() == 0  # the build saved it as it is
+    index.add_many("ctx", keys[300:], rows[300:])
+    index.remove(["k7"])
+    assert index.save_changed() == 1
+    assert index.save_changed() == 0
+    index.close()
+    stored = [i for i in range(len(rows)) if i != 7]
+    again = SemanticIndex(16, hnsw_from=100, snapshots=tmp_path)
+    again.load("ctx", [keys[i] for i in stored], rows[stored])
+    assert isinstance(again._partitions["ctx"].index, faiss.IndexHNSW)
+    assert again.rebuilding == 0 and again.save_changed() == 0
+    assert [again.search("ctx", rows[i])[0][0] for i in stored] == [keys[i] for i in stored]
+
+
 def test_a_restart_with_little_new_serves_from_the_saved_index_at_once(tmp_path):
     rows = unit_rows(310)
     saved_partition(tmp_path, rows[:300])
