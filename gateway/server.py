@@ -35,7 +35,7 @@ from gateway.ledger import Ledger, Record
 from gateway.metrics import Metrics
 from gateway.sse import StreamCapture, count_usage, replay
 from gateway.upstream import Upstream, UpstreamError, read_all, response_headers
-from policies.controls import NAMESPACE_PATTERN, ControlError, Controls, parse_controls
+from policies.controls import ControlError, Controls, parse_controls, valid_namespace
 from policies.decide import (
     Decision,
     Endpoint,
@@ -736,7 +736,7 @@ class Gateway:
         now: float,
     ) -> web.Response:
         namespace = request.headers.get("X-Cache-Namespace", "default").strip()
-        if not NAMESPACE_PATTERN.match(namespace):  # rejected for it, maybe: not ledger text
+        if not valid_namespace(namespace):  # rejected for it, maybe: not ledger text
             namespace = "(invalid)"
         endpoint = ENDPOINTS.get(request.path, request.path)
         outcome = Outcome("ERROR", http_status=status)

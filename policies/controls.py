@@ -10,8 +10,9 @@ from typing import Literal
 
 Mode = Literal["semantic", "exact", "off"]
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
-# A comma outside double quotes: private="a, b" is one directive (RFC 9111, 5.2).
-DIRECTIVE_SEPARATOR = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')
+# A directive: up to a comma outside double quotes, so private="a, b" is one (RFC 9111,
+# 5.2). Linear: a header of 64 KiB is read in milliseconds, whatever its quotes.
+DIRECTIVE = re.compile(r'(?:[^,"]|"[^"]*"?)+')
 
 
 class ControlError(ValueError):
@@ -46,7 +47,7 @@ def _non_negative_number(header: str, text: str) -> float:
 def _cache_control(text: str) -> tuple[bool, bool, float | None]:
     no_cache = no_store = False
     max_age: float | None = None
-    for directive in DIRECTIVE_SEPARATOR.split(text):
+    for directive in DIRECTIVE.findall(text):
         name, _, value = directive.strip().partition("=")
         name = name.strip().lower()
         value = value.strip().strip('"')
@@ -65,6 +66,10 @@ def _cache_control(text: str) -> tuple[bool, bool, float | None]:
     return no_cache, no_store, max_age
 
 
+def valid_namespace(namespace: str) -> bool:
+    return NAMESPACE_PATTERN.fullmatch(namespace) is not None
+
+
 def parse_controls(headers: Mapping[str, str]) -> Controls:
     """Read the control headers; raise ControlError naming the header that is malformed.
 
@@ -75,7 +80,7 @@ def parse_controls(headers: Mapping[str, str]) -> Controls:
     if (text := headers.get("X-Cache-TTL")) is not None:
         ttl = _non_negative_number("X-Cache-TTL", text.strip())
     namespace = headers.get("X-Cache-Namespace", "default").strip()
-    if not NAMESPACE_PATTERN.match(namespace):
+    if not valid_namespace(namespace):
         raise ControlError(
             "X-Cache-Namespace", "use 1-128 characters from letters, digits and . _ : / @ + -"
         )
