@@ -150,12 +150,14 @@ class Gateway:
             controls = parse_controls(request.headers)
         except ControlError as exc:
             raise BadRequest(400, str(exc), exc.header) from None
+        header, credential = caller_credential(request.headers)
+        if not credential.isascii():
+            # aiohttp would forward it with those bytes dropped: another key than this one.
+            raise BadRequest(400, f"the API key in {header} is not ASCII", header)
         return controls, self.tenant(request)
 
     def tenant(self, request: web.Request) -> str:
-        headers = request.headers
-        credential = next((headers[h] for h in CREDENTIAL_HEADERS if h in headers), None)
-        return tenant_of(credential, self.policy.shared_tenant)
+        return tenant_of(caller_credential(request.headers)[1], self.policy.shared_tenant)
 
     def decision_for(self, request: web.Request, endpoint: Endpoint, raw: bytes) -> Decision:
         """decide() for this body and these headers. A decision is a pure function of them,
@@ -793,12 +795,23 @@ class Gateway:
         self.metrics.observe(record)
 
 
+def caller_credential(headers: CIMultiDictProxy[str]) -> tuple[str, str]:
+    """The first credential header sent with a value, and that value ("" if none)."""
+    for header in CREDENTIAL_HEADERS:
+        if value := headers.get(header, "").strip():
+            return header, value
+    return CREDENTIAL_HEADERS[0], ""
+
+
 def request_fingerprint(endpoint: str, raw: bytes, headers: CIMultiDictProxy[str]) -> bytes:
-    """A hash of what a decision depends on: the endpoint and DECISION_HEADERS, a line each
-    (an HTTP header value cannot hold a line break), then the body. One hash call: the
-    exact-hit path runs this on every request."""
-    lines = "\n".join([endpoint, *(headers.get(h, "") for h in DECISION_HEADERS), ""])
-    return hashlib.blake2b(lines.encode("utf-8", "surrogateescape") + raw, digest_size=16).digest()
+    """A hash of what a decision depends on: the endpoint and DECISION_HEADERS, a line each,
+    then the body. A header value cannot hold a line break or a NUL, so the lines are
+    unambiguous and NUL marks a header not sent (an empty one may decide otherwise). The
+    exact-hit path runs this on every request: two hash calls, and no copy of the body."""
+    lines = "\n".join([endpoint, *(headers.get(h, "\0") for h in DECISION_HEADERS), ""])
+    fingerprint = hashlib.blake2b(lines.encode("utf-8", "surrogateescape"), digest_size=16)
+    fingerprint.update(raw)
+    return fingerprint.digest()
 
 
 def embedding_items(body: Any) -> tuple[list[Any], bool]:

@@ -269,19 +269,41 @@ def test_a_handler_that_fails_on_a_bug_answers_in_openai_shape():
     asyncio.run(scenario())
 
 
-def test_an_api_key_that_is_not_utf8_is_its_own_tenant(gateway):
-    body = chat_body(f"latin-1 key {uuid.uuid4()}")
+def test_an_api_key_that_is_not_ascii_is_refused(gateway):
+    """aiohttp would forward it with those bytes dropped: upstream would get another key."""
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json=chat_body(f"latin-1 key {uuid.uuid4()}"),
+        headers={"Authorization": b"Bearer sk-\xe9t\xe9"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "Authorization"
+    assert gateway.alive()
 
-    def status(key: bytes) -> str:
-        response = httpx.post(
-            f"{gateway.url}/v1/chat/completions", json=body, headers={"Authorization": key}
-        )
-        assert response.status_code == 200, response.text
-        return response.headers["X-Cache-Status"]
 
-    assert status(b"Bearer sk-\xe9t\xe9") == "MISS"
-    assert status(b"Bearer sk-\xe9t\xe9") == "HIT"
-    assert status(b"Bearer sk-\xe9t\xe8") == "MISS"  # another key: another tenant
+def test_an_empty_credential_header_is_not_the_callers_key(gateway):
+    """The tenant is the first credential sent with a value: an empty Authorization beside
+    an api-key must not put the answer in the anonymous tenant, for any caller to read."""
+    body = chat_body(f"empty authorization {uuid.uuid4()}")
+    url = f"{gateway.url}/v1/chat/completions"
+    sent = httpx.post(url, json=body, headers={"Authorization": "", "api-key": "sk-azure"})
+    assert sent.headers["X-Cache-Status"] == "MISS"
+    assert httpx.post(url, json=body).headers["X-Cache-Status"] == "MISS"  # anonymous
+    assert (
+        httpx.post(url, json=body, headers={"api-key": "sk-azure"}).headers["X-Cache-Status"]
+        == "HIT"
+    )
+
+
+def test_an_empty_control_header_is_refused_after_the_same_request_without_it(gateway):
+    """A decision is reused for the same body and headers; a header sent empty is not the
+    same as one not sent."""
+    body = chat_body(f"empty ttl {uuid.uuid4()}")
+    url = f"{gateway.url}/v1/chat/completions"
+    assert httpx.post(url, json=body).status_code == 200
+    refused = httpx.post(url, json=body, headers={"X-Cache-TTL": ""})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "X-Cache-TTL"
 
 
 def test_a_namespace_that_is_not_utf8_is_refused_and_the_ledger_goes_on(make_gateway):
