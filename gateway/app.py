@@ -65,6 +65,10 @@ class Runtime:
 
 def build_gateway(config: Config) -> Gateway:
     """Everything the request path needs; loads the models (seconds), so call it before serving."""
+    try:
+        upstream = Upstream(config)
+    except ValueError as exc:  # before the models load: a bad URL fails at once
+        raise SystemExit(f"cachegate: {exc}") from None
     semantic = config.semantic
     # Index searches run on the event loop: one thread each, or FAISS's thread pool fights
     # the loop for the cores (a 10k flat search went from 0.3 ms to 16 ms under load).
@@ -95,7 +99,7 @@ def build_gateway(config: Config) -> Gateway:
     return Gateway(
         config=config,
         cache=cache,
-        upstream=Upstream(config),
+        upstream=upstream,
         ledger=ledger,
         prices=load_prices(config),
         metrics=Metrics(),

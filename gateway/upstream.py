@@ -61,15 +61,19 @@ class Target:
 
     @classmethod
     def of(cls, url: str, api_key: str | None) -> Target:
-        return cls(str(URL(url.rstrip("/"))), api_key)
+        parsed = URL(url.rstrip("/"))
+        if parsed.query_string or parsed.fragment or not parsed.absolute:
+            raise ValueError(
+                f"upstream URL {url!r} must be absolute, with no query or fragment: the "
+                "client's path and query are appended to it"
+            )
+        return cls(str(parsed), api_key)
 
 
 class Upstream:
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._routes = [
-            (re.compile(r.models), Target.of(r.url, r.api_key)) for r in config.routes
-        ]
+        self._routes = [(re.compile(r.models), Target.of(r.url, r.api_key)) for r in config.routes]
         self._default = Target.of(config.upstream, config.upstream_key)
         self._slots = asyncio.Semaphore(config.upstream_concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -120,9 +124,8 @@ class Upstream:
         query as they were sent, percent-encoding included) and yield upstream's response."""
         assert self._session is not None, "Upstream.start() was not awaited"
         target = self.target(model)
-        if any(segment in (".", "..") for segment in incoming.path.split("/")):
-            # Upstream would resolve them: /v1/%2e%2e/admin must not reach its /admin.
-            raise UpstreamError(400, f"path {incoming.path!r} has . or .. segments")
+        if problem := path_problem(incoming):
+            raise UpstreamError(400, f"path {incoming.path!r} {problem}")
         tail = incoming.raw_path.removeprefix("/v1")
         query = incoming.raw_query_string
         url = URL(target.base_url + tail + (f"?{query}" if query else ""), encoded=True)
@@ -157,6 +160,23 @@ class Upstream:
                 response.release()
         finally:
             self._slots.release()
+
+
+def path_problem(incoming: URL) -> str | None:
+    """Why the client's path must not go upstream, or None. It is sent as written, under
+    the upstream base URL: nothing in it may climb out of that base on any server (dot
+    segments, also with ;params or a backslash, as Tomcat and IIS read them; a second
+    layer of percent-encoding; control characters)."""
+    if not incoming.raw_path.startswith("/v1/"):
+        return "must start with /v1/ as written, not percent-encoded"
+    path = incoming.path
+    if any(segment.split(";", 1)[0] in (".", "..") for segment in re.split(r"[/\\]", path)):
+        return "has . or .. segments"
+    if "%" in path:
+        return "is percent-encoded twice"
+    if any(ord(char) < 0x20 or char == "\x7f" for char in path):
+        return "has control characters"
+    return None
 
 
 async def read_all(response: aiohttp.ClientResponse) -> bytes:

@@ -10,6 +10,8 @@ import httpx2 as httpx
 import openai
 import pytest
 
+from gateway.upstream import Target
+
 
 def unique(text: str = "question") -> str:
     return f"{text} {uuid.uuid4().hex[:10]}"
@@ -317,12 +319,32 @@ def test_passthrough_sends_the_query_as_the_client_wrote_it(gateway, mock_upstre
     assert mock_upstream.last()["target"] == f"/v1/models?{query}"
 
 
-@pytest.mark.parametrize("path", ["/v1/models/%2e%2e/%2e%2e/mock/calls", "/v1/%2E%2E/mock/reset"])
-def test_passthrough_refuses_dot_segments_that_would_leave_v1(gateway, mock_upstream, path):
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/models/%2e%2e/%2e%2e/mock/calls",  # dot segments, percent-encoded
+        "/v1/%2E%2E/mock/reset",
+        "/v1/models/..;/admin",  # Tomcat and Jetty read `..;` as `..`
+        "/v1/models/..%5cadmin",  # IIS reads a backslash as a slash
+        "/v1/%252e%252e/admin",  # for a server that decodes twice
+        "/v1/models%00",
+        "/%76%31/models",  # the router matched /v1 decoded; upstream gets what was written
+    ],
+)
+def test_passthrough_refuses_paths_that_could_leave_the_upstream_base(gateway, mock_upstream, path):
+    assert httpx.get(f"{gateway.url}/v1/models").status_code == 200
     response = httpx.post(f"{gateway.url}{path}")
-    assert response.status_code == 400
-    assert ".. segments" in response.json()["error"]["message"]
-    assert not mock_upstream.last().get("target", "").startswith("/mock")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert mock_upstream.last()["target"] == "/v1/models"  # nothing else reached upstream
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h/openai?api-version=2024-02-01", "http://h/v1#x", "h.example/v1"]
+)
+def test_an_upstream_url_with_a_query_or_no_scheme_is_refused_at_start(url):
+    with pytest.raises(ValueError, match="no query or fragment"):
+        Target.of(url, None)
 
 
 def test_configured_upstream_key_replaces_the_clients(make_gateway, mock_upstream):
