@@ -51,6 +51,8 @@ class Admin:
     def __init__(self, gateway: Gateway, admin_token: str | None) -> None:
         self.gateway = gateway
         self.token = admin_token
+        # The bytes a caller must send; surrogateescape: a token that is not UTF-8 too.
+        self.expected = f"Bearer {admin_token}".encode("utf-8", "surrogateescape")
 
     def allowed(self, request: web.Request) -> web.Response | None:
         """None when the caller may use admin routes, else the error to answer."""
@@ -59,7 +61,7 @@ class Admin:
             if not given.startswith("Bearer ") and "token" in request.query:
                 given = "Bearer " + request.query["token"]
             sent = given.encode("utf-8", "surrogateescape")  # the bytes, even if not UTF-8
-            if hmac.compare_digest(sent, f"Bearer {self.token}".encode()):
+            if hmac.compare_digest(sent, self.expected):
                 return None
             return error_response(
                 401, "admin routes need 'Authorization: Bearer <CACHEGATE_ADMIN_TOKEN>'"
@@ -185,5 +187,8 @@ class Admin:
 
 
 def query_limit(request: web.Request, default: int, most: int) -> int:
-    """The `limit` query parameter within 1..most; ValueError when it is not a number."""
-    return max(1, min(int(request.query.get("limit", str(default))), most))
+    """The `limit` query parameter within 1..most; ValueError unless it is ASCII digits."""
+    text = request.query.get("limit", str(default))
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"limit {text!r} is not a whole number")
+    return max(1, min(int(text), most))

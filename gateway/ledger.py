@@ -271,16 +271,30 @@ class Ledger:
         if rows:
             await asyncio.wrap_future(self._writer.submit(self._write, rows))
 
-    def _write(self, rows: list[Record]) -> None:
+    def _write(self, records: list[Record]) -> None:
+        rows = merge_identical(records)
         with self._lock:
-            try:
-                self._write_conn.execute("BEGIN")
-                self._write_conn.executemany(INSERT_SQL, merge_identical(rows))
-                self._write_conn.execute("COMMIT")
-            except Exception:  # a value SQLite refuses, say: the batch is lost, not the ledger
-                log.exception("could not write %d ledger rows to %s", len(rows), self.path)
-                if self._write_conn.in_transaction:  # or every later BEGIN would fail too
-                    self._write_conn.rollback()
+            if not self._insert(rows):
+                # A value SQLite refuses loses its own row, not the batch nor the ledger.
+                refused = [row for row in rows if not self._insert([row])]
+                log.error(
+                    "could not write %d of %d ledger rows to %s: %r",
+                    len(refused),
+                    len(rows),
+                    self.path,
+                    refused[:3],
+                )
+
+    def _insert(self, rows: list[list]) -> bool:
+        try:
+            self._write_conn.execute("BEGIN")
+            self._write_conn.executemany(INSERT_SQL, rows)
+            self._write_conn.execute("COMMIT")
+        except Exception:  # sqlite3.Error, or a str it cannot encode
+            if self._write_conn.in_transaction:  # or every later BEGIN would fail too
+                self._write_conn.rollback()
+            return False
+        return True
 
     async def stats(self, since: str | None, by: str | None) -> dict[str, Any]:
         await self.flush()

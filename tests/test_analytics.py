@@ -326,3 +326,28 @@ def test_a_ledger_written_before_rows_counted_requests_still_counts(tmp_path):
     stats = asyncio.run(ledger.stats(None, None))
     assert (stats["requests"], stats["hits"], stats["usd_saved"]) == (1, 1, 0.5)
     asyncio.run(ledger.close())
+
+
+def test_a_row_sqlite_refuses_loses_only_itself(tmp_path):
+    import asyncio
+
+    from gateway.ledger import Ledger, Record
+
+    good = Record(
+        *(1000.0, "t1", "default", "chat", "gpt-4o-mini", "HIT", "exact", None),
+        *(10, 20, 0.01, 1, 0.2, 100.0, 400, 200, "k1", "prompt"),
+    )
+    refused = good._replace(namespace="caf\udce9", key="k2")  # a str SQLite cannot encode
+
+    async def write_and_count() -> list[dict]:
+        ledger = Ledger(tmp_path / "ledger.db", flush_seconds=60)
+        for record in (refused, good, good._replace(key="k3")):
+            ledger.record(record)
+        await ledger.flush()
+        ledger.record(good._replace(key="k4"))  # the ledger goes on after it
+        stats = await ledger.stats(None, "namespace")
+        await ledger.close()
+        return stats["groups"]
+
+    groups = asyncio.run(write_and_count())
+    assert [(g["name"], g["requests"]) for g in groups] == [("default", 3)]
