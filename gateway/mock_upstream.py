@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "mock-model")
+MAX_CHOICES = 128  # OpenAI's own bound on n
 
 
 def answer_text(prompt: str, model: str) -> str:
@@ -78,17 +79,7 @@ class MockUpstream:
         try:
             return orjson.loads(raw or b"{}"), None
         except orjson.JSONDecodeError:
-            return {}, web.json_response(
-                {
-                    "error": {
-                        "message": "bad json",
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": None,
-                    }
-                },
-                status=400,
-            )
+            return {}, invalid_request("bad json", None)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self._complete(request, "chat")
@@ -109,7 +100,9 @@ class MockUpstream:
         else:
             prompt = str(body.get("prompt", ""))
             prompt_tokens = tokens(prompt)
-        n = int(body.get("n") or 1)
+        n = body.get("n") or 1
+        if type(n) is not int or not 1 <= n <= MAX_CHOICES:  # as OpenAI: no huge answers
+            return invalid_request(f"n must be an integer from 1 to {MAX_CHOICES}", "n")
         texts = [answer_text(prompt if i == 0 else f"{prompt} #{i}", model) for i in range(n)]
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(tokens(t) for t in texts)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -285,6 +278,11 @@ class MockUpstream:
             ]
         )
         return app
+
+
+def invalid_request(message: str, param: str | None) -> web.Response:
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    return web.json_response({"error": error}, status=400)
 
 
 def run_mock_upstream(host: str, port: int, latency_ms: float) -> None:

@@ -342,6 +342,14 @@ def test_an_admin_token_that_is_not_utf8_is_refused_with_a_401(make_gateway):
     )
 
 
+@pytest.mark.parametrize("n", [2**64 - 1, 129])
+def test_the_mock_upstream_refuses_an_n_openai_would_refuse(gateway, mock_upstream, n):
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", json=chat_body("many", n=n))
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "n"
+    assert mock_upstream.calls("models") is not None  # the mock is still up
+
+
 def test_followers_of_a_leader_that_cannot_reach_upstream_get_its_error(make_gateway):
     gw = make_gateway(upstream="http://127.0.0.1:9/v1")
     results = asyncio.run(concurrent_posts(gw.url, chat_body(f"nowhere {uuid.uuid4()}"), 8, {}))
