@@ -150,14 +150,17 @@ class Gateway:
             controls = parse_controls(request.headers)
         except ControlError as exc:
             raise BadRequest(400, str(exc), exc.header) from None
-        header, credential = caller_credential(request.headers)
-        if not credential.isascii():
-            # aiohttp would forward it with those bytes dropped: another key than this one.
-            raise BadRequest(400, f"the API key in {header} is not ASCII", header)
+        for header in CREDENTIAL_HEADERS:
+            if len(request.headers.getall(header, ())) > 1:  # upstream gets both: which key?
+                raise BadRequest(400, f"{header} is sent more than once", header)
+        for header, value in caller_credentials(request.headers):
+            if not value.isascii():
+                # aiohttp would forward it with those bytes dropped: another key than this one.
+                raise BadRequest(400, f"the API key in {header} is not ASCII", header)
         return controls, self.tenant(request)
 
     def tenant(self, request: web.Request) -> str:
-        return tenant_of(caller_credential(request.headers)[1], self.policy.shared_tenant)
+        return tenant_of(caller_credentials(request.headers), self.policy.shared_tenant)
 
     def decision_for(self, request: web.Request, endpoint: Endpoint, raw: bytes) -> Decision:
         """decide() for this body and these headers. A decision is a pure function of them,
@@ -795,20 +798,23 @@ class Gateway:
         self.metrics.observe(record)
 
 
-def caller_credential(headers: CIMultiDictProxy[str]) -> tuple[str, str]:
-    """The first credential header sent with a value, and that value ("" if none)."""
-    for header in CREDENTIAL_HEADERS:
-        if value := headers.get(header, "").strip():
-            return header, value
-    return CREDENTIAL_HEADERS[0], ""
+def caller_credentials(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
+    """The credential headers sent with a value, as (header, value)."""
+    return [(h, v) for h in CREDENTIAL_HEADERS for v in headers.getall(h, ()) if v.strip()]
+
+
+def header_values(headers: CIMultiDictProxy[str], name: str) -> str:
+    """Every value `name` was sent with, each after a \\x01 ("" when not sent)."""
+    return "\x01".join(["", *headers.getall(name)]) if name in headers else ""
 
 
 def request_fingerprint(endpoint: str, raw: bytes, headers: CIMultiDictProxy[str]) -> bytes:
     """A hash of what a decision depends on: the endpoint and DECISION_HEADERS, a line each,
-    then the body. A header value cannot hold a line break or a NUL, so the lines are
-    unambiguous and NUL marks a header not sent (an empty one may decide otherwise). The
+    then the body. Each line is every value the header was sent with, each after a \\x01:
+    no header value can hold a line break or a control character, so a header not sent,
+    sent empty or sent twice each give their own line (and may decide otherwise). The
     exact-hit path runs this on every request: two hash calls, and no copy of the body."""
-    lines = "\n".join([endpoint, *(headers.get(h, "\0") for h in DECISION_HEADERS), ""])
+    lines = "\n".join([endpoint, *(header_values(headers, h) for h in DECISION_HEADERS), ""])
     fingerprint = hashlib.blake2b(lines.encode("utf-8", "surrogateescape"), digest_size=16)
     fingerprint.update(raw)
     return fingerprint.digest()

@@ -9,7 +9,7 @@ everything around that text is identical.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -32,15 +32,22 @@ def digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
-def tenant_of(authorization: str | None, shared_tenant: str | None = None) -> str:
-    """The caller's tenant: a hash of its API key (never the key), or the configured shared one."""
+def tenant_of(credentials: Sequence[tuple[str, str]], shared_tenant: str | None = None) -> str:
+    """The caller's tenant: a hash of the API key it sent (never the key), or the configured
+    shared one. `credentials` are the (header, value) pairs sent with a value. With several
+    (a placeholder Authorization beside the real api-key, say) the hash covers them all:
+    any of them may be the key upstream reads, and one shared placeholder must not make
+    one tenant of every caller."""
     if shared_tenant:
         return shared_tenant
-    if not authorization:
+    if not credentials:
         return ANONYMOUS_TENANT
+    if len(credentials) == 1:  # the value alone, as before several were read
+        text = credentials[0][1].strip()
+    else:
+        text = "\n".join(f"{name.lower()}: {value.strip()}" for name, value in credentials)
     # surrogateescape: a header value that is not UTF-8 hashes as the bytes that were sent.
-    credential = authorization.strip().encode("utf-8", "surrogateescape")
-    return "t_" + hashlib.sha256(credential).hexdigest()[:24]
+    return "t_" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:24]
 
 
 def without(body: dict[str, Any], ignored: Iterable[str]) -> dict[str, Any]:

@@ -89,11 +89,19 @@ def test_key_does_not_depend_on_field_order(extra):
 
 @given(st.text(min_size=1, max_size=60))
 def test_tenant_never_contains_the_key(api_key):
-    tenant = tenant_of(f"Bearer {api_key}")
+    tenant = tenant_of([("Authorization", f"Bearer {api_key}")])
     assert api_key not in tenant or len(api_key) < 3
-    assert tenant == tenant_of(f"Bearer {api_key}")
-    assert tenant_of(None) == "anonymous"
-    assert tenant_of("Bearer x", shared_tenant="shared") == "shared"
+    assert tenant == tenant_of([("Authorization", f"Bearer {api_key}")])
+    assert tenant_of([]) == "anonymous"
+    assert tenant_of([("Authorization", "Bearer x")], shared_tenant="shared") == "shared"
+
+
+@given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20))
+def test_a_shared_placeholder_beside_the_real_keys_makes_a_tenant_per_key(key_1, key_2):
+    placeholder = ("Authorization", "Bearer not-used")
+    one = tenant_of([placeholder, ("api-key", key_1)])
+    assert (one == tenant_of([placeholder, ("api-key", key_2)])) == (key_1.strip() == key_2.strip())
+    assert one != tenant_of([placeholder])
 
 
 def test_semantic_context_covers_everything_but_the_last_user_message():

@@ -295,6 +295,23 @@ def test_an_empty_credential_header_is_not_the_callers_key(gateway):
     )
 
 
+def test_a_placeholder_authorization_beside_the_real_key_keeps_callers_apart(gateway):
+    """OpenAI(api_key="not-used", default_headers={"api-key": KEY}), as for Azure-style
+    gateways: every caller sends the same Authorization, and only api-key tells them apart."""
+    body = chat_body(f"placeholder {uuid.uuid4()}")
+    url = f"{gateway.url}/v1/chat/completions"
+
+    def status(key: str) -> str:
+        headers = {"Authorization": "Bearer not-used", "api-key": key}
+        return httpx.post(url, json=body, headers=headers).headers["X-Cache-Status"]
+
+    assert (status("sk-one"), status("sk-two"), status("sk-one")) == ("MISS", "MISS", "HIT")
+    twice = [("Authorization", "Bearer sk-one"), ("Authorization", "Bearer sk-two")]
+    refused = httpx.post(url, json=body, headers=twice)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "Authorization"
+
+
 def test_an_empty_control_header_is_refused_after_the_same_request_without_it(gateway):
     """A decision is reused for the same body and headers; a header sent empty is not the
     same as one not sent."""
