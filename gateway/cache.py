@@ -277,8 +277,8 @@ class Cache:
 
     async def close(self) -> None:
         self._workers.close()
+        await self.store.close()  # the entries first: the saved index is only a shortcut
         if self.index is not None:
             # Seconds at a million vectors, once at a stop: the next start has nothing to add.
             self.index.save_changed()
             self.index.close()
-        await self.store.close()

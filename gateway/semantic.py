@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 import zlib
@@ -67,6 +68,7 @@ class Rebuild:
     keys: list[str | None]  # their keys at the copy: what the build saves with its index
     copied: int  # the old index's size at the copy: later positions were added since
     index: Future[faiss.Index]  # the fresh index, once built
+    saved: threading.Event  # set by the build thread once the fresh index is saved
 
 
 @dataclass(slots=True)
@@ -154,22 +156,27 @@ def file_crc32(path: Path) -> int:
 def save_snapshot(
     folder: Path, context_key: str, keys: list[str | None], index: faiss.Index
 ) -> None:
-    """Save a partition's index, then its keys with the index file's checksum: a JSON line,
+    """Save a partition's index and its keys with the index file's checksum: a JSON line,
     then a key per line (empty: dead; a join, not json.dumps, which would hold the GIL
-    from the event loop for half a second at a million keys). Each file is written aside
-    and renamed over the old one, so a crash leaves whole files; a pair that does not fit
-    together fails the checksum when it is read."""
+    from the event loop for half a second at a million keys). Both files are written
+    aside, then renamed over the old ones back to back, so a crash leaves whole files; a
+    pair that does not fit together fails the checksum when it is read."""
     index_path, keys_path = snapshot_paths(folder, context_key)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     # Aside names of their own: a stop's save and a build's may write one partition at once.
-    aside = index_path.with_name(f"{index_path.name}.{uuid.uuid4().hex}.tmp")
-    faiss.write_index(index, str(aside))
-    header = {"context": context_key, "crc32": file_crc32(aside), "keys": len(keys)}
-    os.replace(aside, index_path)
-    aside = keys_path.with_name(f"{keys_path.name}.{uuid.uuid4().hex}.tmp")
-    aside.write_text("\n".join([json.dumps(header), *(key or "" for key in keys)]))
-    os.replace(aside, keys_path)
+    token = uuid.uuid4().hex
+    index_aside = index_path.with_name(f"{index_path.name}.{token}.tmp")
+    keys_aside = keys_path.with_name(f"{keys_path.name}.{token}.tmp")
+    try:
+        faiss.write_index(index, str(index_aside))
+        header = {"context": context_key, "crc32": file_crc32(index_aside), "keys": len(keys)}
+        keys_aside.write_text("\n".join([json.dumps(header), *(key or "" for key in keys)]))
+        os.replace(index_aside, index_path)
+        os.replace(keys_aside, keys_path)
+    finally:  # a failed save leaves no copy of an index behind (gigabytes at 1M vectors)
+        index_aside.unlink(missing_ok=True)
+        keys_aside.unlink(missing_ok=True)
     log.info(
         "semantic partition: index of %d vectors saved in %.1fs",
         len(keys),
@@ -208,11 +215,17 @@ def run_and_save(
     folder: Path | None,
     context_key: str,
     keys: list[str | None],
+    saved: threading.Event,
 ) -> faiss.Index:
-    """Run an index job (on the build thread) and save the HNSW index it gives."""
+    """Run an index job (on the build thread), save the HNSW index it gives, and set
+    `saved` if that worked."""
     index = job(*args)
-    if folder is not None and isinstance(index, faiss.IndexHNSW):
-        save_or_warn(folder, context_key, keys, index)
+    if (
+        folder is not None
+        and isinstance(index, faiss.IndexHNSW)
+        and save_or_warn(folder, context_key, keys, index)
+    ):
+        saved.set()
     return index
 
 
@@ -434,11 +447,11 @@ class SemanticIndex:
         nothing to add (adds go straight into an HNSW index and are otherwise saved only
         with its next build). A partition still building is left to its build."""
         saved = 0
-        for context_key in list(self._partitions):
-            part = self._partition(context_key)
+        for context_key, part in self._partitions.items():
+            # Not _partition(): taking over a finished build could start another one, which
+            # the stop would then cut short. A partition with a build leaves it to that build.
             if (
                 self._snapshots is None
-                or part is None
                 or part.rebuild is not None
                 or not part.changed
                 or not isinstance(part.index, faiss.IndexHNSW)
@@ -481,8 +494,8 @@ class SemanticIndex:
             built.add(self._vectors(part, added))
         # Keys removed while the copy was being built are None: dead in the new index.
         fresh = self._install(context_key, built, [part.keys[p] for p in rebuild.positions + added])
-        # The build saved its HNSW index with the keys of the copy (see run_and_save).
-        fresh.changed = not isinstance(built, faiss.IndexHNSW) or fresh.keys != rebuild.keys
+        # The build saved its HNSW index with the keys of the copy, if it could.
+        fresh.changed = not rebuild.saved.is_set() or fresh.keys != rebuild.keys
         self._maintain(context_key, fresh)  # grown past hnsw_from, or many dead, meanwhile?
         return fresh
 
@@ -533,12 +546,13 @@ class SemanticIndex:
         """Run `job` on the builder for a fresh index of `part`'s vectors at `positions`, in
         that order; it takes the old index's place once done (see `_partition`)."""
         keys = [part.keys[p] for p in positions]
+        saved = threading.Event()
         try:
             built = self._builder.submit(
-                run_and_save, job, args, self._snapshots, context_key, keys
+                run_and_save, job, args, self._snapshots, context_key, keys, saved
             )
         except RuntimeError:  # closed: the gateway is stopping, the old index will do
             return
         self._building.add(built)  # before the callback, which runs at once if it is done
         built.add_done_callback(self._building.discard)
-        part.rebuild = Rebuild(positions=positions, keys=keys, copied=len(part.keys), index=built)
+        part.rebuild = Rebuild(positions, keys, len(part.keys), built, saved)

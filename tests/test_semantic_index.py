@@ -324,6 +324,31 @@ def test_a_stop_saves_the_adds_and_removals_made_since_the_build(tmp_path):
     assert [again.search("ctx", rows[i])[0][0] for i in stored] == [keys[i] for i in stored]
 
 
+def test_a_stop_starts_no_build_and_leaves_a_finished_one_to_the_next_start(tmp_path, held_builder):
+    """Taking over a build with more than REPLAY_MAX adds made meanwhile starts another
+    job, which a stop would cut short: the stop's save leaves such a partition alone."""
+    rows = unit_rows(300 + REPLAY_MAX + 10)
+    index = SemanticIndex(16, hnsw_from=100, builder=held_builder, snapshots=tmp_path)
+    index.add_many("ctx", [f"k{i}" for i in range(300)], rows[:300])
+    index.add_many("ctx", [f"k{i}" for i in range(300, len(rows))], rows[300:])
+    held_builder.go.set()
+    index._partitions["ctx"].rebuild.index.result()  # built, not yet taken over
+    assert index.save_changed() == 0
+    assert [job.__name__ for job in held_builder.jobs] == ["build_index"]
+
+
+def test_a_build_that_could_not_save_is_saved_at_the_stop(tmp_path):
+    folder = tmp_path / "snapshots"
+    folder.write_text("a file where the folder should be")  # the build's save fails
+    index = SemanticIndex(16, hnsw_from=100, snapshots=folder)
+    index.add_many("ctx", [f"k{i}" for i in range(300)], unit_rows(300))
+    index.settle()
+    assert isinstance(index._partitions["ctx"].index, faiss.IndexHNSW)
+    folder.unlink()
+    assert index.save_changed() == 1
+    assert sorted(p.suffix for p in folder.iterdir()) == [".faiss", ".keys"]  # no leftovers
+
+
 def test_a_restart_with_little_new_serves_from_the_saved_index_at_once(tmp_path):
     rows = unit_rows(310)
     saved_partition(tmp_path, rows[:300])
