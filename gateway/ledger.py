@@ -52,6 +52,16 @@ CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
 
 
+# What one row's values can raise, as opposed to the database failing as a whole.
+ROW_ERRORS = (
+    UnicodeEncodeError,
+    OverflowError,
+    sqlite3.InterfaceError,
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,
+)
+
+
 class Record(NamedTuple):
     """One request's ledger record; a tuple, so queueing it copies nothing."""
 
@@ -274,25 +284,33 @@ class Ledger:
     def _write(self, records: list[Record]) -> None:
         rows = merge_identical(records)
         with self._lock:
-            if not self._insert(rows):
-                # A value SQLite refuses loses its own row, not the batch nor the ledger.
-                refused = [row for row in rows if not self._insert([row])]
+            try:
+                self._insert(rows)
+            except ROW_ERRORS:  # a value SQLite refuses loses its own row, not the batch
+                refused = [i for i, row in enumerate(rows) if not self._insert_or_skip(row)]
                 log.error(
-                    "could not write %d of %d ledger rows to %s: %r",
+                    "%d of %d ledger rows had values SQLite refuses (rows %s); the rest "
+                    "were written",
                     len(refused),
                     len(rows),
-                    self.path,
-                    refused[:3],
+                    refused[:10],
                 )
+            except sqlite3.Error:  # the database itself (disk full, say): the batch is lost
+                log.exception("could not write %d ledger rows to %s", len(rows), self.path)
 
-    def _insert(self, rows: list[list]) -> bool:
+    def _insert(self, rows: list[list]) -> None:
         try:
             self._write_conn.execute("BEGIN")
             self._write_conn.executemany(INSERT_SQL, rows)
             self._write_conn.execute("COMMIT")
-        except Exception:  # sqlite3.Error, or a str it cannot encode
-            if self._write_conn.in_transaction:  # or every later BEGIN would fail too
+        finally:
+            if self._write_conn.in_transaction:  # failed: or every later BEGIN would fail too
                 self._write_conn.rollback()
+
+    def _insert_or_skip(self, row: list) -> bool:
+        try:
+            self._insert([row])
+        except ROW_ERRORS:
             return False
         return True
 
