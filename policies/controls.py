@@ -12,7 +12,7 @@ Mode = Literal["semantic", "exact", "off"]
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 # A directive: up to a comma outside double quotes, so private="a, b" is one (RFC 9111,
 # 5.2). Linear: a header of 64 KiB is read in milliseconds, whatever its quotes.
-DIRECTIVE = re.compile(r'(?:[^,"]|"[^"]*"?)+')
+DIRECTIVE = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*"?)+')  # \" inside quotes is a quote
 
 
 class ControlError(ValueError):

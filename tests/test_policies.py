@@ -242,6 +242,8 @@ def test_cache_control_reads_a_quoted_list_as_one_directive():
     c = parse_controls({"Cache-Control": 'private="set-cookie, x-id", max-age=30'})
     assert c.max_age == 30
     assert parse_controls({"Cache-Control": 'no-store, private="a'}).no_store
+    escaped = parse_controls({"Cache-Control": r'private="a\", no-store, max-age=9", max-age=60'})
+    assert (escaped.no_store, escaped.max_age) == (False, 60)
 
 
 def test_cache_control_is_read_in_time_linear_in_its_length():
