@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -61,11 +62,13 @@ class Target:
 
     @classmethod
     def of(cls, url: str, api_key: str | None) -> Target:
-        parsed = URL(url.rstrip("/"))
-        if parsed.query_string or parsed.fragment or not parsed.absolute:
+        parsed = URL(url.rstrip("/?#"))
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(f"upstream URL {url!r} must start with http:// or https:// and a host")
+        if parsed.query_string or parsed.fragment:
             raise ValueError(
-                f"upstream URL {url!r} must be absolute, with no query or fragment: the "
-                "client's path and query are appended to it"
+                f"upstream URL {url!r} must have no query or fragment: the client's path "
+                "and query are appended to it"
             )
         return cls(str(parsed), api_key)
 
@@ -170,13 +173,20 @@ def path_problem(incoming: URL) -> str | None:
     if not incoming.raw_path.startswith("/v1/"):
         return "must start with /v1/ as written, not percent-encoded"
     path = incoming.path
-    if any(segment.split(";", 1)[0] in (".", "..") for segment in re.split(r"[/\\]", path)):
+    if any(only_dots(segment.split(";", 1)[0]) for segment in re.split(r"[/\\]", path)):
         return "has . or .. segments"
     if "%" in path:
         return "is percent-encoded twice"
     if any(ord(char) < 0x20 or char == "\x7f" for char in path):
         return "has control characters"
     return None
+
+
+def only_dots(segment: str) -> bool:
+    """A segment some server may read as . or ..: dots, maybe with spaces (trimmed by
+    Windows) or in a Unicode form that NFKC makes a dot (full-width)."""
+    folded = unicodedata.normalize("NFKC", segment).strip()
+    return bool(folded) and set(folded) <= {".", " "}
 
 
 async def read_all(response: aiohttp.ClientResponse) -> bytes:
