@@ -446,13 +446,14 @@ class SemanticIndex:
         at a stop, so that the next start serves every partition from its saved index with
         nothing to add (adds go straight into an HNSW index and are otherwise saved only
         with its next build). A partition still building is left to its build."""
+        if self._snapshots is None:
+            return 0
         saved = 0
         for context_key, part in self._partitions.items():
             # Not _partition(): taking over a finished build could start another one, which
             # the stop would then cut short. A partition with a build leaves it to that build.
             if (
-                self._snapshots is None
-                or part.rebuild is not None
+                part.rebuild is not None
                 or not part.changed
                 or not isinstance(part.index, faiss.IndexHNSW)
             ):

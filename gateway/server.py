@@ -153,11 +153,12 @@ class Gateway:
         for header in CREDENTIAL_HEADERS:
             if len(request.headers.getall(header, ())) > 1:  # upstream gets both: which key?
                 raise BadRequest(400, f"{header} is sent more than once", header)
-        for header, value in caller_credentials(request.headers):
+        credentials = caller_credentials(request.headers)
+        for header, value in credentials:
             if not value.isascii():
                 # aiohttp would forward it with those bytes dropped: another key than this one.
                 raise BadRequest(400, f"the API key in {header} is not ASCII", header)
-        return controls, self.tenant(request)
+        return controls, tenant_of(credentials, self.policy.shared_tenant)
 
     def tenant(self, request: web.Request) -> str:
         return tenant_of(caller_credentials(request.headers), self.policy.shared_tenant)
