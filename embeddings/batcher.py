@@ -10,7 +10,10 @@ The batchers of one gateway (embedder and verifier) share one `ModelWorkers`: a 
 threads, one per core by default, so whichever model has work uses every core; with a
 thread of its own each, the slower verifier capped hits at its own pace while the other
 core idled. An input that is the only model work pending is run `wide`: the model may
-take more cores for it, since nothing else needs them.
+take more cores for it, since nothing else needs them. Wide runs all go to the first
+thread: onnxruntime's two-thread run slowed by a millisecond or two when the thread
+calling it changed from one run to the next (embedder and verifier alternating over a
+pool's threads), and a lone semantic hit runs both.
 """
 
 from __future__ import annotations
@@ -24,18 +27,36 @@ Item = TypeVar("Item")
 
 
 class ModelWorkers:
-    """The threads that run model batches, and the inputs submitted and not yet answered
-    across the batchers that share them."""
+    """The threads that run model batches, one batch at a time each, and the inputs
+    submitted and not yet answered across the batchers that share them."""
 
-    __slots__ = ("count", "executor", "pending")
+    __slots__ = ("busy", "count", "pending", "threads")
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self.executor = ThreadPoolExecutor(count, thread_name_prefix="cachegate-model")
+        self.threads = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"cachegate-model-{i}") for i in range(count)
+        ]
+        self.busy = [0] * count  # batches handed to each thread and not yet done
         self.pending = 0
 
+    async def run(
+        self, model: Callable[[list[Any], bool], Sequence[Any]], batch: list[Any], wide: bool
+    ) -> Sequence[Any]:
+        """Run `model` on `batch` on a thread: a wide run on the first (nothing else is in
+        flight then), any other on the least busy, the first last."""
+        chosen = 0 if wide else min(range(self.count), key=lambda i: (self.busy[i], -i))
+        self.busy[chosen] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.threads[chosen], model, batch, wide
+            )
+        finally:
+            self.busy[chosen] -= 1
+
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for thread in self.threads:
+            thread.shutdown(wait=False, cancel_futures=True)
 
 
 class MicroBatcher(Generic[Item]):
@@ -65,16 +86,13 @@ class MicroBatcher(Generic[Item]):
             self._workers.pending -= 1
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
                 wide = len(batch) == 1 and self._workers.pending == 1
                 self.runs += len(batch)
                 try:
-                    results = await loop.run_in_executor(
-                        self._workers.executor, self._run, [i for i, _ in batch], wide
-                    )
+                    results = await self._workers.run(self._run, [i for i, _ in batch], wide)
                 except Exception as exc:  # the model failed: fail these requests, keep serving
                     for _, future in batch:
                         if not future.done():

@@ -73,3 +73,30 @@ def test_an_input_alone_runs_wide():
     finally:
         workers.close()
     assert wide_runs == [True]
+
+
+def test_lone_inputs_of_both_models_run_on_one_thread():
+    """After both threads have worked, a lone input (run wide) of either model still goes
+    to the same thread: onnxruntime's wide runs slow down when their calling thread changes."""
+    run, _ = meeting(2)
+    workers = ModelWorkers(2)
+    embed, verify = MicroBatcher(run, 32, workers), MicroBatcher(run, 32, workers)
+    callers: list[tuple[bool, int]] = []
+
+    def where(items: list[str], wide: bool) -> list[str]:
+        callers.append((wide, threading.get_ident()))
+        return items
+
+    async def scenario() -> None:
+        await submit_together((embed, "a"), (verify, "b"))  # both threads busy at once
+        lone_embed, lone_verify = MicroBatcher(where, 32, workers), MicroBatcher(where, 32, workers)
+        for _ in range(4):
+            await lone_embed.submit("q")
+            await lone_verify.submit("q")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        workers.close()
+    assert [wide for wide, _ in callers] == [True] * 8
+    assert len({thread for _, thread in callers}) == 1
