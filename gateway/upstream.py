@@ -59,6 +59,7 @@ class UpstreamError(Exception):
 class Target:
     base_url: str  # encoded (str of a yarl URL): a request's raw path is appended as it is
     api_key: str | None
+    origin: URL  # scheme, host and port: no request may leave them
 
     @classmethod
     def of(cls, url: str, api_key: str | None) -> Target:
@@ -70,7 +71,7 @@ class Target:
                 f"upstream URL {url!r} must have no query or fragment: the client's path "
                 "and query are appended to it"
             )
-        return cls(str(parsed), api_key)
+        return cls(str(parsed), api_key, parsed.origin())
 
 
 class Upstream:
@@ -132,7 +133,7 @@ class Upstream:
         tail = incoming.raw_path.removeprefix("/v1")
         query = incoming.raw_query_string
         url = URL(target.base_url + tail + (f"?{query}" if query else ""), encoded=True)
-        if url.origin() != URL(target.base_url).origin():  # no request picks another host
+        if url.origin() != target.origin:  # no request picks another host
             raise UpstreamError(400, f"path {incoming.path!r} does not stay on the upstream host")
         try:
             await asyncio.wait_for(self._slots.acquire(), self._config.upstream_queue_timeout)
