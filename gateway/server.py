@@ -301,9 +301,9 @@ class Gateway:
         now: float,
     ) -> web.StreamResponse:
         response = web.StreamResponse(status=up.status, headers=headers)
-        await response.prepare(request)
+        client_gone = not await prepared(response, request)
         capture = StreamCapture(decision.endpoint)
-        size, cut, client_gone = 0, None, False
+        size, cut = 0, None
         try:
             async for chunk in up.content.iter_any():
                 capture.feed(chunk)
@@ -439,16 +439,21 @@ class Gateway:
                 response = web.Response(body=data, status=status, headers=headers)
             else:
                 response = web.StreamResponse(status=status, headers=headers)
-                await response.prepare(request)
                 try:
+                    await response.prepare(request)
                     async for chunk in flight.follow():
                         await response.write(chunk)
-                except (UpstreamError, ConnectionResetError):
+                    await response.write_eof()
+                except ConnectionResetError:
+                    pass  # the client left; the leader reads on for the others and the cache
+                except UpstreamError:
                     # The leader's stream was cut: cut this one too, never end it cleanly.
                     if request.transport is not None:
                         request.transport.close()
+                    self.record(
+                        decision, Outcome("ERROR", http_status=502, key=decision.key), started, now
+                    )
                     return response
-                await response.write_eof()
         except UpstreamError as exc:
             return await self.upstream_failed(request, decision, exc, started, now)
         # Saved: the leader's tokens; not time, since this request waited for upstream too.
@@ -718,8 +723,8 @@ class Gateway:
                 headers = response_headers(up.headers, cookies=True)
                 headers["X-Cache-Status"] = "BYPASS"  # not a cacheable route
                 response = web.StreamResponse(status=up.status, headers=headers)
-                await response.prepare(request)
                 try:
+                    await response.prepare(request)
                     async for chunk in up.content.iter_any():
                         await response.write(chunk)
                 except (aiohttp.ClientError, TimeoutError, ConnectionResetError):
@@ -797,6 +802,15 @@ class Gateway:
         )
         self.ledger.record(record)
         self.metrics.observe(record)
+
+
+async def prepared(response: web.StreamResponse, request: web.Request) -> bool:
+    """Send a streamed response's status and headers; False if the client has left."""
+    try:
+        await response.prepare(request)
+    except ConnectionResetError:
+        return False
+    return True
 
 
 def caller_credentials(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:

@@ -392,6 +392,44 @@ def test_a_stream_whose_client_leaves_is_still_stored_for_the_others(gateway):
     assert asyncio.run(leave_then_ask()) == "HIT"
 
 
+def test_a_stream_whose_client_leaves_before_the_first_byte_serves_its_followers(make_gateway):
+    """The leader's client hangs up while upstream is still thinking: the gateway reads the
+    answer on for the request collapsed onto it and for the cache, and records both."""
+    gw = make_gateway()
+    body = orjson.dumps(chat_body(f"gone before a byte {uuid.uuid4()}", stream=True))
+
+    async def leave_while_another_follows():
+        with socket.create_connection(("127.0.0.1", gw.port)) as leaver:
+            leaver.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Mock-Delay-Ms: 800\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            await asyncio.sleep(0.2)
+            async with aiohttp.ClientSession() as session:
+                follower = asyncio.ensure_future(
+                    session.post(f"{gw.url}/v1/chat/completions", data=body)
+                )
+                await asyncio.sleep(0.2)
+                leaver.close()  # before upstream's first byte, at 0.8 s
+                async with await follower as response:
+                    return (
+                        response.status,
+                        response.headers["X-Cache-Collapsed"],
+                        await response.read(),
+                    )
+
+    status, collapsed, stream = asyncio.run(leave_while_another_follows())
+    assert (status, collapsed) == (200, "true")
+    assert stream.endswith(b"data: [DONE]\n\n")
+    again = httpx.post(f"{gw.url}/v1/chat/completions", content=body)
+    assert again.headers["X-Cache-Status"] == "HIT"
+    time.sleep(1)  # the ledger's flush
+    stats = httpx.get(f"{gw.url}/cache/stats").json()
+    assert (stats["requests"], stats["misses"], stats["hits"]) == (3, 1, 2)
+    assert "Traceback" not in gw.log.read_text()
+
+
 def test_semantic_tier_can_be_switched_off(make_gateway):
     gw = make_gateway(env={"CACHEGATE_SEMANTIC_ENABLED": "false"})
     client = gw.client()
