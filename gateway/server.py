@@ -35,7 +35,13 @@ from gateway.ledger import Ledger, Record
 from gateway.metrics import Metrics
 from gateway.sse import StreamCapture, count_usage, replay
 from gateway.upstream import Upstream, UpstreamError, read_all, response_headers
-from policies.controls import ControlError, Controls, parse_controls, valid_namespace
+from policies.controls import (
+    ControlError,
+    Controls,
+    control_headers,
+    parse_controls,
+    valid_namespace,
+)
 from policies.decide import (
     Decision,
     Endpoint,
@@ -147,7 +153,7 @@ class Gateway:
 
     def controls(self, request: web.Request) -> tuple[Controls, str]:
         try:
-            controls = parse_controls(request.headers)
+            controls = parse_controls(control_headers(request.headers.items()))
         except ControlError as exc:
             raise BadRequest(400, str(exc), exc.header) from None
         for header in CREDENTIAL_HEADERS:

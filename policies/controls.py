@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +13,18 @@ NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 # A directive: up to a comma outside double quotes, so private="a, b" is one (RFC 9111,
 # 5.2). Linear: a header of 64 KiB is read in milliseconds, whatever its quotes.
 DIRECTIVE = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*"?)+')  # \" inside quotes is a quote
+# A plain decimal in ASCII: float() would also take "1_000", "١٢", "nan" and "1e400".
+DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+CONTROL_HEADERS = {
+    name.lower(): name
+    for name in (
+        "Cache-Control",
+        "X-Cache-TTL",
+        "X-Cache-Namespace",
+        "X-Cache-Mode",
+        "X-Cache-Threshold",
+    )
+}
 
 
 class ControlError(ValueError):
@@ -35,10 +47,9 @@ class Controls:
 
 
 def _non_negative_number(header: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ControlError(header, f"{text!r} is not a number of seconds") from None
+    if not DECIMAL.fullmatch(text):
+        raise ControlError(header, f"{text!r} is not a number of seconds")
+    value = float(text)
     if not math.isfinite(value) or value < 0:
         raise ControlError(header, f"{text!r} must be a finite number >= 0")
     return value
@@ -70,11 +81,30 @@ def valid_namespace(namespace: str) -> bool:
     return NAMESPACE_PATTERN.fullmatch(namespace) is not None
 
 
-def parse_controls(headers: Mapping[str, str]) -> Controls:
-    """Read the control headers; raise ControlError naming the header that is malformed.
+def control_headers(lines: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The control headers among a request's header lines, for parse_controls.
 
-    `headers` must be case-insensitive (aiohttp's CIMultiDict is).
+    Cache-Control lines sent more than once are one list (RFC 9110, 5.3), so a no-store on
+    a second line counts; any other control header sent twice is a ControlError, as it
+    would be ambiguous which value applies.
     """
+    found: dict[str, str] = {}
+    for name, value in lines:
+        header = CONTROL_HEADERS.get(name.lower())
+        if header is None:
+            continue
+        if header not in found:
+            found[header] = value
+        elif header == "Cache-Control":
+            found[header] += f", {value}"
+        else:
+            raise ControlError(header, "it is sent more than once")
+    return found
+
+
+def parse_controls(headers: Mapping[str, str]) -> Controls:
+    """Read the control headers (as control_headers gives them); raise ControlError naming
+    the header that is malformed."""
     no_cache, no_store, max_age = _cache_control(headers.get("Cache-Control", ""))
     ttl = None
     if (text := headers.get("X-Cache-TTL")) is not None:
@@ -89,10 +119,9 @@ def parse_controls(headers: Mapping[str, str]) -> Controls:
         raise ControlError("X-Cache-Mode", f"{mode!r} is not one of semantic, exact, off")
     threshold = None
     if (text := headers.get("X-Cache-Threshold")) is not None:
-        try:
-            threshold = float(text)
-        except ValueError:
-            raise ControlError("X-Cache-Threshold", f"{text!r} is not a number") from None
+        if not DECIMAL.fullmatch(text.strip()):
+            raise ControlError("X-Cache-Threshold", f"{text!r} is not a number")
+        threshold = float(text)
         if not 0.0 <= threshold <= 1.0:
             raise ControlError("X-Cache-Threshold", f"{text!r} must be between 0 and 1")
     return Controls(no_cache, no_store, max_age, ttl, namespace, mode, threshold)  # type: ignore[arg-type]

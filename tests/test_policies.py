@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.controls import ControlError, Controls, parse_controls
+from policies.controls import ControlError, Controls, control_headers, parse_controls
 from policies.decide import PolicyConfig, RequestError, decide, json_depth_exceeds
 from policies.guards import ORDINAL_DIGITS, ORDINALS, number_forms, swapped_roles, veto
 from policies.keys import exact_key, tenant_of
@@ -236,6 +236,41 @@ def test_cache_control_seconds_are_ascii_digits_or_a_control_error(name, value):
     else:
         assert controls.max_age == int(value.strip().strip('"'))
         assert value.strip().strip('"').isascii()
+
+
+directives = st.lists(
+    st.sampled_from(["no-cache", "no-store", "max-age=60", "s-maxage=5", "private", "public"]),
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(directives, st.data())
+def test_cache_control_over_several_lines_reads_as_one_list(listed, data):
+    cut = data.draw(st.integers(1, len(listed)))
+    lines = [("Cache-Control", ", ".join(listed[:cut]))]
+    if cut < len(listed):
+        lines.append(("cache-control", ", ".join(listed[cut:])))
+    assert parse_controls(control_headers(lines)) == parse_controls(
+        {"Cache-Control": ", ".join(listed)}
+    )
+
+
+@pytest.mark.parametrize("header", ["X-Cache-TTL", "X-Cache-Mode", "x-cache-namespace"])
+def test_any_other_control_header_sent_twice_is_a_control_error(header):
+    with pytest.raises(ControlError) as caught:
+        control_headers([(header, "1"), ("Authorization", "Bearer k"), (header.upper(), "1")])
+    assert caught.value.header.lower() == header.lower()
+
+
+@given(st.sampled_from(["X-Cache-TTL", "X-Cache-Threshold"]), seconds_text | st.just("1_0"))
+def test_numeric_control_headers_take_ascii_decimals_only(header, value):
+    try:
+        parse_controls({header: value})
+    except ControlError as exc:
+        assert exc.header == header
+    else:
+        assert re.fullmatch(r" *[0-9]+ *", value)
 
 
 def test_cache_control_reads_a_quoted_list_as_one_directive():

@@ -230,6 +230,18 @@ def test_malformed_control_header_is_a_400_naming_it(gateway, header, value):
     assert gateway.alive()
 
 
+def test_a_repeated_cache_control_line_is_read_and_a_repeated_x_cache_header_refused(gateway):
+    """Raw header lines (the openai client sends each header once)."""
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": unique()}]}
+    url = f"{gateway.url}/v1/chat/completions"
+    lines = [("Cache-Control", "public"), ("Cache-Control", "no-store")]
+    assert httpx.post(url, json=body, headers=lines).headers["X-Cache-Status"] == "MISS"
+    assert httpx.post(url, json=body).headers["X-Cache-Status"] == "MISS", "no-store was ignored"
+    twice = httpx.post(url, json=body, headers=[("X-Cache-Mode", "off"), ("X-Cache-Mode", "exact")])
+    assert twice.status_code == 400
+    assert twice.json()["error"]["param"] == "X-Cache-Mode"
+
+
 @pytest.mark.parametrize(
     "body",
     [
