@@ -9,7 +9,7 @@ its error to every follower; nobody waits for a leader that is gone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 
 from multidict import CIMultiDict
 
@@ -69,18 +69,21 @@ class Flight:
 
 
 class Flights:
-    def __init__(self) -> None:
-        self._flights: dict[tuple[str, bool], Flight] = {}
+    """The flights in the air, by key and wire form (Decision.wire_form): a follower
+    replays the leader's bytes, so only requests that want the same bytes share one."""
 
-    def join(self, key: str, stream: bool) -> tuple[Flight, bool]:
-        """The flight for this key and whether the caller leads it."""
-        flight = self._flights.get((key, stream))
+    def __init__(self) -> None:
+        self._flights: dict[tuple[str, Hashable], Flight] = {}
+
+    def join(self, key: str, form: Hashable) -> tuple[Flight, bool]:
+        """The flight for this key and form, and whether the caller leads it."""
+        flight = self._flights.get((key, form))
         if flight is not None:
             return flight, False
-        flight = self._flights[(key, stream)] = Flight()
+        flight = self._flights[(key, form)] = Flight()
         return flight, True
 
-    def land(self, key: str, stream: bool, error: Exception | None = None) -> None:
-        flight = self._flights.pop((key, stream), None)
+    def land(self, key: str, form: Hashable, error: Exception | None = None) -> None:
+        flight = self._flights.pop((key, form), None)
         if flight:
             flight.finish(error)

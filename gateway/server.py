@@ -214,7 +214,7 @@ class Gateway:
                     )
                 vector = found.vector
 
-            flight, leads = self.flights.join(decision.key, decision.stream)
+            flight, leads = self.flights.join(decision.key, decision.wire_form)
             if not leads:
                 return await self.follow(request, decision, flight, started, now)
         else:
@@ -234,7 +234,7 @@ class Gateway:
             raise
         finally:
             if flight is not None:
-                self.flights.land(decision.key, decision.stream, error)
+                self.flights.land(decision.key, decision.wire_form, error)
 
     async def call_upstream(
         self,

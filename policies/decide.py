@@ -61,6 +61,13 @@ class Decision:
     max_age: float | None
     semantic: SemanticQuery | None = field(default=None)
 
+    @property
+    def wire_form(self) -> tuple[bool, bool]:
+        """How the answer goes out: streamed or not, and a stream with a usage chunk or
+        not. Requests that differ only here share a cached entry (rendered for each) but
+        not a flight, whose bytes are replayed as they came."""
+        return self.stream, self.stream and self.include_usage
+
 
 def _require(condition: bool, message: str, param: str) -> None:
     if not condition:

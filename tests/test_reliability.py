@@ -65,6 +65,34 @@ def test_stream_followers_receive_the_leaders_stream(gateway, mock_upstream):
     assert len(streams) == 1 and next(iter(streams)).endswith(b"data: [DONE]\n\n")
 
 
+def test_a_stream_that_asks_for_usage_is_not_collapsed_onto_one_that_does_not(gateway):
+    prompt = f"usage or not {uuid.uuid4()}"
+    plain = chat_body(prompt, stream=True)
+    with_usage = chat_body(prompt, stream=True, stream_options={"include_usage": True})
+
+    async def both_at_once():
+        async with aiohttp.ClientSession() as session:
+
+            async def one(body, delay):
+                await asyncio.sleep(delay)
+                async with session.post(
+                    f"{gateway.url}/v1/chat/completions",
+                    json=body,
+                    headers={"X-Mock-Delay-Ms": "400"},
+                ) as response:
+                    return await response.read()
+
+            return await asyncio.gather(one(plain, 0), one(with_usage, 0.1))
+
+    for stream, usage_wanted in zip(asyncio.run(both_at_once()), (False, True), strict=True):
+        chunks = [
+            orjson.loads(line[6:])
+            for line in stream.decode().splitlines()
+            if line.startswith("data: {")
+        ]
+        assert any(chunk.get("usage") for chunk in chunks) == usage_wanted
+
+
 def test_a_failing_leader_fails_its_followers_without_a_hang(gateway, mock_upstream):
     body = chat_body(f"fail together {uuid.uuid4()}")
     results = asyncio.run(
