@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from gateway.redis_backend import RedisLedger, RedisStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Answers a request the gateway refuses: (request, status, message, param, started, now).
+Refusal = Callable[[web.Request, int, str, str | None, float, float], web.Response]
 
 log = logging.getLogger("cachegate")
 SWEEP_SECONDS = 60.0
@@ -132,49 +134,87 @@ async def sweep_forever(gateway: Gateway) -> None:
             log.exception("expiry sweep failed; will try again")
 
 
-def guarded(handler: Handler, max_header_bytes: int) -> Handler:
+def answer_only(
+    request: web.Request, status: int, message: str, param: str | None, started: float, now: float
+) -> web.Response:
+    """The Refusal of a route the ledger does not count: the error, nothing recorded."""
+    return error_response(status, message, param)
+
+
+def guarded(handler: Handler, max_header_bytes: int, refuse: Refusal = answer_only) -> Handler:
     """`handler` with a clear 431 for oversized headers, and an answer in OpenAI's shape
-    when it fails on a bug, while the gateway keeps serving. A wrapper per route rather
-    than an aiohttp middleware: with any middleware aiohttp adds a layer of its own, and
-    the two layers cost an exact hit ~10% of its throughput.
+    when it fails on a bug, while the gateway keeps serving; `refuse` answers both (and
+    records them, on the routes the ledger counts). A wrapper per route rather than an
+    aiohttp middleware: with any middleware aiohttp adds a layer of its own, and the two
+    layers cost an exact hit ~10% of its throughput.
 
     aiohttp's own parser stops far larger headers (HEADER_PARSER_FACTOR times the limit)
     with a plain-text 400 before any handler runs; this gives the clear error below that.
     """
 
     async def guard(request: web.Request) -> web.StreamResponse:
+        started, now = time.perf_counter(), time.time()
         size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
         if size > max_header_bytes:
-            return error_response(
-                431,
-                f"request headers are {size} bytes; the limit is {max_header_bytes} "
-                "(max_header_bytes)",
-            )
+            message = f"request headers are {size} bytes; the limit is {max_header_bytes}"
+            return refuse(request, 431, f"{message} (max_header_bytes)", None, started, now)
         try:
             return await handler(request)
         except web.HTTPException:
             raise
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
-            return error_response(500, "cachegate failed on this request; the error is in its log")
+            message = "cachegate failed on this request; the error is in its log"
+            return refuse(request, 500, message, None, started, now)
 
     return guard
+
+
+def method_not_allowed(allowed: list[str]) -> Handler:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        message = f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}"
+        response = error_response(405, message)
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    return refuse
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    return error_response(
+        404, f"no route {request.path!r}; the OpenAI API is under /v1/ (see the README)"
+    )
 
 
 def create_app(gateway: Gateway) -> web.Application:
     config = gateway.config
     app = web.Application(client_max_size=config.max_body_bytes)
-    routes = [
-        *Admin(gateway, config.admin_token).routes(),
-        web.post("/v1/chat/completions", gateway.chat),
-        web.post("/v1/completions", gateway.completions),
-        web.post("/v1/embeddings", gateway.embeddings),
-        web.route("*", "/v1/{tail:.*}", gateway.passthrough),
-    ]
+    admin = Admin(gateway, config.admin_token).routes()
     app.add_routes(
         web.RouteDef(r.method, r.path, guarded(r.handler, config.max_header_bytes), r.kwargs)
-        for r in routes
+        for r in admin
     )
+    # The routes the ledger counts record what they refuse, their 431 and 500 too.
+    counted = {
+        "/v1/chat/completions": gateway.chat,
+        "/v1/completions": gateway.completions,
+        "/v1/embeddings": gateway.embeddings,
+    }
+    app.add_routes(
+        web.post(path, guarded(handler, config.max_header_bytes, gateway.rejected))
+        for path, handler in counted.items()
+    )
+    app.add_routes(
+        [web.route("*", "/v1/{tail:.*}", guarded(gateway.passthrough, config.max_header_bytes))]
+    )
+    # Errors in OpenAI's shape for the rest too: other methods on the gateway's own
+    # routes (a method the OpenAI routes do not serve goes upstream, as any /v1 path),
+    # and paths it does not have.
+    for resource in list(app.router.resources()):
+        if not resource.canonical.startswith("/v1/"):
+            allowed = sorted({route.method for route in resource})
+            resource.add_route("*", method_not_allowed(allowed))
+    app.router.add_route("*", "/{tail:.*}", not_found)
 
     async def lifecycle(app: web.Application):
         await gateway.upstream.start()

@@ -274,6 +274,30 @@ def test_oversized_headers_get_an_openai_shaped_431(make_gateway):
     assert response.status_code == 431
     assert response.json()["error"]["code"] == "headers_too_large"
     assert gw.alive()
+    time.sleep(1)  # the ledger's flush
+    stats = httpx.get(f"{gw.url}/cache/stats").json()
+    assert (stats["requests"], stats["errors"]) == (1, 1), "the refusal is in the ledger"
+
+
+@pytest.mark.parametrize(
+    "method,path,status",
+    [
+        ("GET", "/nope", 404),
+        ("GET", "/v1", 404),
+        ("POST", "//v1/chat/completions", 404),
+        ("POST", "/healthz", 405),
+        ("DELETE", "/cache/purge", 405),
+    ],
+)
+def test_routes_and_methods_the_gateway_does_not_have_answer_in_openai_shape(
+    gateway, method, path, status
+):
+    response = httpx.request(method, f"{gateway.url}{path}")
+    assert response.status_code == status
+    assert response.json()["error"]["message"]
+    assert response.headers["X-Cache-Status"] == "ERROR"
+    if status == 405:
+        assert response.headers["Allow"]
 
 
 def test_a_handler_that_fails_on_a_bug_answers_in_openai_shape():
