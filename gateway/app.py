@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import faiss
@@ -40,6 +42,9 @@ log = logging.getLogger("cachegate")
 SWEEP_SECONDS = 60.0
 HEADER_PARSER_FACTOR = 4
 COSINE_DEFAULT_THRESHOLD = 0.9
+# In the data dir while a gateway serves it: where to reach it ({"url", "pid"}), so that
+# `cachegate purge --data-dir` purges through the gateway that holds those entries.
+SERVING_FILE = "gateway.json"
 
 
 def load_prices(config: Config) -> PriceTable:
@@ -272,9 +277,11 @@ def serve(config: Config) -> None:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
         log.info("cachegate listening on http://%s:%d", config.host, config.port)
+        announce(config)
         try:
             await stop.wait()
         finally:
+            (config.data_dir / SERVING_FILE).unlink(missing_ok=True)
             await runner.cleanup()
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -286,3 +293,22 @@ def serve(config: Config) -> None:
         log.info("stopped without waiting for the semantic index build under way")
         logging.shutdown()
         os._exit(0)
+
+
+def announce(config: Config) -> None:
+    """Say in the data dir (SQLite backend) that this process serves it, and where."""
+    if config.backend != "sqlite":
+        return
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.host, config.host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{config.port}"
+    (config.data_dir / SERVING_FILE).write_text(json.dumps({"url": url, "pid": os.getpid()}))
+
+
+def serving_gateway(data_dir: Path) -> str | None:
+    """The URL of the running gateway that serves `data_dir`, if one does."""
+    try:
+        serving = json.loads((data_dir / SERVING_FILE).read_text())
+        os.kill(int(serving["pid"]), 0)  # raises if no such process: a crash left the file
+        return str(serving["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -117,14 +117,14 @@ def print_stats_table(result: dict[str, Any]) -> None:
 
 
 def cmd_purge(args: argparse.Namespace) -> None:
-    """Purge through a running gateway when one answers (so its memory forgets too).
-
-    With no gateway answering, purge the entries file directly.
-    """
+    """Purge through the running gateway that holds the entries (so its memory forgets
+    too): with SQLite, the one serving the data dir; with Redis, any replica at the
+    configured address. With no gateway serving the SQLite data dir, edit it directly."""
     import urllib.error
     import urllib.request
 
     from gateway.admin import purge_filter
+    from gateway.app import serving_gateway
     from gateway.store import SqliteStore
 
     fields = {
@@ -140,29 +140,37 @@ def cmd_purge(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise SystemExit(f"cachegate: {exc}") from None
     config = config_from(args)
-    url = f"http://{config.host}:{config.port}/cache/purge"
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(fields).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    if config.admin_token:
-        request.add_header("Authorization", f"Bearer {config.admin_token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            print(f"purged {json.load(response)['purged']} entries (through {url})")
-            return
-    except urllib.error.HTTPError as exc:  # a gateway answered, and refused
-        answer = exc.read().decode(errors="replace")[:300]
-        raise SystemExit(f"cachegate: {url} answered {exc.code}: {answer}") from None
-    except (urllib.error.URLError, ConnectionError):
-        pass  # no gateway there: edit the data dir directly
-    if config.backend != "sqlite":
-        raise SystemExit(
-            f"cachegate: no gateway answered at {url}; with a shared backend, purge through "
-            "a running replica (every replica forgets what one purges)"
+    if config.backend == "sqlite":
+        gateway = serving_gateway(config.data_dir)
+    else:
+        gateway = f"http://{config.host}:{config.port}"
+    if gateway is not None:
+        url = f"{gateway}/cache/purge"
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(fields).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
         )
+        if config.admin_token:
+            request.add_header("Authorization", f"Bearer {config.admin_token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                print(f"purged {json.load(response)['purged']} entries (through {url})")
+                return
+        except urllib.error.HTTPError as exc:  # the gateway answered, and refused
+            answer = exc.read().decode(errors="replace")[:300]
+            raise SystemExit(f"cachegate: {url} answered {exc.code}: {answer}") from None
+        except (urllib.error.URLError, ConnectionError) as exc:
+            if config.backend != "sqlite":
+                raise SystemExit(
+                    f"cachegate: no gateway answered at {url} ({exc}); with a shared backend, "
+                    "purge through a running replica (every replica forgets what one purges)"
+                ) from None
+            raise SystemExit(
+                f"cachegate: the gateway serving {config.data_dir} ({url}) did not answer "
+                f"({exc}); purge when it answers, or stop it and purge the files"
+            ) from None
     import asyncio
 
     async def purge_file() -> int:

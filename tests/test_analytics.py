@@ -196,6 +196,31 @@ def test_stats_reject_bad_parameters(gateway):
     assert httpx.get(f"{gateway.url}/cache/stats?by=color").status_code == 400
 
 
+def test_cli_purge_goes_to_the_gateway_that_serves_the_data_dir(make_gateway):
+    """Not to whichever gateway listens on the configured port: there another one does."""
+    served, other = make_gateway(), make_gateway()
+    prompt = f"purge me {uuid.uuid4()}"
+
+    def status(gw) -> str:
+        return (
+            gw.client()
+            .chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
+            )
+            .headers["x-cache-status"]
+        )
+
+    assert (status(served), status(other)) == ("MISS", "MISS")
+    time.sleep(0.3)  # the store's writer
+    args = ("purge", "--data-dir", str(served.data_dir), "--all")
+    said = cachegate(*args, env={"CACHEGATE_PORT": str(other.port)})
+    assert f"purged 1 entries (through {served.url}/cache/purge)" in said
+    assert (status(served), status(other)) == ("MISS", "HIT")  # its memory forgot it too
+    served.stop()
+    time.sleep(0.3)
+    assert "from " in cachegate(*args), "no gateway serves it now: the file is edited"
+
+
 def test_entries_and_purge(make_gateway):
     gw = make_gateway()
     client = gw.client()
