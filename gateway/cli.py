@@ -97,8 +97,14 @@ def open_ledger(config: Config) -> sqlite3.Connection:
     return open_read_only(path)
 
 
+def printable(text: str) -> str:
+    """`text` with what a terminal would act on (escape sequences, control characters)
+    written out as escapes: model names and namespaces come from any caller."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def print_stats_table(result: dict[str, Any]) -> None:
-    rows = [("all", result)] + [(str(g["name"]), g) for g in result.get("groups", [])]
+    rows = [("all", result)] + [(printable(str(g["name"])), g) for g in result.get("groups", [])]
     header = (
         f"{'':<24} {'requests':>9} {'hits':>7} {'exact':>7} {'semantic':>8} {'misses':>7} "
         f"{'hit rate':>8} {'tokens saved':>13} {'USD saved':>11} {'USD spent':>11}"
@@ -113,7 +119,8 @@ def print_stats_table(result: dict[str, Any]) -> None:
             f"{saved:>13,} {row['usd_saved']:>11.4f} {row['usd_spent']:>11.4f}"
         )
     if result["unpriced_models"]:
-        print("unpriced models (counted at $0): " + ", ".join(result["unpriced_models"]))
+        unpriced = ", ".join(printable(model) for model in result["unpriced_models"])
+        print(f"unpriced models (counted at $0): {unpriced}")
 
 
 def cmd_purge(args: argparse.Namespace) -> None:

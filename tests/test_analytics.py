@@ -183,6 +183,18 @@ def test_numbers_agree_everywhere_and_survive_a_restart(make_gateway):
     assert "66.7%" in table and "gpt-4o-mini" in table
 
 
+def test_the_stats_table_writes_out_control_characters_of_caller_text(make_gateway):
+    gw = make_gateway()
+    hostile = "\x1b[2J\x1b]0;owned\x07gpt"
+    gw.client().chat.completions.create(
+        model=hostile, messages=[{"role": "user", "content": f"hi {uuid.uuid4()}"}]
+    )
+    time.sleep(1)  # the ledger's flush
+    table = cachegate("stats", "--data-dir", str(gw.data_dir), "--by", "model")
+    assert "\x1b" not in table and "\x07" not in table
+    assert "\\x1b[2J" in table
+
+
 def test_unknown_models_are_unpriced(gateway):
     gateway.client().chat.completions.create(
         model="mock-model", messages=[{"role": "user", "content": f"hi {uuid.uuid4()}"}]
