@@ -12,11 +12,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import yaml
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from embeddings import load_embedder
 from embeddings.verifier import CrossEncoderVerifier
@@ -255,6 +256,20 @@ def create_app(gateway: Gateway) -> web.Application:
     return app
 
 
+class ProtocolLog(logging.LoggerAdapter):
+    """aiohttp's log of the connections it serves. HTTP a client got wrong (a bad chunk
+    size, two Content-Lengths, a body its Content-Encoding does not fit), which aiohttp
+    answers with a 400, is one line here instead of a traceback each: any client could
+    flood the log with those. Everything else keeps its traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, (HttpProcessingError, web.RequestPayloadError)):
+            said = " ".join(str(exc_info).split())
+            self.info("malformed HTTP from a client, answered 400 (%s): %s", str(msg) % args, said)
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
 def serve(config: Config) -> None:
     """Load the models, then listen; logs 'cachegate listening on http://H:P' when ready."""
     import uvloop
@@ -266,6 +281,7 @@ def serve(config: Config) -> None:
         runner = web.AppRunner(
             app,
             access_log=None,
+            logger=ProtocolLog(logging.getLogger("aiohttp.server")),
             handler_cancellation=False,
             max_field_size=config.max_header_bytes * HEADER_PARSER_FACTOR,
             max_line_size=config.max_header_bytes * HEADER_PARSER_FACTOR,

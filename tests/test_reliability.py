@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import signal
 import socket
 import string
@@ -298,6 +299,28 @@ def test_routes_and_methods_the_gateway_does_not_have_answer_in_openai_shape(
     assert response.headers["X-Cache-Status"] == "ERROR"
     if status == 405:
         assert response.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"\r\nzz\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"Content-Length: 3\r\n\r\n{}",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: 8\r\n\r\nnotgzip!",
+    ],
+    ids=["bad-chunk-size", "two-content-lengths", "not-gzip"],
+)
+def test_malformed_http_is_a_400_and_one_log_line_not_a_traceback(make_gateway, request_bytes):
+    gw = make_gateway()
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as connection:
+        connection.sendall(request_bytes)
+        assert re.match(rb"HTTP/1\.[01] 400 ", connection.recv(4096))
+    time.sleep(0.3)
+    assert gw.alive()
+    assert "Traceback" not in gw.log.read_text()
 
 
 def test_a_handler_that_fails_on_a_bug_answers_in_openai_shape():
