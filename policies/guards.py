@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from itertools import zip_longest
-from unicodedata import normalize
+from unicodedata import category, normalize
 
 # Not "one": "how can one ..." uses it as a pronoun far more often than as a number.
 NUMBER_WORDS = {
@@ -86,6 +86,19 @@ NEGATIONS = {
     "havent",
     "hadnt",
     "mustnt",
+    # German, French and Spanish ones the models read as plain words ("Warum ist der
+    # Himmel nicht blau?" scored 0.86 against the question without "nicht"). Not "non":
+    # in English it is a prefix ("non-fiction").
+    "nicht",
+    "kein",
+    "keine",
+    "keinen",
+    "keiner",
+    "nie",
+    "niemals",
+    "pas",
+    "jamais",
+    "nunca",
 }
 # Pairs of words that flip an answer when one text has one and the other the other.
 # fmt: off
@@ -124,6 +137,9 @@ but if than so not no very just also too some any each every other such own same
 all much many quite really get got make there here s t way ways good
 """.split())
 # fmt: on
+# Unicode categories of typography: dashes, quotes, brackets, spaces, zero-width marks.
+TYPOGRAPHY = frozenset({"Pd", "Pi", "Pf", "Ps", "Pe", "Zs", "Cf"})
+FRACTION_SLASH = "\u2044"  # NFKC writes "½" as "1⁄2"; the numbers guard reads it
 MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
 # Joints around which two parts may trade places without changing the question ("spot
 # fixing and match fixing", "Is Spanish similar to Italian?"), once the words that only
@@ -161,6 +177,9 @@ ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
 def number_forms(text: str) -> dict[str, frozenset[str]]:
     """Each number of the text, normalized ("2" == "two" == "II" == "second", "1,000" ==
     "1000"), with the ways the text writes it (CARDINAL, ORDINAL, ROMAN_FORM)."""
+    # NFKC spells the one-character numerals with digits and letters: "½" is "1⁄2", "①"
+    # "1", "²" "2", "Ⅱ" "II" (the models read "½" and "¼" alike).
+    text = normalize("NFKC", text)
     forms: dict[str, set[str]] = {}
     for m in NUMBER.finditer(text):
         suffix, after = text[m.end() : m.end() + 2].lower(), text[m.end() + 2 : m.end() + 3]
@@ -172,8 +191,7 @@ def number_forms(text: str) -> dict[str, frozenset[str]]:
             forms.setdefault(NUMBER_WORDS[word], set()).add(CARDINAL)
         elif word in ORDINALS:
             forms.setdefault(ORDINALS[word], set()).add(ORDINAL)
-    # NFKC spells the one-character numerals ("Ⅱ") with letters ("II").
-    for m in ROMAN.finditer(normalize("NFKC", text)):
+    for m in ROMAN.finditer(text):
         forms.setdefault(str(roman_value(m.group(0))), set()).add(ROMAN_FORM)
     return {value: frozenset(kinds) for value, kinds in forms.items()}
 
@@ -364,8 +382,29 @@ def meaningful(word: str) -> bool:
     return word not in FUNCTION_WORDS and word not in NUMBER_WORDS and not word.isdigit()
 
 
+def unseen(text: str) -> Counter[str]:
+    """The characters of a text that the models (an English WordPiece vocabulary) cannot
+    tell from others: whatever is not ASCII, but for letters with accents (read as their
+    base letter, "é" as "e") and typography (curly quotes, dashes, spaces, zero-width
+    marks). The tokenizer reads emoji and most CJK as one unknown token, and strips "≠"
+    to "=": "猫" / "狗", "🍕" / "🍔" and "x ≠ y" / "x = y" scored 0.87-0.95."""
+    found: Counter[str] = Counter()
+    for char in normalize("NFKC", text):
+        if char.isascii():
+            continue
+        kind = category(char)
+        if kind in TYPOGRAPHY or kind == "Mn" or char == FRACTION_SLASH:
+            continue
+        if kind[0] == "L" and normalize("NFD", char)[0].isascii():
+            continue
+        found[char] += 1
+    return found
+
+
 def veto(new_text: str, cached_text: str) -> str | None:
     """The name of the first guard that rejects the pair, or None when all agree."""
+    if unseen(new_text) != unseen(cached_text):
+        return "unseen-characters"
     if numbers_differ(new_text, cached_text):
         return "numbers"
     if negated(new_text) != negated(cached_text):

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from policies.controls import ControlError, Controls, control_headers, parse_controls
 from policies.decide import PolicyConfig, RequestError, decide, json_depth_exceeds
-from policies.guards import ORDINAL_DIGITS, ORDINALS, number_forms, swapped_roles, veto
+from policies.guards import (
+    ORDINAL_DIGITS,
+    ORDINALS,
+    number_forms,
+    swapped_roles,
+    unseen,
+    veto,
+)
 from policies.keys import exact_key, tenant_of
 from policies.pricing import Price, PriceTable
 
@@ -171,6 +178,14 @@ def test_unsuited_requests_are_exact_only(extra):
     decision = decide_for(body)
     assert decision.semantic is None
     assert decision.read
+
+
+def test_a_completion_that_echoes_its_prompt_is_exact_only():
+    """Its answer starts with the prompt: a rewording's answer would echo another prompt."""
+    body = {"model": "m", "prompt": "How do I learn Python?", "echo": True}
+    controls = Controls()
+    assert decide("completions", body, controls, "t", CONFIG).semantic is None
+    assert decide("completions", {**body, "echo": False}, controls, "t", CONFIG).semantic
 
 
 def test_mode_exact_and_off():
@@ -337,6 +352,19 @@ def test_json_depth(depth):
         ("How far does light go in a second?", "How far does light go in one second?", None),
         ("What is the second richest country?", "What is the richest country?", "numbers"),
         ("When did the Second World War end?", "When did World War I end?", "numbers"),
+        # Numerals of one character read as the number they are; the models read "½" as "¼".
+        ("How do I add ½ cup of sugar?", "How do I add ¼ cup of sugar?", "numbers"),
+        ("What is step ① of the recipe?", "What is step ② of the recipe?", "numbers"),
+        ("What is ½ of 10?", "What is 1/2 of 10?", None),
+        # Characters the models do not see (an unknown token each, or "≠" stripped to "="),
+        # and negations of other languages.
+        ("Is it true that x ≠ y here?", "Is it true that x = y here?", "unseen-characters"),
+        ("What does the 🍕 emoji mean?", "What does the 🍔 emoji mean?", "unseen-characters"),
+        ("猫是什么？请介绍一下猫。", "狗是什么？请介绍一下狗。", "unseen-characters"),
+        ("Почему небо голубое днём?", "Почему небо не голубое днём?", "unseen-characters"),
+        ("Warum ist der Himmel blau?", "Warum ist der Himmel nicht blau?", "negation"),
+        ("Why don’t cats like water?", "Why don't cats like water?", None),
+        ("What is the best non-fiction book?", "Which non-fiction book is the best?", None),
         # Word forms, a typo, a pronoun "one" and a quote the other side holds unquoted
         # reword a question; they do not change it.
         (
@@ -396,6 +424,12 @@ def test_json_depth(depth):
 )
 def test_guards(a, b, guard):
     assert veto(a, b) == guard
+
+
+def test_accents_typography_and_fraction_slashes_are_seen():
+    """What the models read as its ASCII look-alike: not a difference the guard needs."""
+    assert unseen("Résumé tips — “quoted” ½\u200b") == {}
+    assert unseen("x ≠ y 🍕 猫") == {"≠": 1, "🍕": 1, "猫": 1}
 
 
 def test_prices_match_exact_then_longest_prefix():
