@@ -202,10 +202,13 @@ class Cache:
             if veto(query.text, entry.text):
                 continue
             # The verifier decides on the nearest candidate the guards let through.
-            score = (
+            # To the 4 decimals of X-Cache-Similarity, so the header never shows a score
+            # under the X-Cache-Threshold it passed, nor equal to one it failed.
+            score = round(
                 cosine
                 if self._verify is None
-                else float(await self._verify.submit((query.text, entry.text, cosine)))
+                else float(await self._verify.submit((query.text, entry.text, cosine))),
+                4,
             )
             if score >= query.threshold:
                 remember(self._verdicts, asked, (entry.key, score), VERDICTS_KEPT)

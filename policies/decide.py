@@ -14,7 +14,9 @@ from policies.keys import context_key, exact_key
 
 Endpoint = Literal["chat", "completions"]
 # Only the last user message is compared by meaning; these make a request exact-only.
-EXACT_ONLY_FIELDS = ("tools", "functions", "tool_choice", "function_call")
+# Requests whose answer depends on more than the meaning of their text: tool calls, and a
+# completion that echoes its prompt (a reworded prompt's answer would echo another).
+EXACT_ONLY_FIELDS = ("tools", "functions", "tool_choice", "function_call", "echo")
 
 
 class RequestError(ValueError):

@@ -230,6 +230,24 @@ def test_malformed_control_header_is_a_400_naming_it(gateway, header, value):
     assert gateway.alive()
 
 
+def test_the_similarity_shown_is_the_score_the_threshold_is_held_to(gateway):
+    """X-Cache-Similarity has 4 decimals: a threshold of exactly that passes, and one a
+    hair above it fails (the score compared was the unrounded one, and the two disagreed)."""
+    client, space = gateway.client(), {"X-Cache-Namespace": unique("similarity").replace(" ", "-")}
+    ask(client, "How do I learn the Python language?", space)
+    reworded, no_store = (
+        "How do I learn the Python language quickly?",
+        {"Cache-Control": "no-store"},
+    )
+    headers, _ = ask(client, reworded, {**space, **no_store})
+    assert headers["x-cache-tier"] == "semantic"
+    shown = headers["x-cache-similarity"]
+    at = ask(client, reworded, {**space, **no_store, "X-Cache-Threshold": shown})[0]
+    above = f"{float(shown) + 0.00001:.5f}"
+    over = ask(client, reworded, {**space, **no_store, "X-Cache-Threshold": above})[0]
+    assert (at["x-cache-status"], over["x-cache-status"]) == ("HIT", "MISS")
+
+
 def test_a_repeated_cache_control_line_is_read_and_a_repeated_x_cache_header_refused(gateway):
     """Raw header lines (the openai client sends each header once)."""
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": unique()}]}
