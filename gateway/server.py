@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +53,7 @@ from policies.decide import (
     json_depth_exceeds,
     ttl_for,
 )
-from policies.keys import item_key, tenant_of
+from policies.keys import canonical_json, item_key, tenant_of
 from policies.pricing import PriceTable
 
 log = logging.getLogger("cachegate")
@@ -76,6 +78,7 @@ DECISION_HEADERS = (
     "X-Cache-Threshold",
 )
 DECISIONS_KEPT = 20_000
+LONG_DIGIT_RUN = re.compile(rb"\d{20}")  # 2**64 has 20 digits
 
 
 class BadRequest(Exception):
@@ -149,6 +152,13 @@ class Gateway:
             raise BadRequest(
                 400, f"request JSON is nested deeper than {self.config.max_json_depth} levels"
             )
+        if LONG_DIGIT_RUN.search(raw):
+            # orjson reads an integer beyond 64 bits as the nearest float, and two such
+            # bodies would share a key: read these (now known valid) exactly.
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:  # past Python's limit on the digits of an integer
+                raise BadRequest(400, f"a number in the request body is too long: {exc}") from None
         return body
 
     def controls(self, request: web.Request) -> tuple[Controls, str]:
@@ -691,7 +701,7 @@ class Gateway:
                 "POST",
                 request.rel_url,
                 request.headers,
-                orjson.dumps(body),
+                canonical_json(body),  # (it may hold an integer orjson cannot write)
                 body["model"],
             ) as up:
                 data = await read_all(up)

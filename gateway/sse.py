@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from policies.keys import canonical_json
+
 DONE = b"data: [DONE]\n\n"
 WORDS_PER_CHUNK = 3
 _PIECES = re.compile(r"\s*\S+\s*|\s+")
@@ -198,7 +200,7 @@ def count_usage(
             + count(
                 m["content"]
                 if isinstance(m.get("content"), str)
-                else orjson.dumps(m.get("content")).decode()
+                else canonical_json(m.get("content")).decode()
             )
             for m in request.get("messages") or ()
         )
@@ -210,7 +212,7 @@ def count_usage(
         ]
     else:
         p = request.get("prompt")
-        prompt = count(p if isinstance(p, str) else orjson.dumps(p).decode())
+        prompt = count(p if isinstance(p, str) else canonical_json(p).decode())
         texts = [c.get("text") or "" for c in answer["choices"]]
     completion = sum(count(t) for t in texts)
     return {

@@ -9,6 +9,7 @@ everything around that text is identical.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,7 +20,10 @@ ANONYMOUS_TENANT = "anonymous"
 
 def canonical_json(value: Any) -> bytes:
     """Byte-identical for equal JSON values: keys sorted, no whitespace."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which orjson cannot write
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def digest(*parts: bytes | str) -> str:

@@ -134,6 +134,14 @@ def test_miss_for_anything_that_changes_the_answer(gateway, change):
     assert headers["x-cache-status"] == "HIT"
 
 
+def test_integers_beyond_64_bits_are_keyed_exactly(gateway):
+    """orjson reads such integers as the nearest float; 2**64 and 2**64 + 1 are one float."""
+    client, prompt = gateway.client(), unique()
+    assert ask(client, prompt, seed=2**64)[0]["x-cache-status"] == "MISS"
+    assert ask(client, prompt, seed=2**64 + 1)[0]["x-cache-status"] == "MISS"
+    assert ask(client, prompt, seed=2**64 + 1)[0]["x-cache-status"] == "HIT"
+
+
 def test_user_field_does_not_change_the_key(gateway):
     client, prompt = gateway.client(), unique()
     ask(client, prompt, user="alice")
@@ -269,6 +277,7 @@ def test_a_repeated_cache_control_line_is_read_and_a_repeated_x_cache_header_ref
         b'{"model": "gpt-4o-mini", "messages": "hello"}',
         b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "n": "two"}',
         b'{"model": "gpt-4o-mini", "messages": [{"content": "no role"}]}',
+        b'{"model": "gpt-4o-mini", "messages": [], "seed": ' + b"9" * 5000 + b"}",
     ],
 )
 def test_bad_bodies_are_openai_shaped_400s(gateway, body):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import signal
@@ -200,17 +201,13 @@ def test_kill_9_under_write_load_never_serves_a_wrong_answer(make_gateway):
 
 junk = st.text(alphabet=string.printable, max_size=200)
 json_junk = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63 - 1)
-    | st.floats(allow_nan=False)
-    | junk,
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | junk,
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(junk, inner, max_size=5),
     max_leaves=20,
 )
 bodies = st.one_of(
     st.binary(max_size=300),
-    json_junk.map(lambda v: orjson.dumps(v)),
+    json_junk.map(lambda v: json.dumps(v).encode()),
     st.fixed_dictionaries(
         {"model": json_junk, "messages": json_junk, "stream": json_junk},
         optional={
@@ -219,7 +216,7 @@ bodies = st.one_of(
             "stream_options": json_junk,
             "tools": json_junk,
         },
-    ).map(lambda v: orjson.dumps(v)),
+    ).map(lambda v: json.dumps(v).encode()),
 )
 # Values a client library will send at all (no leading or trailing blanks).
 header_values = st.text(alphabet=string.ascii_letters + string.digits + " =,.-;", max_size=40).map(
