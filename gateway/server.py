@@ -78,7 +78,7 @@ DECISION_HEADERS = (
     "X-Cache-Threshold",
 )
 DECISIONS_KEPT = 20_000
-LONG_DIGIT_RUN = re.compile(rb"\d{20}")  # 2**64 has 20 digits
+LONG_DIGIT_RUN = re.compile(rb"\d{19}")  # 2**64 has 20 digits, -2**63 - 1 has 19
 
 
 class BadRequest(Exception):
@@ -153,8 +153,9 @@ class Gateway:
                 400, f"request JSON is nested deeper than {self.config.max_json_depth} levels"
             )
         if LONG_DIGIT_RUN.search(raw):
-            # orjson reads an integer beyond 64 bits as the nearest float, and two such
-            # bodies would share a key: read these (now known valid) exactly.
+            # orjson reads an integer past its range (below -2**63, above 2**64 - 1) as
+            # the nearest float, and two such bodies would share a key: read these (now
+            # known valid) exactly.
             try:
                 body = json.loads(raw)
             except ValueError as exc:  # past Python's limit on the digits of an integer
