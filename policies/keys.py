@@ -22,7 +22,7 @@ def canonical_json(value: Any) -> bytes:
     """Byte-identical for equal JSON values: keys sorted, no whitespace."""
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits, which orjson cannot write
+    except orjson.JSONEncodeError:  # an integer past 64 bits either way: orjson cannot write it
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
