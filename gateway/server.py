@@ -53,7 +53,7 @@ from policies.decide import (
     json_depth_exceeds,
     ttl_for,
 )
-from policies.keys import canonical_json, item_key, tenant_of
+from policies.keys import Variant, canonical_json, item_key, tenant_of
 from policies.pricing import PriceTable
 
 log = logging.getLogger("cachegate")
@@ -64,6 +64,9 @@ RETRY_STALE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # What a decision depends on besides the body; see Gateway.decision_for.
 # The caller's API key, however the upstream expects it (OpenAI, Azure, Anthropic style).
 CREDENTIAL_HEADERS = ("Authorization", "api-key", "x-api-key")
+QUERY_KEY = "?key"  # a key passed in the query string, as caller_credentials names it
+# Headers that select another version of an API's answer: part of the key (request_variant).
+VERSION_HEADERS = ("anthropic-version", "anthropic-beta")
 ENDPOINTS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
@@ -71,6 +74,7 @@ ENDPOINTS = {
 }
 DECISION_HEADERS = (
     *CREDENTIAL_HEADERS,
+    *VERSION_HEADERS,
     "Cache-Control",
     "X-Cache-TTL",
     "X-Cache-Namespace",
@@ -170,26 +174,28 @@ class Gateway:
         for header in CREDENTIAL_HEADERS:
             if len(request.headers.getall(header, ())) > 1:  # upstream gets both: which key?
                 raise BadRequest(400, f"{header} is sent more than once", header)
-        credentials = caller_credentials(request.headers)
+        credentials = caller_credentials(request)
         for header, value in credentials:
-            if not value.isascii():
+            if header != QUERY_KEY and not value.isascii():
                 # aiohttp would forward it with those bytes dropped: another key than this one.
                 raise BadRequest(400, f"the API key in {header} is not ASCII", header)
         return controls, tenant_of(credentials, self.policy.shared_tenant)
 
     def tenant(self, request: web.Request) -> str:
-        return tenant_of(caller_credentials(request.headers), self.policy.shared_tenant)
+        return tenant_of(caller_credentials(request), self.policy.shared_tenant)
 
     def decision_for(self, request: web.Request, endpoint: Endpoint, raw: bytes) -> Decision:
         """decide() for this body and these headers. A decision is a pure function of them,
         so byte-identical repeats (the common cache hit) skip parsing and validation."""
-        fingerprint = request_fingerprint(endpoint, raw, request.headers)
+        fingerprint = request_fingerprint(endpoint, raw, request)
         decision = self.decisions.get(fingerprint)
         if decision is None:
             body = self.parse_json(raw)
             controls, tenant = self.controls(request)
             try:
-                decision = decide(endpoint, body, controls, tenant, self.policy)
+                decision = decide(
+                    endpoint, body, controls, tenant, self.policy, request_variant(request)
+                )
             except RequestError as exc:
                 raise BadRequest(400, str(exc), exc.param) from None
             remember(self.decisions, fingerprint, decision, DECISIONS_KEPT)
@@ -589,7 +595,8 @@ class Gateway:
             return self.rejected(request, exc.status, str(exc), exc.param, started, now)
         model = body["model"]
         params = {k: v for k, v in body.items() if k not in ("input", *self.policy.key_ignore)}
-        keys = [item_key(tenant, controls.namespace, params, item) for item in items]
+        variant = request_variant(request)
+        keys = [item_key(tenant, controls.namespace, params, item, variant) for item in items]
         mode_off = controls.mode == "off"
         readable = not mode_off and not controls.no_cache
         found: dict[int, Entry] = {}
@@ -830,9 +837,21 @@ async def prepared(response: web.StreamResponse, request: web.Request) -> bool:
     return True
 
 
-def caller_credentials(headers: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
-    """The credential headers sent with a value, as (header, value)."""
-    return [(h, v) for h in CREDENTIAL_HEADERS for v in headers.getall(h, ()) if v.strip()]
+def caller_credentials(request: web.Request) -> list[tuple[str, str]]:
+    """The credentials sent with a value, as (header, value): the credential headers, and
+    a key passed in the query string (`?key=`, as Google's APIs take one)."""
+    headers = request.headers
+    sent = [(h, v) for h in CREDENTIAL_HEADERS for v in headers.getall(h, ()) if v.strip()]
+    sent += [(QUERY_KEY, v) for v in request.rel_url.query.getall("key", ()) if v.strip()]
+    return sent
+
+
+def request_variant(request: web.Request) -> Variant:
+    """The query string's parameters, sorted (the `key` is the tenant's, not the answer's),
+    and the version headers of the API: what selects another answer besides the body."""
+    query = [(name, value) for name, value in request.rel_url.query.items() if name != "key"]
+    versions = [(f"{h}:", v) for h in VERSION_HEADERS for v in request.headers.getall(h, ())]
+    return tuple(sorted(query)) + tuple(versions)
 
 
 def header_values(headers: CIMultiDictProxy[str], name: str) -> str:
@@ -840,13 +859,22 @@ def header_values(headers: CIMultiDictProxy[str], name: str) -> str:
     return "\x01".join(["", *headers.getall(name)]) if name in headers else ""
 
 
-def request_fingerprint(endpoint: str, raw: bytes, headers: CIMultiDictProxy[str]) -> bytes:
-    """A hash of what a decision depends on: the endpoint and DECISION_HEADERS, a line each,
-    then the body. Each line is every value the header was sent with, each after a \\x01:
-    no header value can hold a line break or a control character, so a header not sent,
-    sent empty or sent twice each give their own line (and may decide otherwise). The
-    exact-hit path runs this on every request: two hash calls, and no copy of the body."""
-    lines = "\n".join([endpoint, *(header_values(headers, h) for h in DECISION_HEADERS), ""])
+def request_fingerprint(endpoint: str, raw: bytes, request: web.Request) -> bytes:
+    """A hash of what a decision depends on: the endpoint, the query string as sent and
+    DECISION_HEADERS, a line each, then the body. Each header line is every value the
+    header was sent with, each after a \\x01: no header value (nor a raw query string) can
+    hold a line break or a control character, so a header not sent, sent empty or sent
+    twice each give their own line (and may decide otherwise). The exact-hit path runs
+    this on every request: two hash calls, and no copy of the body."""
+    headers = request.headers
+    lines = "\n".join(
+        [
+            endpoint,
+            request.rel_url.raw_query_string,
+            *(header_values(headers, h) for h in DECISION_HEADERS),
+            "",
+        ]
+    )
     fingerprint = hashlib.blake2b(lines.encode("utf-8", "surrogateescape"), digest_size=16)
     fingerprint.update(raw)
     return fingerprint.digest()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from policies.controls import Controls
-from policies.keys import context_key, exact_key
+from policies.keys import Variant, context_key, exact_key
 
 Endpoint = Literal["chat", "completions"]
 # Only the last user message is compared by meaning; these make a request exact-only.
@@ -173,13 +173,15 @@ def decide(
     controls: Controls,
     tenant: str,
     config: PolicyConfig,
+    variant: Variant = (),
 ) -> Decision:
-    """The decision for one cacheable request; raises RequestError for a malformed body."""
+    """The decision for one cacheable request; raises RequestError for a malformed body.
+    `variant` (the query string, version headers) is part of the exact key and context."""
     validate(endpoint, body)
     if len(body.get("messages") or ()) > config.max_messages:
         raise RequestError(f"too many messages (limit {config.max_messages})", "messages")
     options = body.get("stream_options") or {}
-    key = exact_key(endpoint, body, tenant, controls.namespace, config.key_ignore)
+    key = exact_key(endpoint, body, tenant, controls.namespace, config.key_ignore, variant)
     ttl = ttl_for(controls, config)
     bypass = controls.mode == "off"
     status = "BYPASS" if bypass else "REFRESH" if controls.no_cache else "MISS"
@@ -194,7 +196,7 @@ def decide(
             semantic = SemanticQuery(
                 text=text.strip(),
                 context_key=context_key(
-                    endpoint, rest, tenant, controls.namespace, config.key_ignore
+                    endpoint, rest, tenant, controls.namespace, config.key_ignore, variant
                 ),
                 threshold=config.default_threshold
                 if controls.threshold is None

@@ -59,10 +59,32 @@ def without(body: dict[str, Any], ignored: Iterable[str]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ignored}
 
 
+Variant = tuple[tuple[str, str], ...]
+"""What besides the body selects an answer: the query string's parameters (Azure's
+api-version) and an API's version headers (anthropic-version), as sorted (name, value)."""
+
+
+def _variant_part(variant: Variant) -> tuple[bytes, ...]:
+    # Only when there is one, so that the keys of plain requests stay what they were.
+    return (canonical_json(variant),) if variant else ()
+
+
 def exact_key(
-    endpoint: str, body: dict[str, Any], tenant: str, namespace: str, ignored: Iterable[str]
+    endpoint: str,
+    body: dict[str, Any],
+    tenant: str,
+    namespace: str,
+    ignored: Iterable[str],
+    variant: Variant = (),
 ) -> str:
-    return digest("exact", endpoint, tenant, namespace, canonical_json(without(body, ignored)))
+    return digest(
+        "exact",
+        endpoint,
+        tenant,
+        namespace,
+        canonical_json(without(body, ignored)),
+        *_variant_part(variant),
+    )
 
 
 def context_key(
@@ -71,13 +93,28 @@ def context_key(
     tenant: str,
     namespace: str,
     ignored: Iterable[str],
+    variant: Variant = (),
 ) -> str:
     """Partition of the semantic tier; the body must already have the compared text removed."""
     return digest(
-        "context", endpoint, tenant, namespace, canonical_json(without(body_without_text, ignored))
+        "context",
+        endpoint,
+        tenant,
+        namespace,
+        canonical_json(without(body_without_text, ignored)),
+        *_variant_part(variant),
     )
 
 
-def item_key(tenant: str, namespace: str, params: dict[str, Any], item: Any) -> str:
+def item_key(
+    tenant: str, namespace: str, params: dict[str, Any], item: Any, variant: Variant = ()
+) -> str:
     """Key of one input item of an embeddings request (model, dimensions, format, the item)."""
-    return digest("embedding", tenant, namespace, canonical_json(params), canonical_json(item))
+    return digest(
+        "embedding",
+        tenant,
+        namespace,
+        canonical_json(params),
+        canonical_json(item),
+        *_variant_part(variant),
+    )
