@@ -194,25 +194,25 @@ def cmd_purge(args: argparse.Namespace) -> None:
 
 
 def cmd_mock_upstream(args: argparse.Namespace) -> None:
-    from gateway.mock_upstream import run_mock_upstream
+    from tools.mock_upstream import run_mock_upstream
 
     run_mock_upstream(args.host, int(args.port), float(args.latency_ms))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from gateway.demo import run_demo
+    from tools.demo import run_demo
 
     run_demo(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from gateway.evaluate import run_eval
+    from tools.evaluate import run_eval
 
     run_eval(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from gateway.benchmark import run_bench
+    from tools.benchmark import run_bench
 
     run_bench(args)
 

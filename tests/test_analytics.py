@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import ARTIFACTS, REPO
 
-from gateway.processes import CACHEGATE
+from tools.processes import CACHEGATE
 
 PRICES = yaml.safe_load((REPO / "configs/pricing.yaml").read_text())["models"]["gpt-4o-mini"]
 

@@ -22,7 +22,7 @@ import pytest
 import redis
 from conftest import Gateway
 
-from gateway.processes import CACHEGATE, REPO, free_port
+from tools.processes import CACHEGATE, REPO, free_port
 
 pytestmark = pytest.mark.redis
 

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.app import guarded
-from gateway.benchmark import fill_entries_db
-from gateway.processes import MockUpstreamProcess
+from tools.benchmark import fill_entries_db
+from tools.processes import MockUpstreamProcess
 
 
 def chat_body(prompt: str, **extra) -> dict:

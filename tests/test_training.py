@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embeddings.pairs import Pair, closure_pairs
 from embeddings.verifier import Calibration, pick_threshold, wilson_lower_bound
+from tools.pairs import Pair, closure_pairs
 
 
 def test_closure_adds_duplicates_of_duplicates_and_negatives_across_groups_only():

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.pairs import Pair, load_pairs, select
-from gateway.processes import GatewayProcess, MockUpstreamProcess
+from tools.pairs import Pair, load_pairs, select
+from tools.processes import GatewayProcess, MockUpstreamProcess
 
 CONCURRENCY = 16
 CURVE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)

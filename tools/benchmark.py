@@ -7,7 +7,7 @@ side by side in each round, and every figure is the median over the rounds, beca
 machine is shared and noisy. The index-scale figures are a library measurement, each size
 in its own subprocess so its resident memory is clean.
 
-`python -m gateway.benchmark ceiling|index-scale ...` runs the two child roles.
+`python -m tools.benchmark ceiling|index-scale ...` runs the two child roles.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from gateway.processes import (
+from tools.processes import (
     REPO,
     GatewayProcess,
     MockUpstreamProcess,
     free_port,
     wait_for_text,
 )
-from gateway.processes import stop as stop_process
+from tools.processes import stop as stop_process
 
 MODEL = "gpt-4o-mini"
 API_KEY = "sk-bench"
@@ -327,7 +327,7 @@ class CeilingProcess:
         self.log = work / "ceiling.log"
         self.process: subprocess.Popen | None = subprocess.Popen(
             [
-                *[sys.executable, "-m", "gateway.benchmark", "ceiling"],
+                *[sys.executable, "-m", "tools.benchmark", "ceiling"],
                 *["--port", str(self.port), "--work", str(work)],
             ],
             stdout=self.log.open("w"),
@@ -694,7 +694,7 @@ def measure_index(size: int, queries: int) -> dict[str, Any]:
 def index_scale(size: int) -> dict[str, Any]:
     say(f"  index scale: {size:,} vectors ...")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.benchmark", "index-scale", "--size", str(size)],
+        [sys.executable, "-m", "tools.benchmark", "index-scale", "--size", str(size)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -1515,7 +1515,7 @@ def run_bench(args: argparse.Namespace) -> None:
 
 # -- the child roles ---------------------------------------------------------------------------
 def child_main(argv: list[str]) -> None:
-    top = argparse.ArgumentParser(prog="python -m gateway.benchmark")
+    top = argparse.ArgumentParser(prog="python -m tools.benchmark")
     roles = top.add_subparsers(dest="role", required=True)
     ceiling = roles.add_parser("ceiling", help="the bare aiohttp server")
     ceiling.add_argument("--port", type=int, required=True)

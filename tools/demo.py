@@ -15,7 +15,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from gateway.processes import GatewayProcess, MockUpstreamProcess
+from tools.processes import GatewayProcess, MockUpstreamProcess
 
 QUESTIONS = [
     ("How do I reverse a list in Python?", "What's the way to reverse a Python list?"),
