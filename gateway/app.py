@@ -205,6 +205,8 @@ def create_app(gateway: Gateway) -> web.Application:
         "/v1/chat/completions": gateway.chat,
         "/v1/completions": gateway.completions,
         "/v1/embeddings": gateway.embeddings,
+        "/v1/messages": gateway.messages,
+        "/v1/responses": gateway.responses,
     }
     app.add_routes(
         web.post(path, guarded(handler, config.max_header_bytes, gateway.rejected))

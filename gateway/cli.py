@@ -50,7 +50,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from gateway.app import serve
 
     config = config_from(
-        args, host=args.host, port=args.port, upstream=args.upstream, backend=args.backend
+        args,
+        host=args.host,
+        port=args.port,
+        upstream=args.upstream,
+        anthropic_upstream=args.anthropic_upstream,
+        backend=args.backend,
     )
     logging.getLogger().setLevel(config.log_level.upper())
     serve(config)
@@ -234,6 +239,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="listen port (default 8080)")
     serve.add_argument(
         "--upstream", default=None, help="upstream base URL (default https://api.openai.com/v1)"
+    )
+    serve.add_argument(
+        "--anthropic-upstream",
+        default=None,
+        help="root URL /v1/messages is sent to (default https://api.anthropic.com)",
     )
     serve.add_argument(
         "--backend",

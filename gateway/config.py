@@ -63,6 +63,9 @@ class Config:
     upstream: str = "https://api.openai.com/v1"
     upstream_key: str | None = None
     routes: tuple[UpstreamRoute, ...] = ()
+    # Root URL that /v1/messages (Anthropic) is appended to, and its x-api-key if set.
+    anthropic_upstream: str = "https://api.anthropic.com"
+    anthropic_upstream_key: str | None = None
     data_dir: Path = Path(".cachegate")
     backend: str = "sqlite"
     admin_token: str | None = None

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Hashable, Mapping
 from multidict import CIMultiDict
 
 from gateway.upstream import UpstreamError
+from policies.pricing import Usage
 
 
 class Flight:
@@ -23,7 +24,7 @@ class Flight:
         self.chunks: list[bytes] = []
         self.done = False
         self.error: Exception | None = None
-        self.usage: tuple[int, int] = (0, 0)  # (prompt, completion) tokens of the answer
+        self.usage = Usage(0, 0)  # tokens of the answer
         self._changed = asyncio.Event()
 
     def start(self, status: int, headers: Mapping[str, str]) -> None:

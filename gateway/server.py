@@ -1,6 +1,6 @@
 """The request path, top to bottom. Read this file to know what happens to a request.
 
-POST /v1/chat/completions, /v1/completions
+POST /v1/chat/completions, /v1/completions, /v1/messages (Anthropic), /v1/responses
   read body (413) -> decision (repeats of the same bytes reuse theirs; else parse JSON,
       control headers and the body, 400 on anything malformed)
   -> exact tier -> semantic tier -> HIT: answer from the entry (replayed as SSE for streams)
@@ -10,6 +10,9 @@ POST /v1/chat/completions, /v1/completions
 POST /v1/embeddings     each input item cached on its own; only missing items go upstream
 any other /v1/*         passed through, streamed both ways
 every request           counted in the ledger (written in batches, off the hot path)
+The cached endpoints differ only in their wire format: how a body is read
+(policies/decide.py) and how an answer streams (gateway/sse.py). /v1/messages goes to
+anthropic_upstream.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from gateway.errors import error_response
 from gateway.flights import Flight, Flights
 from gateway.ledger import Ledger, Record
 from gateway.metrics import Metrics
-from gateway.sse import StreamCapture, count_usage, replay
+from gateway.sse import StreamCapture, answer_usage, complete, count_usage, replay
 from gateway.upstream import Upstream, UpstreamError, read_all, response_headers
 from policies.controls import (
     ControlError,
@@ -54,7 +57,7 @@ from policies.decide import (
     ttl_for,
 )
 from policies.keys import Variant, canonical_json, item_key, tenant_of
-from policies.pricing import PriceTable
+from policies.pricing import PriceTable, Usage
 
 log = logging.getLogger("cachegate")
 
@@ -71,6 +74,8 @@ ENDPOINTS = {
     "/v1/chat/completions": "chat",
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
+    "/v1/responses": "responses",
 }
 DECISION_HEADERS = (
     *CREDENTIAL_HEADERS,
@@ -82,6 +87,9 @@ DECISION_HEADERS = (
     "X-Cache-Threshold",
 )
 DECISIONS_KEPT = 20_000
+# Endpoints whose stored answers say how many prompt tokens the provider's own prompt
+# cache read or wrote (entries keep only the totals): a hit reads them from the answer.
+PROMPT_CACHE_USAGE = frozenset({"messages", "responses"})
 LONG_DIGIT_RUN = re.compile(rb"\d{19}")  # 2**64 has 20 digits, -2**63 - 1 has 19
 
 
@@ -102,6 +110,8 @@ class Outcome:
     similarity: float | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of the prompt tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # ... written to it
     upstream_ms: float = 0.0
     bytes: int = 0
     http_status: int = 200
@@ -201,12 +211,18 @@ class Gateway:
             remember(self.decisions, fingerprint, decision, DECISIONS_KEPT)
         return decision
 
-    # -- chat and text completions --------------------------------------------------------
+    # -- chat and text completions, Anthropic's messages, OpenAI's responses ----------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
         return await self.completion(request, "chat")
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self.completion(request, "completions")
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        return await self.completion(request, "messages")
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await self.completion(request, "responses")
 
     async def completion(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         started, now = time.perf_counter(), time.time()
@@ -391,8 +407,10 @@ class Gateway:
             decision,
             Outcome(
                 decision.status_on_miss if status == 200 else "ERROR",
-                prompt_tokens=usage[0],
-                completion_tokens=usage[1],
+                prompt_tokens=usage.prompt,
+                completion_tokens=usage.completion,
+                cached_tokens=usage.cached,
+                cache_write_tokens=usage.cache_write,
                 upstream_ms=upstream_ms,
                 bytes=size,
                 http_status=status,
@@ -410,16 +428,17 @@ class Gateway:
         data: bytes | None,
         vector,
         upstream_ms: float,
-    ) -> tuple[int, int]:
-        """Store a complete 200 answer (when allowed); returns its (prompt, completion) tokens."""
-        if answer is None or not isinstance(answer, dict) or not answer.get("choices"):
-            return 0, 0
-        usage = answer.get("usage")
-        if not isinstance(usage, dict):
-            usage = count_usage(decision.endpoint, orjson.loads(raw), answer, self.count_tokens)
-            answer["usage"] = usage
+    ) -> Usage:
+        """Store a complete 200 answer (when allowed); returns the tokens it was billed."""
+        if answer is None or not complete(decision.endpoint, answer):
+            return Usage(0, 0)
+        tokens = answer_usage(decision.endpoint, answer)
+        if tokens is None and decision.endpoint in ("chat", "completions"):
+            counted = count_usage(decision.endpoint, orjson.loads(raw), answer, self.count_tokens)
+            answer["usage"] = counted
             data = None  # the stored body carries the counted usage
-        tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            tokens = answer_usage(decision.endpoint, answer)
+        tokens = tokens or Usage(0, 0)
         if not decision.store:
             return tokens
         semantic = decision.semantic
@@ -436,8 +455,8 @@ class Gateway:
                 body=data if data is not None else orjson.dumps(answer),
                 created_at=now,
                 expires_at=now + decision.ttl,
-                prompt_tokens=tokens[0],
-                completion_tokens=tokens[1],
+                prompt_tokens=tokens.prompt,
+                completion_tokens=tokens.completion,
                 upstream_ms=upstream_ms,
                 context_key=semantic.context_key if semantic else None,
                 text=semantic.text if semantic else None,
@@ -480,14 +499,16 @@ class Gateway:
         except UpstreamError as exc:
             return await self.upstream_failed(request, decision, exc, started, now)
         # Saved: the leader's tokens; not time, since this request waited for upstream too.
-        prompt_tokens, completion_tokens = flight.usage
+        usage = flight.usage
         self.record(
             decision,
             Outcome(
                 "HIT" if status == 200 else "ERROR",
                 tier="exact" if status == 200 else None,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
+                prompt_tokens=usage.prompt,
+                completion_tokens=usage.completion,
+                cached_tokens=usage.cached,
+                cache_write_tokens=usage.cache_write,
                 http_status=status,
                 key=decision.key,
             ),
@@ -557,23 +578,29 @@ class Gateway:
         now: float,
     ) -> web.StreamResponse:
         headers = self.cache_headers(status, entry.key, tier, score, entry.age(now))
+        answer = None
         if decision.stream:
-            frames = b"".join(
-                replay(decision.endpoint, orjson.loads(entry.body), decision.include_usage)
-            )
+            answer = orjson.loads(entry.body)
+            frames = b"".join(replay(decision.endpoint, answer, decision.include_usage))
             response = web.Response(body=frames, headers=headers, content_type=SSE)
         else:
             response = web.Response(body=entry.body, headers=headers, content_type=JSON)
         if status == "HIT":
             self.cache.hit(entry, now)
+        usage = Usage(entry.prompt_tokens, entry.completion_tokens)
+        if decision.endpoint in PROMPT_CACHE_USAGE:
+            # What the provider's prompt cache would have served is saved at its price.
+            usage = answer_usage(decision.endpoint, answer or orjson.loads(entry.body)) or usage
         self.record(
             decision,
             Outcome(
                 status,
                 tier=tier if status == "HIT" else None,
                 similarity=score,
-                prompt_tokens=entry.prompt_tokens,
-                completion_tokens=entry.completion_tokens,
+                prompt_tokens=usage.prompt,
+                completion_tokens=usage.completion,
+                cached_tokens=usage.cached,
+                cache_write_tokens=usage.cache_write,
                 upstream_ms=entry.upstream_ms,
                 bytes=len(response.body),
                 key=entry.key,
@@ -803,7 +830,13 @@ class Gateway:
         now: float,
         prompt: str | None = None,
     ) -> None:
-        usd = self.prices.cost(model, outcome.prompt_tokens, outcome.completion_tokens)
+        usd = self.prices.cost(
+            model,
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            outcome.cached_tokens,
+            outcome.cache_write_tokens,
+        )
         record = Record(
             ts=now,
             tenant=tenant,

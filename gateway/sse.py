@@ -1,11 +1,16 @@
-"""Server-sent events: capture an upstream stream into one completion, and replay one as a stream.
+"""The answers of each endpoint on the wire: capture an upstream stream into one answer,
+replay one as a stream, and read an answer's usage.
 
-Entries are stored in the non-stream shape (`chat.completion` / `text_completion`), so
-an answer cached from a stream serves non-stream requests and the other way round.
+Entries are stored in the non-stream shape (`chat.completion`, `text_completion`,
+Anthropic's `message`, the Responses API's `response`), so an answer cached from a
+stream serves non-stream requests and the other way round. Each endpoint streams in its
+own events: OpenAI's chunks ending in `[DONE]`, Anthropic's `message_start` ...
+`message_stop`, the Responses API's `response.created` ... `response.completed`.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,10 +18,14 @@ from typing import Any
 import orjson
 
 from policies.keys import canonical_json
+from policies.pricing import Usage
 
 DONE = b"data: [DONE]\n\n"
 WORDS_PER_CHUNK = 3
 _PIECES = re.compile(r"\s*\S+\s*|\s+")
+# The events that end a complete stream (besides [DONE]), and those that end a failed one.
+END_EVENTS = frozenset({"message_stop", "response.completed"})
+FAILED_EVENTS = frozenset({"error", "response.failed", "response.incomplete"})
 
 
 class StreamCapture:
@@ -46,22 +55,65 @@ class StreamCapture:
             except orjson.JSONDecodeError:
                 self.broken = True
                 continue
-            if isinstance(event, dict) and "error" in event:
+            if not isinstance(event, dict):
+                continue
+            kind = event.get("type")
+            if "error" in event or kind in FAILED_EVENTS:
                 self.broken = True
-            elif isinstance(event, dict):
+            else:
                 self._events.append(event)
+                self.done = self.done or kind in END_EVENTS
 
     def completion(self) -> dict[str, Any] | None:
         """The assembled answer; None unless the stream ended cleanly, every choice finished."""
         if not self.done or self.broken or not self._events:
             return None
-        answer = assemble(self.endpoint, self._events)
-        if not answer["choices"] or any(c.get("finish_reason") is None for c in answer["choices"]):
+        try:
+            answer = ASSEMBLERS[self.endpoint](self._events)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            return None  # events out of the API's shape: nothing we could serve again
+        if answer is None or not complete(self.endpoint, answer):
+            return None
+        if self.endpoint in ("chat", "completions") and any(
+            c.get("finish_reason") is None for c in answer["choices"]
+        ):
             return None
         return answer
 
 
-def assemble(endpoint: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+def complete(endpoint: str, answer: Any) -> bool:
+    """Whether a 200 answer is one to store: a whole answer in the endpoint's shape."""
+    if not isinstance(answer, dict):
+        return False
+    if endpoint == "messages":
+        return answer.get("type") == "message" and answer.get("stop_reason") is not None
+    if endpoint == "responses":
+        return answer.get("object") == "response" and answer.get("status") == "completed"
+    return bool(answer.get("choices"))
+
+
+def answer_usage(endpoint: str, answer: dict[str, Any]) -> Usage | None:
+    """The tokens upstream billed for an answer (None when it reported none). Prompt tokens
+    include those the provider read from, or wrote to, its own prompt cache."""
+    usage = answer.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    if endpoint == "messages":
+        read = int(usage.get("cache_read_input_tokens") or 0)
+        written = int(usage.get("cache_creation_input_tokens") or 0)
+        prompt = int(usage.get("input_tokens") or 0) + read + written
+        return Usage(prompt, int(usage.get("output_tokens") or 0), read, written)
+    if endpoint == "responses":
+        details = usage.get("input_tokens_details") or {}
+        return Usage(
+            int(usage.get("input_tokens") or 0),
+            int(usage.get("output_tokens") or 0),
+            int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        )
+    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+def assemble_completion(endpoint: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     first = events[0]
     choices: dict[int, dict[str, Any]] = {}
     usage = None
@@ -139,12 +191,155 @@ def _merge_logprobs(choice: dict[str, Any], logprobs: dict[str, Any]) -> None:
     choice["logprobs"] = merged
 
 
+def assemble_message(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Anthropic's message from its events: message_start, the content blocks with their
+    deltas, message_delta (stop reason, final usage)."""
+    message: dict[str, Any] | None = None
+    blocks: dict[int, dict[str, Any]] = {}
+    tool_input: dict[int, str] = {}
+    for event in events:
+        kind = event.get("type")
+        if kind == "message_start":
+            message = {**event["message"], "content": []}
+        elif kind == "content_block_start":
+            blocks[event["index"]] = dict(event["content_block"])
+        elif kind == "content_block_delta":
+            index, delta = event["index"], event["delta"]
+            block = blocks[index]
+            if delta["type"] == "text_delta":
+                block["text"] = block.get("text", "") + delta["text"]
+            elif delta["type"] == "thinking_delta":
+                block["thinking"] = block.get("thinking", "") + delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                block["signature"] = delta["signature"]
+            elif delta["type"] == "input_json_delta":
+                tool_input[index] = tool_input.get(index, "") + delta["partial_json"]
+            elif delta["type"] == "citations_delta":
+                block["citations"] = [*(block.get("citations") or ()), delta["citation"]]
+        elif kind == "message_delta" and message is not None:
+            message.update(event.get("delta") or {})
+            # Counts in message_delta are totals; those left out keep message_start's.
+            final = {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
+            message["usage"] = {**(message.get("usage") or {}), **final}
+    if message is None:
+        return None
+    for index, text in tool_input.items():
+        if text:
+            blocks[index]["input"] = orjson.loads(text)
+    message["content"] = [blocks[i] for i in sorted(blocks)]
+    return message
+
+
+def assemble_response(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The Responses API sends the whole response in its last event, response.completed."""
+    completed = [e for e in events if e.get("type") == "response.completed"]
+    return completed[-1]["response"] if completed else None
+
+
+ASSEMBLERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, Any] | None]] = {
+    "chat": lambda events: assemble_completion("chat", events),
+    "completions": lambda events: assemble_completion("completions", events),
+    "messages": assemble_message,
+    "responses": assemble_response,
+}
+
+
 def _frame(event: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
+def _named_frame(event: dict[str, Any]) -> bytes:
+    """An event as Anthropic and the Responses API send theirs: named by its type."""
+    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
 def replay(endpoint: str, answer: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
-    """The stored answer as the SSE frames upstream would have sent: role, pieces, finish, usage."""
+    """The stored answer as the SSE frames upstream would have sent, the text in pieces."""
+    if endpoint == "messages":
+        return replay_message(answer)
+    if endpoint == "responses":
+        return replay_response(answer)
+    return replay_completion(endpoint, answer, include_usage)
+
+
+def replay_message(answer: dict[str, Any]) -> Iterator[bytes]:
+    """Anthropic's events: message_start, each content block (start, deltas, stop),
+    message_delta with the stop reason and usage, message_stop."""
+    head = {**answer, "content": [], "stop_reason": None, "stop_sequence": None}
+    yield _named_frame({"type": "message_start", "message": head})
+    for index, block in enumerate(answer.get("content") or ()):
+        kind = block.get("type")
+        deltas: list[dict[str, Any]] = []
+        if kind == "text":
+            start = {**block, "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in _pieces(block.get("text") or "")]
+        elif kind == "thinking":
+            start = {**block, "thinking": "", "signature": ""}
+            deltas = [
+                *({"type": "thinking_delta", "thinking": p} for p in _pieces(block["thinking"])),
+                {"type": "signature_delta", "signature": block.get("signature") or ""},
+            ]
+        elif kind in ("tool_use", "server_tool_use"):
+            start = {**block, "input": {}}
+            partial = orjson.dumps(block.get("input") or {}).decode()
+            deltas = [{"type": "input_json_delta", "partial_json": partial}]
+        else:  # a block that arrives whole (redacted thinking, a tool's result)
+            start = block
+        yield _named_frame({"type": "content_block_start", "index": index, "content_block": start})
+        for delta in deltas:
+            yield _named_frame({"type": "content_block_delta", "index": index, "delta": delta})
+        yield _named_frame({"type": "content_block_stop", "index": index})
+    delta = {"stop_reason": answer.get("stop_reason"), "stop_sequence": answer.get("stop_sequence")}
+    usage = answer.get("usage") or {}
+    yield _named_frame({"type": "message_delta", "delta": delta, "usage": usage})
+    yield _named_frame({"type": "message_stop"})
+
+
+def replay_response(answer: dict[str, Any]) -> Iterator[bytes]:
+    """The Responses API's events: response.created, response.in_progress, each output
+    item (added, its content parts with the text in deltas, done), response.completed."""
+    numbers = itertools.count()
+
+    def event(kind: str, **fields: Any) -> bytes:
+        return _named_frame({"type": kind, "sequence_number": next(numbers), **fields})
+
+    shell = {**answer, "status": "in_progress", "output": [], "usage": None}
+    yield event("response.created", response=shell)
+    yield event("response.in_progress", response=shell)
+    for out, item in enumerate(answer.get("output") or ()):
+        if item.get("type") != "message":  # a function call, reasoning: each whole
+            yield event("response.output_item.added", output_index=out, item=item)
+            yield event("response.output_item.done", output_index=out, item=item)
+            continue
+        opened = {**item, "status": "in_progress", "content": []}
+        yield event("response.output_item.added", output_index=out, item=opened)
+        place = {"item_id": item.get("id"), "output_index": out}
+        for index, part in enumerate(item.get("content") or ()):
+            text = part.get("text") or ""
+            if part.get("type") != "output_text":  # a refusal: whole
+                yield event("response.content_part.added", **place, content_index=index, part=part)
+            else:
+                empty = {**part, "text": ""}
+                yield event("response.content_part.added", **place, content_index=index, part=empty)
+                for piece in _pieces(text):
+                    yield event(
+                        "response.output_text.delta",
+                        **place,
+                        content_index=index,
+                        delta=piece,
+                        logprobs=[],
+                    )
+                done = {"content_index": index, "text": text, "logprobs": []}
+                yield event("response.output_text.done", **place, **done)
+            yield event("response.content_part.done", **place, content_index=index, part=part)
+        yield event("response.output_item.done", output_index=out, item=item)
+    yield event("response.completed", response=answer)
+
+
+def replay_completion(
+    endpoint: str, answer: dict[str, Any], include_usage: bool
+) -> Iterator[bytes]:
+    """OpenAI's chunks: role, pieces, finish, usage, [DONE]."""
     chat = endpoint == "chat"
     head = {
         "id": answer.get("id"),

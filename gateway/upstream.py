@@ -33,6 +33,7 @@ HOP_BY_HOP = frozenset(
         "Accept-Encoding",
     )
 )
+ANTHROPIC_PATH = "/v1/messages"  # Anthropic's routes, sent to anthropic_upstream
 # Our own controls are for the gateway, not for upstream.
 GATEWAY_HEADERS = frozenset(
     h.lower()
@@ -60,9 +61,10 @@ class Target:
     base_url: str  # encoded (str of a yarl URL): a request's raw path is appended as it is
     api_key: str | None
     origin: URL  # scheme, host and port: no request may leave them
+    key_header: str = "Authorization"  # how api_key is sent: Bearer, or as x-api-key
 
     @classmethod
-    def of(cls, url: str, api_key: str | None) -> Target:
+    def of(cls, url: str, api_key: str | None, key_header: str = "Authorization") -> Target:
         parsed = URL(url.rstrip("/?#"))
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"upstream URL {url!r} must start with http:// or https:// and a host")
@@ -71,7 +73,7 @@ class Target:
                 f"upstream URL {url!r} must have no query or fragment: the client's path "
                 "and query are appended to it"
             )
-        return cls(str(parsed), api_key, parsed.origin())
+        return cls(str(parsed), api_key, parsed.origin(), key_header)
 
 
 class Upstream:
@@ -79,6 +81,9 @@ class Upstream:
         self._config = config
         self._routes = [(re.compile(r.models), Target.of(r.url, r.api_key)) for r in config.routes]
         self._default = Target.of(config.upstream, config.upstream_key)
+        # Anthropic's API: the root URL, to which /v1/messages is appended as sent.
+        anthropic = config.anthropic_upstream.rstrip("/") + "/v1"
+        self._anthropic = Target.of(anthropic, config.anthropic_upstream_key, "x-api-key")
         self._slots = asyncio.Semaphore(config.upstream_concurrency)
         self._session: aiohttp.ClientSession | None = None
 
@@ -98,7 +103,9 @@ class Upstream:
         if self._session:
             await self._session.close()
 
-    def target(self, model: str | None) -> Target:
+    def target(self, model: str | None, path: str = "") -> Target:
+        if path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/"):
+            return self._anthropic
         for pattern, target in self._routes:
             if model and pattern.fullmatch(model):
                 return target
@@ -111,7 +118,10 @@ class Upstream:
             if k.lower() not in HOP_BY_HOP and k.lower() not in GATEWAY_HEADERS
         )
         headers["Accept-Encoding"] = "identity"  # we read what we cache
-        if target.api_key:
+        if target.api_key and target.key_header == "x-api-key":
+            headers.popall("Authorization", None)  # the configured key replaces the caller's
+            headers["x-api-key"] = target.api_key
+        elif target.api_key:
             headers["Authorization"] = f"Bearer {target.api_key}"
         return headers
 
@@ -127,7 +137,7 @@ class Upstream:
         """Send a request to what follows /v1 in `incoming` (the client's URL: path and
         query as they were sent, percent-encoding included) and yield upstream's response."""
         assert self._session is not None, "Upstream.start() was not awaited"
-        target = self.target(model)
+        target = self.target(model, incoming.path)
         if problem := path_problem(incoming):
             raise UpstreamError(400, f"path {incoming.path!r} {problem}")
         tail = incoming.raw_path.removeprefix("/v1")

@@ -12,11 +12,38 @@ from typing import Any, Literal
 from policies.controls import Controls
 from policies.keys import Variant, context_key, exact_key
 
-Endpoint = Literal["chat", "completions"]
+# chat and completions: OpenAI's; messages: Anthropic's Messages API; responses: OpenAI's
+# Responses API.
+Endpoint = Literal["chat", "completions", "messages", "responses"]
 # Only the last user message is compared by meaning; these make a request exact-only.
 # Requests whose answer depends on more than the meaning of their text: tool calls, and a
 # completion that echoes its prompt (a reworded prompt's answer would echo another).
 EXACT_ONLY_FIELDS = ("tools", "functions", "tool_choice", "function_call", "echo")
+# Responses API requests whose answer depends on state kept upstream: exact-only.
+SERVER_STATE_FIELDS = ("previous_response_id", "conversation")
+TEXT_PARTS = frozenset({"text", "input_text"})  # a text part of a message, in either API
+# Content that is not text: a request carrying it anywhere is exact-only.
+FILE_PARTS = frozenset({"image", "document", "input_image", "input_file", "input_audio"})
+# Fields whose type validate() checks, on every endpoint and on one.
+FIELD_TYPES: tuple[tuple[str, Any], ...] = (
+    ("stream", bool),
+    ("n", int),
+    ("temperature", int | float),
+    ("top_p", int | float),
+    ("max_tokens", int),
+    ("seed", int),
+)
+FIELD_TYPES_OF: dict[str, tuple[tuple[str, Any], ...]] = {
+    "messages": (("system", str | list), ("top_k", int), ("tools", list)),
+    "responses": (
+        ("instructions", str),
+        ("max_output_tokens", int),
+        ("background", bool),
+        ("tools", list),
+    ),
+}
+# The conversation of each endpoint: the array whose last user item is compared by meaning.
+CONVERSATION = {"chat": "messages", "messages": "messages", "responses": "input"}
 
 
 class RequestError(ValueError):
@@ -84,36 +111,21 @@ def validate(endpoint: Endpoint, body: Any) -> None:
         "'model' is required and must be a non-empty string",
         "model",
     )
-    if endpoint == "chat":
-        messages = body.get("messages")
+    if endpoint in ("chat", "messages"):
+        _validate_messages(body.get("messages"), "messages", role_required=True)
+    elif endpoint == "responses":
+        items = body.get("input")
         _require(
-            isinstance(messages, list) and len(messages) > 0,
-            "'messages' is required and must be a non-empty array",
-            "messages",
+            isinstance(items, str) or (isinstance(items, list) and len(items) > 0),
+            "'input' is required and must be a string or a non-empty array",
+            "input",
         )
-        for i, message in enumerate(messages):
-            _require(
-                isinstance(message, dict) and isinstance(message.get("role"), str),
-                f"messages[{i}] must be an object with a string 'role'",
-                f"messages[{i}]",
-            )
-            content = message.get("content")
-            _require(
-                content is None or isinstance(content, str | list),
-                f"messages[{i}].content must be a string or an array",
-                f"messages[{i}].content",
-            )
+        if isinstance(items, list):
+            _validate_messages(items, "input", role_required=False)
     else:
         prompt = body.get("prompt")
         _require(isinstance(prompt, str | list), "'prompt' must be a string or an array", "prompt")
-    for name, kinds in (
-        ("stream", bool),
-        ("n", int),
-        ("temperature", int | float),
-        ("top_p", int | float),
-        ("max_tokens", int),
-        ("seed", int),
-    ):
+    for name, kinds in (*FIELD_TYPES, *FIELD_TYPES_OF.get(endpoint, ())):
         value = body.get(name)
         _require(
             value is None
@@ -129,37 +141,86 @@ def validate(endpoint: Endpoint, body: Any) -> None:
     )
 
 
+def _validate_messages(messages: Any, name: str, role_required: bool) -> None:
+    """A non-empty array of objects with a string role (or, for Responses input items,
+    none) and a string or array content."""
+    _require(
+        isinstance(messages, list) and len(messages) > 0,
+        f"'{name}' is required and must be a non-empty array",
+        name,
+    )
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        _require(
+            isinstance(message, dict)
+            and (isinstance(role, str) or (role is None and not role_required)),
+            f"{name}[{i}] must be an object with a string 'role'",
+            f"{name}[{i}]",
+        )
+        content = message.get("content")
+        _require(
+            content is None or isinstance(content, str | list),
+            f"{name}[{i}].content must be a string or an array",
+            f"{name}[{i}].content",
+        )
+
+
 def _text_content(content: Any) -> str | None:
     """The text of a message content, or None when it holds anything but text."""
     if isinstance(content, str):
         return content
     if isinstance(content, list) and all(
-        isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        isinstance(part, dict)
+        and part.get("type") in TEXT_PARTS
+        and isinstance(part.get("text"), str)
         for part in content
     ):
         return "\n".join(part["text"] for part in content)
     return None
 
 
+def _carries_tool_output_or_file(item: Any) -> bool:
+    """A conversation item that is (or holds) a tool's output, a file or an image."""
+    if not isinstance(item, dict):
+        return True
+    kind = str(item.get("type") or "")
+    if kind.endswith("_output") or kind == "item_reference" or item.get("role") == "tool":
+        return True
+    if item.get("tool_calls") or item.get("function_call"):
+        return True
+    content = item.get("content")
+    return isinstance(content, list) and any(
+        not isinstance(part, dict)
+        or part.get("type") in FILE_PARTS
+        or part.get("type") == "tool_result"
+        for part in content
+    )
+
+
 def semantic_split(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(text compared by meaning, the body without it), or None if the request is exact-only."""
-    if any(body.get(name) for name in EXACT_ONLY_FIELDS) or (body.get("n") or 1) > 1:
+    if endpoint in ("chat", "completions") and any(body.get(name) for name in EXACT_ONLY_FIELDS):
+        return None
+    if (body.get("n") or 1) > 1 or any(body.get(name) for name in SERVER_STATE_FIELDS):
         return None
     if endpoint == "completions":
         prompt = body["prompt"]
         return (prompt, {**body, "prompt": None}) if isinstance(prompt, str) else None
-    messages = body["messages"]
+    field_name = CONVERSATION[endpoint]
+    messages = body[field_name]
+    if isinstance(messages, str):  # a Responses input that is one user text
+        return messages, {**body, field_name: None}
     last = messages[-1]
-    if last.get("role") != "user" or set(last) - {"role", "content", "name"}:
+    if last.get("role") != "user" or set(last) - {"role", "content", "name", "type"}:
         return None
-    if any(
-        m.get("role") == "tool" or m.get("tool_calls") or m.get("function_call") for m in messages
-    ):
+    if last.get("type", "message") != "message":
+        return None
+    if any(_carries_tool_output_or_file(m) for m in messages):
         return None
     text = _text_content(last.get("content"))
     if text is None:
         return None
-    return text, {**body, "messages": [*messages[:-1], {**last, "content": None}]}
+    return text, {**body, field_name: [*messages[:-1], {**last, "content": None}]}
 
 
 def ttl_for(controls: Controls, config: PolicyConfig) -> float:
@@ -178,12 +239,14 @@ def decide(
     """The decision for one cacheable request; raises RequestError for a malformed body.
     `variant` (the query string, version headers) is part of the exact key and context."""
     validate(endpoint, body)
-    if len(body.get("messages") or ()) > config.max_messages:
-        raise RequestError(f"too many messages (limit {config.max_messages})", "messages")
+    conversation = CONVERSATION.get(endpoint, "messages")
+    if isinstance(body.get(conversation), list) and len(body[conversation]) > config.max_messages:
+        raise RequestError(f"too many messages (limit {config.max_messages})", conversation)
     options = body.get("stream_options") or {}
     key = exact_key(endpoint, body, tenant, controls.namespace, config.key_ignore, variant)
     ttl = ttl_for(controls, config)
-    bypass = controls.mode == "off"
+    # A background response is fetched later by its id: there is no answer here to keep.
+    bypass = controls.mode == "off" or body.get("background") is True
     status = "BYPASS" if bypass else "REFRESH" if controls.no_cache else "MISS"
     semantic = None
     if controls.mode == "semantic" and config.semantic_enabled and not bypass:
@@ -206,7 +269,7 @@ def decide(
         endpoint=endpoint,
         model=body["model"],
         stream=bool(body.get("stream")),
-        include_usage=bool(options.get("include_usage")),
+        include_usage=endpoint in ("chat", "completions") and bool(options.get("include_usage")),
         tenant=tenant,
         namespace=controls.namespace,
         key=key,

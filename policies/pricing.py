@@ -11,7 +11,20 @@ from typing import Any
 class Price:
     input: float  # USD per 1M prompt tokens
     output: float  # USD per 1M completion tokens
-    cached_input: float | None = None
+    cached_input: float | None = None  # prompt tokens read from the provider's prompt cache
+    cache_write: float | None = None  # prompt tokens written to it (Anthropic)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens an answer was billed. `prompt` counts every input token, including the
+    `cached` ones (read from the provider's own prompt cache) and the `cache_write` ones
+    (written to it), which are priced apart where the table has their price."""
+
+    prompt: int
+    completion: int
+    cached: int = 0
+    cache_write: int = 0
 
 
 class PriceTable:
@@ -34,6 +47,7 @@ class PriceTable:
                     float(p["input"]),
                     float(p["output"]),
                     None if p.get("cached_input") is None else float(p["cached_input"]),
+                    None if p.get("cache_write") is None else float(p["cache_write"]),
                 )
                 for name, p in models.items()
             }
@@ -48,9 +62,28 @@ class PriceTable:
         # Provider-prefixed names ("openai/gpt-4o") price as the bare model.
         return self.price(model.split("/", 1)[1]) if "/" in model else None
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        """USD for that usage, or None when the model has no price."""
+    def cost(
+        self,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> float | None:
+        """USD for that usage, or None when the model has no price. Prompt tokens read from
+        or written to the provider's prompt cache (part of `prompt_tokens`) cost its cache
+        prices, or the input price where the table has none."""
         price = self.price(model)
         if price is None:
             return None
-        return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
+        cached = min(cached_tokens, prompt_tokens)
+        written = min(cache_write_tokens, prompt_tokens - cached)
+        read_price = price.input if price.cached_input is None else price.cached_input
+        write_price = price.input if price.cache_write is None else price.cache_write
+        micro = (
+            (prompt_tokens - cached - written) * price.input
+            + cached * read_price
+            + written * write_price
+            + completion_tokens * price.output
+        )
+        return micro / 1_000_000

@@ -83,3 +83,73 @@ def test_tool_call_deltas_are_assembled():
         "type": "function",
         "function": {"name": "get_weather", "arguments": '{"a":1}'},
     }
+
+
+MESSAGE = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5",
+    "content": [],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 3, "output_tokens": 5, "cache_read_input_tokens": 2},
+}
+
+
+@given(st.text(max_size=200), st.text(max_size=50), st.integers(1, 50))
+def test_anthropic_messages_replay_then_capture_round_trips(text, thought, split):
+    answer = {
+        **MESSAGE,
+        "content": [
+            {"type": "thinking", "thinking": thought, "signature": "sig"},
+            {"type": "text", "text": text},
+            {"type": "tool_use", "id": "t1", "name": "f", "input": {"city": text[:5]}},
+        ],
+    }
+    frames = b"".join(replay("messages", answer, include_usage=False))
+    capture = StreamCapture("messages")
+    for i in range(0, len(frames), split):
+        capture.feed(frames[i : i + split])
+    assert capture.completion() == answer
+
+
+@given(st.lists(st.text(max_size=60), min_size=1, max_size=3), st.integers(1, 50))
+def test_responses_replay_then_capture_round_trips(texts, split):
+    answer = {
+        "id": "resp_1",
+        "object": "response",
+        "status": "completed",
+        "model": "gpt-4o",
+        "output": [
+            {"type": "function_call", "id": "fc_1", "name": "f", "arguments": "{}"},
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": t, "annotations": []} for t in texts],
+            },
+        ],
+        "usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
+    }
+    frames = b"".join(replay("responses", answer, include_usage=False))
+    capture = StreamCapture("responses")
+    for i in range(0, len(frames), split):
+        capture.feed(frames[i : i + split])
+    assert capture.completion() == answer
+
+
+def test_a_stream_without_its_last_event_or_with_an_error_is_never_an_answer():
+    answer = {**MESSAGE, "content": [{"type": "text", "text": "hello there"}]}
+    frames = list(replay("messages", answer, include_usage=False))
+    cut = StreamCapture("messages")
+    cut.feed(b"".join(frames[:-1]))  # no message_stop
+    assert cut.completion() is None
+    failed = StreamCapture("messages")
+    failed.feed(b"".join(frames[:-1]))
+    failed.feed(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"}}\n\n')
+    assert failed.completion() is None
+    garbled = StreamCapture("messages")
+    garbled.feed(b"".join(frames).replace(b'"index":0', b'"index":7', 1))
+    assert garbled.completion() is None

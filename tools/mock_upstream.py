@@ -1,5 +1,8 @@
 """A deterministic OpenAI-compatible upstream, for tests, the demo and the benchmarks.
 
+It also speaks Anthropic's Messages API (POST /v1/messages) and OpenAI's Responses API
+(POST /v1/responses), streamed and not, with usage.
+
 Answers depend only on the request, so a test knows what a correct cached answer is.
 Per-request fault injection through headers (the gateway forwards them):
   X-Mock-Status: 500       answer with that status and an OpenAI-shaped error
@@ -216,6 +219,156 @@ class MockUpstream:
         await response.write_eof()
         return response
 
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's Messages API: the answer to the last user text, with usage; a long
+        system prompt marked with cache_control is reported as read from the prompt cache."""
+        body, failure = await self._begin(request, "messages")
+        if failure:
+            return failure
+        model = str(body.get("model", "mock-model"))
+        messages = body.get("messages") or []
+        text = answer_text(last_user_text(messages), model)
+        system = body.get("system")
+        system_text = system if isinstance(system, str) else orjson.dumps(system or "").decode()
+        cached = tokens(system_text) if isinstance(system, list) and system_text else 0
+        ident = "msg_" + request_id(body)
+        usage = {
+            "input_tokens": sum(tokens(str(m.get("content", ""))) for m in messages),
+            "output_tokens": tokens(text),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": cached,
+        }
+        message = {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return web.json_response(message, headers={"request-id": ident})
+        head = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+        events = [
+            {"type": "message_start", "message": head},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            {"type": "ping"},
+            *(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": w},
+                }
+                for w in re.findall(r"\S+\s*", text)
+            ),
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+            {"type": "message_stop"},
+        ]
+        return await self._events(request, events, ident)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API: the answer to the last user text of `input`, with usage."""
+        body, failure = await self._begin(request, "responses")
+        if failure:
+            return failure
+        model = str(body.get("model", "mock-model"))
+        items = body.get("input")
+        prompt = items if isinstance(items, str) else last_user_text(items or [])
+        text = answer_text(prompt, model)
+        ident = request_id(body)
+        usage = {
+            "input_tokens": tokens(str(items)) + tokens(str(body.get("instructions") or "")),
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": tokens(text),
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        part = {"type": "output_text", "text": text, "annotations": []}
+        item = {
+            "id": "msg_" + ident,
+            "type": "message",
+            "status": "completed",
+            "role": "assistant",
+            "content": [part],
+        }
+        response = {
+            "id": "resp_" + ident,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "error": None,
+            "incomplete_details": None,
+            "instructions": body.get("instructions"),
+            "model": model,
+            "output": [item],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": body.get("tools") or [],
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return web.json_response(response, headers={"x-request-id": ident})
+        shell = {**response, "status": "in_progress", "output": [], "usage": None}
+        place = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+        events = [
+            {"type": "response.created", "response": shell},
+            {"type": "response.in_progress", "response": shell},
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**item, "status": "in_progress", "content": []},
+            },
+            {"type": "response.content_part.added", **place, "part": {**part, "text": ""}},
+            *(
+                {"type": "response.output_text.delta", **place, "delta": w, "logprobs": []}
+                for w in re.findall(r"\S+\s*", text)
+            ),
+            {"type": "response.output_text.done", **place, "text": text, "logprobs": []},
+            {"type": "response.content_part.done", **place, "part": part},
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+            {"type": "response.completed", "response": response},
+        ]
+        for number, event in enumerate(events):
+            event["sequence_number"] = number
+        return await self._events(request, events, ident)
+
+    async def _events(
+        self, request: web.Request, events: list[dict[str, Any]], ident: str
+    ) -> web.StreamResponse:
+        """Named server-sent events, as Anthropic and the Responses API send them; X-Mock-Cut
+        drops the connection after that many."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "X-Request-Id": ident}
+        )
+        await response.prepare(request)
+        cut = int(request.headers.get("X-Mock-Cut", 0))
+        for sent, event in enumerate(events):
+            if cut and sent >= cut:
+                await asyncio.sleep(0.05)
+                assert request.transport is not None
+                request.transport.close()
+                return response
+            frame = f"event: {event['type']}\ndata: ".encode() + orjson.dumps(event) + b"\n\n"
+            await response.write(frame)
+        await response.write_eof()
+        return response
+
     async def embeddings(self, request: web.Request) -> web.Response:
         body, failure = await self._begin(request, "embeddings")
         if failure:
@@ -271,6 +424,8 @@ class MockUpstream:
                 web.post("/v1/chat/completions", self.chat),
                 web.post("/v1/completions", self.completions),
                 web.post("/v1/embeddings", self.embeddings),
+                web.post("/v1/messages", self.messages),
+                web.post("/v1/responses", self.responses),
                 web.get("/v1/models", self.models),
                 web.get("/mock/calls", self.calls_handler),
                 web.get("/mock/last", self.last_handler),
@@ -278,6 +433,10 @@ class MockUpstream:
             ]
         )
         return app
+
+
+def request_id(body: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
 
 def invalid_request(message: str, param: str | None) -> web.Response:
