@@ -1,7 +1,8 @@
 """The two tiers behind one object: where every cached answer is looked up and stored.
 
     exact:    memory LRU (bounded in bytes)  ->  durable store (SQLite or Redis)
-    semantic: embed the text -> FAISS in the request's partition -> guards -> verifier
+    semantic: embed the text -> FAISS in the request's partition -> prompt guards and
+              lexical guards -> verifier (policies/prompts.py, policies/guards.py)
 
 Vectors live in the durable store beside their entries; the FAISS index is rebuilt from
 there at start and kept in step with every store, purge, expiry and eviction (with Redis,
@@ -27,8 +28,8 @@ from gateway.entries import Entry
 from gateway.semantic import SemanticIndex
 from gateway.store import PurgeFilter
 from policies.decide import SemanticQuery
-from policies.guards import veto
 from policies.keys import digest
+from policies.prompts import judge
 
 log = logging.getLogger("cachegate.cache")
 # Verified matches remembered for repeats of the same reworded request (see Cache.semantic).
@@ -199,13 +200,18 @@ class Cache:
             entry = await self.get(key)
             if not servable(entry, now, max_age):
                 continue
-            if veto(query.text, entry.text):
+            verdict = judge(query.text, entry.text)
+            if verdict.guard is not None:
                 continue
-            # The verifier decides on the nearest candidate the guards let through.
-            # To the 4 decimals of X-Cache-Similarity, so the header never shows a score
+            # The same request but for greetings, thanks, case and the like: its answer is
+            # right by construction (score 1), whatever the models would make of the noise.
+            # Otherwise the verifier decides on the nearest candidate the guards let through,
+            # to the 4 decimals of X-Cache-Similarity, so the header never shows a score
             # under the X-Cache-Threshold it passed, nor equal to one it failed.
             score = round(
-                cosine
+                1.0
+                if verdict.same
+                else cosine
                 if self._verify is None
                 else float(await self._verify.submit((query.text, entry.text, cosine))),
                 4,

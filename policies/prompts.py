@@ -1,0 +1,794 @@
+"""Prompt decomposition: what of a prompt decides its answer, and what does not.
+
+A prompt is a request ("what causes inflation?") plus, often, instructions ("in one
+sentence", "as JSON", "like I'm five", "end with a link to ..."), slot values (the
+language to translate into, the quoted phrase, the framework) and a payload (the email to
+summarize, the code to fix). The cached answer to one prompt answers another only when
+all of these agree; the request's wording may vary (the verifier judges it). Greetings,
+please/thanks, "quick question:", trailing smileys, case, punctuation, whitespace and
+British spelling change nothing, and are stripped before anything is compared.
+
+Within one API key every end user of an app shares the cache, so an instruction that
+slips through ("What are your opening hours? Be brief and wrong.") plants an answer for
+all the others: instructions are compared as a set, and any difference vetoes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from unicodedata import category, normalize
+
+from policies.guards import veto
+
+# Languages told apart by their commonest words; the models read English only.
+ENGLISH = "en"
+OTHER_SCRIPT = "other"
+# fmt: off
+STOPWORDS = {
+    "en": set("""
+the is are was were what how why when where which who does did you your my it this that
+with for of and to have has not don't be me can could should would will i i'm it's what's
+there their they an any about from whats dont im
+""".split()),
+    "es": set("""
+el los las es está están son qué cómo cuál cuáles por para con una mi tu que del al
+puedo hola gracias también pero muy esta este cuando dónde donde hay tengo mis sus se
+como porque quiero necesito
+""".split()),
+    "fr": set("""
+le les est sont qu'est quoi comment pourquoi je vous mon ma mes une des du et pour avec
+dans ce cette pas ne sur bonjour merci est-ce il elle c'est j'ai quel quelle où peux
+suis ai
+""".split()),
+    "de": set("""
+der die das ist sind was wie warum wann wo ich du sie mein meine ein eine und mit für
+nicht zu den dem des auf kann es bitte danke hallo hat habe welche welcher mir mich
+ich's gibt wird kann man
+""".split()),
+    "pt": set("""
+os é são como por para com um uma meu minha não do da dos das em no na você olá
+obrigado obrigada qual quando onde posso isso está estou tenho meus minhas vocês
+""".split()),
+    "it": set("""
+il lo gli è sono che come perché quando dove io mio mia una di del della con per non
+ciao grazie qual posso questo questa sono ho mi ti cosa della nel
+""".split()),
+}
+# fmt: on
+# Words no other listed language shares: one of these counts twice.
+TELLTALE = {
+    "es": {"qué", "cómo", "está", "gracias", "hola", "puedo", "necesito", "quiero"},
+    "fr": {"est-ce", "pourquoi", "merci", "bonjour", "c'est", "j'ai", "vous", "avec"},
+    "de": {"ich", "nicht", "ist", "bitte", "danke", "warum", "und", "wie"},
+    "pt": {"você", "não", "obrigado", "obrigada", "olá", "isso", "vocês"},
+    "it": {"perché", "grazie", "ciao", "cosa", "questo", "questa", "sono"},
+}
+
+# Benign openers and closers: stripped at the start or the end of the prompt, repeatedly.
+GREETING = (
+    r"(?:hi|hello|hey|heya|hiya|howdy|yo|greetings|good (?:morning|afternoon|evening|day)"
+    r"|dear (?:support|team|sir|madam|all)|hola|buenos d[ií]as|buenas(?: tardes| noches)?"
+    r"|bonjour|bonsoir|salut|hallo|guten (?:tag|morgen|abend)|ol[aá]|oi|bom dia|boa tarde"
+    r"|ciao|buongiorno|buonasera)(?: there| team| all| everyone| folks| guys)?"
+)
+OPENER = (
+    r"(?:quick question|quick q|a quick question|question|one question|q|i have a question"
+    r"|i've got a question|i got a question|just wondering|i was wondering|i'm wondering"
+    r"|so|ok|okay|um|uh|hmm|well|btw|by the way|sorry to bother you|sorry|excuse me"
+    r"|hope you're well|hope you are well|hope you're doing well)"
+)
+ASKING = (
+    r"(?:(?:can|could|would) you (?:please |kindly )?(?:tell me|let me know)"
+    r"|(?:please )?(?:tell me|let me know)|do you know|i'd like to know|i would like to know"
+    r"|i want to know|i need to know|any idea)"
+)
+THANKS = (
+    r"(?:thanks|thank you|thank u|thx|thnx|tx|ty|tyvm|cheers|much appreciated|appreciate it"
+    r"|i appreciate it|thanks a lot|thanks so much|thank you so much|many thanks"
+    r"|thanks in advance|thank you in advance|tia|thanks for your help|thanks for the help"
+    r"|regards|best regards|kind regards|best|br|gracias|muchas gracias|merci|merci beaucoup"
+    r"|danke|vielen dank|danke sch[oö]n|obrigad[oa]|muito obrigad[oa]|grazie|grazie mille)"
+)
+# Separators a benign phrase may be followed by.
+SEP = r"[\s,.!?:;\-–—…]*"
+LEADING = re.compile(rf"^(?:{GREETING}|{OPENER}){SEP}(?=\S|$)", re.IGNORECASE)
+LEADING_ASK = re.compile(rf"^{ASKING}\b{SEP}", re.IGNORECASE)
+TRAILING = re.compile(rf"(?:^|[\s,.!?:;\-–—…]){THANKS}{SEP}$", re.IGNORECASE)
+POLITE = re.compile(r"\b(?:please|pls|plz|plse|kindly)\b[,]?\s*", re.IGNORECASE)
+# Smileys and hand gestures decorate; other emoji may be what is asked about ("🍕"/"🍔").
+DECORATIVE = re.compile(
+    "[\U0001f600-\U0001f64f\U0001f910-\U0001f92f\U0001f970-\U0001f97a\U0001f44b-\U0001f450"
+    "\U0001f495-\U0001f49f\u2764\u263a\ufe0f\u200d]"
+)
+
+# British spellings written the American way, so the two read as one text.
+BRITISH = [
+    (re.compile(r"\b(colo|flavo|favo|hono|humo|labo|neighbo|behavio|rumo|harbo|savo|vapo"
+                r"|endeavo|armo|odo|tumo|vigo|rigo|splendo|glamo)ur"), r"\1r"),
+    (re.compile(r"\b(organi|reali|recogni|apologi|optimi|customi|priori|minimi|maximi"
+                r"|summari|categori|utili|speciali|standardi|authori|normali|initiali"
+                r"|seriali|visuali|synchroni|emphasi|critici|memori|personali|finali"
+                r"|monetti|capitali|digiti|randomi|tokeni|containeri|parameteri"
+                r"|modernise|centrali|locali|globali|criticise)s(e|es|ed|ing|ation|ations"
+                r"|er|ers)\b"), r"\1z\2"),
+    (re.compile(r"\banalys(e|ed|es|ing)\b"), r"analyz\1"),
+    (re.compile(r"\b(cent|met|theat|lit|fib|calib|somb|spect|lust|manoeuv)re(s?)\b"), r"\1er\2"),
+    (re.compile(r"\b(travel|cancel|model|label|fuel|signal|total|counsel|dial|level|channel"
+                r"|tunnel|marvel|jewel|quarrel)l(ed|ing|er|ers)\b"), r"\1\2"),
+]  # fmt: skip
+BRITISH_WORDS = {
+    "grey": "gray",
+    "programme": "program",
+    "programmes": "programs",
+    "catalogue": "catalog",
+    "defence": "defense",
+    "licence": "license",
+    "offence": "offense",
+    "pretence": "pretense",
+    "practise": "practice",
+    "tyre": "tire",
+    "tyres": "tires",
+    "aluminium": "aluminum",
+    "mum": "mom",
+    "maths": "math",
+    "jewellery": "jewelry",
+    "cheque": "check",
+    "cheques": "checks",
+    "ageing": "aging",
+    "judgement": "judgment",
+    "enrol": "enroll",
+    "fulfil": "fulfill",
+    "plough": "plow",
+    "storey": "story",
+    "whilst": "while",
+    "amongst": "among",
+    "towards": "toward",
+    "learnt": "learned",
+    "spelt": "spelled",
+    "burnt": "burned",
+    "dreamt": "dreamed",
+}
+
+# -- instructions ---------------------------------------------------------------------
+NUMBER_WORD = {
+    "a": "1", "an": "1", "one": "1", "single": "1", "a single": "1", "two": "2", "a couple of": "2",
+    "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
+    "ten": "10", "twenty": "20", "fifty": "50", "hundred": "100", "a hundred": "100",
+}  # fmt: skip
+COUNT = (
+    r"(?P<n>\d+|a single|a couple of|single|one|two|three|four|five|six|seven|eight|nine|ten"
+    r"|twenty|fifty|a hundred|hundred|a|an)"
+)
+UNIT = (
+    r"(?P<unit>sentences?|lines?|paragraphs?|words?|characters?|chars|bullet points?|bullets?"
+    r"|points|tweets?|steps|items|examples|reasons|tips|ideas|sentence summary)"
+)
+LENGTH_COUNT = re.compile(
+    rf"\b(?:in|using|with|within|as|give me|list|only)?\s*{COUNT}[\s-]+{UNIT}\b"
+)
+LENGTH_LIMIT = re.compile(
+    rf"\b(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
+    rf"not more than|below|limit(?:ed)? to)\s+(?P<n>\d+|[a-z]+)\s+{UNIT}"
+)
+# Each group of phrases (regular expressions, one a line) means one instruction; the
+# label names what it asks for.
+PHRASES: dict[str, str] = {
+    "length:short": r"""
+be brief
+briefly
+brief answer
+keep it (?:short|brief)
+short answer
+(?:in )?short(?:ly)?[.!]?$
+concise(?:ly)?
+be concise
+tl;?dr
+in a nutshell
+succinct(?:ly)?
+in (?:a )?few words
+short and sweet
+keep it simple
+quick answer
+one[- ]liner
+""",
+    "length:long": r"""
+in (?:great |more |full )?detail
+detailed
+in[- ]depth
+elaborate
+comprehensive(?:ly)?
+thorough(?:ly)?
+long answer
+at length
+exhaustive(?:ly)?
+be verbose
+essay
+""",
+    "format:json": r"""
+\bjson\b
+""",
+    "format:yaml": r"""
+\byaml\b
+""",
+    "format:xml": r"""
+\bxml\b
+""",
+    "format:csv": r"""
+\bcsv\b
+""",
+    "format:markdown": r"""
+\bmarkdown\b
+""",
+    "format:html": r"""
+as html
+in html
+html format
+""",
+    "format:table": r"""
+(?:as|in|into) a (?:markdown )?table
+in table form
+tabular
+table format
+as a grid
+""",
+    "format:list": r"""
+bullet(?:ed)?(?: points?| list)?
+as a list
+in a list
+numbered list
+as bullets
+list form
+listicle
+checklist
+""",
+    "format:steps": r"""
+step[- ]by[- ]step
+in steps
+""",
+    "format:poem": r"""
+\bpoem\b
+in verse
+haiku
+limerick
+\brhym(?:e|es|ing)\b
+sonnet
+""",
+    "format:story": r"""
+as a story
+short story
+as a narrative
+fairy ?tale
+""",
+    "format:code-only": r"""
+(?:only|just) (?:the )?code
+code only
+no explanation
+without (?:any )?explanation
+""",
+    "format:tweet": r"""
+as a tweet
+tweet
+""",
+    "format:email": r"""
+as an email
+in an email
+email format
+""",
+    "format:outline": r"""
+outline
+""",
+    "audience:child": r"""
+(?:explain (?:it )?)?like i'?m (?:five|5|a child|a kid|ten|10|six|6|seven|eight|a toddler)
+(?:explain (?:it )?)?like (?:i am|you'?re talking to) (?:five|5|a child|a kid)
+eli5
+(?:for|to) a (?:child|kid|toddler|\d+[- ]year[- ]old|(?:five|six|seven|eight|ten)[- ]year[- ]old)
+for (?:kids|children)
+(?:five|5|ten|10)[- ]year[- ]old
+""",
+    "audience:beginner": r"""
+for (?:a |an |absolute )?(?:beginners?|novices?|newbies?|noobs?|dummies|laym[ae]n|layperson)
+for (?:non-?technical (?:people|person|audience)|grandma|my grandma|my mom|my dad|someone new)
+in (?:simple|plain|layman'?s?) (?:terms|english|words|language)
+simply put
+explain (?:it )?simply
+dumb(?:ed)? (?:it )?down
+non-?technical
+no jargon
+without jargon
+""",
+    "audience:expert": r"""
+for (?:an? )?(?:experts?|phd|professionals?|specialists?|scientists?|engineers?|developers?)
+for (?:an? )?(?:advanced (?:users?|readers?|audience)|senior)
+technical (?:detail|depth|audience)
+(?:at|on) a (?:phd|graduate|expert) level
+for an? (?:economics |physics |cs )?(?:phd|grad(?:uate)?) student
+""",
+    "tone:formal": r"""
+\bformal(?:ly)?\b
+professional (?:tone|style|way)
+professionally
+""",
+    "tone:casual": r"""
+\bcasual(?:ly)?\b
+informal(?:ly)?
+friendly tone
+conversational
+""",
+    "tone:funny": r"""
+\bfunny\b
+humou?rous(?:ly)?
+hilarious
+make (?:it|me) laugh
+\bjokes?\b
+witty
+sarcastic(?:ally)?
+snarky
+""",
+    "tone:persona": r"""
+in the (?:style|voice|tone|manner) of
+as if you (?:were|are)
+pretend (?:you'?re|you are|to be)
+\bact as\b
+role-?play
+like a pirate
+pirate
+shakespeare
+in character
+""",
+    "tone:other": r"""
+\byou are an?\b
+angry
+rude
+passive[- ]aggressive
+enthusiastic(?:ally)?
+dramatic(?:ally)?
+poetic(?:ally)?
+cheerful
+sad tone
+motivational
+inspirational
+romantic(?:ally)?
+academic tone
+\btone\b
+""",
+    "extra:examples": r"""
+with (?:an? |some |code |concrete |real[- ]world )?examples?
+give (?:me )?(?:an? )?examples?
+include (?:an? |some )?examples?
+for example
+show (?:me )?(?:an? )?examples?
+example code
+code samples?
+with code
+""",
+    "extra:sources": r"""
+sources
+citations?
+\bcite\b
+references
+with links?
+footnotes
+""",
+    "extra:compare": r"""
+\band compare\b
+compare (?:it|them|this) (?:with|to)
+versus
+\bvs\.?\b
+and contrast
+pros and cons
+advantages and disadvantages
+""",
+    "extra:why": r"""
+and (?:explain )?why
+explain (?:your|the) reasoning
+show (?:your|the) (?:work|reasoning)
+justify
+with (?:an? )?explanation
+explain your answer
+""",
+    "extra:summary": r"""
+with a summary
+summari[sz]e at the end
+and a summary
+tl;?dr at the end
+""",
+    "directive:ignore": r"""
+ignore (?:all |any |the |your )?(?:previous|prior|above|earlier|other|system)
+disregard
+forget (?:all |your |the )?(?:previous|prior|instructions)
+jailbreak
+developer mode
+\bdan\b
+new instructions
+override
+""",
+    "directive:false": r"""
+\bwrong(?:ly)?\b
+incorrect(?:ly)?
+\bfalse(?:ly)?\b
+\blie\b
+\blies\b
+\blying\b
+\bfake\b
+made[- ]up
+make (?:it|something|stuff) up
+misleading
+mislead
+inaccurate
+nonsense
+the opposite
+untrue
+invent
+""",
+    "directive:say": r"""
+(?:say|tell (?:me|them|everyone|users?)|claim|insist|state) (?:that|it'?s|it is|they'?re)
+(?:confirm|assure me|reply|respond|answer) (?:that|it'?s|it is|they'?re)
+(?:say|reply|respond|answer) (?:with (?:only|just)?|only|yes|no\b)
+always (?:say|answer|reply|respond)
+only (?:say|answer|reply|respond)
+""",
+    "directive:link": r"""
+https?://
+www\.
+\blinks?\b
+\burl\b
+\bvisit\b
+\bclick\b
+promo(?:tion)? code
+coupon
+discount code
+\bsubscribe\b
+follow (?:me|us)
+sponsored
+advert
+""",
+    "directive:end": r"""
+\bend (?:with|by|your|it|the)
+\bstart (?:with|by|your)
+\bbegin (?:with|by|your)
+sign (?:off|it)
+finish (?:with|by)
+conclude with
+close with
+p\.?s\.?\b
+add (?:a|the) line
+""",
+    "directive:mention": r"""
+\bmention\b
+don'?t mention
+do not mention
+never mention
+recommend(?:ing)? (?:our|my|\w+'s)
+\bpromote\b
+\bplug\b
+advertis
+""",
+    "directive:restrict": r"""
+\bdon'?t\b
+\bdo not\b
+\bnever\b
+\bwithout\b
+\bno more\b
+\bavoid\b
+\bexclude\b
+\bexcept\b
+\bonly\b
+\bjust\b
+\bmust\b
+\balways\b
+""",
+    "directive:persona": r"""
+\bas an? (?:\w+ )?(?:assistant|ai|expert|doctor|lawyer|teacher|chef|pirate|robot|cat|dog)\b
+\bas an? (?:\w+ )?(?:poet|comedian|ceo|salesperson|friend)\b
+""",
+}
+INSTRUCTION = {
+    label: re.compile("|".join(phrases.strip().splitlines()), re.IGNORECASE)
+    for label, phrases in PHRASES.items()
+}
+# Instructions in the request itself are a property of the request ("What does 'not'
+# mean?" asks about a word): "directive:restrict" is only read in clauses outside it.
+CLAUSE_ONLY = {"directive:restrict", "tone:other", "format:tweet", "format:outline"}
+
+# A clause is a directive when it starts with one of these (after "and", "but", "also").
+DIRECTIVE_VERBS = set("""
+be answer reply respond write keep make say tell end start begin include add ignore use
+format give list mention sign pretend act lie insist claim output return limit avoid
+translate explain describe summarize summarise rewrite put provide show focus assume
+remember only just never always don't dont do no stay speak talk use sound recommend
+respond append prepend finish conclude close mark label cite compare contrast skip omit
+""".split())  # fmt: skip
+CLAUSE_LEAD = re.compile(r"^(?:and|but|also|then|so|plus|oh and|and also|and then)\s+", re.I)
+
+# Task words before a colon that make what follows it content, not a question.
+CONTENT_TASK = re.compile(
+    r"\b(?:translate|translation|summari[sz]e|summary|tl;?dr|proofread|rewrite|rephrase|"
+    r"paraphrase|fix|correct|shorten|simplify|classify|categori[sz]e|extract|tag|detect|grade|"
+    r"score|reply to|respond to|debug|refactor|review|convert|reformat|format|edit|improve|"
+    r"polish|check|analy[sz]e|explain (?:this|the following|what this)|what does this|"
+    r"this|these|following|below|text|sentence|paragraph|email|e-mail|message|code|snippet|"
+    r"function|query|passage|article|receipt|log|error|output|data|review|comment|tweet|"
+    r"poem|story|essay|letter|document|list|json|transcript|input|script|stack ?trace)\b",
+    re.IGNORECASE,
+)
+FENCE = re.compile(r"```.*?(?:```|$)|~~~.*?(?:~~~|$)", re.DOTALL)
+LONG_QUOTE = re.compile(r"[\"“«]([^\"”»]{40,})[\"”»]")
+
+# -- slots ------------------------------------------------------------------------------
+# fmt: off
+HUMAN_LANGUAGES = set("""
+english spanish french german portuguese italian dutch russian chinese mandarin cantonese
+japanese korean arabic hindi bengali urdu turkish polish swedish norwegian danish finnish
+greek hebrew thai vietnamese indonesian malay tagalog filipino swahili ukrainian czech
+romanian hungarian persian farsi latin catalan irish welsh croatian serbian bulgarian
+slovak slovenian estonian latvian lithuanian icelandic afrikaans zulu amharic punjabi
+tamil telugu marathi gujarati nepali sinhala burmese khmer lao mongolian esperanto
+español inglés francés alemán portugués italiano anglais français allemand espagnol
+italien portugais englisch deutsch spanisch französisch italienisch portugiesisch inglês
+espanhol francês alemão italiano inglese spagnolo francese tedesco portoghese
+""".split())
+TECH = {
+    word: alias for alias, words in {
+        "python": "python python3 py", "javascript": "javascript js ecmascript",
+        "typescript": "typescript ts", "java": "java", "c++": "c++ cpp", "c#": "c# csharp",
+        "go": "golang", "rust": "rust", "ruby": "ruby rails", "php": "php", "swift": "swift",
+        "kotlin": "kotlin", "scala": "scala", "perl": "perl", "haskell": "haskell",
+        "elixir": "elixir", "dart": "dart flutter", "lua": "lua", "matlab": "matlab",
+        "julia": "julia", "sql": "sql", "mysql": "mysql", "postgresql": "postgres postgresql psql",
+        "sqlite": "sqlite sqlite3", "mongodb": "mongodb mongo", "redis": "redis",
+        "bash": "bash sh zsh shell", "powershell": "powershell", "html": "html",
+        "css": "css scss sass tailwind", "react": "react reactjs", "vue": "vue vuejs",
+        "angular": "angular", "svelte": "svelte", "django": "django", "flask": "flask",
+        "fastapi": "fastapi", "node": "node nodejs node.js express", "spring": "spring",
+        "excel": "excel", "sheets": "sheets", "windows": "windows", "macos": "macos mac osx",
+        "linux": "linux ubuntu debian fedora", "ios": "ios iphone ipad", "android": "android",
+        "pandas": "pandas", "numpy": "numpy", "pytorch": "pytorch torch", "tensorflow":
+        "tensorflow", "docker": "docker", "kubernetes": "kubernetes k8s kubectl", "git": "git",
+        "github": "github", "aws": "aws s3 ec2 lambda", "azure": "azure", "gcp": "gcp",
+        "vim": "vim", "emacs": "emacs", "vscode": "vscode", "chrome": "chrome", "firefox":
+        "firefox", "safari": "safari", "jquery": "jquery", "nginx": "nginx", "apache": "apache",
+        "kafka": "kafka", "graphql": "graphql", "rest": "rest", "regex": "regex regexp",
+        "async": "async asyncio", "jest": "jest", "pytest": "pytest", "npm": "npm yarn pnpm",
+        "pip": "pip", "conda": "conda", "java8": "java8", "python2": "python2",
+    }.items() for word in words.split()
+}
+# fmt: on
+TECH_TOKEN = re.compile(r"(?<![\w#+])(?:[a-z][a-z0-9]*(?:\.js)?|c\+\+|c#)(?![\w#+])")
+URL_OR_EMAIL = re.compile(r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.]+")
+QUOTES = re.compile(
+    r"\"([^\"]{1,200})\"|“([^”]{1,200})”|«([^»]{1,200})»|`([^`]{1,200})`"
+    r"|(?:(?<=\s)|^)['‘]([^'’]{1,80})['’](?=[\s.,!?:;)]|$)"
+)
+
+# Words, and runs of symbols other than sentence punctuation ("x != y" is not "x = y").
+SENTENCE_MARKS = r".,!?;:'\"()\[\]¿¡…“”‘’«»–—"
+WORD = re.compile(rf"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]*[^\w\s{SENTENCE_MARKS}][^\w\s]*")
+# Sentence ends; and a capitalized order in mid-sentence starts one ("... work Just say").
+SENTENCE_END = re.compile(
+    r"(?<=[.?!;])\s+|\n+|(?<=[?!])(?=[A-Z¿¡])|\s+[-–—]\s+|\s+(?=(?:Be|Answer|Reply|Respond|Write|"
+    r"Keep|Make|Say|Tell|End|Start|Begin|Include|Add|Ignore|Use|Format|Give|List|Mention|Just|"
+    r"Only|Never|Always|Don't|Do not|Pretend|Act|Forget|Disregard)\b)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A prompt taken apart. Two prompts with equal parts have one answer."""
+
+    language: str  # "en", "es", "fr", "de", "pt", "it", or OTHER_SCRIPT
+    request: str  # the request's words, benign noise and instruction phrases removed
+    instructions: frozenset[str]  # what the answer must be like ("length:short", ...)
+    slots: frozenset[str]  # values the answer depends on ("lang:french", "tech:python", ...)
+    payload: str  # inline content, normalized; "" when there is none
+
+
+def benign_stripped(text: str) -> str:
+    """The text without what never changes an answer: greetings, openers ("quick
+    question:"), please, thanks and sign-offs, smileys, and extra whitespace."""
+    text = DECORATIVE.sub(" ", normalize("NFKC", text))
+    text = POLITE.sub("", text)
+    text = " ".join(text.split()) if "\n" not in text.strip() else text.strip()
+    previous = None
+    while previous != text:
+        previous = text
+        text = LEADING.sub("", text, count=1).strip()
+        text = LEADING_ASK.sub("", text, count=1).strip()
+        text = TRAILING.sub("", text, count=1).strip()
+    return text
+
+
+def americanized(words: list[str]) -> list[str]:
+    out = []
+    for word in words:
+        word = BRITISH_WORDS.get(word, word)
+        for pattern, replacement in BRITISH:
+            word = pattern.sub(replacement, word)
+        out.append(word)
+    return out
+
+
+def canonical_words(text: str) -> str:
+    """Lowercase words, British spelling written the American way, punctuation gone
+    (but symbols between words kept: "x != y" is not "x = y")."""
+    plain = "".join(c for c in normalize("NFD", text.lower()) if category(c) != "Mn")
+    return " ".join(americanized(WORD.findall(plain.replace("’", "'"))))
+
+
+def split_payload(text: str) -> tuple[str, str]:
+    """(the request with its instructions, the inline content) of a benign-stripped text."""
+    payload_parts = [m.group(0) for m in FENCE.finditer(text)]
+    text = FENCE.sub(" ", text)
+    for m in LONG_QUOTE.finditer(text):
+        payload_parts.append(m.group(1))
+    text = LONG_QUOTE.sub(" <quoted> ", text)
+    lines = [line for line in text.split("\n") if line.strip()]
+    if len(lines) > 1:
+        # What follows the first line of a prompt with several is what it works on.
+        head, rest = lines[0], "\n".join(lines[1:])
+        payload_parts.append(rest)
+        text = head
+    else:
+        text = " ".join(text.split())
+        colon = text.find(": ")
+        if colon > 0:
+            head, rest = text[:colon], text[colon + 2 :]
+            if (CONTENT_TASK.search(head) and len(head.split()) <= 15) or len(rest.split()) >= 25:
+                payload_parts.append(rest)
+                text = head
+    payload = "\n".join(" ".join(part.split()) for part in payload_parts if part.strip())
+    return text.strip(), payload
+
+
+def clauses(text: str) -> list[str]:
+    return [c.strip() for c in SENTENCE_END.split(text) if c and c.strip()]
+
+
+def is_question(clause: str) -> bool:
+    return clause.rstrip().endswith(("?", "？")) or bool(
+        re.match(
+            r"(?:what|how|why|when|where|which|who|whom|whose|is|are|can|could|should|would|"
+            r"do|does|did|will|was|were|has|have|may|qu[eé]|c[oó]mo|por qu[eé]|cu[aá]l|d[oó]nde|"
+            r"comment|pourquoi|quel|wie|warum|was|wo|welche|come|perch[eé]|dove|quando|onde)\b",
+            clause,
+            re.IGNORECASE,
+        )
+    )
+
+
+def is_directive(clause: str) -> bool:
+    words = CLAUSE_LEAD.sub("", clause.lower()).split()
+    return bool(words) and words[0].strip(",.:;!") in DIRECTIVE_VERBS
+
+
+def instruction_labels(text: str, whole_clause: bool) -> set[str]:
+    found = set()
+    for label, pattern in INSTRUCTION.items():
+        if label in CLAUSE_ONLY and not whole_clause:
+            continue
+        if pattern.search(text):
+            found.add(label)
+    for m in LENGTH_COUNT.finditer(text.lower()):
+        unit = m.group("unit").removesuffix("s")
+        if unit in {"sentence summary", "point", "bullet point", "bullet"}:
+            unit = "sentence" if unit == "sentence summary" else "point"
+        found.add(f"length:{NUMBER_WORD.get(m.group('n'), m.group('n'))} {unit}")
+    for m in LENGTH_LIMIT.finditer(text.lower()):
+        unit = m.group("unit").removesuffix("s")
+        found.add(f"length:max {NUMBER_WORD.get(m.group('n'), m.group('n'))} {unit}")
+    return found
+
+
+def instruction_spans(text: str) -> str:
+    """The text with its instruction phrases taken out (what is left is the request)."""
+    for label, pattern in INSTRUCTION.items():
+        if label not in CLAUSE_ONLY:
+            text = pattern.sub(" ", text)
+    text = LENGTH_COUNT.sub(" ", text)
+    return LENGTH_LIMIT.sub(" ", text)
+
+
+def language_of(text: str) -> str:
+    """The language of a text by its commonest words: en, es, fr, de, pt, it, or
+    OTHER_SCRIPT for letters outside the Latin script. English where nothing tells."""
+    letters = [c for c in text if c.isalpha()]
+    if letters:
+        latin = sum(normalize("NFD", c)[0].isascii() for c in letters)
+        if latin < 0.8 * len(letters):
+            return OTHER_SCRIPT
+    words = re.findall(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", text.lower().replace("’", "'"))
+    scores = {
+        lang: sum(w in stop for w in words) + sum(w in TELLTALE.get(lang, ()) for w in words)
+        for lang, stop in STOPWORDS.items()
+    }
+    if "¿" in text or "¡" in text or "ñ" in text.lower():
+        scores["es"] += 2
+    if re.search(r"[ãõ]", text.lower()):
+        scores["pt"] += 2
+    if re.search(r"[äöüß]", text.lower()):
+        scores["de"] += 2
+    best = max(scores, key=lambda lang: (scores[lang], lang == ENGLISH))
+    if best != ENGLISH and scores[best] <= scores[ENGLISH]:
+        return ENGLISH
+    return best if scores[best] > 0 else ENGLISH
+
+
+def slot_values(text: str) -> set[str]:
+    lowered = text.lower().replace("’", "'")
+    found = {f"lang:{w}" for w in re.findall(r"[^\W\d_]+", lowered) if w in HUMAN_LANGUAGES}
+    found |= {f"tech:{TECH[w]}" for w in TECH_TOKEN.findall(lowered) if w in TECH}
+    found |= {f"ref:{m.group(0).rstrip('.,;:!?)').lower()}" for m in URL_OR_EMAIL.finditer(text)}
+    for m in QUOTES.finditer(text):
+        value = canonical_words(next(g for g in m.groups() if g is not None))
+        if value:
+            found.add(f"quote:{value}")
+    return found
+
+
+def decompose(text: str) -> Prompt:
+    """Take a prompt apart into its language, request, instructions, slots and payload."""
+    stripped = benign_stripped(text)
+    head, payload = split_payload(stripped)
+    parts = clauses(head)
+    # The request: up to its first question (context before it belongs to the request).
+    # A clause after the question, or one that gives an order, is an instruction.
+    core_end = next((i + 1 for i, c in enumerate(parts) if is_question(c)), len(parts))
+    request_parts, instructions = [], set()
+    for i, clause in enumerate(parts):
+        trailing = i >= core_end or (i > 0 and is_directive(clause))
+        labels = instruction_labels(clause, whole_clause=trailing)
+        instructions |= labels
+        if trailing:
+            leftover = canonical_words(instruction_spans(clause)).split()
+            if any(w not in DIRECTIVE_VERBS | FILLER | HUMAN_LANGUAGES for w in leftover):
+                instructions.add("clause:" + " ".join(leftover))
+        else:
+            request_parts.append(instruction_spans(clause) if labels else clause)
+    request = canonical_words(" ".join(request_parts))
+    return Prompt(
+        language=language_of(head or stripped),
+        request=request,
+        instructions=frozenset(instructions),
+        slots=frozenset(slot_values(head)),
+        payload=payload,
+    )
+
+
+# Words left of an instruction clause once its phrases are out: "answer it in one sentence".
+FILLER = set("""
+it its the a an to in on with me my your you answer this that all please of as and or
+for is are be so keep make give write use reply respond also then your answer response
+output text
+""".split())  # fmt: skip
+
+
+def mismatch(new: Prompt, cached: Prompt) -> str | None:
+    """The name of the first part on which two prompts disagree, or None."""
+    if new.language != cached.language:
+        return "prompt-language"
+    if new.payload != cached.payload:
+        return "payload"
+    if new.instructions != cached.instructions:
+        return "instructions"
+    if new.slots != cached.slots:
+        return "slots"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    same: bool  # only what never changes an answer differs: the cached answer is right
+    guard: str | None  # the guard that vetoes the pair, if any; else the verifier decides
+
+
+def judge(new_text: str, cached_text: str) -> Verdict:
+    """What the guards say of a candidate: the same request, vetoed (by which guard), or
+    left to the verifier. A rewording in a language other than English is vetoed: the
+    models read English only, and a guess there would serve wrong answers."""
+    new, cached = decompose(new_text), decompose(cached_text)
+    if new == cached:
+        return Verdict(True, None)
+    guard = mismatch(new, cached)
+    if guard is None and new.language != ENGLISH:
+        guard = "unjudged-language"
+    return Verdict(False, guard or veto(new_text, cached_text))
