@@ -10,12 +10,13 @@ PAIRS ?= ../shared/data/qqp_dev.jsonl
 install: $(STAMP)
 
 # PyTorch first, from the local CPU wheel: otherwise pip resolves sentence-transformers'
-# torch requirement to a multi-GB CUDA build.
+# torch requirement to a multi-GB CUDA build. The tests need both extras: [train] for the
+# torch embedder, [dev] for pytest, the linters and the openai client.
 $(STAMP): pyproject.toml scripts/install-system-packages.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,train]'
 	bash scripts/install-system-packages.sh
 	@touch $(STAMP)
 

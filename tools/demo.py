@@ -30,7 +30,12 @@ TRAPS = ["What is the capital of Austria?", "How do I reverse a string in Python
 
 
 def run_demo(args: argparse.Namespace) -> None:
-    import openai
+    try:
+        import openai
+    except ImportError:
+        raise SystemExit(
+            "cachegate demo drives the official openai client: pip install openai"
+        ) from None
 
     work = Path(tempfile.mkdtemp(prefix="cachegate-demo-"))
     print(f"starting the mock upstream and the gateway (data in {work}) ...", flush=True)

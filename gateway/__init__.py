@@ -1,0 +1,1 @@
+"""The gateway: HTTP in and out, the stores, the ledger; the request path is gateway/server.py."""
