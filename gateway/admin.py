@@ -1,7 +1,9 @@
 """Admin and observability routes: health, metrics, stats, entries, purge, the dashboard.
 
-Admin routes need `Authorization: Bearer $CACHEGATE_ADMIN_TOKEN` when a token is set
-(compared in constant time); without one they answer loopback clients only.
+Admin routes need `Authorization: Bearer <admin token>` (compared in constant time): the
+configured CACHEGATE_ADMIN_TOKEN, else the one generated into the data dir
+(gateway.datadir.admin_token). `admin_open_loopback: true` lets unproxied loopback
+clients in without it.
 """
 
 from __future__ import annotations
@@ -48,39 +50,45 @@ def purge_filter(fields: dict[str, Any]) -> PurgeFilter:
     return where
 
 
+# Headers a proxy or CDN sets on what it forwards: a request carrying any of them is not
+# from a local process, even when it arrives over loopback.
+PROXY_HEADERS = (
+    "Forwarded",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Real-IP",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "Via",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Original-Forwarded-For",
+)
+
+
 class Admin:
-    def __init__(self, gateway: Gateway, admin_token: str | None) -> None:
+    def __init__(self, gateway: Gateway, admin_token: str, open_loopback: bool = False) -> None:
         self.gateway = gateway
-        self.token = admin_token
+        self.open_loopback = open_loopback
         # The bytes a caller must send; surrogateescape: a token that is not UTF-8 too.
         self.expected = f"Bearer {admin_token}".encode("utf-8", "surrogateescape")
 
     def allowed(self, request: web.Request) -> web.Response | None:
         """None when the caller may use admin routes, else the error to answer."""
-        if self.token:
-            given = request.headers.get("Authorization", "")
-            if not given.startswith("Bearer ") and "token" in request.query:
-                given = "Bearer " + request.query["token"]
-            sent = given.encode("utf-8", "surrogateescape")  # the bytes, even if not UTF-8
-            if hmac.compare_digest(sent, self.expected):
-                return None
-            return error_response(
-                401, "admin routes need 'Authorization: Bearer <CACHEGATE_ADMIN_TOKEN>'"
-            )
-        # Behind a proxy on this host every client looks local: then a token is required.
-        proxied = "Forwarded" in request.headers or "X-Forwarded-For" in request.headers
-        try:
-            if (
-                not proxied
-                and ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
-            ):
-                return None
-        except ValueError:
-            pass
+        given = request.headers.get("Authorization", "")
+        if not given.startswith("Bearer ") and "token" in request.query:
+            given = "Bearer " + request.query["token"]
+        sent = given.encode("utf-8", "surrogateescape")  # the bytes, even if not UTF-8
+        if hmac.compare_digest(sent, self.expected):
+            return None
+        if self.open_loopback and unproxied_loopback(request):
+            return None
         return error_response(
-            403,
-            "admin routes answer loopback clients only; set "
-            "CACHEGATE_ADMIN_TOKEN to reach them from elsewhere",
+            401,
+            "admin routes need 'Authorization: Bearer <admin token>': CACHEGATE_ADMIN_TOKEN, "
+            "or the token generated into DATA_DIR/admin-token",
         )
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -185,6 +193,17 @@ class Admin:
             web.post("/cache/purge", self.purge),
             web.get("/dashboard", self.dashboard),
         ]
+
+
+def unproxied_loopback(request: web.Request) -> bool:
+    """A client on this host that no proxy header marks as forwarded: behind a proxy on
+    this host every client looks local."""
+    if any(header in request.headers for header in PROXY_HEADERS):
+        return False
+    try:
+        return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def query_limit(request: web.Request, default: int, most: int) -> int:

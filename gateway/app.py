@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import faiss
@@ -21,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from embeddings import load_embedder
 from embeddings.verifier import CrossEncoderVerifier
+from gateway import datadir
 from gateway.admin import Admin
 from gateway.cache import Cache
 from gateway.config import Config
@@ -43,9 +42,6 @@ log = logging.getLogger("cachegate")
 SWEEP_SECONDS = 60.0
 HEADER_PARSER_FACTOR = 4
 COSINE_DEFAULT_THRESHOLD = 0.9
-# In the data dir while a gateway serves it: where to reach it ({"url", "pid"}), so that
-# `cachegate purge --data-dir` purges through the gateway that holds those entries.
-SERVING_FILE = "gateway.json"
 
 
 def load_prices(config: Config) -> PriceTable:
@@ -195,10 +191,10 @@ async def not_found(request: web.Request) -> web.StreamResponse:
     )
 
 
-def create_app(gateway: Gateway) -> web.Application:
+def create_app(gateway: Gateway, admin_token: str) -> web.Application:
     config = gateway.config
     app = web.Application(client_max_size=config.max_body_bytes)
-    admin = Admin(gateway, config.admin_token).routes()
+    admin = Admin(gateway, admin_token, config.admin_open_loopback).routes()
     app.add_routes(
         web.RouteDef(r.method, r.path, guarded(r.handler, config.max_header_bytes), r.kwargs)
         for r in admin
@@ -279,8 +275,13 @@ def serve(config: Config) -> None:
     """Load the models, then listen; logs 'cachegate listening on http://H:P' when ready."""
     import uvloop
 
+    try:
+        _lock = datadir.hold(config.data_dir)  # the open file holds it until the process ends
+    except datadir.DataDirInUse as exc:
+        raise SystemExit(f"cachegate: {exc}") from None
+    token = datadir.admin_token(config.admin_token, config.data_dir)
     gateway = build_gateway(config)
-    app = create_app(gateway)
+    app = create_app(gateway, token)
 
     async def main() -> None:
         runner = web.AppRunner(
@@ -293,16 +294,25 @@ def serve(config: Config) -> None:
         )
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise SystemExit(
+                f"cachegate: cannot listen on {config.host}:{config.port}: {exc.strerror}"
+                + (" (another process uses that port; set --port)" if exc.errno == 98 else "")
+            ) from None
         stop = asyncio.Event()
         for signal_number in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signal_number, stop.set)
+        url = base_url(config.host, config.port)
         log.info("cachegate listening on http://%s:%d", config.host, config.port)
-        announce(config)
+        log.info("dashboard: %s/dashboard?token=%s", url, token)
+        datadir.announce(config.data_dir, url)
         try:
             await stop.wait()
         finally:
-            (config.data_dir / SERVING_FILE).unlink(missing_ok=True)
+            datadir.withdraw(config.data_dir)
             await runner.cleanup()
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -316,20 +326,7 @@ def serve(config: Config) -> None:
         os._exit(0)
 
 
-def announce(config: Config) -> None:
-    """Say in the data dir (SQLite backend) that this process serves it, and where."""
-    if config.backend != "sqlite":
-        return
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.host, config.host)
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{config.port}"
-    (config.data_dir / SERVING_FILE).write_text(json.dumps({"url": url, "pid": os.getpid()}))
-
-
-def serving_gateway(data_dir: Path) -> str | None:
-    """The URL of the running gateway that serves `data_dir`, if one does."""
-    try:
-        serving = json.loads((data_dir / SERVING_FILE).read_text())
-        os.kill(int(serving["pid"]), 0)  # raises if no such process: a crash left the file
-        return str(serving["url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def base_url(host: str, port: int) -> str:
+    """Where a local client reaches a gateway listening on `host` (any address: loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}"

@@ -135,8 +135,8 @@ def cmd_purge(args: argparse.Namespace) -> None:
     import urllib.error
     import urllib.request
 
+    from gateway import datadir
     from gateway.admin import purge_filter
-    from gateway.app import serving_gateway
     from gateway.store import SqliteStore
 
     fields = {
@@ -153,7 +153,17 @@ def cmd_purge(args: argparse.Namespace) -> None:
         raise SystemExit(f"cachegate: {exc}") from None
     config = config_from(args)
     if config.backend == "sqlite":
-        gateway = serving_gateway(config.data_dir)
+        if not (config.data_dir / "entries.db").is_file():
+            raise SystemExit(
+                f"cachegate: no entries at {config.data_dir / 'entries.db'}; is --data-dir "
+                "the data dir of a gateway?"
+            )
+        gateway = datadir.serving_gateway(config.data_dir)
+        if gateway is None and datadir.held(config.data_dir):
+            raise SystemExit(
+                f"cachegate: a running gateway holds {config.data_dir} but says nowhere "
+                "where it listens; purge through its POST /cache/purge"
+            )
     else:
         gateway = f"http://{config.host}:{config.port}"
     if gateway is not None:
@@ -164,8 +174,9 @@ def cmd_purge(args: argparse.Namespace) -> None:
             method="POST",
             headers={"Content-Type": "application/json"},
         )
-        if config.admin_token:
-            request.add_header("Authorization", f"Bearer {config.admin_token}")
+        token = config.admin_token or datadir.read_admin_token(config.data_dir)
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 print(f"purged {json.load(response)['purged']} entries (through {url})")

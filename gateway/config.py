@@ -71,7 +71,8 @@ class Config:
     anthropic_upstream_key: str | None = None
     data_dir: Path = Path(".cachegate")
     backend: str = "sqlite"
-    admin_token: str | None = None
+    admin_token: str | None = None  # None: the one generated into DATA_DIR/admin-token
+    admin_open_loopback: bool = False  # admin routes without a token for unproxied loopback
     default_ttl: float = 7 * 86400
     max_ttl: float = 30 * 86400
     max_stale: float = 86400
@@ -82,6 +83,9 @@ class Config:
     max_header_bytes: int = 64 * 2**10
     max_json_depth: int = 64
     max_messages: int = 4096
+    client_header_timeout: float = 15.0  # seconds for a client to send its request headers
+    client_body_timeout: float = 60.0  # seconds a request body may pause between bytes
+    client_idle_timeout: float = 75.0  # seconds a keep-alive connection may sit idle
     key_ignore: tuple[str, ...] = ("stream", "stream_options", "user")
     shared_tenant: str | None = None
     upstream_connect_timeout: float = 10.0

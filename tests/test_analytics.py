@@ -133,13 +133,15 @@ def test_numbers_agree_everywhere_and_survive_a_restart(make_gateway):
     want = expected(prompt, completion)
 
     for round_ in ("before restart", "after restart"):
-        stats = httpx.get(f"{gw.url}/cache/stats?since=1h").json()
+        stats = httpx.get(f"{gw.url}/cache/stats?since=1h", headers=gw.admin).json()
         check_stats(stats, want)
-        by_model = httpx.get(f"{gw.url}/cache/stats?since=1h&by=model").json()["groups"]
+        by_model = httpx.get(f"{gw.url}/cache/stats?since=1h&by=model", headers=gw.admin).json()[
+            "groups"
+        ]
         assert [g["name"] for g in by_model] == ["gpt-4o-mini"]
         check_stats(by_model[0], want)
 
-        metrics = httpx.get(f"{gw.url}/metrics").text
+        metrics = httpx.get(f"{gw.url}/metrics", headers=gw.admin).text
         if round_ == "before restart":  # Prometheus counters are per process, by design
             assert (
                 metric(
@@ -162,7 +164,8 @@ def test_numbers_agree_everywhere_and_survive_a_restart(make_gateway):
         assert metric(metrics, "cachegate_entries") == 10
 
         dom = render_dashboard(
-            f"{gw.url}/dashboard?since=1h", f"dashboard-{round_.replace(' ', '-')}.png"
+            f"{gw.url}/dashboard?since=1h&token={gw.admin_token}",
+            f"dashboard-{round_.replace(' ', '-')}.png",
         )
         assert 'data-loaded="true"' in dom
         assert element_text(dom, "hit-rate") == "66.7%"
@@ -199,13 +202,18 @@ def test_unknown_models_are_unpriced(gateway):
     gateway.client().chat.completions.create(
         model="mock-model", messages=[{"role": "user", "content": f"hi {uuid.uuid4()}"}]
     )
-    stats = httpx.get(f"{gateway.url}/cache/stats").json()
+    stats = httpx.get(f"{gateway.url}/cache/stats", headers=gateway.admin).json()
     assert "mock-model" in stats["unpriced_models"]
 
 
 def test_stats_reject_bad_parameters(gateway):
-    assert httpx.get(f"{gateway.url}/cache/stats?since=yesterday").status_code == 400
-    assert httpx.get(f"{gateway.url}/cache/stats?by=color").status_code == 400
+    assert (
+        httpx.get(f"{gateway.url}/cache/stats?since=yesterday", headers=gateway.admin).status_code
+        == 400
+    )
+    assert (
+        httpx.get(f"{gateway.url}/cache/stats?by=color", headers=gateway.admin).status_code == 400
+    )
 
 
 def test_cli_purge_goes_to_the_gateway_that_serves_the_data_dir(make_gateway):
@@ -243,18 +251,20 @@ def test_entries_and_purge(make_gateway):
             extra_headers={"X-Cache-Namespace": ns},
         )
     time.sleep(0.3)
-    entries = httpx.get(f"{gw.url}/cache/entries?namespace=one").json()["data"]
+    entries = httpx.get(f"{gw.url}/cache/entries?namespace=one", headers=gw.admin).json()["data"]
     assert len(entries) == 2 and {e["namespace"] for e in entries} == {"one"}
     assert set(entries[0]) == {
         *("key", "model", "namespace", "endpoint", "age", "expires_in", "hits", "size")
     }
     assert not any("sk-" in json.dumps(e) for e in entries)
-    purged = httpx.post(f"{gw.url}/cache/purge", json={"namespace": "one"}).json()
+    purged = httpx.post(f"{gw.url}/cache/purge", headers=gw.admin, json={"namespace": "one"}).json()
     assert purged == {"purged": 2}
-    assert len(httpx.get(f"{gw.url}/cache/entries").json()["data"]) == 1
+    assert len(httpx.get(f"{gw.url}/cache/entries", headers=gw.admin).json()["data"]) == 1
     for bad in ({}, {"all": "false"}, {"namespace": 5}, {"everything": True}):
-        assert httpx.post(f"{gw.url}/cache/purge", json=bad).status_code == 400, bad
-    assert len(httpx.get(f"{gw.url}/cache/entries").json()["data"]) == 1
+        assert httpx.post(f"{gw.url}/cache/purge", headers=gw.admin, json=bad).status_code == 400, (
+            bad
+        )
+    assert len(httpx.get(f"{gw.url}/cache/entries", headers=gw.admin).json()["data"]) == 1
 
 
 def test_admin_routes_need_the_token_when_one_is_set(make_gateway):
@@ -275,10 +285,37 @@ def test_admin_routes_need_the_token_when_one_is_set(make_gateway):
     assert httpx.get(f"{gw.url}/healthz").status_code == 200
 
 
-def test_loopback_shortcut_is_off_behind_a_proxy(gateway):
-    assert httpx.get(f"{gateway.url}/cache/stats").status_code == 200
-    proxied = httpx.get(f"{gateway.url}/cache/stats", headers={"X-Forwarded-For": "203.0.113.9"})
-    assert proxied.status_code == 403
+def test_admin_routes_need_a_token_by_default_even_from_loopback(gateway):
+    """No CACHEGATE_ADMIN_TOKEN: one is generated into the data dir (mode 0600), and the
+    dashboard URL with it is logged; a loopback client without it is refused."""
+    token_file = gateway.data_dir / "admin-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    for path in ("/cache/stats", "/cache/top-prompts", "/cache/entries", "/metrics", "/dashboard"):
+        assert httpx.get(f"{gateway.url}{path}").status_code == 401, path
+        assert httpx.get(f"{gateway.url}{path}", headers=gateway.admin).status_code == 200, path
+    assert httpx.post(f"{gateway.url}/cache/purge", json={"all": True}).status_code == 401
+    token = token_file.read_text().strip()
+    assert f"{gateway.url}/dashboard?token={token}" in gateway.log.read_text()
+    assert httpx.get(f"{gateway.url}/cache/stats?token={token}").status_code == 200
+
+
+def test_open_loopback_is_opt_in_and_off_for_any_proxied_request(make_gateway):
+    gw = make_gateway(env={"CACHEGATE_ADMIN_OPEN_LOOPBACK": "true"})
+    assert httpx.get(f"{gw.url}/cache/stats").status_code == 200
+    proxy_headers = {
+        "Forwarded": "for=203.0.113.9",
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Real-IP": "203.0.113.9",
+        "Via": "1.1 proxy",
+        "True-Client-IP": "203.0.113.9",
+        "X-Forwarded-Host": "example.com",
+        "CF-Connecting-IP": "203.0.113.9",
+    }
+    for header, value in proxy_headers.items():
+        proxied = httpx.get(f"{gw.url}/cache/stats", headers={header: value})
+        assert proxied.status_code == 401, header
+        with_token = {header: value, **gw.admin}
+        assert httpx.get(f"{gw.url}/cache/stats", headers=with_token).status_code == 200
 
 
 def test_ledger_rows_count_every_request_and_keep_every_sum():

@@ -463,4 +463,4 @@ def test_evicted_entries_are_forgotten_by_memory_too(make_gateway):
     time.sleep(0.5)  # evictions are written, then reported, off the request path
     headers, _ = ask(client, first)
     assert headers["x-cache-status"] == "MISS"
-    assert len(httpx.get(f"{gw.url}/cache/entries").json()["data"]) <= 4
+    assert len(httpx.get(f"{gw.url}/cache/entries", headers=gw.admin).json()["data"]) <= 4

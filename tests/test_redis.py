@@ -151,7 +151,9 @@ def start_replicas(tmp: Path, upstream: str, url: str, count: int) -> list[Gatew
 
 def stats(gw: Gateway, namespace: str) -> dict:
     """The stats of one namespace, as `gw` reports them."""
-    answer = httpx.get(f"{gw.url}/cache/stats", params={"since": "1h", "by": "namespace"})
+    answer = httpx.get(
+        f"{gw.url}/cache/stats", headers=gw.admin, params={"since": "1h", "by": "namespace"}
+    )
     groups = answer.json()["groups"]
     return next((g for g in groups if g["name"] == namespace), {"requests": 0, "hits": 0})
 
@@ -230,7 +232,9 @@ def test_purge_on_one_replica_is_seen_by_the_others(replicas):
     poll(lambda: hit(b, paraphrase, "semantic", headers), 3)
     assert hit(b, stored, "exact", headers)  # in b's memory LRU now too
 
-    answer = httpx.post(f"{c.url}/cache/purge", json={"namespace": headers["X-Cache-Namespace"]})
+    answer = httpx.post(
+        f"{c.url}/cache/purge", headers=c.admin, json={"namespace": headers["X-Cache-Namespace"]}
+    )
     assert answer.json() == {"purged": 1}
     for gw in (a, b):
         poll(lambda gw=gw: chat(gw, stored, {**headers, **NO_STORE}).status == "MISS", 2)
@@ -253,7 +257,9 @@ def test_stats_of_one_replica_count_the_requests_of_all(replicas, shared_redis):
     assert group["tokens_saved"]["completion"] > 0
     for gw in (b, c):
         assert stats(gw, namespace) == group
-    top = httpx.get(f"{a.url}/cache/top-prompts", params={"since": "1h", "limit": 1000}).json()
+    top = httpx.get(
+        f"{a.url}/cache/top-prompts", headers=a.admin, params={"since": "1h", "limit": 1000}
+    ).json()
     assert any(row["hits"] == 3 and row["prompt"] == stored for row in top["data"])
 
     command = ["stats", "--backend", shared_redis.url, "--since", "1h", "--by", "namespace"]
@@ -282,7 +288,7 @@ def test_redis_down_passes_through_then_caches_again_when_back(own_redis, mock_u
             answer = chat(gw, during, {"X-Cache-Namespace": outage})
             assert answer.status == "MISS" and answer.content
         assert httpx.get(f"{gw.url}/healthz").status_code == 200
-        purge = httpx.post(f"{gw.url}/cache/purge", json={"all": True})
+        purge = httpx.post(f"{gw.url}/cache/purge", headers=gw.admin, json={"all": True})
         assert purge.status_code == 503 and "unreachable" in purge.json()["error"]["message"]
     assert mock_upstream.calls() == calls + 6
 
@@ -351,7 +357,9 @@ def test_bounds_evict_soonest_expiring_first_and_sizes_add_up(tmp_path, mock_ups
         assert hit(other, prompts[2], "exact")
         sizes = redis_client.hvals("cg:sizes")
         assert int(redis_client.get("cg:bytes")) == sum(map(int, sizes)) > 0
-        purged = httpx.post(f"{other.url}/cache/purge", json={"all": True}).json()
+        purged = httpx.post(
+            f"{other.url}/cache/purge", headers=other.admin, json={"all": True}
+        ).json()
         assert purged == {"purged": 2}
         assert int(redis_client.get("cg:bytes")) == redis_client.zcard("cg:index") == 0
     finally:

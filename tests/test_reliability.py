@@ -273,7 +273,7 @@ def test_oversized_headers_get_an_openai_shaped_431(make_gateway):
     assert response.json()["error"]["code"] == "headers_too_large"
     assert gw.alive()
     time.sleep(1)  # the ledger's flush
-    stats = httpx.get(f"{gw.url}/cache/stats").json()
+    stats = httpx.get(f"{gw.url}/cache/stats", headers=gw.admin).json()
     assert (stats["requests"], stats["errors"]) == (1, 1), "the refusal is in the ledger"
 
 
@@ -406,7 +406,7 @@ def test_a_namespace_that_is_not_utf8_is_refused_and_the_ledger_goes_on(make_gat
     assert refused.json()["error"]["param"] == "X-Cache-Namespace"
     time.sleep(1.5)  # past the ledger's flush interval: the refused request's row is written
     gw.client().chat.completions.create(**chat_body(f"after it {uuid.uuid4()}"))
-    stats = httpx.get(f"{gw.url}/cache/stats").json()
+    stats = httpx.get(f"{gw.url}/cache/stats", headers=gw.admin).json()
     assert (stats["requests"], stats["errors"], stats["misses"]) == (2, 1, 1)
 
 
@@ -414,7 +414,9 @@ def test_bodies_that_cannot_be_decoded_get_a_400(make_gateway):
     gw = make_gateway()
     garbage = {"Content-Encoding": "deflate", "Content-Type": "application/json"}
     for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/models", "/cache/purge"):
-        response = httpx.post(f"{gw.url}{path}", content=b"garbage", headers=garbage)
+        response = httpx.post(
+            f"{gw.url}{path}", content=b"garbage", headers={**garbage, **gw.admin}
+        )
         assert response.status_code == 400, (path, response.text)
         assert "cannot read the request body" in response.json()["error"]["message"]
     assert gw.alive()
@@ -497,7 +499,7 @@ def test_a_stream_whose_client_leaves_before_the_first_byte_serves_its_followers
     again = httpx.post(f"{gw.url}/v1/chat/completions", content=body)
     assert again.headers["X-Cache-Status"] == "HIT"
     time.sleep(1)  # the ledger's flush
-    stats = httpx.get(f"{gw.url}/cache/stats").json()
+    stats = httpx.get(f"{gw.url}/cache/stats", headers=gw.admin).json()
     assert (stats["requests"], stats["misses"], stats["hits"]) == (3, 1, 2)
     assert "Traceback" not in gw.log.read_text()
 
@@ -538,5 +540,5 @@ def test_a_stop_waits_for_no_index_build_and_loses_nothing(make_gateway, tmp_pat
     again = gw.client().chat.completions.with_raw_response.create(**chat_body(prompt))
     assert again.headers["x-cache-status"] == "HIT"
     assert again.parse().choices[0].message.content == raw.parse().choices[0].message.content
-    stats = httpx.get(f"{gw.url}/cache/stats").json()
+    stats = httpx.get(f"{gw.url}/cache/stats", headers=gw.admin).json()
     assert (stats["requests"], stats["hits"]) == (2, 1), stats

@@ -54,7 +54,7 @@ def ask(
 
 def model_runs(gw) -> dict[str, float]:
     """cachegate_model_runs_total by model, from /metrics."""
-    text = httpx.get(f"{gw.url}/metrics").text
+    text = httpx.get(f"{gw.url}/metrics", headers=gw.admin).text
     pattern = r'^cachegate_model_runs_total\{model="(\w+)"\} (\S+)$'
     return {m[1]: float(m[2]) for m in re.finditer(pattern, text, re.MULTILINE)}
 
@@ -143,7 +143,9 @@ def test_a_repeated_rewording_reuses_its_match_only_while_it_holds(real):
     time.sleep(1.1)
     young = ask(real, asked, ns, headers={"Cache-Control": "no-store, max-age=0"})[0]
     assert young["x-cache-status"] == "MISS"
-    purged = httpx.post(f"{real.url}/cache/purge", json={"key": first["x-cache-key"]}).json()
+    purged = httpx.post(
+        f"{real.url}/cache/purge", headers=real.admin, json={"key": first["x-cache-key"]}
+    ).json()
     assert purged == {"purged": 1}
     assert ask(real, asked, ns, headers=probe)[0]["x-cache-status"] == "MISS"
 
@@ -212,7 +214,9 @@ def test_purge_removes_semantic_matches(real):
     stored, asked = PARAPHRASES[3]
     ns = fresh()
     ask(real, stored, ns)
-    purged = httpx.post(f"{real.url}/cache/purge", json={"namespace": ns}).json()
+    purged = httpx.post(
+        f"{real.url}/cache/purge", headers=real.admin, json={"namespace": ns}
+    ).json()
     assert purged == {"purged": 1}
     assert ask(real, asked, ns)[0]["x-cache-status"] == "MISS"
 
@@ -262,7 +266,7 @@ def test_a_large_partition_is_loaded_at_start_and_turned_into_hnsw_in_the_backgr
     for _, asked in PARAPHRASES:
         headers, _ = ask(gw, asked, ns)
         assert headers["x-cache-tier"] == "semantic", asked
-    metrics = httpx.get(f"{gw.url}/metrics").text
+    metrics = httpx.get(f"{gw.url}/metrics", headers=gw.admin).text
     assert re.search(r"^cachegate_semantic_rebuilds 0\.0$", metrics, re.MULTILINE)
 
 

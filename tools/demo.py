@@ -85,7 +85,10 @@ def run_demo(args: argparse.Namespace) -> None:
             f"reused {again.headers['x-cache-items-cached']} items"
         )
 
-        with urllib.request.urlopen(f"{gateway.url}/cache/stats?since=1h", timeout=10) as r:
+        stats_request = urllib.request.Request(
+            f"{gateway.url}/cache/stats?since=1h", headers=gateway.admin
+        )
+        with urllib.request.urlopen(stats_request, timeout=10) as r:
             stats = json.load(r)
         saved_tokens = stats["tokens_saved"]["prompt"] + stats["tokens_saved"]["completion"]
         print(
@@ -98,11 +101,16 @@ def run_demo(args: argparse.Namespace) -> None:
             f"${stats['usd_spent']:.6f} spent (gpt-4o-mini list price); "
             f"{stats['time_saved_ms'] / 1000:.1f}s of upstream time saved"
         )
-        print(f"dashboard: {gateway.url}/dashboard")
         if args.wait or (args.wait is None and sys.stdin.isatty()):
-            print("\nthe gateway keeps running for the dashboard; Ctrl-C to stop", flush=True)
+            print(f"\ndashboard: {gateway.url}/dashboard?token={gateway.admin_token}")
+            print("the gateway keeps running for the dashboard; Ctrl-C to stop", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 gateway.process.wait()
+        else:
+            print(
+                "\nthe demo gateway has stopped; `cachegate demo --wait` keeps it serving "
+                "for the dashboard until Ctrl-C"
+            )
     finally:
         gateway.stop()
         mock.stop()

@@ -139,6 +139,18 @@ class GatewayProcess:
         )
         wait_for_text(self.process, self.log, "cachegate listening", ready_before + 1)
 
+    @property
+    def admin_token(self) -> str:
+        """The admin token: CACHEGATE_ADMIN_TOKEN if given, else the one it generated."""
+        return self.env.get("CACHEGATE_ADMIN_TOKEN") or (
+            (self.data_dir / "admin-token").read_text().strip()
+        )
+
+    @property
+    def admin(self) -> dict[str, str]:
+        """The headers that open its admin routes."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
     def stop(self) -> None:
         stop(self.process)
 
