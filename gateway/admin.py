@@ -117,6 +117,8 @@ class Admin:
             )
         except ValueError as exc:
             return error_response(400, str(exc), "since" if "duration" in str(exc) else "by")
+        except StoreUnavailable as exc:
+            return error_response(503, str(exc))
         return web.json_response(result, dumps=lambda v: orjson.dumps(v).decode())
 
     async def top_prompts(self, request: web.Request) -> web.Response:
@@ -130,6 +132,8 @@ class Admin:
             rows = await self.gateway.ledger.top_prompts(request.query.get("since"), limit)
         except ValueError as exc:
             return error_response(400, str(exc), "since")
+        except StoreUnavailable as exc:
+            return error_response(503, str(exc))
         return web.json_response({"data": rows}, dumps=lambda v: orjson.dumps(v).decode())
 
     async def entries(self, request: web.Request) -> web.Response:

@@ -127,6 +127,8 @@ def admin_token(configured: str | None, data_dir: Path) -> str:
     except FileExistsError:  # another process wrote it first
         return read_admin_token(data_dir) or token
     except OSError as exc:
+        with contextlib.suppress(OSError):  # a full disk leaves an empty file: not a token
+            path.unlink()
         log.warning(
             "cannot keep the admin token in %s (%s); this run's token is in the dashboard "
             "URL below",
@@ -161,15 +163,28 @@ def set_aside(path: Path, why: str) -> Path | None:
 
 class Complaints:
     """A storage problem logged once a minute, not once a request: a full disk would
-    otherwise fill the log (and the disk) with the same line."""
+    otherwise fill the log (and the disk) with the same line. A disk that is nearly full
+    takes some writes and refuses others; the line that it works again is rate-limited
+    the same way, so even that flapping is two lines a minute."""
 
     def __init__(self, logger: logging.Logger, every: float = COMPLAINT_SECONDS) -> None:
         self._log = logger
         self._every = every
-        self._last: dict[str, float] = {}
-        self._quiet: dict[str, int] = {}
+        self._last: dict[str, float] = {}  # topic -> when it was last logged
+        self._quiet: dict[str, int] = {}  # topic -> how often it was not logged since
+        self._open: set[str] = set()  # topics complained about and not resolved since
 
     def say(self, topic: str, message: str, *args: object) -> None:
+        self._open.add(topic)
+        self._rate_limited(topic, message, args)
+
+    def resolved(self, topic: str, message: str, *args: object) -> None:
+        """Log that `topic` is over, if it was complained about."""
+        if topic in self._open:
+            self._open.discard(topic)
+            self._rate_limited(f"{topic} resolved", message, args)
+
+    def _rate_limited(self, topic: str, message: str, args: tuple[object, ...]) -> None:
         now = time.monotonic()
         last = self._last.get(topic)
         if last is not None and now - last < self._every:
@@ -179,9 +194,3 @@ class Complaints:
         self._last[topic] = now
         suffix = f" ({quiet} more like it in the last minute)" if quiet else ""
         self._log.warning(message + suffix, *args)
-
-    def resolved(self, topic: str, message: str, *args: object) -> None:
-        """Log once that `topic` is over (if it was ever said)."""
-        if self._last.pop(topic, None) is not None:
-            self._quiet.pop(topic, None)
-            self._log.warning(message, *args)

@@ -6,6 +6,10 @@ the same tenant, say) share a row whose `requests` says how many it stands for a
 are their totals: at thousands of hits a second, writing one row each took a sixth of the
 gateway's CPU. Stats (`/cache/stats`, `cachegate stats`, the dashboard) are plain SQL
 over this table; the README shows the schema and queries to run in `sqlite3`.
+
+Rows that cannot be written (a full or read-only disk) are kept in memory, up to
+BACKLOG_ROWS, and written by a later flush once the disk allows; the trouble is logged
+once a minute. A damaged `ledger.db` at start is moved aside and a fresh one started.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from gateway.store import connect
+from gateway.datadir import Complaints
+from gateway.store import StorageTrouble, StoreUnavailable, open_sqlite
 
 log = logging.getLogger("cachegate.ledger")
+# Rows kept in memory while the disk refuses them; past this the oldest go (and are counted).
+BACKLOG_ROWS = 100_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -253,16 +260,30 @@ def open_read_only(path: Path) -> sqlite3.Connection:
 
 class Ledger:
     def __init__(self, path: Path, flush_seconds: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._flush_seconds = flush_seconds
-        self._write_conn = connect(path)
-        create_schema(self._write_conn)
-        self._read_conn = connect(path)
+        self._complaints = Complaints(log)
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._open()
         self._queue: list[Record] = []
+        self._backlog: list[list] = []  # rows the disk refused so far, oldest first
+        self._dropped = 0  # rows lost past BACKLOG_ROWS
         self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cachegate-ledger")
         self._task: asyncio.Task | None = None
+
+    def _open(self) -> bool:
+        """Open the file if it is not open; False (and said, once a minute) if it cannot be."""
+        if self._write_conn is None:
+            try:
+                self._write_conn, self._read_conn = open_sqlite(self.path, create_schema)
+            except StorageTrouble as exc:
+                self._complaints.say(
+                    "write", "%s; ledger rows are kept in memory until it can be", exc
+                )
+                return False
+        return True
 
     def record(self, record: Record) -> None:
         self._queue.append(record)
@@ -278,16 +299,27 @@ class Ledger:
 
     async def flush(self) -> None:
         rows, self._queue = self._queue, []
-        if rows:
+        if rows or self._backlog:
             await asyncio.wrap_future(self._writer.submit(self._write, rows))
 
     def _write(self, records: list[Record]) -> None:
-        rows = merge_identical(records)
         with self._lock:
+            self._backlog += merge_identical(records)
+            excess = len(self._backlog) - BACKLOG_ROWS
+            if excess > 0:
+                del self._backlog[:excess]
+                self._dropped += excess
+            if not self._open():
+                return
+            rows = self._backlog
             try:
                 self._insert(rows)
             except ROW_ERRORS:  # a value SQLite refuses loses its own row, not the batch
-                refused = [i for i, row in enumerate(rows) if not self._insert_or_skip(row)]
+                try:
+                    refused = [i for i, row in enumerate(rows) if not self._insert_or_skip(row)]
+                except sqlite3.Error as exc:
+                    self._refused(exc)
+                    return
                 log.error(
                     "%d of %d ledger rows had values SQLite refuses (rows %s); the rest "
                     "were written",
@@ -295,10 +327,29 @@ class Ledger:
                     len(rows),
                     refused[:10],
                 )
-            except sqlite3.Error:  # the database itself (disk full, say): the batch is lost
-                log.exception("could not write %d ledger rows to %s", len(rows), self.path)
+            except sqlite3.Error as exc:  # the database itself (disk full, say): kept
+                self._refused(exc)
+                return
+            self._backlog = []
+            self._complaints.resolved(
+                "write",
+                "%s is written again: the rows kept in memory are in it (%d lost past the %d kept)",
+                self.path,
+                self._dropped,
+                BACKLOG_ROWS,
+            )
+
+    def _refused(self, exc: sqlite3.Error) -> None:
+        self._complaints.say(
+            "write",
+            "cannot write the ledger %s (%s); %d rows kept in memory until it can be",
+            self.path,
+            exc,
+            len(self._backlog),
+        )
 
     def _insert(self, rows: list[list]) -> None:
+        assert self._write_conn is not None
         try:
             self._write_conn.execute("BEGIN")
             self._write_conn.executemany(INSERT_SQL, rows)
@@ -316,14 +367,33 @@ class Ledger:
 
     async def stats(self, since: str | None, by: str | None) -> dict[str, Any]:
         await self.flush()
-        return query_stats(self._read_conn, since, by)
+        return self._query(query_stats, since, by)
 
     async def top_prompts(self, since: str | None, limit: int) -> list[dict[str, Any]]:
         await self.flush()
-        return query_top_prompts(self._read_conn, since, limit)
+        return self._query(query_top_prompts, since, limit)
+
+    def _query(self, query: Any, *args: Any) -> Any:
+        """`query` on the file; StoreUnavailable (a 503, not a 500) when it cannot be read."""
+        if self._read_conn is None:
+            raise StoreUnavailable(
+                f"the ledger {self.path} cannot be opened; requests are counted in memory "
+                "until it can be"
+            )
+        try:
+            return query(self._read_conn, *args)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the ledger {self.path}: {exc}") from None
 
     async def close(self) -> None:
         await self.flush()
         self._writer.shutdown(wait=True)
-        self._write_conn.close()
-        self._read_conn.close()
+        if self._backlog:
+            log.error(
+                "%d ledger rows could not be written to %s before the stop; they are lost",
+                len(self._backlog),
+                self.path,
+            )
+        for conn in (self._write_conn, self._read_conn):
+            if conn is not None:
+                conn.close()

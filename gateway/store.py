@@ -3,25 +3,34 @@
 Reads run on the event loop (a primary-key read is tens of microseconds, less than a
 thread hop). Writes are queued and committed in batches by one writer thread, so a
 response never waits for the disk. Every body carries a checksum that is checked on
-read; a row that fails it is deleted, never served.
+read; a row that fails it, or cannot be read at all, is deleted, never served.
+
+The cache is disposable, so the store never stops the gateway: a file that is not a
+database at start is moved aside (datadir.set_aside) and a fresh one started; a disk that
+cannot hold one (read-only, full) leaves the entries in memory for this run; writes that
+fail are dropped (the memory tier still has those entries) and logged once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.datadir import Complaints, set_aside
 from gateway.entries import Entry
 
 log = logging.getLogger("cachegate.store")
 HIT_FLUSH_SECONDS = 1.0
+# Bound on the entries kept by a store that could not open its file (held in memory).
+IN_MEMORY_MAX_BYTES = 256 * 2**20
 
 COLUMNS = (
     "key",
@@ -70,7 +79,11 @@ CREATE INDEX IF NOT EXISTS entries_model ON entries (model);
 
 
 class StoreUnavailable(Exception):
-    """A shared store cannot be reached; an admin route answers 503 with this message."""
+    """A store cannot be reached or written; an admin route answers 503 with this message."""
+
+
+class StorageTrouble(Exception):
+    """A SQLite file of the data dir cannot be used; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,41 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def damage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file is damaged (rather than the disk refusing it)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def open_sqlite(
+    path: Path, prepare: Callable[[sqlite3.Connection], None]
+) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """A writer and a reader connection to `path`, `prepare` run on the writer first (it
+    should read the whole file, so damage shows now). A file that is not a database (cut
+    short, overwritten, a directory in its place) is moved aside once and a fresh one
+    started; StorageTrouble when the disk cannot hold one (read-only, full)."""
+    for attempt in (1, 2):
+        conns: list[sqlite3.Connection] = []
+        try:
+            if path.is_dir():
+                raise sqlite3.DatabaseError("a directory is in its place")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conns.append(connect(path))
+            prepare(conns[0])
+            conns.append(connect(path))
+            return conns[0], conns[1]
+        except sqlite3.Error as exc:
+            for conn in conns:
+                conn.close()
+            damaged = path.is_dir() or damage(exc)
+            if attempt == 1 and damaged and set_aside(path, str(exc)) is not None:
+                continue
+            raise StorageTrouble(f"{path} cannot be used: {exc}") from None
+        except OSError as exc:
+            raise StorageTrouble(f"{path} cannot be used: {exc.strerror}") from None
+    raise AssertionError("unreachable")
+
+
 def row_to_entry(row: tuple) -> Entry:
     values = dict(zip(COLUMNS, row, strict=True))
     return Entry(**values)
@@ -149,7 +197,6 @@ class SqliteStore:
     available = True  # an embedded file does not go away; a shared store may (RedisStore)
 
     def __init__(self, path: Path, max_entries: int, max_bytes: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._max_entries = max_entries
         self._max_bytes = max_bytes
@@ -157,56 +204,97 @@ class SqliteStore:
         self._changes: Changes | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cachegate-store")
-        self._write_conn = connect(path)
-        self._write_conn.executescript(SCHEMA)
-        self._read_conn = connect(path)
+        self._complaints = Complaints(log)
+        self.count, self.bytes = 0, 0
+
+        def prepare(conn: sqlite3.Connection) -> None:
+            conn.executescript(SCHEMA)
+            self.count, self.bytes = conn.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM entries"
+            ).fetchone()
+
+        try:
+            self._write_conn, self._read_conn = open_sqlite(path, prepare)
+        except StorageTrouble as exc:
+            log.error(
+                "%s; entries are kept in memory only (up to %d MiB) until a restart finds "
+                "the disk usable",
+                exc,
+                IN_MEMORY_MAX_BYTES // 2**20,
+            )
+            # One connection for both: a memory database is private to its connection.
+            self._write_conn = self._read_conn = sqlite3.connect(
+                ":memory:", check_same_thread=False, isolation_level=None
+            )
+            prepare(self._write_conn)
+            self._max_bytes = min(max_bytes, IN_MEMORY_MAX_BYTES)
         self._pending: list[Entry] = []
         self._hits: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         self._flush_scheduled = False
         self._hits_flushed_at = 0.0
-        self.count, self.bytes = self._read_conn.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM entries"
-        ).fetchone()
 
     async def start(self, changes: Changes, oldest_expiry: float) -> None:
         """Hand the cache every vector to index; nothing else writes this file."""
         self._changes, self._loop = changes, asyncio.get_running_loop()
-        changes.load(self.semantic_rows(oldest_expiry))
+        try:
+            changes.load(self.semantic_rows(oldest_expiry))
+        except sqlite3.Error as exc:  # damage the first reads did not reach
+            log.error("cannot read the vectors in %s (%s); indexing none", self.path, exc)
 
     # -- reads (event loop) -------------------------------------------------------------
     async def get(self, key: str) -> Entry | None:
-        row = self._read_conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM entries WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return None
-        entry = row_to_entry(row)
-        if not entry.intact():
-            log.warning("entry %s failed its checksum; deleting it", key)
+        """The entry under `key`; None (and the row deleted) when it is damaged: the
+        request goes upstream and stores a good one."""
+        try:
+            row = self._read_conn.execute(
+                f"SELECT {', '.join(COLUMNS)} FROM entries WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                return None
+            entry = row_to_entry(row)
+            damaged = None if entry.intact() else "it failed its checksum"
+        except (sqlite3.Error, TypeError) as exc:  # a text that is not UTF-8, a bad page
+            damaged = str(exc)
+        if damaged is None:
+            return entry
+        self._complaints.say("read", "entry %s cannot be served (%s); dropping it", key, damaged)
+        with contextlib.suppress(StoreUnavailable):  # not now: the next read drops it
             await self.delete(PurgeFilter(key=key), now=0)
-            return None
-        return entry
+        return None
 
     def semantic_rows(self, now: float) -> Iterator[tuple[str, str, bytes]]:
-        """(key, context_key, vector) of every semantic entry still within its stale window."""
-        return self._read_conn.execute(
-            "SELECT key, context_key, vector FROM entries WHERE vector IS NOT NULL "
-            "AND expires_at > ? ORDER BY created_at",
+        """(key, context_key, vector) of every semantic entry still within its stale
+        window; a row whose key or context is not UTF-8 is skipped (a read drops it)."""
+        rows = self._read_conn.execute(
+            "SELECT CAST(key AS BLOB), CAST(context_key AS BLOB), vector FROM entries "
+            "WHERE vector IS NOT NULL AND expires_at > ? ORDER BY created_at",
             (now,),
         )
+        for key, context_key, vector in rows:
+            try:
+                yield key.decode(), context_key.decode(), vector
+            except (UnicodeDecodeError, AttributeError):
+                continue
 
     async def list(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
+        # Text read as bytes and decoded leniently: one damaged row must not fail the list.
         sql = (
-            "SELECT key, model, namespace, endpoint, created_at, expires_at, hits, size "
-            "FROM entries"
+            "SELECT CAST(key AS BLOB), CAST(model AS BLOB), CAST(namespace AS BLOB), "
+            "CAST(endpoint AS BLOB), created_at, expires_at, hits, size FROM entries"
         )
         args: list[Any] = []
         if namespace:
             sql += " WHERE namespace = ?"
             args.append(namespace)
         sql += " ORDER BY created_at DESC LIMIT ?"
-        rows = self._read_conn.execute(sql, [*args, limit]).fetchall()
+        try:
+            rows = self._read_conn.execute(sql, [*args, limit]).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read {self.path}: {exc}") from None
+        rows = [
+            (*(bytes(v or b"").decode(errors="replace") for v in row[:4]), *row[4:]) for row in rows
+        ]
         names = (
             "key",
             "model",
@@ -248,6 +336,7 @@ class SqliteStore:
         if not pending and not hits:
             return
         conn = self._write_conn
+        count_before, bytes_before = self.count, self.bytes
         try:
             conn.execute("BEGIN IMMEDIATE")
             for entry in pending:
@@ -267,13 +356,27 @@ class SqliteStore:
             )
             evicted = self._evict(conn)
             conn.execute("COMMIT")
-        except sqlite3.Error:
-            log.exception("could not write %d entries to %s", len(pending), self.path)
-            conn.execute("ROLLBACK") if conn.in_transaction else None
+        except sqlite3.Error as exc:  # a full or read-only disk, say: memory still has them
+            self.count, self.bytes = count_before, bytes_before
+            self._rollback()
+            self._complaints.say(
+                "write",
+                "cannot write %d entries to %s (%s); serving from memory and upstream",
+                len(pending),
+                self.path,
+                exc,
+            )
             return
+        self._complaints.resolved("write", "%s is written again", self.path)
         if evicted and self._changes is not None and self._loop is not None:
             # Evictions happen on the writer thread; the cache forgets on its loop.
             self._loop.call_soon_threadsafe(self._changes.forget, evicted)
+
+    def _rollback(self) -> None:
+        """End a failed write's transaction, or every later BEGIN would fail too."""
+        if self._write_conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._write_conn.rollback()
 
     def _evict(self, conn: sqlite3.Connection) -> list[str]:
         """Least recently used entries past the count or size bound (inside the transaction)."""
@@ -299,30 +402,41 @@ class SqliteStore:
     def _delete(self, where: PurgeFilter, now: float) -> list[str]:
         self._flush()
         clause, args = where.where(now)
+        try:
+            return self._remove(clause, args)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(
+                f"cannot remove entries from {self.path} ({exc}); nothing was purged, "
+                "retry when the disk can be written"
+            ) from None
+
+    def _remove(self, clause: str, args: list[Any]) -> list[str]:
+        """Delete the rows matching `clause`; their keys."""
         conn = self._write_conn
-        conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute(f"SELECT key, size FROM entries WHERE {clause}", args).fetchall()
-        conn.execute(f"DELETE FROM entries WHERE {clause}", args)
-        conn.execute("COMMIT")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                f"SELECT CAST(key AS BLOB), size FROM entries WHERE {clause}", args
+            ).fetchall()
+            conn.execute(f"DELETE FROM entries WHERE {clause}", args)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            raise
         self.count -= len(rows)
         self.bytes -= sum(s for _, s in rows)
-        return [k for k, _ in rows]
+        return [bytes(k).decode(errors="replace") for k, _ in rows]
 
     async def sweep(self, now: float, max_stale: float) -> list[str]:
         """Drop entries past their stale window (expired longer than `max_stale` ago)."""
         return await asyncio.wrap_future(self._writer.submit(self._sweep, now - max_stale))
 
     def _sweep(self, cutoff: float) -> list[str]:
-        conn = self._write_conn
-        conn.execute("BEGIN IMMEDIATE")
-        rows = conn.execute(
-            "SELECT key, size FROM entries WHERE expires_at < ?", (cutoff,)
-        ).fetchall()
-        conn.execute("DELETE FROM entries WHERE expires_at < ?", (cutoff,))
-        conn.execute("COMMIT")
-        self.count -= len(rows)
-        self.bytes -= sum(s for _, s in rows)
-        return [k for k, _ in rows]
+        try:
+            return self._remove("expires_at < ?", [cutoff])
+        except sqlite3.Error as exc:
+            self._complaints.say("sweep", "cannot drop expired entries (%s): %s", self.path, exc)
+            return []
 
     async def flush(self) -> None:
         await asyncio.wrap_future(self._writer.submit(self._flush))

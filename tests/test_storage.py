@@ -3,14 +3,22 @@ directory and a full disk (small tmpfs mounts), against real `cachegate serve` p
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import socket
+import sqlite3
 import subprocess
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-from gateway.processes import CACHEGATE, REPO
+import httpx2 as httpx
+import pytest
 from conftest import FAST_SEMANTIC
+
+from gateway.processes import CACHEGATE, REPO
 
 
 def serve_once(data_dir: Path, upstream: str, port: int, timeout: float = 120) -> tuple[int, str]:
@@ -79,3 +87,159 @@ def test_purge_of_a_data_dir_that_does_not_exist_says_so_and_creates_nothing(tmp
     assert done.returncode != 0
     assert "no entries at" in done.stderr and "purged" not in done.stdout
     assert not missing.exists()
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small filesystem of its own at `path` (a full disk, a read-only one, for real)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Fill `disk` to the last byte; the file that does it (delete it to free the disk)."""
+    filler = disk / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(descriptor, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+def stats(gw) -> httpx.Response:
+    return httpx.get(f"{gw.url}/cache/stats", headers=gw.admin)
+
+
+def add_filler_rows(entries_db: Path, count: int) -> None:
+    """Rows enough that the file spans many pages (so half of it is missing pages)."""
+    conn = sqlite3.connect(entries_db)
+    conn.executemany(
+        "INSERT INTO entries (key, tenant, namespace, endpoint, model, body, checksum, "
+        "created_at, expires_at, last_used_at, size) VALUES (?, 't', 'default', 'chat', "
+        "'m', ?, 'x', 0, 0, 0, 1)",
+        [(f"filler{i}", os.urandom(2000)) for i in range(count)],
+    )
+    conn.commit()
+    conn.close()
+
+
+def cut_in_half(path: Path) -> None:
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size // 2)
+
+
+def random_bytes(path: Path) -> None:
+    path.write_bytes(os.urandom(path.stat().st_size or 4096))
+
+
+def directory(path: Path) -> None:
+    path.unlink()
+    (path / "x").mkdir(parents=True)
+
+
+@pytest.mark.parametrize("name", ["entries.db", "ledger.db"])
+@pytest.mark.parametrize("damage", [cut_in_half, random_bytes, directory])
+def test_a_damaged_store_file_is_moved_aside_and_the_gateway_starts(make_gateway, name, damage):
+    gw = make_gateway()
+    prompt = f"damaged {uuid.uuid4()}"
+    assert ask(gw, prompt) == "MISS"
+    gw.stop()
+    if name == "entries.db":
+        add_filler_rows(gw.data_dir / name, 300)
+    damage(gw.data_dir / name)
+    gw.start()
+    said = gw.log.read_text()
+    assert f"{name} is damaged" in said and "moved aside" in said
+    assert "Traceback" not in said, said
+    assert list(gw.data_dir.glob(f"{name}.damaged-*"))
+    asked = [ask(gw, prompt), ask(gw, prompt)]
+    assert asked[1] == "HIT"
+    assert asked[0] == ("MISS" if name == "entries.db" else "HIT")
+    assert stats(gw).status_code == 200
+    assert stats(gw).json()["requests"] >= 2
+
+
+def test_a_damaged_row_is_dropped_and_the_request_goes_upstream(make_gateway):
+    gw = make_gateway()
+    prompt = f"damaged row {uuid.uuid4()}"
+    assert ask(gw, prompt) == "MISS"
+    gw.stop()
+    conn = sqlite3.connect(gw.data_dir / "entries.db")
+    conn.execute("UPDATE entries SET namespace = CAST(X'64656661756cff' AS TEXT)")
+    conn.commit()
+    conn.close()
+    gw.start()
+    listed = httpx.get(f"{gw.url}/cache/entries", headers=gw.admin)
+    assert listed.status_code == 200
+    assert [ask(gw, prompt), ask(gw, prompt)] == ["MISS", "HIT"]
+    assert "Traceback" not in gw.log.read_text()
+
+
+def test_a_read_only_data_dir_leaves_the_gateway_serving(make_gateway, tmp_path):
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        gw = make_gateway(data_dir=disk)
+        kept = f"kept {uuid.uuid4()}"
+        assert ask(gw, kept) == "MISS"
+        gw.stop()
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        gw.start()
+        prompt = f"read-only {uuid.uuid4()}"
+        assert [ask(gw, prompt), ask(gw, prompt)] == ["MISS", "HIT"]  # from memory
+        assert stats(gw).status_code in (200, 503)
+        purged = httpx.post(f"{gw.url}/cache/purge", headers=gw.admin, json={"all": True})
+        assert purged.status_code in (200, 503)
+        assert ask(gw, f"another {uuid.uuid4()}") == "MISS"
+        said = gw.log.read_text()
+        assert "Traceback" not in said, said
+        gw.stop()
+
+
+def test_a_full_disk_leaves_the_gateway_serving_and_keeps_the_ledger_rows(make_gateway, tmp_path):
+    with tmpfs(tmp_path / "disk", "16m") as disk:
+        gw = make_gateway(data_dir=disk)
+        before = stats(gw).json()["requests"]
+        filler = fill(disk)
+        prompts = [f"full disk {i} {uuid.uuid4()}" for i in range(20)]
+        for prompt in prompts:
+            assert [ask(gw, prompt), ask(gw, prompt)] == ["MISS", "HIT"]
+        purged = httpx.post(f"{gw.url}/cache/purge", headers=gw.admin, json={"all": True})
+        assert purged.status_code in (200, 503), purged.text
+        assert stats(gw).status_code == 200
+        said = gw.log.read_text()
+        assert "Traceback" not in said, said
+        assert said.count("cannot write the ledger") <= 1  # once a minute, not per request
+        assert said.count("serving from memory and upstream") <= 1
+        filler.unlink()  # room again: the rows kept in memory are written
+        written = before
+        for _ in range(100):
+            written = stats(gw).json()["requests"]
+            if written >= before + 2 * len(prompts):
+                break
+            time.sleep(0.1)
+        assert written >= before + 2 * len(prompts)
+        gw.stop()
+
+
+def test_a_disk_full_at_start_leaves_the_gateway_serving(make_gateway, tmp_path):
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        fill(disk)
+        gw = make_gateway(data_dir=disk, env={"CACHEGATE_ADMIN_TOKEN": "full-disk-token"})
+        prompt = f"full at start {uuid.uuid4()}"
+        assert [ask(gw, prompt), ask(gw, prompt)] == ["MISS", "HIT"]
+        assert stats(gw).status_code in (200, 503)
+        assert "Traceback" not in gw.log.read_text()
+        gw.stop()
