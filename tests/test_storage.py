@@ -18,7 +18,7 @@ import httpx2 as httpx
 import pytest
 from conftest import FAST_SEMANTIC
 
-from gateway.processes import CACHEGATE, REPO
+from tools.processes import CACHEGATE, REPO
 
 
 def serve_once(data_dir: Path, upstream: str, port: int, timeout: float = 120) -> tuple[int, str]:
