@@ -23,6 +23,7 @@ from gateway import datadir
 from gateway.admin import Admin
 from gateway.cache import Cache
 from gateway.config import Config
+from gateway.connections import DeadlineRunner
 from gateway.errors import error_response
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
@@ -284,8 +285,10 @@ def serve(config: Config) -> None:
     app = create_app(gateway, token)
 
     async def main() -> None:
-        runner = web.AppRunner(
+        runner = DeadlineRunner(
             app,
+            client_header_timeout=config.client_header_timeout,
+            keepalive_timeout=config.client_idle_timeout,
             access_log=None,
             logger=ProtocolLog(logging.getLogger("aiohttp.server")),
             handler_cancellation=False,

@@ -17,6 +17,7 @@ anthropic_upstream.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -148,14 +149,28 @@ class Gateway:
             raise BadRequest(
                 413, f"request body is {request.content_length} bytes; the limit is {limit}"
             )
+        pause = self.config.client_body_timeout
+        chunks, size = [], 0
         try:
-            return await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise BadRequest(413, f"request body is over the limit of {limit} bytes") from None
+            # A client may pause its body for at most client_body_timeout at a time.
+            async with asyncio.timeout(pause) as deadline:
+                while chunk := await request.content.readany():
+                    size += len(chunk)
+                    if size > limit:
+                        raise BadRequest(413, f"request body is over the limit of {limit} bytes")
+                    chunks.append(chunk)
+                    deadline.reschedule(asyncio.get_running_loop().time() + pause)
+        except TimeoutError:
+            if request.transport is not None:  # the client is too slow to wait for
+                request.transport.close()
+            raise BadRequest(
+                408, f"the request body paused for over {pause:g}s (client_body_timeout)"
+            ) from None
         except web.RequestPayloadError as exc:  # a Content-Encoding its bytes do not follow
             raise BadRequest(400, f"cannot read the request body: {exc}") from None
         except ConnectionResetError:  # nobody reads the answer; the ledger counts it
             raise BadRequest(400, "the client left before its request body was complete") from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def parse_json(self, raw: bytes) -> Any:
         try:

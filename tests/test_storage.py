@@ -243,3 +243,55 @@ def test_a_disk_full_at_start_leaves_the_gateway_serving(make_gateway, tmp_path)
         assert stats(gw).status_code in (200, 503)
         assert "Traceback" not in gw.log.read_text()
         gw.stop()
+
+
+def closed_by_gateway(sock: socket.socket) -> bytes:
+    """Everything the gateway sends until it closes the connection (the socket's own
+    timeout, far past the gateway's, fails the test instead of hanging it)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory, mock_upstream):
+    from conftest import Gateway
+
+    env = {
+        "CACHEGATE_CLIENT_HEADER_TIMEOUT": "1",
+        "CACHEGATE_CLIENT_BODY_TIMEOUT": "1",
+        "CACHEGATE_CLIENT_IDLE_TIMEOUT": "8",  # longer than the sockets wait for the others
+    }
+    gw = Gateway(tmp_path_factory.mktemp("impatient") / "data", mock_upstream.url, env)
+    yield gw
+    gw.stop()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Ty"],
+    ids=["nothing", "half a header"],
+)
+def test_a_client_that_sends_no_complete_headers_is_cut_off(impatient, sent):
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=5) as sock:
+        sock.sendall(sent)
+        assert closed_by_gateway(sock) == b""
+    assert impatient.alive()
+
+
+def test_a_client_that_stops_its_body_halfway_is_cut_off(impatient):
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=5) as sock:
+        sock.sendall(head + b'{"model": "gpt-4o-mini", ')
+        closed_by_gateway(sock)
+    assert impatient.alive()
+
+
+def test_an_idle_keep_alive_connection_is_closed(impatient):
+    with socket.create_connection(("127.0.0.1", impatient.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert closed_by_gateway(sock).startswith(b"HTTP/1.1 200")
