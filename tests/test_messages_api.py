@@ -126,11 +126,11 @@ def test_usage_with_prompt_cache_tokens_is_priced(gw):
     system = [
         {"type": "text", "text": "You are terse. " * 40, "cache_control": {"type": "ephemeral"}}
     ]
-    before = httpx.get(f"{gw.url}/cache/stats?by=endpoint").json()
+    before = httpx.get(f"{gw.url}/cache/stats?by=endpoint", headers=gw.admin).json()
     _, answer = ask(gw, prompt, system=system)
     assert answer.usage.cache_read_input_tokens > 0
     ask(gw, prompt, system=system)
-    after = httpx.get(f"{gw.url}/cache/stats?by=endpoint").json()
+    after = httpx.get(f"{gw.url}/cache/stats?by=endpoint", headers=gw.admin).json()
     group = next(g for g in after["groups"] if g["name"] == "messages")
     assert group["hits"] >= 1 and group["usd_saved"] > 0
     spent = after["usd_spent"] - before["usd_spent"]
