@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from policies.decide import PolicyConfig
+from policies.rules import Rule, parse_rules
 
 # The shipped configs/ package: beside the code in a checkout, in site-packages when installed
 # (always as files: the wheel is never zipped, so the Traversable is a real path).
@@ -88,6 +89,7 @@ class Config:
     client_idle_timeout: float = 75.0  # seconds a keep-alive connection may sit idle
     key_ignore: tuple[str, ...] = ("stream", "stream_options", "user")
     shared_tenant: str | None = None
+    rules: tuple[Rule, ...] = ()  # cache rules by model, namespace, endpoint, path, tenant
     upstream_connect_timeout: float = 10.0
     upstream_read_timeout: float = 600.0
     upstream_concurrency: int = 512
@@ -110,6 +112,7 @@ class Config:
                 default_threshold if self.semantic.threshold is None else self.semantic.threshold
             ),
             max_messages=self.max_messages,
+            rules=self.rules,
         )
 
 
@@ -156,6 +159,8 @@ def _convert(name: str, kind: Any, value: Any) -> Any:
         return None
     if name == "routes":
         return tuple(UpstreamRoute(**route) for route in value)
+    if name == "rules":
+        return parse_rules(value)
     if "tuple" in kind:
         return tuple(value.split(",") if isinstance(value, str) else value)
     if "Path" in kind:

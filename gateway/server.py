@@ -59,6 +59,7 @@ from policies.decide import (
 )
 from policies.keys import Variant, canonical_json, item_key, tenant_of
 from policies.pricing import PriceTable, Usage
+from policies.rules import within_rules
 
 log = logging.getLogger("cachegate")
 
@@ -636,7 +637,8 @@ class Gateway:
         except BadRequest as exc:
             return self.rejected(request, exc.status, str(exc), exc.param, started, now)
         model = body["model"]
-        params = {k: v for k, v in body.items() if k not in ("input", *self.policy.key_ignore)}
+        controls, policy = within_rules("embeddings", model, controls, tenant, self.policy)
+        params = {k: v for k, v in body.items() if k not in ("input", *policy.key_ignore)}
         variant = request_variant(request)
         keys = [item_key(tenant, controls.namespace, params, item, variant) for item in items]
         mode_off = controls.mode == "off"
@@ -672,7 +674,7 @@ class Gateway:
                 missing, rows, split_tokens(spent_tokens, counts), strict=True
             ):
                 vectors[i] = row.get("embedding")
-                ttl = ttl_for(controls, self.policy)
+                ttl = ttl_for(controls, policy)
                 if not mode_off and not controls.no_store and ttl > 0:
                     stored = time.time()
                     self.cache.put(

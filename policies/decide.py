@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from policies.controls import Controls
 from policies.keys import Variant, context_key, exact_key
+from policies.rules import Rule, within_rules
 
 # chat and completions: OpenAI's; messages: Anthropic's Messages API; responses: OpenAI's
 # Responses API.
@@ -68,6 +69,7 @@ class PolicyConfig:
     semantic_max_chars: int
     default_threshold: float
     max_messages: int
+    rules: tuple[Rule, ...]  # the config's `rules:`, first match wins
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +244,7 @@ def decide(
     """The decision for one cacheable request; raises RequestError for a malformed body.
     `variant` (the query string, version headers) is part of the exact key and context."""
     validate(endpoint, body)
+    controls, config = within_rules(endpoint, body["model"], controls, tenant, config)
     conversation = CONVERSATION.get(endpoint, "messages")
     if isinstance(body.get(conversation), list) and len(body[conversation]) > config.max_messages:
         raise RequestError(f"too many messages (limit {config.max_messages})", conversation)

@@ -3,12 +3,18 @@ and rules (pure: no processes)."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import Config
 from policies.controls import Controls
 from policies.decide import decide
+from policies.rules import RuleError, parse_rules
 
 CONFIG = Config().policy(default_threshold=0.5)  # the defaults, written once, in Config
 pairs = st.lists(st.tuples(st.text(min_size=1, max_size=8), st.text(max_size=8)), max_size=3).map(
@@ -90,3 +96,93 @@ def test_background_responses_are_bypassed():
     body = {"model": "gpt-4o", "input": "what is a cache for", "background": True}
     decision = decide("responses", body, Controls(), "t", CONFIG)
     assert (decision.read, decision.store, decision.status_on_miss) == (False, False, "BYPASS")
+
+
+def ruled(rules: list, endpoint="chat", model="gpt-4o", namespace="default", tenant="t", **c):
+    config = dataclasses.replace(CONFIG, rules=parse_rules(rules))
+    body = {"model": model, "messages": [{"role": "user", "content": "what is a cache for"}]}
+    return decide(endpoint, body, Controls(namespace=namespace, **c), tenant, config)
+
+
+@given(st.sampled_from(["gpt-4o", "gpt-4o-mini", "o3"]), st.sampled_from(["off", False]))
+def test_a_rule_turns_caching_off_for_its_model_only(model, off):
+    decision = ruled([{"match": {"model": "gpt-4o"}, "mode": off}], model=model)
+    assert (decision.status_on_miss == "BYPASS") == (model == "gpt-4o")
+    assert (decision.read and decision.store) == (model != "gpt-4o")
+
+
+@given(st.sampled_from(["semantic", "exact", "off"]), st.sampled_from(["semantic", "exact", "off"]))
+def test_a_header_may_only_narrow_the_rules_mode(rule_mode, header_mode):
+    decision = ruled([{"match": {}, "mode": rule_mode}], mode=header_mode)
+    order = ["semantic", "exact", "off"]
+    narrowest = order[max(order.index(rule_mode), order.index(header_mode))]
+    assert (decision.semantic is not None) == (narrowest == "semantic")
+    assert (decision.status_on_miss == "BYPASS") == (narrowest == "off")
+
+
+@given(st.one_of(st.none(), st.floats(0, 10**7)))
+def test_rule_ttls_by_namespace_and_the_header_capped_by_max_ttl(header_ttl):
+    rules = [{"match": {"namespace": "short-.*"}, "ttl": 60, "max_ttl": 3600}]
+    short = ruled(rules, namespace="short-lived", ttl=header_ttl)
+    other = ruled(rules, namespace="other", ttl=header_ttl)
+    assert short.ttl == (60 if header_ttl is None else min(header_ttl, 3600))
+    assert other.ttl == min(
+        CONFIG.default_ttl if header_ttl is None else header_ttl, CONFIG.max_ttl
+    )
+
+
+def test_first_match_wins_and_sets_threshold_store_and_key_ignore():
+    rules = [
+        {"match": {"endpoint": "chat", "tenant": "team-a"}, "threshold": 0.95, "store": False},
+        {"match": {"path": "/v1/chat/.*"}, "key_ignore": ["temperature"]},
+    ]
+    strict = ruled(rules, tenant="team-a")
+    assert strict.semantic.threshold == 0.95 and not strict.store
+    assert ruled(rules, tenant="team-a", threshold=0.5).semantic.threshold == 0.95
+    assert ruled(rules, tenant="team-a", threshold=0.99).semantic.threshold == 0.99
+    loose = ruled(rules, tenant="team-b")
+    assert loose.store and loose.semantic.threshold == CONFIG.default_threshold
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    config = dataclasses.replace(CONFIG, rules=parse_rules(rules))
+    keys = {
+        decide("chat", {**body, "temperature": t}, Controls(), "team-b", config).key for t in (0, 1)
+    }
+    assert len(keys) == 1  # the second rule ignores temperature
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ({"name": "typo", "match": {"modle": "x"}}, "match must be"),
+        ({"match": {"model": "("}}, "not a regular expression"),
+        ({"mode": "sometimes"}, "not one of semantic, exact, off"),
+        ({"mode": True}, "not one of semantic, exact, off"),
+        ({"ttl": -1}, "at least 0"),
+        ({"ttl": "7d"}, "number of seconds"),
+        ({"ttl": 100, "max_ttl": 10}, "above its max_ttl"),
+        ({"threshold": 2}, "from 0 to 1"),
+        ({"store": "no"}, "true or false"),
+        ({"key_ignore": "user"}, "list of body field names"),
+        ({"colour": "red"}, "unknown keys"),
+        ("off", "must be an object"),
+    ],
+)
+def test_a_bad_rule_is_refused_with_its_name(rule, problem):
+    with pytest.raises(RuleError, match=problem) as refused:
+        parse_rules([{"match": {}}, rule])
+    assert str(refused.value).startswith("rules[1]")
+    if isinstance(rule, dict) and "name" in rule:
+        assert "(typo)" in str(refused.value)
+
+
+def test_the_commented_examples_in_the_default_config_are_valid_rules():
+    text = (Path(__file__).parent.parent / "configs/default.yaml").read_text()
+    block = text.split("# rules:\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if not line.startswith("#   "):
+            break
+        lines.append(line[1:])
+    rules = parse_rules(yaml.safe_load("\n".join(lines)))
+    assert len(rules) == 3
+    assert ruled(yaml.safe_load("\n".join(lines)), namespace="billing").status_on_miss == "BYPASS"
