@@ -11,7 +11,7 @@ class Entry:
     key: str  # exact key (hex)
     tenant: str
     namespace: str
-    endpoint: str  # chat | completions | embeddings
+    endpoint: str  # chat | completions | embeddings | messages | responses
     model: str
     body: bytes  # the answer in its non-stream shape, exactly as it is served
     created_at: float

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS requests (
     ts REAL NOT NULL,               -- unix time the request arrived
     tenant TEXT NOT NULL,           -- hash of the caller's API key, never the key
     namespace TEXT NOT NULL,
-    endpoint TEXT NOT NULL,         -- chat | completions | embeddings
+    endpoint TEXT NOT NULL,         -- chat | completions | embeddings | messages | responses
     model TEXT NOT NULL,
     status TEXT NOT NULL,           -- HIT | MISS | BYPASS | REFRESH | STALE | ERROR
     tier TEXT,                      -- exact | semantic (hits)

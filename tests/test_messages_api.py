@@ -126,11 +126,11 @@ def test_usage_with_prompt_cache_tokens_is_priced(gw):
     system = [
         {"type": "text", "text": "You are terse. " * 40, "cache_control": {"type": "ephemeral"}}
     ]
-    before = httpx.get(f"{gw.url}/cache/stats?by=endpoint", headers=gw.admin).json()
+    before = httpx.get(f"{gw.url}/cache/stats?by=endpoint", headers=gw.admin, timeout=60).json()
     _, answer = ask(gw, prompt, system=system)
     assert answer.usage.cache_read_input_tokens > 0
     ask(gw, prompt, system=system)
-    after = httpx.get(f"{gw.url}/cache/stats?by=endpoint", headers=gw.admin).json()
+    after = httpx.get(f"{gw.url}/cache/stats?by=endpoint", headers=gw.admin, timeout=60).json()
     group = next(g for g in after["groups"] if g["name"] == "messages")
     assert group["hits"] >= 1 and group["usd_saved"] > 0
     spent = after["usd_spent"] - before["usd_spent"]
@@ -147,3 +147,21 @@ def test_upstream_errors_pass_through_and_are_not_cached(gw):
     with pytest.raises(anthropic.InternalServerError):
         ask(gw, prompt, headers={"X-Mock-Status": "500"})
     assert ask(gw, prompt)[0]["x-cache-status"] == "MISS"
+
+
+def test_anthropic_routes_go_to_anthropic_upstream_with_the_configured_key():
+    from gateway.config import Config
+    from gateway.upstream import Upstream
+
+    upstream = Upstream(
+        Config(anthropic_upstream="http://anthropic.example/", anthropic_upstream_key="sk-conf")
+    )
+    target = upstream.target("claude-haiku-4-5", "/v1/messages")
+    assert target.base_url == "http://anthropic.example/v1"
+    assert upstream.target(None, "/v1/messages/count_tokens") == target
+    assert upstream.target("claude-haiku-4-5", "/v1/chat/completions").base_url == Config().upstream
+    sent = upstream.request_headers(
+        {"Authorization": "Bearer sk-caller", "anthropic-version": "2023-06-01"}, target
+    )
+    assert sent["x-api-key"] == "sk-conf" and "Authorization" not in sent
+    assert sent["anthropic-version"] == "2023-06-01"

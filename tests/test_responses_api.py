@@ -92,10 +92,12 @@ def test_background_responses_are_never_cached(gateway, mock_upstream):
 
 def test_usage_is_priced_and_counted_by_endpoint(gateway):
     prompt = unique("priced")
-    before = httpx.get(f"{gateway.url}/cache/stats", headers=gateway.admin).json()
+    before = httpx.get(f"{gateway.url}/cache/stats", headers=gateway.admin, timeout=60).json()
     ask(gateway, input=prompt, model="gpt-4o")
     ask(gateway, input=prompt, model="gpt-4o")
-    after = httpx.get(f"{gateway.url}/cache/stats?by=endpoint", headers=gateway.admin).json()
+    after = httpx.get(
+        f"{gateway.url}/cache/stats?by=endpoint", headers=gateway.admin, timeout=60
+    ).json()
     assert after["usd_spent"] > before["usd_spent"]
     assert after["usd_saved"] > before["usd_saved"]
     group = next(g for g in after["groups"] if g["name"] == "responses")
