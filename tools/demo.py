@@ -2,7 +2,8 @@
 
 Starts the mock upstream and a gateway (real embedding model and verifier) on free
 ports with a scratch data dir, replays a small day of traffic (repeats, rewordings,
-streams, a namespace, an embeddings batch), then prints what the cache did.
+streams, a namespace, an embeddings batch, the Responses and Anthropic Messages APIs),
+then prints what the cache did.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def run_demo(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="cachegate-demo-"))
     print(f"starting the mock upstream and the gateway (data in {work}) ...", flush=True)
     mock = MockUpstreamProcess(work, latency_ms=400)
-    gateway = GatewayProcess(work / "data", mock.url, port=args.port)
+    # The mock speaks Anthropic's API too, under its root URL.
+    anthropic_root = mock.url.removesuffix("/v1")
+    gateway = GatewayProcess(
+        work / "data", mock.url, args=["--anthropic-upstream", anthropic_root], port=args.port
+    )
     try:
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-demo", max_retries=0)
         statuses: list[str] = []
@@ -55,9 +60,12 @@ def run_demo(args: argparse.Namespace) -> None:
             )
             if stream:
                 list(raw.parse())
-            status, tier = raw.headers["x-cache-status"], raw.headers.get("x-cache-tier", "")
+            show(raw.headers, text)
+
+        def show(headers, text: str) -> None:
+            status, tier = headers["x-cache-status"], headers.get("x-cache-tier", "")
             statuses.append(status)
-            score = raw.headers.get("x-cache-similarity")
+            score = headers.get("x-cache-similarity")
             print(f"  {status:<7} {tier:<9} {score or '':<7} {text}")
 
         print("\nfirst time each question is asked (misses):")
@@ -85,6 +93,21 @@ def run_demo(args: argparse.Namespace) -> None:
             f"reused {again.headers['x-cache-items-cached']} items"
         )
 
+        print("\nthe Responses API and Anthropic's Messages API, cached the same way:")
+        for stream, text in (
+            (False, QUESTIONS[3][0]),
+            (True, QUESTIONS[3][0]),
+            (False, QUESTIONS[3][1]),
+        ):
+            raw = client.responses.with_raw_response.create(
+                model="gpt-4o-mini", input=text, stream=stream
+            )
+            if stream:
+                list(raw.parse())
+            show(raw.headers, f"responses{' (stream)' if stream else ''}: {text}")
+        for text in (QUESTIONS[4][0], QUESTIONS[4][0], QUESTIONS[4][1]):
+            show(ask_anthropic(gateway.url, text), f"messages: {text}")
+
         stats_request = urllib.request.Request(
             f"{gateway.url}/cache/stats?since=1h", headers=gateway.admin
         )
@@ -98,7 +121,7 @@ def run_demo(args: argparse.Namespace) -> None:
         )
         print(
             f"tokens saved {saved_tokens:,}; ${stats['usd_saved']:.6f} saved, "
-            f"${stats['usd_spent']:.6f} spent (gpt-4o-mini list price); "
+            f"${stats['usd_spent']:.6f} spent (list prices); "
             f"{stats['time_saved_ms'] / 1000:.1f}s of upstream time saved"
         )
         if args.wait or (args.wait is None and sys.stdin.isatty()):
@@ -114,3 +137,24 @@ def run_demo(args: argparse.Namespace) -> None:
     finally:
         gateway.stop()
         mock.stop()
+
+
+def ask_anthropic(url: str, text: str):
+    """One Anthropic Messages request, in its own wire format (no SDK needed)."""
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": text}],
+    }
+    request = urllib.request.Request(
+        f"{url}/v1/messages",
+        data=json.dumps(body).encode(),
+        headers={
+            "x-api-key": "sk-ant-demo",
+            "anthropic-version": "2023-06-01",
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+        return response.headers
