@@ -16,10 +16,10 @@ all the others: instructions are compared as a set, and any difference vetoes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from unicodedata import category, normalize
 
-from policies.guards import veto
+from policies.guards import numbers_differ, veto
 
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
@@ -73,7 +73,8 @@ GREETING = (
     r"|ciao|buongiorno|buonasera)(?: there| team| all| everyone| folks| guys)?"
 )
 OPENER = (
-    r"(?:quick question|quick q|a quick question|question|one question|q|i have a question"
+    r"(?:quick question|quick q|quick one|a quick question|question|one question|q"
+    r"|i have a question"
     r"|i've got a question|i got a question|just wondering|i was wondering|i'm wondering"
     r"|so|ok|okay|um|uh|hmm|well|btw|by the way|sorry to bother you|sorry|excuse me"
     r"|hope you're well|hope you are well|hope you're doing well)"
@@ -88,7 +89,11 @@ THANKS = (
     r"|i appreciate it|thanks a lot|thanks so much|thank you so much|many thanks"
     r"|thanks in advance|thank you in advance|tia|thanks for your help|thanks for the help"
     r"|regards|best regards|kind regards|best|br|gracias|muchas gracias|merci|merci beaucoup"
-    r"|danke|vielen dank|danke sch[oö]n|obrigad[oa]|muito obrigad[oa]|grazie|grazie mille)"
+    r"|danke|vielen dank|danke sch[oö]n|obrigad[oa]|muito obrigad[oa]|grazie|grazie mille"
+    r"|thanks a bunch|thanks a ton|lol|lmao|haha|hahaha|ty in advance|un saludo|saludos"
+    r"|cordialement|bien [àa] vous|mit freundlichen gr[üu](?:ß|ss)en|viele gr[üu](?:ß|ss)e"
+    r"|liebe gr[üu](?:ß|ss)e|atenciosamente|cumprimentos|abra[çc]os|cordiali saluti|saluti"
+    r"|distinti saluti)"
 )
 # Separators a benign phrase may be followed by.
 SEP = r"[\s,.!?:;\-–—…]*"
@@ -241,6 +246,13 @@ as bullets
 list form
 listicle
 checklist
+to-?do list
+""",
+    "format:order": r"""
+timeline
+chronological(?:ly)?
+in (?:the )?order (?:of|they)
+(?:sorted|ordered|ranked) by
 """,
     "format:steps": r"""
 step[- ]by[- ]step
@@ -249,9 +261,15 @@ in steps
     "format:poem": r"""
 \bpoem\b
 in verse
-haiku
-limerick
 \brhym(?:e|es|ing)\b
+""",
+    "format:haiku": r"""
+haiku
+""",
+    "format:limerick": r"""
+limerick
+""",
+    "format:sonnet": r"""
 sonnet
 """,
     "format:story": r"""
@@ -289,7 +307,7 @@ for (?:kids|children)
     "audience:beginner": r"""
 for (?:a |an |absolute )?(?:beginners?|novices?|newbies?|noobs?|dummies|laym[ae]n|layperson)
 for (?:non-?technical (?:people|person|audience)|grandma|my grandma|my mom|my dad|someone new)
-in (?:simple|plain|layman'?s?) (?:terms|english|words|language)
+(?:in )?(?:simple|plain|layman'?s?) (?:terms|english|words|language)
 simply put
 explain (?:it )?simply
 dumb(?:ed)? (?:it )?down
@@ -300,13 +318,15 @@ without jargon
     "audience:expert": r"""
 for (?:an? )?(?:experts?|phd|professionals?|specialists?|scientists?|engineers?|developers?)
 for (?:an? )?(?:advanced (?:users?|readers?|audience)|senior)
-technical (?:detail|depth|audience)
+(?<!non-)(?<!non )technical (?:detail|depth|audience)
 (?:at|on) a (?:phd|graduate|expert) level
 for an? (?:economics |physics |cs )?(?:phd|grad(?:uate)?) student
 """,
     "tone:formal": r"""
 \bformal(?:ly)?\b
 professional (?:tone|style|way)
+more professional
+sound professional
 professionally
 """,
     "tone:casual": r"""
@@ -353,9 +373,9 @@ academic tone
 \btone\b
 """,
     "extra:examples": r"""
-with (?:an? |some |code |concrete |real[- ]world )?examples?
+with (?:an? |some )?(?:[\w-]+ )?examples?
 give (?:me )?(?:an? )?examples?
-include (?:an? |some )?examples?
+include (?:an? |some )?(?:[\w-]+ )?examples?
 for example
 show (?:me )?(?:an? )?examples?
 example code
@@ -373,8 +393,6 @@ footnotes
     "extra:compare": r"""
 \band compare\b
 compare (?:it|them|this) (?:with|to)
-versus
-\bvs\.?\b
 and contrast
 pros and cons
 advantages and disadvantages
@@ -386,6 +404,10 @@ show (?:your|the) (?:work|reasoning)
 justify
 with (?:an? )?explanation
 explain your answer
+""",
+    "extra:more": r"""
+(?:,|\band|\bthen|\balso) (?:then )?(?:explain|describe|list|include|add|give|show)\b
+(?:,|\band|\bthen|\balso) (?:then )?(?:compare|summari[sz]e|rank|sort)\b
 """,
     "extra:summary": r"""
 with a summary
@@ -416,10 +438,7 @@ make (?:it|something|stuff) up
 misleading
 mislead
 inaccurate
-nonsense
-the opposite
 untrue
-invent
 """,
     "directive:say": r"""
 (?:say|tell (?:me|them|everyone|users?)|claim|insist|state) (?:that|it'?s|it is|they'?re)
@@ -451,7 +470,8 @@ sign (?:off|it)
 finish (?:with|by)
 conclude with
 close with
-p\.?s\.?\b
+\bp\.s\.
+\bps:
 add (?:a|the) line
 """,
     "directive:mention": r"""
@@ -496,7 +516,7 @@ DIRECTIVE_VERBS = set("""
 be answer reply respond write keep make say tell end start begin include add ignore use
 format give list mention sign pretend act lie insist claim output return limit avoid
 translate explain describe summarize summarise rewrite put provide show focus assume
-remember only just never always don't dont do no stay speak talk use sound recommend
+remember only just never always don't dont stay speak talk use sound recommend
 respond append prepend finish conclude close mark label cite compare contrast skip omit
 """.split())  # fmt: skip
 CLAUSE_LEAD = re.compile(r"^(?:and|but|also|then|so|plus|oh and|and also|and then)\s+", re.I)
@@ -505,12 +525,17 @@ CLAUSE_LEAD = re.compile(r"^(?:and|but|also|then|so|plus|oh and|and also|and the
 CONTENT_TASK = re.compile(
     r"\b(?:translate|translation|summari[sz]e|summary|tl;?dr|proofread|rewrite|rephrase|"
     r"paraphrase|fix|correct|shorten|simplify|classify|categori[sz]e|extract|tag|detect|grade|"
-    r"score|reply to|respond to|debug|refactor|review|convert|reformat|format|edit|improve|"
-    r"polish|check|analy[sz]e|explain (?:this|the following|what this)|what does this|"
-    r"this|these|following|below|text|sentence|paragraph|email|e-mail|message|code|snippet|"
-    r"function|query|passage|article|receipt|log|error|output|data|review|comment|tweet|"
-    r"poem|story|essay|letter|document|list|json|transcript|input|script|stack ?trace)\b",
+    r"reply to|respond to|debug|refactor|review|convert|reformat|edit|improve|polish|"
+    r"analy[sz]e|sentiment of|this|these|following|below)\b",
     re.IGNORECASE,
+)
+DEICTIC = re.compile(r"\b(?:this|these|following|below)\b", re.IGNORECASE)
+# A first sentence that points at content ("this", "the following"), then the content.
+POINTED_CONTENT = re.compile(
+    r"(?P<head>[^\n]{0,200}?\b(?:this|these|the following|following|below)\b"
+    r"(?!\s+(?:morning|week|year|month|time|weekend|evening|afternoon|summer|winter|spring|"
+    r"season|semester|quarter)\b)[^\n?:!]{0,80}?(?:[?:!]+|\.(?=\s)))\s+(?P<rest>\S.*)",
+    re.DOTALL | re.IGNORECASE,
 )
 FENCE = re.compile(r"```.*?(?:```|$)|~~~.*?(?:~~~|$)", re.DOTALL)
 LONG_QUOTE = re.compile(r"[\"“«]([^\"”»]{40,})[\"”»]")
@@ -555,10 +580,19 @@ TECH = {
 }
 # fmt: on
 TECH_TOKEN = re.compile(r"(?<![\w#+])(?:[a-z][a-z0-9]*(?:\.js)?|c\+\+|c#)(?![\w#+])")
-URL_OR_EMAIL = re.compile(r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.]+")
-QUOTES = re.compile(
-    r"\"([^\"]{1,200})\"|“([^”]{1,200})”|«([^»]{1,200})»|`([^`]{1,200})`"
-    r"|(?:(?<=\s)|^)['‘]([^'’]{1,80})['’](?=[\s.,!?:;)]|$)"
+URL_OR_EMAIL = re.compile(
+    r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.]+"
+)  # "English please", "french translation of": the answer's language, as a whole clause.
+LANGUAGE_ALONE = re.compile(
+    r"^\W*(?P<language>[a-z]+)(?: translation| version)?(?: of)?(?: please| pls| only)?\W*$",
+    re.IGNORECASE,
+)
+PLAIN_ENGLISH = re.compile(r"\b(?:plain|simple) english\b")
+# "in French" closing a clause asks for the answer in French ("the French Revolution" is
+# a subject, a slot).
+ANSWER_LANGUAGE = re.compile(
+    r"\b(?:in|into|to) (?P<language>[a-z]+)(?=\s*(?:$|[.,!?;:]|please\b|and\b|only\b))",
+    re.IGNORECASE,
 )
 
 # Words, and runs of symbols other than sentence punctuation ("x != y" is not "x = y").
@@ -566,9 +600,8 @@ SENTENCE_MARKS = r".,!?;:'\"()\[\]¿¡…“”‘’«»–—"
 WORD = re.compile(rf"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]*[^\w\s{SENTENCE_MARKS}][^\w\s]*")
 # Sentence ends; and a capitalized order in mid-sentence starts one ("... work Just say").
 SENTENCE_END = re.compile(
-    r"(?<=[.?!;])\s+|\n+|(?<=[?!])(?=[A-Z¿¡])|\s+[-–—]\s+|\s+(?=(?:Be|Answer|Reply|Respond|Write|"
-    r"Keep|Make|Say|Tell|End|Start|Begin|Include|Add|Ignore|Use|Format|Give|List|Mention|Just|"
-    r"Only|Never|Always|Don't|Do not|Pretend|Act|Forget|Disregard)\b)"
+    r"(?<=[.?!;])\s+|\n+|(?<=[?!])(?=[A-Z¿¡])|\s+[-–—]\s+|\s+(?=(?:Be|Answer|Reply|Respond|"
+    r"Keep|Say|Tell|Ignore|Just|Only|Never|Always|Don't|Do not|Pretend|Forget|Disregard)\b)"
 )
 
 
@@ -581,6 +614,9 @@ class Prompt:
     instructions: frozenset[str]  # what the answer must be like ("length:short", ...)
     slots: frozenset[str]  # values the answer depends on ("lang:french", "tech:python", ...)
     payload: str  # inline content, normalized; "" when there is none
+    # The whole text normalized as the payload is: where the other prompt's payload must
+    # appear when the two drew the line between request and content in other places.
+    content: str = field(default="", compare=False)
 
 
 def benign_stripped(text: str) -> str:
@@ -621,9 +657,14 @@ def split_payload(text: str) -> tuple[str, str]:
     text = FENCE.sub(" ", text)
     for m in LONG_QUOTE.finditer(text):
         payload_parts.append(m.group(1))
-    text = LONG_QUOTE.sub(" <quoted> ", text)
+    text = LONG_QUOTE.sub(" ", text)
+    pointed = POINTED_CONTENT.match(text)
     lines = [line for line in text.split("\n") if line.strip()]
-    if len(lines) > 1:
+    if pointed and len(pointed.group("rest").split()) >= 4:
+        # "Summarize this email: ...", "What does this do?\n...": what follows is the content.
+        payload_parts.append(pointed.group("rest"))
+        text = pointed.group("head")
+    elif len(lines) > 1:
         # What follows the first line of a prompt with several is what it works on.
         head, rest = lines[0], "\n".join(lines[1:])
         payload_parts.append(rest)
@@ -632,12 +673,21 @@ def split_payload(text: str) -> tuple[str, str]:
         text = " ".join(text.split())
         colon = text.find(": ")
         if colon > 0:
+            # "Translate to French: ..." is content; "one sentence: what is X?" a question.
             head, rest = text[:colon], text[colon + 2 :]
-            if (CONTENT_TASK.search(head) and len(head.split()) <= 15) or len(rest.split()) >= 25:
+            asked = rest.rstrip().endswith("?") and not DEICTIC.search(head)
+            task = CONTENT_TASK.search(head) and len(head.split()) <= 15 and not asked
+            if (task and len(rest.split()) >= 4) or len(rest.split()) >= 25:
                 payload_parts.append(rest)
                 text = head
-    payload = "\n".join(" ".join(part.split()) for part in payload_parts if part.strip())
-    return text.strip(), payload
+    return text.strip(), "".join(payload_key(part) for part in payload_parts)
+
+
+def payload_key(content: str) -> str:
+    """Inline content as compared: without code fences and their language tag, quotes,
+    backticks, whitespace and commas (a list written on lines or with commas)."""
+    content = re.sub(r"(?:```|~~~)[\w+#-]*", "", normalize("NFKC", content))
+    return re.sub(r"[\s,;`\"“”'‘’«»]+", "", content)
 
 
 def clauses(text: str) -> list[str]:
@@ -658,7 +708,7 @@ def is_question(clause: str) -> bool:
 
 def is_directive(clause: str) -> bool:
     words = CLAUSE_LEAD.sub("", clause.lower()).split()
-    return bool(words) and words[0].strip(",.:;!") in DIRECTIVE_VERBS
+    return bool(words) and words[0].strip(",.:;!") in DIRECTIVE_VERBS and not is_question(clause)
 
 
 def instruction_labels(text: str, whole_clause: bool) -> set[str]:
@@ -676,6 +726,10 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
     for m in LENGTH_LIMIT.finditer(text.lower()):
         unit = m.group("unit").removesuffix("s")
         found.add(f"length:max {NUMBER_WORD.get(m.group('n'), m.group('n'))} {unit}")
+    for pattern in (ANSWER_LANGUAGE, LANGUAGE_ALONE):
+        for m in pattern.finditer(text):
+            if m.group("language").lower() in HUMAN_LANGUAGES:
+                found.add(f"answer:{m.group('language').lower()}")
     return found
 
 
@@ -685,6 +739,10 @@ def instruction_spans(text: str) -> str:
         if label not in CLAUSE_ONLY:
             text = pattern.sub(" ", text)
     text = LENGTH_COUNT.sub(" ", text)
+    for pattern in (ANSWER_LANGUAGE, LANGUAGE_ALONE):
+        text = pattern.sub(
+            lambda m: " " if m.group("language").lower() in HUMAN_LANGUAGES else m.group(0), text
+        )
     return LENGTH_LIMIT.sub(" ", text)
 
 
@@ -714,22 +772,32 @@ def language_of(text: str) -> str:
 
 
 def slot_values(text: str) -> set[str]:
-    lowered = text.lower().replace("’", "'")
+    """The languages and technologies a text names, and its links and addresses."""
+    lowered = PLAIN_ENGLISH.sub(" ", text.lower().replace("’", "'"))
     found = {f"lang:{w}" for w in re.findall(r"[^\W\d_]+", lowered) if w in HUMAN_LANGUAGES}
     found |= {f"tech:{TECH[w]}" for w in TECH_TOKEN.findall(lowered) if w in TECH}
     found |= {f"ref:{m.group(0).rstrip('.,;:!?)').lower()}" for m in URL_OR_EMAIL.finditer(text)}
-    for m in QUOTES.finditer(text):
-        value = canonical_words(next(g for g in m.groups() if g is not None))
-        if value:
-            found.add(f"quote:{value}")
     return found
+
+
+def other_slots(a: frozenset[str], b: frozenset[str]) -> bool:
+    """A link or address on one side only, or a language or technology swapped for
+    another ("in Python" / "in JavaScript"). One named on one side only is a detail the
+    other leaves open ("... in Go?" / "... with goroutines?"), and passes."""
+    if {v for v in a ^ b if v.startswith("ref:")}:
+        return True
+    return any(
+        any(v.startswith(kind) for v in a - b) and any(v.startswith(kind) for v in b - a)
+        for kind in ("lang:", "tech:")
+    )
 
 
 def decompose(text: str) -> Prompt:
     """Take a prompt apart into its language, request, instructions, slots and payload."""
     stripped = benign_stripped(text)
     head, payload = split_payload(stripped)
-    parts = clauses(head)
+    # A clause of thanks or a lone emoji after the question is no instruction.
+    parts = [c for c in map(benign_stripped, clauses(head)) if any(ch.isalnum() for ch in c)]
     # The request: up to its first question (context before it belongs to the request).
     # A clause after the question, or one that gives an order, is an instruction.
     core_end = next((i + 1 for i, c in enumerate(parts) if is_question(c)), len(parts))
@@ -746,6 +814,7 @@ def decompose(text: str) -> Prompt:
             request_parts.append(instruction_spans(clause) if labels else clause)
     request = canonical_words(" ".join(request_parts))
     return Prompt(
+        content=payload_key(stripped),
         language=language_of(head or stripped),
         request=request,
         instructions=frozenset(instructions),
@@ -758,7 +827,7 @@ def decompose(text: str) -> Prompt:
 FILLER = set("""
 it its the a an to in on with me my your you answer this that all please of as and or
 for is are be so keep make give write use reply respond also then your answer response
-output text
+output text under less fewer than below exactly most max maximum only just
 """.split())  # fmt: skip
 
 
@@ -766,11 +835,13 @@ def mismatch(new: Prompt, cached: Prompt) -> str | None:
     """The name of the first part on which two prompts disagree, or None."""
     if new.language != cached.language:
         return "prompt-language"
-    if new.payload != cached.payload:
+    if new.payload != cached.payload and not (
+        new.payload in cached.content and cached.payload in new.content
+    ):
         return "payload"
     if new.instructions != cached.instructions:
         return "instructions"
-    if new.slots != cached.slots:
+    if other_slots(new.slots, cached.slots):
         return "slots"
     return None
 
@@ -786,7 +857,7 @@ def judge(new_text: str, cached_text: str) -> Verdict:
     left to the verifier. A rewording in a language other than English is vetoed: the
     models read English only, and a guess there would serve wrong answers."""
     new, cached = decompose(new_text), decompose(cached_text)
-    if new == cached:
+    if new == cached and not numbers_differ(new_text, cached_text):
         return Verdict(True, None)
     guard = mismatch(new, cached)
     if guard is None and new.language != ENGLISH:

@@ -117,7 +117,7 @@ def test_the_same_request_in_other_clothes(a, b):
         (
             "Translate 'good morning' into Spanish.",
             "Translate 'good morning' into French.",
-            "slots",
+            "instructions",
         ),
         (
             "How do I convert a string to an int in Python?",

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Split = Literal["train", "calib", "heldout", "all"]
+# "tune" and "report": a set that names its own split in a "split" field (the prompt
+# pairs, split by topic); the others are the by-question split below.
+Split = Literal["train", "calib", "heldout", "tune", "report", "all"]
 
 # Percent of components per split; the rest (20%) is held out from all tuning.
 TRAIN_PERCENT = 70
@@ -27,10 +29,13 @@ class Pair:
     text_a: str
     text_b: str
     label: int
+    kind: str | None = None  # what sort of pair ("instruction", "coding", ...), if labeled
+    split: str | None = None  # the split the set itself assigns, if any
 
 
 def load_pairs(path: str | Path) -> list[Pair]:
-    """Read JSON lines `{"text_a", "text_b", "label"}`; a malformed line is an error naming it."""
+    """Read JSON lines `{"text_a", "text_b", "label"}` (and optionally "kind" and
+    "split"); a malformed line is an error naming it."""
     pairs = []
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
@@ -38,7 +43,15 @@ def load_pairs(path: str | Path) -> list[Pair]:
                 continue
             try:
                 row = json.loads(line)
-                pairs.append(Pair(str(row["text_a"]), str(row["text_b"]), int(row["label"])))
+                pairs.append(
+                    Pair(
+                        str(row["text_a"]),
+                        str(row["text_b"]),
+                        int(row["label"]),
+                        str(row["kind"]) if row.get("kind") else None,
+                        str(row["split"]) if row.get("split") else None,
+                    )
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{path}:{number}: not a labeled pair ({exc})") from exc
     return pairs
@@ -89,6 +102,8 @@ def split_of_each(pairs: list[Pair]) -> list[str]:
 def select(pairs: list[Pair], split: Split) -> list[Pair]:
     if split == "all":
         return pairs
+    if split in ("tune", "report"):
+        return [p for p in pairs if p.split == split]
     return [p for p, s in zip(pairs, split_of_each(pairs), strict=True) if s == split]
 
 

@@ -1,0 +1,122 @@
+"""Judge labeled pairs in-process as the semantic tier would, without a gateway: the fast
+loop for tuning guards and calibration (the official figures come from `cachegate eval`).
+
+    .venv/bin/python scripts/score_pairs.py --pairs bench/data/prompt_pairs.jsonl --split tune
+
+For each pair `text_a` is the stored text and `text_b` the new one, as in the eval
+protocol, with one entry in the partition: a hit needs the cosine over the floor, then the
+guards' pass, then the calibrated score at the threshold (or the same request, score 1).
+Model outputs are kept in .cache/pair-scores/, so a second run re-judges in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from embeddings.verifier import MODELS_DIR, Calibration
+from policies.prompts import judge
+from tools.pairs import Pair, load_pairs, select
+
+CACHE = Path(".cache/pair-scores")
+COSINE_FLOOR = 0.5  # semantic.cosine_floor's default
+
+
+def model_outputs(pairs: list[Pair], threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine, verifier logit) of each pair, as served: the new text first."""
+    key = hashlib.sha1(
+        json.dumps([(p.text_a, p.text_b) for p in pairs]).encode()
+        + (MODELS_DIR / "verifier.onnx").read_bytes()[-4096:]
+    ).hexdigest()[:16]
+    path = CACHE / f"{key}.npz"
+    if path.exists():
+        saved = np.load(path)
+        return saved["cosines"], saved["logits"]
+    from embeddings.onnx_minilm import OnnxMiniLMEmbedder
+    from embeddings.verifier import CrossEncoderVerifier
+
+    embedder = OnnxMiniLMEmbedder.load(threads)
+    verifier = CrossEncoderVerifier.load(calibration=None, threads=threads)
+    a = np.concatenate([embedder.encode([p.text_a]) for p in pairs])
+    b = np.concatenate([embedder.encode([p.text_b]) for p in pairs])
+    cosines = (a * b).sum(axis=1).astype(np.float64)
+    logits = verifier.logits([(p.text_b, p.text_a) for p in pairs])
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, cosines=cosines, logits=logits)
+    return cosines, logits
+
+
+def calibration_of(path: Path) -> Calibration:
+    info = json.loads(path.read_text())
+    return Calibration(
+        info["logit_weight"],
+        info["cosine_weight"],
+        info["bias"],
+        info["default_threshold"],
+        info.get("max_logit", float("inf")),
+    )
+
+
+def figures(hits: np.ndarray, labels: np.ndarray) -> str:
+    true_hits = int((hits & (labels == 1)).sum())
+    count = int(hits.sum())
+    negatives = int((labels == 0).sum())
+    precision = true_hits / count if count else 1.0
+    recall = true_hits / max(1, int(labels.sum()))
+    false_rate = (count - true_hits) / max(1, negatives)
+    return (
+        f"precision {precision:.3f} recall {recall:.3f} false-hit rate {false_rate:.3f} "
+        f"({count} hits, {count - true_hits} false; {len(labels)} pairs)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", default="bench/data/prompt_pairs.jsonl")
+    parser.add_argument("--split", default="tune")
+    parser.add_argument("--calibration", default=str(MODELS_DIR / "verifier.json"))
+    parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--show", default=None, help="print the misjudged pairs of this kind")
+    args = parser.parse_args()
+    pairs = select(load_pairs(args.pairs), args.split)
+    calibration = calibration_of(Path(args.calibration))
+    threshold = calibration.default_threshold if args.threshold is None else args.threshold
+    cosines, logits = model_outputs(pairs, args.threads)
+    floor = max(COSINE_FLOOR, calibration.lowest_cosine(threshold))
+    verdicts = [judge(p.text_b, p.text_a) for p in pairs]
+    scores = calibration.score(logits, cosines)
+    same = np.array([v.same for v in verdicts])
+    passed = np.array([v.guard is None for v in verdicts])
+    hits = (cosines >= floor) & (same | (passed & (np.round(scores, 4) >= threshold)))
+    labels = np.array([p.label for p in pairs])
+    kinds = np.array([p.kind or "-" for p in pairs])
+    print(f"{args.pairs} ({args.split}) at threshold {threshold:.4f}, cosine floor {floor:.3f}")
+    print(f"  overall: {figures(hits, labels)}")
+    for kind in sorted(set(kinds)):
+        mine = kinds == kind
+        print(f"  {kind:>15}: {figures(hits[mine], labels[mine])}")
+    vetoes: dict[str, Counter[str]] = defaultdict(Counter)
+    for verdict, label in zip(verdicts, labels, strict=True):
+        vetoes["positives" if label else "negatives"][verdict.guard or "-"] += 1
+    for side, counts in vetoes.items():
+        print(f"  guards on {side}: {dict(counts.most_common())}")
+    wrong = int((same & (labels == 0)).sum())
+    print(f"  same-request pairs: {int(same.sum())} ({wrong} of them negatives)")
+    if args.show:
+        for i, pair in enumerate(pairs):
+            if pair.kind == args.show and hits[i] != bool(pair.label):
+                print(
+                    f"\n[{pair.label}] hit={hits[i]} guard={verdicts[i].guard} same={same[i]} "
+                    f"score={scores[i]:.3f} cos={cosines[i]:.3f}\n  A: {pair.text_a!r}\n"
+                    f"  B: {pair.text_b!r}"
+                )
+
+
+if __name__ == "__main__":
+    main()
