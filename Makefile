@@ -49,6 +49,7 @@ eval: install
 	$(BIN)/cachegate eval --pairs $(PAIRS) --split heldout --json bench/results/eval-qqp-heldout.json
 	$(BIN)/cachegate eval --pairs bench/data/news_pairs.jsonl --split all --json bench/results/eval-news.json
 	$(BIN)/cachegate eval --pairs bench/data/support_pairs.jsonl --split all --json bench/results/eval-support.json
+	$(BIN)/cachegate eval --pairs bench/data/prompt_pairs.jsonl --split report --json bench/results/eval-prompts.json
 
 train-verifier: install
 	$(BIN)/python scripts/train_verifier.py --pairs $(PAIRS)

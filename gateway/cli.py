@@ -319,9 +319,10 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--split",
         default="heldout",
-        choices=["heldout", "all"],
+        choices=["heldout", "report", "tune", "all"],
         help="heldout: only pairs of the by-question split never used in tuning "
-        "(default); all: every pair (files not used in tuning)",
+        "(default); report / tune: the pairs a set marks so in its split field (the prompt "
+        "pairs, split by topic); all: every pair (files not used in tuning)",
     )
     evaluate.add_argument("--limit", type=int, default=None, help="evaluate the first N pairs")
     evaluate.add_argument(

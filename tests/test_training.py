@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -100,3 +101,36 @@ def test_the_lowest_cosine_skips_nothing_without_a_bound_or_a_bar():
     assert Calibration(0.6, 5.7, -4.5, 0.86).lowest_cosine(0.86) == -np.inf  # no max_logit
     assert Calibration(0.6, 5.7, -4.5, 0.86, 3.9).lowest_cosine(0.0) == -np.inf
     assert Calibration(0.6, 5.7, -4.5, 0.86, 3.9).lowest_cosine(1.0) == np.inf
+
+
+def test_a_set_that_names_its_split_and_kinds_is_selected_and_reported_by_them(tmp_path):
+    from tools.evaluate import PairResult, by_kind
+    from tools.pairs import load_pairs, select
+
+    rows = [
+        {"text_a": "a", "text_b": "b", "label": 1, "kind": "coding", "split": "tune"},
+        {"text_a": "c", "text_b": "d", "label": 0, "kind": "instruction", "split": "report"},
+        {"text_a": "e", "text_b": "f", "label": 1, "kind": "instruction", "split": "report"},
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = select(load_pairs(path), "report")
+    assert [(p.text_a, p.kind) for p in report] == [("c", "instruction"), ("e", "instruction")]
+    assert [p.text_a for p in select(load_pairs(path), "tune")] == ["a"]
+    results = [
+        PairResult(0, True, 0.9, "instruction"),
+        PairResult(1, True, 0.95, "instruction"),
+        PairResult(1, False, None, "coding"),
+    ]
+    figures = by_kind(results)
+    assert figures["instruction"]["precision"] == 0.5
+    assert figures["instruction"]["false_hit_rate"] == 1.0
+    assert figures["coding"] == {
+        "pairs": 1,
+        "duplicates": 1,
+        "precision": 1.0,
+        "recall": 0.0,
+        "hits": 0,
+        "false_hits": 0,
+        "false_hit_rate": 0.0,
+    }

@@ -34,6 +34,7 @@ class PairResult:
     label: int
     hit: bool  # at the gateway's default settings
     score: float | None  # calibrated score of the candidate, if one passed floor and guards
+    kind: str | None = None  # the pair's kind, where the set labels one
 
 
 async def run_pairs(url: str, pairs: list[Pair], model: str) -> list[PairResult]:
@@ -68,7 +69,9 @@ async def run_pairs(url: str, pairs: list[Pair], model: str) -> list[PairResult]
                     pair.text_b,
                     {**namespace, "X-Cache-Threshold": "0", "Cache-Control": "no-store"},
                 )
-            results[i] = PairResult(pair.label, status == "HIT", score if probe == "HIT" else None)
+            results[i] = PairResult(
+                pair.label, status == "HIT", score if probe == "HIT" else None, pair.kind
+            )
             done += 1
             if done % 1000 == 0:
                 rate = done / (time.monotonic() - started)
@@ -83,6 +86,31 @@ def precision_recall(hits: np.ndarray, labels: np.ndarray) -> tuple[float, float
     precision = float(labels[hits].mean()) if count else 1.0
     recall = float((hits & (labels == 1)).sum() / max(1, (labels == 1).sum()))
     return precision, recall, count
+
+
+def by_kind(results: list[PairResult]) -> dict[str, dict]:
+    """Precision, recall and the share of negatives served, per kind of pair (for the
+    prompt pairs: "instruction" negatives served is the poisoning figure)."""
+    kinds: dict[str, list[PairResult]] = {}
+    for result in results:
+        if result.kind is not None:
+            kinds.setdefault(result.kind, []).append(result)
+    figures = {}
+    for kind, mine in sorted(kinds.items()):
+        labels = np.array([r.label for r in mine])
+        hits = np.array([r.hit for r in mine])
+        precision, recall, count = precision_recall(hits, labels)
+        false_hits = int((hits & (labels == 0)).sum())
+        figures[kind] = {
+            "pairs": len(mine),
+            "duplicates": int(labels.sum()),
+            "precision": precision,
+            "recall": recall,
+            "hits": count,
+            "false_hits": false_hits,
+            "false_hit_rate": false_hits / max(1, int((labels == 0).sum())),
+        }
+    return figures
 
 
 def raw_cosines(pairs: list[Pair]) -> np.ndarray:
@@ -105,6 +133,15 @@ def report(
     print(
         f"  at the shipped default: precision {precision:.3f}, recall {recall:.3f} ({count} hits)"
     )
+    kinds = by_kind(results)
+    if kinds:
+        print(f"  {'kind':>15} {'precision':>9} {'recall':>7} {'hits':>5} {'false hit rate':>15}")
+        for kind, k in kinds.items():
+            print(
+                f"  {kind:>15} {k['precision']:>9.3f} {k['recall']:>7.3f} {k['hits']:>5} "
+                f"{k['false_hit_rate']:>9.3f} ({k['false_hits']} of "
+                f"{k['pairs'] - k['duplicates']})"
+            )
     curve = []
     print(
         f"  {'threshold':>9} {'precision':>9} {'recall':>7} {'hits':>6}   (cachegate, calibrated)"
@@ -139,6 +176,7 @@ def report(
             "recall": recall,
             "hits": count,
         },
+        "by_kind": kinds,
         "curve": curve,
         "raw_cosine_curve": cosine_curve,
         "raw_cosine_at_same_recall": {
