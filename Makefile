@@ -28,10 +28,12 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+# mypy reads its files and settings from pyproject.toml: the runtime and the tools.
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 # VS=litellm also measures the LiteLLM proxy side by side; it gets a venv of its own,
 # so nothing of it enters the project's.
@@ -55,4 +57,4 @@ train-verifier: install
 	$(BIN)/python scripts/train_verifier.py --pairs $(PAIRS)
 
 clean:
-	rm -rf .cachegate .pytest_cache .ruff_cache test-artifacts
+	rm -rf .cachegate .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -23,7 +23,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 Item = TypeVar("Item")
+Results = Sequence[Any] | np.ndarray  # a batch function's answer: one result per item
 
 
 class ModelWorkers:
@@ -41,8 +44,8 @@ class ModelWorkers:
         self.pending = 0
 
     async def run(
-        self, model: Callable[[list[Any], bool], Sequence[Any]], batch: list[Any], wide: bool
-    ) -> Sequence[Any]:
+        self, model: Callable[[list[Any], bool], Results], batch: list[Any], wide: bool
+    ) -> Results:
         """Run `model` on `batch` on a thread: a wide run on the first (nothing else is in
         flight then), any other on the least busy, the first last."""
         chosen = 0 if wide else min(range(self.count), key=lambda i: (self.busy[i], -i))
@@ -62,7 +65,7 @@ class ModelWorkers:
 class MicroBatcher(Generic[Item]):
     def __init__(
         self,
-        run: Callable[[list[Item], bool], Sequence[Any]],
+        run: Callable[[list[Item], bool], Results],
         max_batch: int,
         workers: ModelWorkers,
     ) -> None:

@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.backends import PurgeFilter, StoreUnavailable
 from gateway.errors import error_response
 from gateway.ledger import parse_since
 from gateway.server import BadRequest, Gateway
-from gateway.store import PurgeFilter, StoreUnavailable
 
 STATIC = Path(str(resources.files("gateway") / "static"))  # package data, installed as files
 
@@ -145,7 +145,7 @@ class Admin:
             return error_response(400, "limit must be a whole number", "limit")
         now = time.time()
         try:
-            rows = await self.gateway.cache.store.list(
+            rows = await self.gateway.cache.store.list_entries(
                 request.query.get("namespace") or None, limit
             )
         except StoreUnavailable as exc:

@@ -10,7 +10,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faiss
 import yaml
@@ -21,19 +21,17 @@ from embeddings import load_embedder
 from embeddings.verifier import CrossEncoderVerifier
 from gateway import datadir
 from gateway.admin import Admin
+from gateway.backends import Ledger, Store, flush_every
 from gateway.cache import Cache
 from gateway.config import Config
 from gateway.connections import DeadlineRunner
 from gateway.errors import error_response
-from gateway.ledger import Ledger
+from gateway.ledger import SqliteLedger
 from gateway.metrics import Metrics
 from gateway.server import Gateway
 from gateway.store import SqliteStore
 from gateway.upstream import Upstream
 from policies.pricing import PriceTable
-
-if TYPE_CHECKING:
-    from gateway.redis_backend import RedisLedger, RedisStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Answers a request the gateway refuses: (request, status, message, param, started, now).
@@ -94,6 +92,10 @@ def build_gateway(config: Config) -> Gateway:
         verifier = CrossEncoderVerifier.load(
             threads=semantic.threads, idle_threads=semantic.idle_threads
         )
+        if verifier.calibration is None:
+            raise SystemExit(
+                "cachegate: the verifier has no calibration; run scripts/train_verifier.py"
+            )
         default_threshold = verifier.calibration.default_threshold
     store, ledger = make_backend(config)
     cache = Cache(
@@ -116,16 +118,16 @@ def build_gateway(config: Config) -> Gateway:
     )
 
 
-def make_backend(config: Config) -> tuple[SqliteStore | RedisStore, Ledger | RedisLedger]:
+def make_backend(config: Config) -> tuple[Store, Ledger]:
     """The entry store and the ledger of `config.backend`: SQLite files in the data dir, or
     one Redis shared by every replica."""
     if config.backend == "sqlite":
         store = SqliteStore(
             config.data_dir / "entries.db", config.max_entries, config.max_store_bytes
         )
-        return store, Ledger(config.data_dir / "ledger.db", config.ledger_flush_seconds)
+        return store, SqliteLedger(config.data_dir / "ledger.db")
     if config.backend.startswith(("redis://", "rediss://")):
-        from gateway.redis_backend import open_redis
+        from gateway.redis import open_redis
 
         return open_redis(config)  # evictions reach every replica through Redis
     raise SystemExit(f"unknown backend {config.backend!r}: use sqlite or redis://HOST:PORT/DB")
@@ -219,7 +221,7 @@ def create_app(gateway: Gateway, admin_token: str) -> web.Application:
     # routes (a method the OpenAI routes do not serve goes upstream, as any /v1 path),
     # and paths it does not have.
     for resource in list(app.router.resources()):
-        if not resource.canonical.startswith("/v1/"):
+        if isinstance(resource, web.Resource) and not resource.canonical.startswith("/v1/"):
             allowed = sorted({route.method for route in resource})
             resource.add_route("*", method_not_allowed(allowed))
     app.router.add_route("*", "/{tail:.*}", not_found)
@@ -241,7 +243,7 @@ def create_app(gateway: Gateway, admin_token: str) -> web.Application:
                 index.rebuilding,
             )
         tasks = [
-            asyncio.create_task(gateway.ledger.run()),
+            asyncio.create_task(flush_every(gateway.ledger, gateway.config.ledger_flush_seconds)),
             asyncio.create_task(sweep_forever(gateway)),
         ]
         yield

@@ -23,10 +23,10 @@ import numpy as np
 from embeddings import Embedder
 from embeddings.batcher import MicroBatcher, ModelWorkers
 from embeddings.verifier import CrossEncoderVerifier
+from gateway.backends import PurgeFilter, Store
 from gateway.config import SemanticConfig
 from gateway.entries import Entry
 from gateway.semantic import SemanticIndex
-from gateway.store import PurgeFilter
 from policies.decide import SemanticQuery
 from policies.keys import digest
 from policies.prompts import judge
@@ -101,7 +101,7 @@ class SemanticResult:
 class Cache:
     def __init__(
         self,
-        store,
+        store: Store,
         memory_bytes: int,
         semantic: SemanticConfig,
         embedder: Embedder | None,
@@ -200,6 +200,7 @@ class Cache:
             entry = await self.get(key)
             if not servable(entry, now, max_age):
                 continue
+            assert entry is not None and entry.text is not None  # servable says so
             verdict = judge(query.text, entry.text)
             if verdict.guard is not None:
                 continue

@@ -28,7 +28,7 @@ def apply_environment(parser: argparse.ArgumentParser) -> None:
         if action.nargs == 0:  # a switch: true, 1, yes or on
             action.default = value.lower() in ("1", "true", "yes", "on")
         else:
-            action.default = action.type(value) if action.type else value
+            action.default = action.type(value) if callable(action.type) else value
         action.required = False
 
 
@@ -83,7 +83,7 @@ def open_ledger(config: Config) -> sqlite3.Connection:
 
         from redis.exceptions import RedisError
 
-        from gateway.redis_backend import read_shared_ledger
+        from gateway.redis.ledger import read_shared_ledger
 
         try:
             return asyncio.run(read_shared_ledger(config.backend))

@@ -138,7 +138,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(
             f.default_factory
         ):
-            kwargs[f.name] = _build(f.default_factory, values, name + ".")  # type: ignore[arg-type]
+            kwargs[f.name] = _build(f.default_factory, values, name + ".")
             continue
         if name not in values:
             continue

@@ -24,8 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from gateway.backends import StoreUnavailable
 from gateway.datadir import Complaints
-from gateway.store import StorageTrouble, StoreUnavailable, open_sqlite
+from gateway.store import StorageTrouble, open_sqlite
 
 log = logging.getLogger("cachegate.ledger")
 # Rows kept in memory while the disk refuses them; past this the oldest go (and are counted).
@@ -258,10 +259,11 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class Ledger:
-    def __init__(self, path: Path, flush_seconds: float) -> None:
+class SqliteLedger:
+    """The ledger of the embedded backend (a backends.Ledger): `ledger.db` in the data dir."""
+
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self._flush_seconds = flush_seconds
         self._complaints = Complaints(log)
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
@@ -271,7 +273,6 @@ class Ledger:
         self._dropped = 0  # rows lost past BACKLOG_ROWS
         self._lock = threading.Lock()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cachegate-ledger")
-        self._task: asyncio.Task | None = None
 
     def _open(self) -> bool:
         """Open the file if it is not open; False (and said, once a minute) if it cannot be."""
@@ -287,15 +288,6 @@ class Ledger:
 
     def record(self, record: Record) -> None:
         self._queue.append(record)
-
-    async def run(self) -> None:
-        """Flush the queue every `flush_seconds` until cancelled."""
-        while True:
-            await asyncio.sleep(self._flush_seconds)
-            try:
-                await self.flush()
-            except Exception:  # a batch that could not be written must not stop the next ones
-                log.exception("ledger flush failed; the next one runs as usual")
 
     async def flush(self) -> None:
         rows, self._queue = self._queue, []

@@ -8,7 +8,7 @@ which on the exact-hit path cost more than the cache lookup itself.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -63,7 +63,7 @@ class Metrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str, str]] = Counter()  # (endpoint, status, tier)
         self.tokens: Counter[tuple[str, str]] = Counter()  # (saved|spent, prompt|completion)
-        self.usd: Counter[str] = Counter()  # saved | spent
+        self.usd: defaultdict[str, float] = defaultdict(float)  # saved | spent
         self.latency: dict[str, Latency] = {}  # by outcome
         self.gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
         self.model_runs: dict[str, int] = {}  # by model; read from the cache when scraped

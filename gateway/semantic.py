@@ -101,17 +101,18 @@ class Partition:
         if self.dead == 0:
             return None
         selector = faiss.IDSelectorBitmap(len(self.keys), faiss.swig_ptr(self.alive))
+        # faiss's stubs leave out SearchParametersHNSW and the keywords SWIG accepts.
         if isinstance(self.index, faiss.IndexHNSW):
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)
-        return faiss.SearchParameters(sel=selector)
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)  # type: ignore[attr-defined]
+        return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
 
 
 def build_index(dim: int, vectors: np.ndarray, hnsw_from: int) -> faiss.Index:
     """An index holding `vectors`: flat below `hnsw_from` of them, else HNSW (off the loop)."""
     if len(vectors) < hnsw_from:
-        index = faiss.IndexFlatIP(dim)
-        index.add(vectors)
-        return index
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(vectors)
+        return flat
     started = time.perf_counter()
     index = faiss.IndexHNSWFlat(dim, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
@@ -402,15 +403,15 @@ class SemanticIndex:
             removed += 1
             touched.add(context_key)
         for context_key in touched:
-            part = self._partition(context_key)
-            if part is None:
+            left = self._partition(context_key)
+            if left is None:
                 continue
-            if part.live == 0:
-                if part.rebuild is not None:
-                    part.rebuild.index.cancel()
+            if left.live == 0:
+                if left.rebuild is not None:
+                    left.rebuild.index.cancel()
                 del self._partitions[context_key]
             else:
-                self._maintain(context_key, part)
+                self._maintain(context_key, left)
         return removed
 
     def holds(self, context_key: str) -> bool:
@@ -465,10 +466,10 @@ class SemanticIndex:
 
     def settle(self) -> None:
         """Wait for every rebuild and put it in place (tests and tools; the gateway never waits)."""
-        while pending := [(c, p) for c, p in self._partitions.items() if p.rebuild is not None]:
-            for context_key, part in pending:
-                if not part.rebuild.index.cancelled():  # by close(): it will never run
-                    part.rebuild.index.exception()  # waits
+        while pending := [(c, p.rebuild) for c, p in self._partitions.items() if p.rebuild]:
+            for context_key, rebuild in pending:
+                if not rebuild.index.cancelled():  # by close(): it will never run
+                    rebuild.index.exception()  # waits
                 self._partition(context_key)
 
     def _partition(self, context_key: str) -> Partition | None:

@@ -25,19 +25,20 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from gateway.backends import Ledger
 from gateway.cache import Cache, remember
 from gateway.config import Config
 from gateway.entries import Entry
 from gateway.errors import error_response
 from gateway.flights import Flight, Flights
-from gateway.ledger import Ledger, Record
+from gateway.ledger import Record
 from gateway.metrics import Metrics
 from gateway.sse import StreamCapture, answer_usage, complete, count_usage, replay
 from gateway.upstream import Upstream, UpstreamError, read_all, response_headers
@@ -492,6 +493,7 @@ class Gateway:
             if status == 200:  # an upstream error relayed is no hit
                 headers.update(self.cache_headers("HIT", decision.key, tier="exact"))
             headers["X-Cache-Collapsed"] = "true"
+            response: web.StreamResponse
             if not decision.stream:
                 data = b"".join([chunk async for chunk in flight.follow()])
                 response = web.Response(body=data, status=status, headers=headers)
@@ -597,10 +599,11 @@ class Gateway:
         answer = None
         if decision.stream:
             answer = orjson.loads(entry.body)
-            frames = b"".join(replay(decision.endpoint, answer, decision.include_usage))
-            response = web.Response(body=frames, headers=headers, content_type=SSE)
+            body = b"".join(replay(decision.endpoint, answer, decision.include_usage))
         else:
-            response = web.Response(body=entry.body, headers=headers, content_type=JSON)
+            body = entry.body
+        content_type = SSE if decision.stream else JSON
+        response = web.Response(body=body, headers=headers, content_type=content_type)
         if status == "HIT":
             self.cache.hit(entry, now)
         usage = Usage(entry.prompt_tokens, entry.completion_tokens)
@@ -618,7 +621,7 @@ class Gateway:
                 cached_tokens=usage.cached,
                 cache_write_tokens=usage.cache_write,
                 upstream_ms=entry.upstream_ms,
-                bytes=len(response.body),
+                bytes=len(body),
                 key=entry.key,
             ),
             started,
@@ -657,12 +660,13 @@ class Gateway:
             answer, failure = await self.fetch_embeddings(request, sub, len(missing))
             upstream_ms = (time.perf_counter() - started) * 1000
             if failure is not None:  # upstream errors pass through, never cached
+                failure_body = cast(bytes, failure.body or b"")  # a Response made of bytes
                 self.ledger_record(
                     tenant,
                     controls.namespace,
                     "embeddings",
                     model,
-                    Outcome("ERROR", http_status=failure.status, bytes=len(failure.body or b"")),
+                    Outcome("ERROR", http_status=failure.status, bytes=len(failure_body)),
                     started,
                     now,
                 )

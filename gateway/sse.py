@@ -329,7 +329,7 @@ def replay_response(answer: dict[str, Any]) -> Iterator[bytes]:
                         delta=piece,
                         logprobs=[],
                     )
-                done = {"content_index": index, "text": text, "logprobs": []}
+                done: dict[str, Any] = {"content_index": index, "text": text, "logprobs": []}
                 yield event("response.output_text.done", **place, **done)
             yield event("response.content_part.done", **place, content_index=index, part=part)
         yield event("response.output_item.done", output_index=out, item=item)

@@ -18,12 +18,12 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from gateway.backends import Changes, PurgeFilter, StoreUnavailable
 from gateway.datadir import Complaints, set_aside
 from gateway.entries import Entry
 
@@ -78,71 +78,8 @@ CREATE INDEX IF NOT EXISTS entries_model ON entries (model);
 """
 
 
-class StoreUnavailable(Exception):
-    """A store cannot be reached or written; an admin route answers 503 with this message."""
-
-
 class StorageTrouble(Exception):
     """A SQLite file of the data dir cannot be used; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeFilter:
-    """Which entries a purge removes. Fields combine with AND; no field and not `everything`
-    removes nothing."""
-
-    everything: bool = False
-    namespace: str | None = None
-    model: str | None = None
-    older_than: float | None = None  # seconds
-    key: str | None = None
-    tenant: str | None = None
-
-    def _equal(self) -> list[tuple[str, str]]:
-        fields = (
-            ("namespace", self.namespace),
-            ("model", self.model),
-            ("key", self.key),
-            ("tenant", self.tenant),
-        )
-        return [(column, value) for column, value in fields if value is not None]
-
-    def where(self, now: float) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        for column, value in self._equal():
-            clauses.append(f"{column} = ?")
-            args.append(value)
-        if self.older_than is not None:
-            clauses.append("created_at < ?")
-            args.append(now - self.older_than)
-        if not clauses and not self.everything:
-            return "0", []
-        return " AND ".join(clauses) or "1", args
-
-    def matches(self, values: Mapping[str, Any], now: float) -> bool:
-        """`where` for one entry's values, for stores without SQL."""
-        checks = [values.get(column) == value for column, value in self._equal()]
-        if self.older_than is not None:
-            created_at = values.get("created_at")
-            checks.append(created_at is not None and created_at < now - self.older_than)
-        return all(checks) if checks or self.everything else False
-
-
-class Changes(Protocol):
-    """What a store tells the cache in front of it (the Cache implements this)."""
-
-    def load(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
-        """Index (key, context_key, vector) rows read from the store, all at once."""
-
-    def learn(self, key: str, context_key: str | None, vector: bytes | None) -> None:
-        """Another writer stored `key` (a shared store's other replicas)."""
-
-    def forget(self, keys: list[str]) -> None:
-        """The store no longer holds these keys."""
-
-    def reset(self) -> None:
-        """The store was replaced (a shared store restarted empty): drop every local copy."""
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -194,6 +131,8 @@ def row_to_entry(row: tuple) -> Entry:
 
 
 class SqliteStore:
+    """The entry store of the embedded backend (a backends.Store)."""
+
     available = True  # an embedded file does not go away; a shared store may (RedisStore)
 
     def __init__(self, path: Path, max_entries: int, max_bytes: int) -> None:
@@ -277,7 +216,7 @@ class SqliteStore:
             except (UnicodeDecodeError, AttributeError):
                 continue
 
-    async def list(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list_entries(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
         # Text read as bytes and decoded leniently: one damaged row must not fail the list.
         sql = (
             "SELECT CAST(key AS BLOB), CAST(model AS BLOB), CAST(namespace AS BLOB), "

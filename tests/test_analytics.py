@@ -378,7 +378,7 @@ def test_a_ledger_written_before_rows_counted_requests_still_counts(tmp_path):
     import asyncio
     import sqlite3
 
-    from gateway.ledger import COLUMNS, Ledger, open_read_only, query_stats
+    from gateway.ledger import COLUMNS, SqliteLedger, open_read_only, query_stats
 
     path = tmp_path / "ledger.db"
     with sqlite3.connect(path) as old:
@@ -396,7 +396,7 @@ def test_a_ledger_written_before_rows_counted_requests_still_counts(tmp_path):
     assert query_stats(read_only, None, None)["requests"] == 1
     read_only.close()
     # ... and the gateway adds the column when it opens it.
-    ledger = Ledger(path, flush_seconds=0.5)
+    ledger = SqliteLedger(path)
     stats = asyncio.run(ledger.stats(None, None))
     assert (stats["requests"], stats["hits"], stats["usd_saved"]) == (1, 1, 0.5)
     asyncio.run(ledger.close())
@@ -405,7 +405,7 @@ def test_a_ledger_written_before_rows_counted_requests_still_counts(tmp_path):
 def test_a_row_sqlite_refuses_loses_only_itself(tmp_path):
     import asyncio
 
-    from gateway.ledger import Ledger, Record
+    from gateway.ledger import Record, SqliteLedger
 
     good = Record(
         *(1000.0, "t1", "default", "chat", "gpt-4o-mini", "HIT", "exact", None),
@@ -414,7 +414,7 @@ def test_a_row_sqlite_refuses_loses_only_itself(tmp_path):
     refused = good._replace(namespace="caf\udce9", key="k2")  # a str SQLite cannot encode
 
     async def write_and_count() -> list[dict]:
-        ledger = Ledger(tmp_path / "ledger.db", flush_seconds=60)
+        ledger = SqliteLedger(tmp_path / "ledger.db")
         for record in (refused, good, good._replace(key="k3")):
             ledger.record(record)
         await ledger.flush()

@@ -295,8 +295,6 @@ def expect(response: RawResponse, status: str | None = None, tier: str | None = 
 
 # -- child processes -------------------------------------------------------------------------
 class ChildProcess(Protocol):
-    process: subprocess.Popen | None
-
     def stop(self) -> None: ...
 
 
@@ -1053,10 +1051,10 @@ class ModelsAlone:
         from gateway.config import SemanticConfig
 
         semantic = SemanticConfig()
-        threads = {"threads": semantic.threads, "idle_threads": semantic.idle_threads}
+        threads, idle_threads = semantic.threads, semantic.idle_threads
         return cls(
-            OnnxMiniLMEmbedder.load(**threads),
-            CrossEncoderVerifier.load(**threads),
+            OnnxMiniLMEmbedder.load(threads=threads, idle_threads=idle_threads),
+            CrossEncoderVerifier.load(threads=threads, idle_threads=idle_threads),
             semantic.worker_count,
         )
 
@@ -1199,7 +1197,9 @@ def semantic_latencies(
     positions of the requests that were semantic hits, and the count of every (status,
     tier) seen."""
     deadline = time.monotonic() + PHASE_SECONDS
-    latencies, hits, tiers = [], [], Counter()
+    latencies: list[float] = []
+    hits: list[int] = []
+    tiers: Counter[str] = Counter()
     for position, request in enumerate(requests):
         if time.monotonic() > deadline:
             break

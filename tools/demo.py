@@ -127,6 +127,7 @@ def run_demo(args: argparse.Namespace) -> None:
         if args.wait or (args.wait is None and sys.stdin.isatty()):
             print(f"\ndashboard: {gateway.url}/dashboard?token={gateway.admin_token}")
             print("the gateway keeps running for the dashboard; Ctrl-C to stop", flush=True)
+            assert gateway.process is not None  # its constructor started it
             with contextlib.suppress(KeyboardInterrupt):
                 gateway.process.wait()
         else:

@@ -185,9 +185,11 @@ class MockUpstream:
                     }
                 )
             for word in re.findall(r"\S+\s*", text):
-                delta = {"delta": {"content": word}} if kind == "chat" else {"text": word}
+                delta: dict[str, Any] = (
+                    {"delta": {"content": word}} if kind == "chat" else {"text": word}
+                )
                 events.append({"index": i, **delta, "logprobs": None, "finish_reason": None})
-            last = {"delta": {}} if kind == "chat" else {"text": ""}
+            last: dict[str, Any] = {"delta": {}} if kind == "chat" else {"text": ""}
             events.append({"index": i, **last, "logprobs": None, "finish_reason": "stop"})
         for sent, choice in enumerate(events):
             if cut and sent >= cut:
@@ -195,7 +197,7 @@ class MockUpstream:
                 assert request.transport is not None
                 request.transport.close()  # a connection dropped mid-stream
                 return response
-            chunk = {
+            chunk: dict[str, Any] = {
                 "id": ident,
                 "object": obj,
                 "created": created,
@@ -256,7 +258,7 @@ class MockUpstream:
             "stop_reason": None,
             "usage": {**usage, "output_tokens": 1},
         }
-        events = [
+        events: list[dict[str, Any]] = [
             {"type": "message_start", "message": head},
             {
                 "type": "content_block_start",
@@ -292,7 +294,7 @@ class MockUpstream:
         prompt = items if isinstance(items, str) else last_user_text(items or [])
         text = answer_text(prompt, model)
         ident = request_id(body)
-        usage = {
+        usage: dict[str, Any] = {
             "input_tokens": tokens(str(items)) + tokens(str(body.get("instructions") or "")),
             "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": tokens(text),
@@ -326,7 +328,7 @@ class MockUpstream:
             return web.json_response(response, headers={"x-request-id": ident})
         shell = {**response, "status": "in_progress", "output": [], "usage": None}
         place = {"item_id": item["id"], "output_index": 0, "content_index": 0}
-        events = [
+        events: list[dict[str, Any]] = [
             {"type": "response.created", "response": shell},
             {"type": "response.in_progress", "response": shell},
             {

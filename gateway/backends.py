@@ -1,0 +1,156 @@
+"""The seams between the cache and where things are kept: a `Store` of entries and a
+`Ledger` of requests, and the words they share.
+
+Two backends implement both: SQLite files in the data dir (gateway/store.py, SqliteStore;
+gateway/ledger.py, SqliteLedger) and one Redis shared by replicas (gateway/redis/:
+RedisStore, RedisLedger). mypy checks each against these protocols where app.make_backend
+picks one. A feature that keeps something (a tag, a quota, a count) is added here first,
+then to each backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.entries import Entry
+
+if TYPE_CHECKING:  # gateway.ledger imports the SQLite helpers of gateway.store, which import this
+    from gateway.ledger import Record
+
+log = logging.getLogger("cachegate.ledger")
+
+
+class StoreUnavailable(Exception):
+    """A store cannot be reached or written; an admin route answers 503 with this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeFilter:
+    """Which entries a purge removes. Fields combine with AND; no field and not `everything`
+    removes nothing."""
+
+    everything: bool = False
+    namespace: str | None = None
+    model: str | None = None
+    older_than: float | None = None  # seconds
+    key: str | None = None
+    tenant: str | None = None
+
+    def _equal(self) -> list[tuple[str, str]]:
+        fields = (
+            ("namespace", self.namespace),
+            ("model", self.model),
+            ("key", self.key),
+            ("tenant", self.tenant),
+        )
+        return [(column, value) for column, value in fields if value is not None]
+
+    def where(self, now: float) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in self._equal():
+            clauses.append(f"{column} = ?")
+            args.append(value)
+        if self.older_than is not None:
+            clauses.append("created_at < ?")
+            args.append(now - self.older_than)
+        if not clauses and not self.everything:
+            return "0", []
+        return " AND ".join(clauses) or "1", args
+
+    def matches(self, values: Mapping[str, Any], now: float) -> bool:
+        """`where` for one entry's values, for stores without SQL."""
+        checks = [values.get(column) == value for column, value in self._equal()]
+        if self.older_than is not None:
+            created_at = values.get("created_at")
+            checks.append(created_at is not None and created_at < now - self.older_than)
+        return all(checks) if checks or self.everything else False
+
+
+class Changes(Protocol):
+    """What a store tells the cache in front of it (the Cache implements this)."""
+
+    def load(self, rows: Iterable[tuple[str, str, bytes]]) -> None:
+        """Index (key, context_key, vector) rows read from the store, all at once."""
+
+    def learn(self, key: str, context_key: str | None, vector: bytes | None) -> None:
+        """Another writer stored `key` (a shared store's other replicas)."""
+
+    def forget(self, keys: list[str]) -> None:
+        """The store no longer holds these keys."""
+
+    def reset(self) -> None:
+        """The store was replaced (a shared store restarted empty): drop every local copy."""
+
+
+class Store(Protocol):
+    """The durable entries behind the cache's memory LRU. Reads are awaited by requests;
+    `put` and `hit` queue their writes and return at once, so no response waits for them."""
+
+    count: int  # entries held and their bytes, as last seen (the admin gauges)
+    bytes: int
+
+    @property
+    def available(self) -> bool:
+        """False while a shared store cannot be reached: requests pass through uncached."""
+
+    async def start(self, changes: Changes, oldest_expiry: float) -> None:
+        """Hand `changes` every vector of entries expiring after `oldest_expiry`, then tell
+        it what changes (other replicas' writes, evictions) until closed."""
+
+    async def get(self, key: str) -> Entry | None:
+        """The entry stored under `key`; None when absent or damaged (a damaged one is deleted)."""
+
+    async def list_entries(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
+        """Entries newest first, optionally of one namespace; raises StoreUnavailable."""
+
+    def put(self, entry: Entry) -> None:
+        """Store `entry` (replacing one of its key), evicting past the bounds."""
+
+    def hit(self, key: str, now: float) -> None:
+        """Count a hit on `key`."""
+
+    async def delete(self, where: PurgeFilter, now: float) -> list[str]:
+        """Remove matching entries; returns their keys. Raises StoreUnavailable."""
+
+    async def sweep(self, now: float, max_stale: float) -> list[str]:
+        """Drop entries past their stale window; returns their keys."""
+
+    async def flush(self) -> None:
+        """Wait until the writes queued so far are done (or dropped)."""
+
+    async def close(self) -> None:
+        """Flush, then let go of files and connections."""
+
+
+class Ledger(Protocol):
+    """Every request, one record each, written in batches off the request path."""
+
+    def record(self, record: Record) -> None:
+        """Queue one request's record; never waits."""
+
+    async def flush(self) -> None:
+        """Write the queued records (a shared ledger keeps them queued while unreachable)."""
+
+    async def stats(self, since: str | None, by: str | None) -> dict[str, Any]:
+        """The numbers of `/cache/stats` over the window `since`, split `by` a column."""
+
+    async def top_prompts(self, since: str | None, limit: int) -> list[dict[str, Any]]:
+        """The entries that saved the most dollars over the window `since`."""
+
+    async def close(self) -> None:
+        """Flush, then let go of files and connections."""
+
+
+async def flush_every(ledger: Ledger, seconds: float) -> None:
+    """Flush the ledger every `seconds` until cancelled."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await ledger.flush()
+        except Exception:  # a batch that could not be written must not stop the next ones
+            log.exception("ledger flush failed; the next one runs as usual")
