@@ -141,6 +141,7 @@ all much many quite really get got make there here s t way ways good
 TYPOGRAPHY = frozenset({"Pd", "Pi", "Pf", "Ps", "Pe", "Zs", "Cf"})
 FRACTION_SLASH = "\u2044"  # NFKC writes "½" as "1⁄2"; the numbers guard reads it
 MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
+TRANSPOSED_MIN = 5  # letters a word needs before two swapped letters count as a typo
 # Joints around which two parts may trade places without changing the question ("spot
 # fixing and match fixing", "Is Spanish similar to Italian?"), once the words that only
 # introduce a part ("the", "my") are set aside. A bare "with" is not one: "replace X with Y".
@@ -367,14 +368,30 @@ def misspelt(a: str, b: str) -> bool:
     """Two long words one edit apart ("embarrassing" / "embarassing") are one word.
 
     Only long ones: among short words one edit is as often another word (house/horse,
-    desert/dessert, planet/plane) as a slip.
+    desert/dessert, planet/plane) as a slip; but two neighbouring letters trading places
+    ("imgaes" / "images") is a slip at five letters already.
     """
+    if transposed(a, b):
+        return True
     if min(len(a), len(b)) < MISSPELT_MIN or abs(len(a) - len(b)) > 1 or a[0] != b[0]:
         return False
     if len(a) == len(b):
         return sum(x != y for x, y in zip(a, b, strict=True)) <= 1
     short, long = sorted((a, b), key=len)
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def transposed(a: str, b: str) -> bool:
+    """The same word of five letters or more with two neighbouring letters swapped."""
+    if len(a) != len(b) or len(a) < TRANSPOSED_MIN or a == b:
+        return False
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+    return (
+        len(differ) == 2
+        and differ[1] == differ[0] + 1
+        and a[differ[0]] == b[differ[1]]
+        and (a[differ[1]] == b[differ[0]])
+    )
 
 
 def meaningful(word: str) -> bool:

@@ -155,6 +155,22 @@ BRITISH_WORDS = {
     "dreamt": "dreamed",
 }
 
+# Ways of writing a request that ask the same thing (on canonical words: lowercase).
+REQUEST_FORMS = [
+    (re.compile(r"\b(what|how|where|who|when|why|that|it|there|here)(?:'s|s)\b"), r"\1 is"),
+    (re.compile(r"\b(i|you|we|they)'re\b"), r"\1 are"),
+    (re.compile(r"\bi'm\b|\bim\b"), "i am"),
+    (re.compile(r"\b(i|you|we|they)'ve\b"), r"\1 have"),
+    (re.compile(r"\b(i|you|we|they|it)'ll\b"), r"\1 will"),
+    (re.compile(r"\b(do|does|did|is|are|was|were|have|has|should|could|would)n'?t\b"), r"\1 not"),
+    (re.compile(r"\bcan'?t\b|\bcannot\b"), "can not"),
+    (re.compile(r"\bwon'?t\b"), "will not"),
+    (
+        re.compile(r"^(?:how (?:do|can|could|would|should|might) (?:i|you|we|one)|how does one)\b"),
+        "how to",
+    ),
+    (re.compile(r"\b(?:a|an|the)\b"), " "),
+]
 # -- instructions ---------------------------------------------------------------------
 NUMBER_WORD = {
     "a": "1", "an": "1", "one": "1", "single": "1", "a single": "1", "two": "2", "a couple of": "2",
@@ -746,6 +762,14 @@ def instruction_spans(text: str) -> str:
     return LENGTH_LIMIT.sub(" ", text)
 
 
+def plain_request(words: str) -> str:
+    """Request words with contractions spelt out, "how do I" / "how can I" read as "how
+    to", and no articles: ways of asking that never change what is asked."""
+    for pattern, replacement in REQUEST_FORMS:
+        words = pattern.sub(replacement, words)
+    return " ".join(words.split())
+
+
 def language_of(text: str) -> str:
     """The language of a text by its commonest words: en, es, fr, de, pt, it, or
     OTHER_SCRIPT for letters outside the Latin script. English where nothing tells."""
@@ -812,7 +836,7 @@ def decompose(text: str) -> Prompt:
                 instructions.add("clause:" + " ".join(leftover))
         else:
             request_parts.append(instruction_spans(clause) if labels else clause)
-    request = canonical_words(" ".join(request_parts))
+    request = plain_request(canonical_words(" ".join(request_parts)))
     return Prompt(
         content=payload_key(stripped),
         language=language_of(head or stripped),
@@ -862,4 +886,5 @@ def judge(new_text: str, cached_text: str) -> Verdict:
     guard = mismatch(new, cached)
     if guard is None and new.language != ENGLISH:
         guard = "unjudged-language"
-    return Verdict(False, guard or veto(new_text, cached_text))
+    # The lexical guards read the texts without greetings, thanks and smileys.
+    return Verdict(False, guard or veto(benign_stripped(new_text), benign_stripped(cached_text)))
