@@ -1,4 +1,5 @@
-"""Admin and observability routes: health, metrics, stats, entries, purge, the dashboard.
+"""Admin and observability routes: health, metrics, stats, entries, purge, the dashboard;
+and feedback, which an app reaches with its own API key rather than the admin token.
 
 Admin routes need `Authorization: Bearer <admin token>` (compared in constant time): the
 configured CACHEGATE_ADMIN_TOKEN, else the one generated into the data dir
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -20,12 +22,13 @@ from aiohttp import web
 
 from gateway.backends import PurgeFilter, StoreUnavailable
 from gateway.errors import error_response
-from gateway.ledger import parse_since
-from gateway.server import BadRequest, Gateway
+from gateway.ledger import REPORTED, parse_since
+from gateway.server import BadRequest, Gateway, Outcome
 
 STATIC = Path(str(resources.files("gateway") / "static"))  # package data, installed as files
 
 
+HEX_KEY = re.compile(r"[0-9a-f]{32}")  # an exact key, as X-Cache-Key shows it
 PURGE_FIELDS = {"all": bool, "namespace": str, "model": str, "older_than": str, "key": str}
 
 
@@ -180,6 +183,43 @@ class Admin:
             return error_response(503, str(exc))
         return web.json_response({"purged": purged})
 
+    async def feedback(self, request: web.Request) -> web.Response:
+        """An app reports a bad answer with the caller's own API key: the entry goes for
+        every replica and the ledger counts it, with the tier it was served from (semantic
+        when the request's own key differs from the entry's)."""
+        started, now = time.perf_counter(), time.time()
+        try:
+            body = orjson.loads(await self.gateway.read_body(request) or b"null")
+            key, request_key = feedback_keys(body)
+        except BadRequest as exc:
+            return error_response(exc.status, str(exc), exc.param)
+        except orjson.JSONDecodeError as exc:
+            return error_response(400, f"the feedback body is not valid JSON: {exc}")
+        tenant = self.gateway.tenant(request)
+        cache = self.gateway.cache
+        if not cache.store.available:
+            return error_response(503, "the cache store is unreachable; report it again later")
+        entry = await cache.get(key)
+        purged = 0
+        if entry is not None and entry.tenant == tenant:
+            try:
+                purged = await cache.purge(PurgeFilter(key=key, tenant=tenant), now)
+            except StoreUnavailable as exc:
+                return error_response(503, str(exc))
+        if entry is None or not purged:
+            return error_response(
+                404,
+                f"no cached answer {key} for this API key: send the X-Cache-Key of an "
+                "answer served to this key, with the same API key",
+                "key",
+            )
+        tier = None if request_key is None else "exact" if request_key == key else "semantic"
+        outcome = Outcome(REPORTED, tier=tier, key=key, request_key=request_key)
+        self.gateway.ledger_record(
+            tenant, entry.namespace, entry.endpoint, entry.model, outcome, started, now
+        )
+        return web.json_response({"key": key, "purged": purged, "tier": tier})
+
     async def dashboard(self, request: web.Request) -> web.StreamResponse:
         if denied := self.allowed(request):
             return denied
@@ -195,6 +235,7 @@ class Admin:
             web.get("/cache/top-prompts", self.top_prompts),
             web.get("/cache/entries", self.entries),
             web.post("/cache/purge", self.purge),
+            web.post("/cache/feedback", self.feedback),
             web.get("/dashboard", self.dashboard),
         ]
 
@@ -208,6 +249,30 @@ def unproxied_loopback(request: web.Request) -> bool:
         return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def feedback_keys(body: Any) -> tuple[str, str | None]:
+    """The entry's key and the reporting request's key (optional) of a feedback body;
+    BadRequest for anything else."""
+    if not isinstance(body, dict):
+        raise BadRequest(400, "the feedback body must be a JSON object with 'key' and 'verdict'")
+    unknown = set(body) - {"key", "request_key", "verdict"}
+    if unknown:
+        raise BadRequest(
+            400, f"unknown field {sorted(unknown)[0]!r}; use key, request_key, verdict"
+        )
+    if body.get("verdict") != "bad":
+        raise BadRequest(400, "'verdict' must be \"bad\" (the only verdict taken)", "verdict")
+    for field in ("key", "request_key"):
+        value = body.get(field)
+        if (field == "key" or value is not None) and not (
+            isinstance(value, str) and HEX_KEY.fullmatch(value)
+        ):
+            header = "X-Cache-Key" if field == "key" else "X-Cache-Request-Key"
+            raise BadRequest(
+                400, f"{field!r} must be the 32 hex digits of the {header} header", field
+            )
+    return body["key"], body.get("request_key")
 
 
 def query_limit(request: web.Request, default: int, most: int) -> int:

@@ -112,7 +112,7 @@ def print_stats_table(result: dict[str, Any]) -> None:
     rows = [("all", result)] + [(printable(str(g["name"])), g) for g in result.get("groups", [])]
     header = (
         f"{'':<24} {'requests':>9} {'hits':>7} {'exact':>7} {'semantic':>8} {'misses':>7} "
-        f"{'hit rate':>8} {'tokens saved':>13} {'USD saved':>11} {'USD spent':>11}"
+        f"{'hit rate':>8} {'tokens saved':>13} {'USD saved':>11} {'USD spent':>11} {'bad':>5}"
     )
     print(f"since {result['since']}" + (f", by {result['by']}" if result.get("by") else ""))
     print(header)
@@ -121,7 +121,8 @@ def print_stats_table(result: dict[str, Any]) -> None:
         print(
             f"{name[:24]:<24} {row['requests']:>9} {row['hits']:>7} {row['exact_hits']:>7} "
             f"{row['semantic_hits']:>8} {row['misses']:>7} {row['hit_rate'] * 100:>7.1f}% "
-            f"{saved:>13,} {row['usd_saved']:>11.4f} {row['usd_spent']:>11.4f}"
+            f"{saved:>13,} {row['usd_saved']:>11.4f} {row['usd_spent']:>11.4f} "
+            f"{row['reported_bad']:>5}"
         )
     if result["unpriced_models"]:
         unpriced = ", ".join(printable(model) for model in result["unpriced_models"])

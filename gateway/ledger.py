@@ -40,8 +40,8 @@ CREATE TABLE IF NOT EXISTS requests (
     namespace TEXT NOT NULL,
     endpoint TEXT NOT NULL,         -- chat | completions | embeddings | messages | responses
     model TEXT NOT NULL,
-    status TEXT NOT NULL,           -- HIT | MISS | BYPASS | REFRESH | STALE | ERROR
-    tier TEXT,                      -- exact | semantic (hits)
+    status TEXT NOT NULL,           -- HIT | MISS | BYPASS | REFRESH | STALE | ERROR | REPORTED
+    tier TEXT,                      -- exact | semantic (hits; the tier a REPORTED answer came from)
     similarity REAL,                -- calibrated score of a semantic hit
     -- The numbers below are totals over the row's requests.
     prompt_tokens INTEGER NOT NULL, -- of the answers served (saved on hits, spent otherwise)
@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS requests (
     http_status INTEGER NOT NULL,
     key TEXT,                       -- exact key of the entry served or stored
     prompt TEXT,                    -- the compared text (first 200 chars), for top-prompt reports
-    requests INTEGER NOT NULL DEFAULT 1  -- identical requests (one batch, one second) it counts
+    requests INTEGER NOT NULL DEFAULT 1, -- identical requests (one batch, one second) it counts
+    request_key TEXT                -- REPORTED: the exact key of the request it was served to
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
@@ -91,6 +92,7 @@ class Record(NamedTuple):
     http_status: int
     key: str | None
     prompt: str | None
+    request_key: str | None = None
 
 
 COLUMNS = list(Record._fields)
@@ -124,6 +126,8 @@ def merge_identical(records: list[Record]) -> list[list]:
     return list(rows.values())
 
 
+# An answer an app reported bad (POST /cache/feedback): a ledger row, not a request.
+REPORTED = "REPORTED"
 # Requests that upstream was paid for (their tokens and dollars are spent, not saved).
 PAID_STATUSES = ("MISS", "REFRESH", "BYPASS")
 PAID = "('" + "', '".join(PAID_STATUSES) + "')"
@@ -138,7 +142,7 @@ GROUPS = {
     "hour": "strftime('%Y-%m-%dT%H:00', ts, 'unixepoch')",
 }
 TOTALS = f"""
-    coalesce(sum(requests), 0) AS requests,
+    coalesce(sum(CASE WHEN status != '{REPORTED}' THEN requests END), 0) AS requests,
     coalesce(sum(CASE WHEN status = 'HIT' THEN requests END), 0) AS hits,
     coalesce(sum(CASE WHEN status = 'HIT' AND tier = 'exact' THEN requests END), 0) AS exact_hits,
     coalesce(sum(CASE WHEN status = 'HIT' AND tier = 'semantic' THEN requests END), 0)
@@ -148,6 +152,7 @@ TOTALS = f"""
     coalesce(sum(CASE WHEN status = 'REFRESH' THEN requests END), 0) AS refresh,
     coalesce(sum(CASE WHEN status = 'STALE' THEN requests END), 0) AS stale,
     coalesce(sum(CASE WHEN status = 'ERROR' THEN requests END), 0) AS errors,
+    coalesce(sum(CASE WHEN status = '{REPORTED}' THEN requests END), 0) AS reported_bad,
     coalesce(sum(CASE WHEN status = 'HIT' THEN prompt_tokens END), 0) AS saved_prompt,
     coalesce(sum(CASE WHEN status = 'HIT' THEN completion_tokens END), 0) AS saved_completion,
     coalesce(sum(CASE WHEN status IN {PAID} THEN prompt_tokens END), 0) AS spent_prompt,
@@ -181,6 +186,7 @@ def _shape(row: sqlite3.Row) -> dict[str, Any]:
         "refresh": row["refresh"],
         "stale": row["stale"],
         "errors": row["errors"],
+        "reported_bad": row["reported_bad"],
         "hit_rate": round(hits / (hits + misses), 6) if hits + misses else 0.0,
         "tokens_saved": {"prompt": row["saved_prompt"], "completion": row["saved_completion"]},
         "tokens_spent": {"prompt": row["spent_prompt"], "completion": row["spent_completion"]},
@@ -240,14 +246,21 @@ def query_top_prompts(
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """The requests table, including on a ledger written before rows counted requests."""
+    """The requests table, including on a ledger written before rows counted requests or
+    kept the request key of a reported answer."""
     conn.executescript(SCHEMA)
     if not counts_requests(conn):
         conn.execute("ALTER TABLE requests ADD COLUMN requests INTEGER NOT NULL DEFAULT 1")
+    if "request_key" not in columns(conn):
+        conn.execute("ALTER TABLE requests ADD COLUMN request_key TEXT")
+
+
+def columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
 
 
 def counts_requests(conn: sqlite3.Connection) -> bool:
-    return "requests" in {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    return "requests" in columns(conn)
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:

@@ -20,7 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from gateway.ledger import PAID_STATUSES, Record
+from gateway.ledger import PAID_STATUSES, REPORTED, Record
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -64,6 +64,7 @@ class Metrics:
         self.requests: Counter[tuple[str, str, str]] = Counter()  # (endpoint, status, tier)
         self.tokens: Counter[tuple[str, str]] = Counter()  # (saved|spent, prompt|completion)
         self.usd: defaultdict[str, float] = defaultdict(float)  # saved | spent
+        self.reported_bad: Counter[str] = Counter()  # by the tier the answer came from
         self.latency: dict[str, Latency] = {}  # by outcome
         self.gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
         self.model_runs: dict[str, int] = {}  # by model; read from the cache when scraped
@@ -72,6 +73,9 @@ class Metrics:
 
     def observe(self, record: Record) -> None:
         status = record.status
+        if status == REPORTED:  # feedback on an answer, not a request of a cached route
+            self.reported_bad[record.tier or "unknown"] += 1
+            return
         self.requests[record.endpoint, status, record.tier or ""] += 1
         if status == "HIT":
             outcome, account = "hit", "saved"
@@ -112,6 +116,14 @@ class Metrics:
         yield CounterMetricFamily(
             "cachegate_usd_spent", "USD spent on upstream calls", value=self.usd["spent"]
         )
+        reported = CounterMetricFamily(
+            "cachegate_reported_bad",
+            "Answers reported bad through POST /cache/feedback, by the tier they came from",
+            labels=["tier"],
+        )
+        for tier in sorted({"exact", "semantic", *self.reported_bad}):  # 0 before any report
+            reported.add_metric([tier], self.reported_bad[tier])
+        yield reported
         histogram = HistogramMetricFamily(
             "cachegate_request_seconds", "Time to answer, by outcome", labels=["outcome"]
         )

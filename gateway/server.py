@@ -119,6 +119,7 @@ class Outcome:
     bytes: int = 0
     http_status: int = 200
     key: str | None = None
+    request_key: str | None = None  # of a REPORTED answer: the request it was served to
 
 
 class Gateway:
@@ -310,7 +311,9 @@ class Gateway:
                             request, decision, stale, "STALE", "exact", None, started, now
                         )
                 headers = response_headers(up.headers)
-                headers.update(self.cache_headers(decision.status_on_miss, decision.key))
+                headers.update(
+                    self.cache_headers(decision.status_on_miss, decision.key, decision.key)
+                )
                 if flight is not None:
                     flight.start(up.status, headers)
                 if up.headers.get("Content-Type", "").startswith(SSE):
@@ -491,7 +494,7 @@ class Gateway:
             status = flight.status or 502
             headers = flight.headers.copy()
             if status == 200:  # an upstream error relayed is no hit
-                headers.update(self.cache_headers("HIT", decision.key, tier="exact"))
+                headers.update(self.cache_headers("HIT", decision.key, decision.key, "exact"))
             headers["X-Cache-Collapsed"] = "true"
             response: web.StreamResponse
             if not decision.stream:
@@ -569,13 +572,18 @@ class Gateway:
         self,
         status: str,
         key: str | None,
+        request_key: str | None,
         tier: str | None = None,
         score: float | None = None,
         age: float | None = None,
     ) -> dict[str, str]:
+        """`key`: the entry answering (or stored); `request_key`: this request's exact key,
+        which an app sends back with `key` to report a bad answer (POST /cache/feedback)."""
         headers = {"X-Cache-Status": status}
         if key is not None and status != "BYPASS":
             headers["X-Cache-Key"] = key
+        if request_key is not None:
+            headers["X-Cache-Request-Key"] = request_key
         if tier is not None:
             headers["X-Cache-Tier"] = tier
         if score is not None:
@@ -595,7 +603,7 @@ class Gateway:
         started: float,
         now: float,
     ) -> web.StreamResponse:
-        headers = self.cache_headers(status, entry.key, tier, score, entry.age(now))
+        headers = self.cache_headers(status, entry.key, decision.key, tier, score, entry.age(now))
         answer = None
         if decision.stream:
             answer = orjson.loads(entry.body)
@@ -724,8 +732,9 @@ class Gateway:
             if not missing
             else "MISS"
         )
+        only_key = keys[0] if len(keys) == 1 else None
         headers = self.cache_headers(
-            status, keys[0] if len(keys) == 1 else None, "exact" if status == "HIT" else None
+            status, only_key, only_key, "exact" if status == "HIT" else None
         )
         headers["X-Cache-Items-Cached"] = f"{len(found)}/{len(items)}"
         if status == "HIT":
@@ -741,7 +750,7 @@ class Gateway:
                 prompt_tokens=saved_tokens if status == "HIT" else spent_tokens,
                 upstream_ms=upstream_ms if missing else sum(e.upstream_ms for e in found.values()),
                 bytes=len(result),
-                key=keys[0] if len(keys) == 1 else None,
+                key=only_key,
             ),
             started,
             now,
@@ -877,6 +886,7 @@ class Gateway:
             http_status=outcome.http_status,
             key=outcome.key,
             prompt=prompt,
+            request_key=outcome.request_key,
         )
         self.ledger.record(record)
         self.metrics.observe(record)

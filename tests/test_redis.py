@@ -241,6 +241,40 @@ def test_purge_on_one_replica_is_seen_by_the_others(replicas):
         assert chat(gw, paraphrase, {**headers, **NO_STORE}).status == "MISS"
 
 
+def test_a_bad_answer_reported_to_one_replica_is_gone_for_the_others(replicas):
+    a, b, c = replicas
+    headers = {"X-Cache-Namespace": f"feedback-{tag()}"}
+    stored, paraphrase = question(tag())
+    assert chat(a, stored, headers).status == "MISS"
+    served = poll(lambda: hit(b, paraphrase, "semantic", headers), 3)
+    raw = b.client().chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": paraphrase}],
+        extra_headers={**headers, **NO_STORE},
+    )
+    request_key = raw.headers["x-cache-request-key"]
+    assert raw.headers["x-cache-key"] == served.key != request_key
+    intruder = httpx.post(
+        f"{a.url}/cache/feedback",
+        json={"key": served.key, "verdict": "bad"},
+        headers={"Authorization": "Bearer sk-someone-else"},
+    )
+    assert intruder.status_code == 404
+    assert hit(b, paraphrase, "semantic", headers), "a refused report removes nothing"
+
+    answer = httpx.post(
+        f"{a.url}/cache/feedback",
+        json={"key": served.key, "request_key": request_key, "verdict": "bad"},
+        headers={"Authorization": "Bearer sk-test-a"},  # the key the answer was served to
+    )
+    assert answer.json() == {"key": served.key, "purged": 1, "tier": "semantic"}
+    for gw in (b, c):
+        poll(lambda gw=gw: chat(gw, paraphrase, {**headers, **NO_STORE}).status == "MISS", 2)
+        assert chat(gw, stored, {**headers, **NO_STORE}).status == "MISS"
+    group = poll(lambda: (g := stats(c, headers["X-Cache-Namespace"]))["reported_bad"] and g, 3)
+    assert group["reported_bad"] == 1
+
+
 def test_stats_of_one_replica_count_the_requests_of_all(replicas, shared_redis):
     a, b, c = replicas
     namespace = f"stats-{tag()}"

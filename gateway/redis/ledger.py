@@ -80,9 +80,16 @@ MIRROR_INSERT = (
 
 
 def mirror_row(fields: dict[bytes, bytes]) -> list:
-    """A stream entry's row; entries written before rows counted requests stand for one."""
+    """A stream entry's row (the Record's values, then `requests`). Replicas of earlier
+    versions wrote rows without `request_key` (the Record's last field), and before
+    that without `requests` too: those stand for one request."""
     row = orjson.loads(fields[b"r"])
-    return row if len(row) > len(ledger_sql.COLUMNS) else [*row, 1]
+    known = len(ledger_sql.COLUMNS)
+    if len(row) == known - 1:  # no request_key, no requests
+        return [*row, None, 1]
+    if len(row) == known:  # no request_key
+        return [*row[:-1], None, row[-1]]
+    return row
 
 
 class RedisLedger:
