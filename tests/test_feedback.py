@@ -160,7 +160,8 @@ def test_feedback_body_that_is_not_json_is_a_400(gateway):
     assert "JSON" in answer.json()["error"]["message"]
 
 
-def test_every_cached_route_names_the_request_key(gateway):
+def test_every_cached_route_names_the_request_key(make_gateway, mock_upstream):
+    gateway = make_gateway(args=["--anthropic-upstream", mock_upstream.url.removesuffix("/v1")])
     client = gateway.client()
     prompt = f"Stream me a haiku {uuid.uuid4().hex}"
     for _ in range(2):  # a MISS streamed, then a HIT replayed as a stream
@@ -178,6 +179,37 @@ def test_every_cached_route_names_the_request_key(gateway):
         model="text-embedding-3-small", input=[prompt, "another"]
     )
     assert "x-cache-request-key" not in two.headers
+    response = client.responses.with_raw_response.create(model="gpt-4o-mini", input=prompt)
+    assert re.fullmatch("[0-9a-f]{32}", response.headers["x-cache-request-key"])
+
+
+def test_a_messages_answer_is_reported_with_the_credentials_the_sdk_sent(
+    make_gateway, mock_upstream
+):
+    import anthropic
+
+    gw = make_gateway(args=["--anthropic-upstream", mock_upstream.url.removesuffix("/v1")])
+    sdk = anthropic.Anthropic(base_url=gw.url, api_key="sk-ant-fb", max_retries=0)
+    prompt = f"Tell me about caching {uuid.uuid4().hex}"
+
+    def ask_claude() -> dict:
+        return sdk.messages.with_raw_response.create(
+            model="claude-sonnet-4-5",
+            max_tokens=64,
+            messages=[{"role": "user", "content": prompt}],
+        ).headers
+
+    ask_claude()
+    hit = ask_claude()
+    assert hit["x-cache-status"] == "HIT"
+    body = {"key": hit["x-cache-key"], "request_key": hit["x-cache-request-key"], "verdict": "bad"}
+    url = f"{gw.url}/cache/feedback"
+    sent = {"Authorization": "Bearer sk-ant-fb"}  # as this SDK sends its key
+    assert sent["Authorization"] == mock_upstream.last()["headers"]["Authorization"]
+    assert httpx.post(url, json=body, headers={"x-api-key": "sk-ant-other"}).status_code == 404
+    answer = httpx.post(url, json=body, headers=sent)
+    assert answer.json() == {"key": hit["x-cache-key"], "purged": 1, "tier": "exact"}
+    assert ask_claude()["x-cache-status"] == "MISS"
 
 
 def test_a_ledger_from_before_feedback_gains_the_request_key_column(tmp_path):
