@@ -77,3 +77,20 @@ def test_responses_reworded_hit_semantically(real, mock_upstream):
     ) as stream:
         streamed = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
     assert streamed == stored.parse().output_text
+
+
+def test_responses_that_depend_on_server_state_are_exact_only(real):
+    client = real.client("sk-sem-state")
+    namespace = {"X-Cache-Namespace": f"sem-{uuid.uuid4().hex[:8]}"}
+
+    def create(text: str):
+        return client.responses.with_raw_response.create(
+            model="gpt-4o-mini",
+            input=text,
+            previous_response_id="resp_earlier",
+            extra_headers=namespace,
+        )
+
+    assert create(STORED).headers["x-cache-status"] == "MISS"
+    assert create(ASKED).headers["x-cache-status"] == "MISS"  # the same meaning: no match
+    assert create(ASKED).headers["x-cache-status"] == "HIT"  # the same request: exact
