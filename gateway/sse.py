@@ -11,6 +11,7 @@ own events: OpenAI's chunks ending in `[DONE]`, Anthropic's `message_start` ...
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -86,10 +87,34 @@ def complete(endpoint: str, answer: Any) -> bool:
     if not isinstance(answer, dict):
         return False
     if endpoint == "messages":
-        return answer.get("type") == "message" and answer.get("stop_reason") is not None
+        return (
+            answer.get("type") == "message"
+            and answer.get("stop_reason") is not None
+            and _objects(answer.get("content"))
+        )
     if endpoint == "responses":
-        return answer.get("object") == "response" and answer.get("status") == "completed"
+        output = answer.get("output")
+        return (
+            answer.get("object") == "response"
+            and answer.get("status") == "completed"
+            and _objects(output)
+            and all(
+                _objects(item.get("content")) for item in output if item.get("type") == "message"
+            )
+        )
     return bool(answer.get("choices"))
+
+
+def _objects(value: Any) -> bool:
+    """A list of JSON objects: what a replay can walk (anything else is not stored)."""
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+def _count(value: Any) -> int:
+    """A token count as upstream reported it; 0 for anything that is not a count."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value) if math.isfinite(value) and value > 0 else 0
 
 
 def answer_usage(endpoint: str, answer: dict[str, Any]) -> Usage | None:
@@ -99,18 +124,18 @@ def answer_usage(endpoint: str, answer: dict[str, Any]) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     if endpoint == "messages":
-        read = int(usage.get("cache_read_input_tokens") or 0)
-        written = int(usage.get("cache_creation_input_tokens") or 0)
-        prompt = int(usage.get("input_tokens") or 0) + read + written
-        return Usage(prompt, int(usage.get("output_tokens") or 0), read, written)
+        read = _count(usage.get("cache_read_input_tokens"))
+        written = _count(usage.get("cache_creation_input_tokens"))
+        prompt = _count(usage.get("input_tokens")) + read + written
+        return Usage(prompt, _count(usage.get("output_tokens")), read, written)
     if endpoint == "responses":
-        details = usage.get("input_tokens_details") or {}
+        details = usage.get("input_tokens_details")
         return Usage(
-            int(usage.get("input_tokens") or 0),
-            int(usage.get("output_tokens") or 0),
-            int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+            _count(usage.get("input_tokens")),
+            _count(usage.get("output_tokens")),
+            _count(details.get("cached_tokens")) if isinstance(details, dict) else 0,
         )
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
 
 
 def assemble_completion(endpoint: str, events: list[dict[str, Any]]) -> dict[str, Any]:

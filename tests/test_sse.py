@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.sse import StreamCapture, replay
+from gateway.sse import StreamCapture, answer_usage, complete, replay
 
 
 def answer(text: str, endpoint: str = "chat") -> dict:
@@ -153,3 +153,37 @@ def test_a_stream_without_its_last_event_or_with_an_error_is_never_an_answer():
     garbled = StreamCapture("messages")
     garbled.feed(b"".join(frames).replace(b'"index":0', b'"index":7', 1))
     assert garbled.completion() is None
+
+
+WORDS = st.sampled_from(["message", "response", "completed", "end_turn", "text", "output_text"])
+JUNK = st.none() | WORDS | st.integers() | st.floats() | st.text(max_size=3)
+PARTS = st.lists(
+    JUNK | st.dictionaries(st.sampled_from(["type", "text", "content"]), JUNK), max_size=2
+)
+FIELDS = ["type", "object", "stop_reason", "status", "content", "output", "usage", "choices"]
+
+
+@given(
+    st.sampled_from(["chat", "completions", "messages", "responses"]),
+    st.dictionaries(
+        st.sampled_from(FIELDS),
+        JUNK
+        | PARTS
+        | st.lists(st.dictionaries(st.sampled_from(["type", "content"]), WORDS | PARTS), max_size=2)
+        | st.dictionaries(
+            st.sampled_from(["input_tokens", "output_tokens", "prompt_tokens"]), JUNK
+        ),
+    ),
+)
+@example("messages", {"type": "message", "stop_reason": "end_turn", "content": ["x"]})
+@example("messages", {"usage": {"input_tokens": "many"}})
+@example("responses", {"object": "response", "status": "completed", "output": ["x"]})
+@example(
+    "responses",
+    {"object": "response", "status": "completed", "output": [{"type": "message", "content": [1]}]},
+)
+def test_any_answer_upstream_sends_is_stored_only_if_it_can_be_replayed(endpoint, answer):
+    usage = answer_usage(endpoint, answer)
+    assert usage is None or min(usage.prompt, usage.completion) >= 0
+    if complete(endpoint, answer) and endpoint in ("messages", "responses"):
+        b"".join(replay(endpoint, answer, include_usage=True))
