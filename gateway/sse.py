@@ -94,10 +94,11 @@ def complete(endpoint: str, answer: Any) -> bool:
         )
     if endpoint == "responses":
         output = answer.get("output")
+        if not isinstance(output, list) or not _objects(output):
+            return False
         return (
             answer.get("object") == "response"
             and answer.get("status") == "completed"
-            and _objects(output)
             and all(
                 _objects(item.get("content")) for item in output if item.get("type") == "message"
             )
