@@ -16,6 +16,9 @@ rules:
   - name: never-gpt-4o
     match: {model: "gpt-4o"}
     mode: off
+  - name: no-embeddings-cached
+    match: {endpoint: embeddings, namespace: fresh}
+    mode: off
   - name: short-lived
     match: {namespace: "short-.*"}
     ttl: 120
@@ -57,6 +60,21 @@ def test_a_rule_turns_caching_off_for_one_model_and_not_the_others(ruled):
         "MISS",
         "HIT",
     ]
+
+
+def test_a_rule_applies_to_embeddings_by_endpoint_and_namespace(ruled):
+    client = ruled.client()
+
+    def embed(namespace: str) -> str:
+        raw = client.embeddings.with_raw_response.create(
+            model="text-embedding-3-small",
+            input=[f"rule {uuid.uuid4().hex[:4]}", "a fixed item"],
+            extra_headers={"X-Cache-Namespace": namespace},
+        )
+        return raw.headers["x-cache-items-cached"]
+
+    assert [embed("fresh") for _ in range(2)] == ["0/2", "0/2"]
+    assert [embed("other") for _ in range(2)][1] == "1/2"
 
 
 def test_a_rule_per_namespace_sets_the_ttl_and_caps_the_header(ruled):
