@@ -29,7 +29,7 @@ from gateway.entries import Entry
 from gateway.semantic import SemanticIndex
 from policies.decide import SemanticQuery
 from policies.keys import digest
-from policies.prompts import judge
+from policies.prompts import Prompt, decompose, judge
 
 log = logging.getLogger("cachegate.cache")
 # Verified matches remembered for repeats of the same reworded request (see Cache.semantic).
@@ -126,6 +126,8 @@ class Cache:
         self._calibration = verifier.calibration if verifier else None
         # digest(context key, text) -> (entry key, calibrated score) of a verified match.
         self._verdicts: dict[str, tuple[str, float]] = {}
+        # Stored texts taken apart, by text (see `prompt`).
+        self._prompts: dict[str, Prompt] = {}
 
     async def start(self, oldest_expiry: float) -> None:
         """The store loads the semantic index (vectors of entries expiring after
@@ -194,15 +196,17 @@ class Cache:
                 return SemanticResult(entry, known[1], None)
         vector = await self.embed(query.text)
         floor = self.cosine_floor(query.threshold)
+        prompt = decompose(query.text)
         for key, cosine in self.index.search(query.context_key, vector):
-            if cosine < floor:
+            if cosine < self._semantic.cosine_floor:
                 break
             entry = await self.get(key)
             if not servable(entry, now, max_age):
                 continue
             assert entry is not None and entry.text is not None  # servable says so
-            verdict = judge(query.text, entry.text)
-            if verdict.guard is not None:
+            verdict = judge(prompt, self.prompt(entry.text))
+            # Under `floor` only the same request can answer: no verdict could lift it.
+            if verdict.guard is not None or (cosine < floor and not verdict.same):
                 continue
             # The same request but for greetings, thanks, case and the like: its answer is
             # right by construction (score 1), whatever the models would make of the noise.
@@ -222,6 +226,14 @@ class Cache:
                 return SemanticResult(entry, score, vector)
             break
         return SemanticResult(None, None, vector)
+
+    def prompt(self, text: str) -> Prompt:
+        """A stored text taken apart (policies/prompts.py), kept: it is asked again and again."""
+        known = self._prompts.get(text)
+        if known is None:
+            known = decompose(text)
+            remember(self._prompts, text, known, VERDICTS_KEPT)
+        return known
 
     def cosine_floor(self, threshold: float) -> float:
         """The cosine a candidate needs to be worth verifying: the configured floor, or

@@ -171,6 +171,8 @@ REQUEST_FORMS = [
     ),
     (re.compile(r"\b(?:a|an|the)\b"), " "),
 ]
+BRITISH_WORD = re.compile(rf"\b(?:{'|'.join(BRITISH_WORDS)})\b")
+
 # -- instructions ---------------------------------------------------------------------
 NUMBER_WORD = {
     "a": "1", "an": "1", "one": "1", "single": "1", "a single": "1", "two": "2", "a couple of": "2",
@@ -523,6 +525,8 @@ INSTRUCTION = {
     label: re.compile("|".join(phrases.strip().splitlines()), re.IGNORECASE)
     for label, phrases in PHRASES.items()
 }
+# All of them at once, on lowercase text, from word starts only: five times quicker.
+ANY_INSTRUCTION = re.compile(rf"\b(?:{'|'.join(p.pattern for p in INSTRUCTION.values())})")
 # Instructions in the request itself are a property of the request ("What does 'not'
 # mean?" asks about a word): "directive:restrict" is only read in clauses outside it.
 CLAUSE_ONLY = {"directive:restrict", "tone:other", "format:tweet", "format:outline"}
@@ -633,6 +637,8 @@ class Prompt:
     # The whole text normalized as the payload is: where the other prompt's payload must
     # appear when the two drew the line between request and content in other places.
     content: str = field(default="", compare=False)
+    # The text without greetings, thanks and smileys, as the lexical guards read it.
+    stripped: str = field(default="", compare=False)
 
 
 def benign_stripped(text: str) -> str:
@@ -650,21 +656,18 @@ def benign_stripped(text: str) -> str:
     return text
 
 
-def americanized(words: list[str]) -> list[str]:
-    out = []
-    for word in words:
-        word = BRITISH_WORDS.get(word, word)
-        for pattern, replacement in BRITISH:
-            word = pattern.sub(replacement, word)
-        out.append(word)
-    return out
+def americanized(words: str) -> str:
+    words = BRITISH_WORD.sub(lambda m: BRITISH_WORDS[m.group(0)], words)
+    for pattern, replacement in BRITISH:
+        words = pattern.sub(replacement, words)
+    return words
 
 
 def canonical_words(text: str) -> str:
     """Lowercase words, British spelling written the American way, punctuation gone
     (but symbols between words kept: "x != y" is not "x = y")."""
     plain = "".join(c for c in normalize("NFD", text.lower()) if category(c) != "Mn")
-    return " ".join(americanized(WORD.findall(plain.replace("’", "'"))))
+    return americanized(" ".join(WORD.findall(plain.replace("’", "'"))))
 
 
 def split_payload(text: str) -> tuple[str, str]:
@@ -674,7 +677,7 @@ def split_payload(text: str) -> tuple[str, str]:
     for m in LONG_QUOTE.finditer(text):
         payload_parts.append(m.group(1))
     text = LONG_QUOTE.sub(" ", text)
-    pointed = POINTED_CONTENT.match(text)
+    pointed = DEICTIC.search(text) and POINTED_CONTENT.match(text)
     lines = [line for line in text.split("\n") if line.strip()]
     if pointed and len(pointed.group("rest").split()) >= 4:
         # "Summarize this email: ...", "What does this do?\n...": what follows is the content.
@@ -729,11 +732,12 @@ def is_directive(clause: str) -> bool:
 
 def instruction_labels(text: str, whole_clause: bool) -> set[str]:
     found = set()
-    for label, pattern in INSTRUCTION.items():
-        if label in CLAUSE_ONLY and not whole_clause:
-            continue
-        if pattern.search(text):
-            found.add(label)
+    if ANY_INSTRUCTION.search(text.lower()):  # one pass rules out most texts
+        for label, pattern in INSTRUCTION.items():
+            if label in CLAUSE_ONLY and not whole_clause:
+                continue
+            if pattern.search(text):
+                found.add(label)
     for m in LENGTH_COUNT.finditer(text.lower()):
         unit = m.group("unit").removesuffix("s")
         if unit in {"sentence summary", "point", "bullet point", "bullet"}:
@@ -838,6 +842,7 @@ def decompose(text: str) -> Prompt:
             request_parts.append(instruction_spans(clause) if labels else clause)
     request = plain_request(canonical_words(" ".join(request_parts)))
     return Prompt(
+        stripped=stripped,
         content=payload_key(stripped),
         language=language_of(head or stripped),
         request=request,
@@ -876,15 +881,14 @@ class Verdict:
     guard: str | None  # the guard that vetoes the pair, if any; else the verifier decides
 
 
-def judge(new_text: str, cached_text: str) -> Verdict:
-    """What the guards say of a candidate: the same request, vetoed (by which guard), or
-    left to the verifier. A rewording in a language other than English is vetoed: the
-    models read English only, and a guess there would serve wrong answers."""
-    new, cached = decompose(new_text), decompose(cached_text)
-    if new == cached and not numbers_differ(new_text, cached_text):
+def judge(new: Prompt, cached: Prompt) -> Verdict:
+    """What the guards say of a candidate (both prompts decomposed): the same request,
+    vetoed (by which guard), or left to the verifier. A rewording in a language other
+    than English is vetoed: the models read English only, and a guess there would serve
+    wrong answers. The lexical guards read the texts without greetings, thanks, smileys."""
+    if new == cached and not numbers_differ(new.stripped, cached.stripped):
         return Verdict(True, None)
     guard = mismatch(new, cached)
     if guard is None and new.language != ENGLISH:
         guard = "unjudged-language"
-    # The lexical guards read the texts without greetings, thanks and smileys.
-    return Verdict(False, guard or veto(benign_stripped(new_text), benign_stripped(cached_text)))
+    return Verdict(False, guard or veto(new.stripped, cached.stripped))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.verifier import MODELS_DIR, Calibration
-from policies.prompts import judge
+from policies.prompts import decompose, judge
 from tools.pairs import Pair, load_pairs, select
 
 CACHE = Path(".cache/pair-scores")
@@ -89,11 +89,14 @@ def main() -> None:
     threshold = calibration.default_threshold if args.threshold is None else args.threshold
     cosines, logits = model_outputs(pairs, args.threads)
     floor = max(COSINE_FLOOR, calibration.lowest_cosine(threshold))
-    verdicts = [judge(p.text_b, p.text_a) for p in pairs]
+    verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
     scores = calibration.score(logits, cosines)
     same = np.array([v.same for v in verdicts])
     passed = np.array([v.guard is None for v in verdicts])
-    hits = (cosines >= floor) & (same | (passed & (np.round(scores, 4) >= threshold)))
+    # The same request answers from the configured floor; others must be able to reach it.
+    hits = (same & (cosines >= COSINE_FLOOR)) | (
+        passed & (cosines >= floor) & (np.round(scores, 4) >= threshold)
+    )
     labels = np.array([p.label for p in pairs])
     kinds = np.array([p.kind or "-" for p in pairs])
     print(f"{args.pairs} ({args.split}) at threshold {threshold:.4f}, cosine floor {floor:.3f}")

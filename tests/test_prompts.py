@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies.prompts import decompose, judge, language_of, mismatch
+from policies.prompts import Verdict, decompose, language_of, mismatch
+from policies.prompts import judge as judge_prompts
+
+
+def judge(new: str, cached: str) -> Verdict:
+    return judge_prompts(decompose(new), decompose(cached))
+
 
 QUESTIONS = [
     "What are your opening hours?",
