@@ -21,7 +21,7 @@ from embeddings import load_embedder
 from embeddings.verifier import CrossEncoderVerifier
 from gateway import datadir
 from gateway.admin import Admin
-from gateway.backends import Ledger, Store, flush_every
+from gateway.backends import Ledger, Store, flush_every, roll_up_every
 from gateway.cache import Cache
 from gateway.config import Config
 from gateway.connections import DeadlineRunner
@@ -245,6 +245,9 @@ def create_app(gateway: Gateway, admin_token: str) -> web.Application:
         tasks = [
             asyncio.create_task(flush_every(gateway.ledger, gateway.config.ledger_flush_seconds)),
             asyncio.create_task(sweep_forever(gateway)),
+            asyncio.create_task(
+                roll_up_every(gateway.ledger, config.ledger_retention_days * 86400)
+            ),
         ]
         yield
         for task in tasks:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -142,8 +143,27 @@ class Ledger(Protocol):
     async def top_prompts(self, since: str | None, limit: int) -> list[dict[str, Any]]:
         """The entries that saved the most dollars over the window `since`."""
 
+    async def roll_up(self, before: float) -> int:
+        """Roll the rows older than `before` into daily totals (stats still count them);
+        how many rows went."""
+
     async def close(self) -> None:
         """Flush, then let go of files and connections."""
+
+
+async def roll_up_every(ledger: Ledger, retention: float) -> None:
+    """Roll up the ledger's rows older than `retention` seconds now and then daily (or
+    every `retention`, when shorter) until cancelled."""
+    while True:
+        try:
+            rolled = await ledger.roll_up(time.time() - retention)
+            if rolled:
+                log.info(
+                    "ledger: %d rows older than %gs rolled up into daily totals", rolled, retention
+                )
+        except Exception:  # the next round tries again; the rows stay counted meanwhile
+            log.exception("ledger roll-up failed; the next one runs as usual")
+        await asyncio.sleep(min(86400.0, max(retention, 1.0)))
 
 
 async def flush_every(ledger: Ledger, seconds: float) -> None:

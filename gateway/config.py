@@ -96,6 +96,7 @@ class Config:
     upstream_queue_timeout: float = 30.0
     pricing_file: Path = SHIPPED_CONFIGS / "pricing.yaml"
     ledger_flush_seconds: float = 0.5
+    ledger_retention_days: float = 400.0  # older rows are rolled up into daily totals
     log_level: str = "info"
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
 

@@ -58,6 +58,50 @@ CREATE TABLE IF NOT EXISTS requests (
     request_key TEXT                -- REPORTED: the exact key of the request it was served to
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+-- Rows older than ledger_retention_days, rolled up: one row per UTC day and group, its
+-- numbers the totals of the rows it replaced (`ts` the day's first second).
+CREATE TABLE IF NOT EXISTS day_totals (
+    ts REAL NOT NULL,
+    tenant TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    tier TEXT NOT NULL,             -- '' where the rows had none (a key cannot hold NULLs)
+    priced INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    usd REAL NOT NULL,
+    latency_ms REAL NOT NULL,
+    upstream_ms REAL NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (ts, tenant, namespace, endpoint, model, status, tier, priced)
+);
+"""
+# What stats read: the recent rows and the rolled-up days, as one table.
+DAY_GROUP = ("tenant", "namespace", "endpoint", "model", "status", "tier", "priced")
+DAY_SUMS = (
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "usd",
+    "latency_ms",
+    "upstream_ms",
+    "bytes",
+)
+LEDGER_ROWS = (
+    f"(SELECT ts, {', '.join(DAY_GROUP)}, {', '.join(DAY_SUMS)} FROM requests "
+    f"UNION ALL SELECT ts, {', '.join(DAY_GROUP[:5])}, nullif(tier, ''), priced, "
+    f"{', '.join(DAY_SUMS)} FROM day_totals)"
+)
+ROLL_UP_SQL = f"""
+INSERT INTO day_totals (ts, {", ".join(DAY_GROUP)}, {", ".join(DAY_SUMS)})
+SELECT CAST(ts / 86400 AS INTEGER) * 86400 AS day, {", ".join(DAY_GROUP[:5])},
+       coalesce(tier, ''), priced, {", ".join(f"sum({name})" for name in DAY_SUMS)}
+FROM requests WHERE ts < ?
+GROUP BY day, {", ".join(DAY_GROUP)}
+ON CONFLICT DO UPDATE SET {", ".join(f"{name} = {name} + excluded.{name}" for name in DAY_SUMS)}
 """
 
 
@@ -199,26 +243,27 @@ def _shape(row: sqlite3.Row) -> dict[str, Any]:
 def query_stats(
     conn: sqlite3.Connection, since: str | None, by: str | None, now: float | None = None
 ) -> dict[str, Any]:
-    """The numbers of INTERFACE.md `/cache/stats`, straight from the ledger table."""
+    """The numbers of INTERFACE.md `/cache/stats`, straight from the ledger's rows and its
+    rolled-up days (a rolled-up day counts whole in a window that holds its first second)."""
     if by is not None and by not in GROUPS:
         raise ValueError(f"cannot group by {by!r}: use one of {', '.join(GROUPS)}")
     window = parse_since(since)
     cutoff = (now or time.time()) - window if window is not None else 0.0
     conn.row_factory = sqlite3.Row
     total = _shape(
-        conn.execute(f"SELECT {TOTALS} FROM requests WHERE ts >= ?", (cutoff,)).fetchone()
+        conn.execute(f"SELECT {TOTALS} FROM {LEDGER_ROWS} WHERE ts >= ?", (cutoff,)).fetchone()
     )
     unpriced = [
         r[0]
         for r in conn.execute(
-            "SELECT DISTINCT model FROM requests WHERE ts >= ? AND priced = 0 ORDER BY model",
+            f"SELECT DISTINCT model FROM {LEDGER_ROWS} WHERE ts >= ? AND priced = 0 ORDER BY model",
             (cutoff,),
         )
     ]
     result = {**total, "unpriced_models": unpriced, "since": since or "all"}
     if by:
         rows = conn.execute(
-            f"SELECT {GROUPS[by]} AS name, {TOTALS} FROM requests WHERE ts >= ? "
+            f"SELECT {GROUPS[by]} AS name, {TOTALS} FROM {LEDGER_ROWS} WHERE ts >= ? "
             f"GROUP BY name ORDER BY name",
             (cutoff,),
         )
@@ -246,8 +291,8 @@ def query_top_prompts(
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """The requests table, including on a ledger written before rows counted requests or
-    kept the request key of a reported answer."""
+    """The requests and day_totals tables, including on a ledger written before rows
+    counted requests or kept the request key of a reported answer."""
     conn.executescript(SCHEMA)
     if not counts_requests(conn):
         conn.execute("ALTER TABLE requests ADD COLUMN requests INTEGER NOT NULL DEFAULT 1")
@@ -269,7 +314,25 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     if not counts_requests(conn):
         conn.execute("CREATE TEMP VIEW requests AS SELECT *, 1 AS requests FROM main.requests")
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'day_totals'").fetchone():
+        # A ledger from before roll-ups: no day rolled up (the shape from SCHEMA, empty).
+        table = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS day_totals") :]
+        conn.execute(table.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
     return conn
+
+
+def roll_up(conn: sqlite3.Connection, before: float) -> int:
+    """Roll the rows older than `before` into day_totals (added to a day rolled up
+    before) and delete them, in one transaction; how many rows went."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(ROLL_UP_SQL, (before,))
+        removed = conn.execute("DELETE FROM requests WHERE ts < ?", (before,)).rowcount
+        conn.execute("COMMIT")
+    finally:
+        if conn.in_transaction:
+            conn.rollback()
+    return removed
 
 
 class SqliteLedger:
@@ -369,6 +432,30 @@ class SqliteLedger:
         except ROW_ERRORS:
             return False
         return True
+
+    async def roll_up(self, before: float) -> int:
+        """Roll the rows older than `before` into daily totals; how many rows went."""
+        await self.flush()
+        return await asyncio.wrap_future(self._writer.submit(self._roll_up, before))
+
+    def _roll_up(self, before: float) -> int:
+        with self._lock:
+            if not self._open():
+                return 0
+            assert self._write_conn is not None
+            conn = self._write_conn
+            try:
+                removed = roll_up(conn, before)
+                pages, free = (
+                    conn.execute(f"PRAGMA {name}").fetchone()[0]
+                    for name in ("page_count", "freelist_count")
+                )
+                if removed and free * 2 > pages:  # give the space back once most of it is free
+                    conn.execute("VACUUM")
+            except sqlite3.Error as exc:
+                self._complaints.say("roll-up", "cannot roll up %s (%s)", self.path, exc)
+                return 0
+            return removed
 
     async def stats(self, since: str | None, by: str | None) -> dict[str, Any]:
         await self.flush()

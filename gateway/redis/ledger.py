@@ -148,6 +148,10 @@ class RedisLedger:
     async def top_prompts(self, since: str | None, limit: int) -> list[dict[str, Any]]:
         return query_top_prompts(await self._caught_up(), since, limit)
 
+    async def roll_up(self, before: float) -> int:
+        """Nothing yet: the shared stream is bounded by LEDGER_MAX_ROWS instead."""
+        return 0
+
     async def close(self) -> None:
         await self.flush()
         if self._queue:
