@@ -210,6 +210,31 @@ def cmd_purge(args: argparse.Namespace) -> None:
     print(f"purged {asyncio.run(purge_file())} entries from {config.data_dir / 'entries.db'}")
 
 
+def cmd_warm(args: argparse.Namespace) -> None:
+    """Send a file of requests through a running gateway; a summary of what was stored."""
+    import asyncio
+    from pathlib import Path
+
+    from gateway import datadir
+    from gateway.app import base_url
+    from gateway.warm import summary, warm
+
+    config = config_from(args)
+    gateway = args.gateway or (
+        datadir.serving_gateway(config.data_dir) if config.backend == "sqlite" else None
+    )
+    gateway = gateway or base_url(config.host, config.port)
+    try:
+        counts = asyncio.run(
+            warm(Path(args.file), gateway, args.concurrency, args.namespace, args.api_key)
+        )
+    except OSError as exc:
+        raise SystemExit(f"cachegate: cannot read {args.file}: {exc.strerror}") from None
+    print(f"{summary(counts)} (through {gateway})")
+    if counts["failed"]:
+        raise SystemExit(1)
+
+
 def cmd_mock_upstream(args: argparse.Namespace) -> None:
     from tools.mock_upstream import run_mock_upstream
 
@@ -294,6 +319,26 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--older-than", help="entries stored longer ago than this (7d, 12h)")
     what.add_argument("--key", help="one entry by its X-Cache-Key")
     purge.set_defaults(run=cmd_purge)
+
+    warm = commands.add_parser(
+        "warm", help="fill the cache by sending a file of requests through a running gateway"
+    )
+    add_data_dir(warm)
+    warm.add_argument(
+        "file",
+        help='JSON lines: a chat completions body, or {"path": "/v1/...", "body": {...}}',
+    )
+    warm.add_argument(
+        "--gateway",
+        default=None,
+        help="gateway URL (default: the one serving --data-dir, else host and port of the config)",
+    )
+    warm.add_argument("--concurrency", type=int, default=8, help="requests at once (default 8)")
+    warm.add_argument("--namespace", default=None, help="X-Cache-Namespace of every request")
+    warm.add_argument(
+        "--api-key", default=None, help="the API key the apps use (their tenant's entries)"
+    )
+    warm.set_defaults(run=cmd_warm)
 
     mock = commands.add_parser("mock-upstream", help="a deterministic OpenAI-compatible upstream")
     mock.add_argument("--host", default="127.0.0.1")
