@@ -30,6 +30,7 @@ from gateway.ledger import SqliteLedger
 from gateway.metrics import Metrics
 from gateway.server import Gateway
 from gateway.store import SqliteStore
+from gateway.tracing import start_tracing
 from gateway.upstream import Upstream
 from policies.pricing import PriceTable
 
@@ -68,8 +69,9 @@ class Runtime:
 
 def build_gateway(config: Config) -> Gateway:
     """Everything the request path needs; loads the models (seconds), so call it before serving."""
+    tracing = start_tracing(os.environ)
     try:
-        upstream = Upstream(config)
+        upstream = Upstream(config, tracing)
     except ValueError as exc:  # before the models load: a bad URL fails at once
         raise SystemExit(f"cachegate: {exc}") from None
     semantic = config.semantic
@@ -105,6 +107,7 @@ def build_gateway(config: Config) -> Gateway:
         embedder,
         verifier,
         index_folder=config.data_dir / "semantic-index",
+        tracing=tracing,
     )
     return Gateway(
         config=config,
@@ -115,6 +118,7 @@ def build_gateway(config: Config) -> Gateway:
         metrics=Metrics(),
         policy=config.policy(default_threshold),
         count_tokens=token_counter(),
+        tracing=tracing,
     )
 
 
@@ -210,8 +214,9 @@ def create_app(gateway: Gateway, admin_token: str) -> web.Application:
         "/v1/messages": gateway.messages,
         "/v1/responses": gateway.responses,
     }
+    traced = gateway.tracing.traced  # the handler itself when tracing is off
     app.add_routes(
-        web.post(path, guarded(handler, config.max_header_bytes, gateway.rejected))
+        web.post(path, traced(guarded(handler, config.max_header_bytes, gateway.rejected)))
         for path, handler in counted.items()
     )
     app.add_routes(
@@ -258,6 +263,7 @@ def create_app(gateway: Gateway, admin_token: str) -> web.Application:
         await gateway.upstream.close()
         await gateway.ledger.close()
         await gateway.cache.close()
+        gateway.tracing.shutdown()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -27,6 +27,7 @@ from gateway.backends import PurgeFilter, Store
 from gateway.config import SemanticConfig
 from gateway.entries import Entry
 from gateway.semantic import SemanticIndex
+from gateway.tracing import NO_TRACING, Tracing
 from policies.decide import SemanticQuery
 from policies.keys import digest
 from policies.prompts import Prompt, decompose, judge
@@ -107,8 +108,10 @@ class Cache:
         embedder: Embedder | None,
         verifier: CrossEncoderVerifier | None,
         index_folder: Path | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.store = store
+        self._tracing = tracing
         self.memory = MemoryLRU(memory_bytes)
         self._semantic = semantic
         self.index = (
@@ -168,7 +171,14 @@ class Cache:
 
     async def embed(self, text: str) -> np.ndarray:
         assert self._embed is not None, "no embedder is loaded"
-        return await self._embed.submit(text)
+        with self._tracing.span("embedding"):
+            return await self._embed.submit(text)
+
+    async def verify(self, asked: str, stored: str, cosine: float) -> float:
+        """The verifier's score of a candidate (the wait for its batch included)."""
+        assert self._verify is not None, "no verifier is loaded"
+        with self._tracing.span("verification"):
+            return float(await self._verify.submit((asked, stored, cosine)))
 
     async def semantic(
         self, query: SemanticQuery, now: float, max_age: float | None
@@ -218,7 +228,7 @@ class Cache:
                 if verdict.same
                 else cosine
                 if self._verify is None
-                else float(await self._verify.submit((query.text, entry.text, cosine))),
+                else await self.verify(query.text, entry.text, cosine),
                 4,
             )
             if score >= query.threshold:

@@ -41,6 +41,7 @@ from gateway.flights import Flight, Flights
 from gateway.ledger import Record
 from gateway.metrics import Metrics
 from gateway.sse import StreamCapture, answer_usage, complete, count_usage, replay
+from gateway.tracing import NO_TRACING, Tracing
 from gateway.upstream import Upstream, UpstreamError, read_all, response_headers
 from policies.controls import (
     ControlError,
@@ -133,6 +134,7 @@ class Gateway:
         metrics: Metrics,
         policy: PolicyConfig,
         count_tokens,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.config = config
         self.cache = cache
@@ -142,6 +144,7 @@ class Gateway:
         self.metrics = metrics
         self.policy = policy
         self.count_tokens = count_tokens
+        self.tracing = tracing
         self.flights = Flights()
         self.decisions: dict[bytes, Decision] = {}  # request_fingerprint -> decision
 
@@ -252,13 +255,18 @@ class Gateway:
 
         vector = None
         if decision.read:
-            entry = await self.cache.exact(decision.key, now, decision.max_age)
+            with self.tracing.span("lookup"):
+                entry = await self.cache.exact(decision.key, now, decision.max_age)
+                found = (
+                    await self.cache.semantic(decision.semantic, now, decision.max_age)
+                    if entry is None and decision.semantic is not None
+                    else None
+                )
             if entry is not None:
                 return await self.serve_entry(
                     request, decision, entry, "HIT", "exact", None, started, now
                 )
-            if decision.semantic is not None:
-                found = await self.cache.semantic(decision.semantic, now, decision.max_age)
+            if found is not None:
                 if found.entry is not None:
                     return await self.serve_entry(
                         request, decision, found.entry, "HIT", "semantic", found.score, started, now
@@ -890,6 +898,7 @@ class Gateway:
         )
         self.ledger.record(record)
         self.metrics.observe(record)
+        self.tracing.annotate(record)
 
 
 async def prepared(response: web.StreamResponse, request: web.Request) -> bool:

@@ -14,6 +14,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.config import Config
+from gateway.tracing import NO_TRACING, Tracing
 
 # Never forwarded in either direction: they describe one hop, not the message.
 HOP_BY_HOP = frozenset(
@@ -77,8 +78,9 @@ class Target:
 
 
 class Upstream:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tracing: Tracing = NO_TRACING) -> None:
         self._config = config
+        self._tracing = tracing
         self._routes = [(re.compile(r.models), Target.of(r.url, r.api_key)) for r in config.routes]
         self._default = Target.of(config.upstream, config.upstream_key)
         # Anthropic's API: the root URL, to which /v1/messages is appended as sent.
@@ -145,35 +147,38 @@ class Upstream:
         url = URL(target.base_url + tail + (f"?{query}" if query else ""), encoded=True)
         if url.origin() != target.origin:  # no request picks another host
             raise UpstreamError(400, f"path {incoming.path!r} does not stay on the upstream host")
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._config.upstream_queue_timeout)
-        except TimeoutError:
-            raise UpstreamError(
-                504, "too many requests are waiting for upstream; retry later"
-            ) from None
-        try:
+        with self._tracing.span("upstream") as span:  # the wait for a slot included
+            span.set_attribute("server.address", target.origin.host or "")
             try:
-                response = await self._session.request(
-                    method,
-                    url,
-                    headers=self.request_headers(headers, target),
-                    data=body,
-                    allow_redirects=False,
-                )
+                await asyncio.wait_for(self._slots.acquire(), self._config.upstream_queue_timeout)
             except TimeoutError:
                 raise UpstreamError(
-                    504, f"upstream {target.base_url} did not answer in time"
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise UpstreamError(
-                    502, f"upstream {target.base_url} is unreachable: {exc}"
+                    504, "too many requests are waiting for upstream; retry later"
                 ) from None
             try:
-                yield response
+                try:
+                    response = await self._session.request(
+                        method,
+                        url,
+                        headers=self.request_headers(headers, target),
+                        data=body,
+                        allow_redirects=False,
+                    )
+                except TimeoutError:
+                    raise UpstreamError(
+                        504, f"upstream {target.base_url} did not answer in time"
+                    ) from None
+                except aiohttp.ClientError as exc:
+                    raise UpstreamError(
+                        502, f"upstream {target.base_url} is unreachable: {exc}"
+                    ) from None
+                span.set_attribute("http.response.status_code", response.status)
+                try:
+                    yield response
+                finally:
+                    response.release()
             finally:
-                response.release()
-        finally:
-            self._slots.release()
+                self._slots.release()
 
 
 def path_problem(incoming: URL) -> str | None:
