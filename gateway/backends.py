@@ -115,6 +115,10 @@ class Store(Protocol):
     def hit(self, key: str, now: float) -> None:
         """Count a hit on `key`."""
 
+    async def claim_refresh(self, key: str, expires_at: float) -> bool:
+        """Whether the caller is the one to refresh the version of `key` that expires at
+        `expires_at` (refresh-ahead's single flight, across replicas of a shared store)."""
+
     async def delete(self, where: PurgeFilter, now: float) -> list[str]:
         """Remove matching entries; returns their keys. Raises StoreUnavailable."""
 

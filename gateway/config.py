@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from policies.decide import PolicyConfig
+from policies.refresh import RefreshAhead
 from policies.rules import Rule, parse_rules
 
 # The shipped configs/ package: beside the code in a checkout, in site-packages when installed
@@ -99,6 +100,7 @@ class Config:
     ledger_retention_days: float = 400.0  # older rows are rolled up into daily totals
     log_level: str = "info"
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    refresh_ahead: RefreshAhead = field(default_factory=RefreshAhead)  # off by default
 
     def policy(self, default_threshold: float) -> PolicyConfig:
         return PolicyConfig(
@@ -151,7 +153,10 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         least = f.metadata.get("min")
         if least is not None and kwargs[f.name] is not None and kwargs[f.name] < least:
             raise ConfigError(f"config {name}: must be at least {least}, not {value!r}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a block that checks its own values (RefreshAhead)
+        raise ConfigError(f"config {prefix.rstrip('.') or 'file'}: {exc}") from None
 
 
 def _convert(name: str, kind: Any, value: Any) -> Any:

@@ -24,6 +24,7 @@ class Entry:
     vector: bytes | None = None  # float32 embedding of `text`
     hits: int = 0
     checksum: str = field(default="")
+    request: bytes | None = None  # the request body that stored it, kept for refresh-ahead
 
     def __post_init__(self) -> None:
         if not self.checksum:
@@ -31,7 +32,8 @@ class Entry:
 
     @property
     def size(self) -> int:
-        return len(self.body) + len(self.text or "") + len(self.vector or b"") + 256
+        extra = len(self.text or "") + len(self.vector or b"") + len(self.request or b"")
+        return len(self.body) + extra + 256
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.created_at)

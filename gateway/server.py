@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,7 +31,8 @@ from typing import Any, cast
 import aiohttp
 import orjson
 from aiohttp import web
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from gateway.backends import Ledger
 from gateway.cache import Cache, remember
@@ -147,6 +149,9 @@ class Gateway:
         self.tracing = tracing
         self.flights = Flights()
         self.decisions: dict[bytes, Decision] = {}  # request_fingerprint -> decision
+        # Entry key -> the expiry of the version being (or last) refreshed: once per TTL.
+        self.refreshing: dict[str, float] = {}
+        self.refreshes: set[asyncio.Task] = set()
 
     # -- reading the request ------------------------------------------------------------
     async def read_body(self, request: web.Request) -> bytes:
@@ -488,6 +493,7 @@ class Gateway:
                 upstream_ms=upstream_ms,
                 context_key=semantic.context_key if semantic else None,
                 text=semantic.text if semantic else None,
+                request=raw if self.config.refresh_ahead.enabled else None,
             ),
             vector if semantic else None,
         )
@@ -622,6 +628,7 @@ class Gateway:
         response = web.Response(body=body, headers=headers, content_type=content_type)
         if status == "HIT":
             self.cache.hit(entry, now)
+            self.refresh_if_due(request, entry, now)
         usage = Usage(entry.prompt_tokens, entry.completion_tokens)
         if decision.endpoint in PROMPT_CACHE_USAGE:
             # What the provider's prompt cache would have served is saved at its price.
@@ -644,6 +651,84 @@ class Gateway:
             now,
         )
         return response
+
+    # -- refresh-ahead ------------------------------------------------------------------------
+    def refresh_if_due(self, request: web.Request, entry: Entry, now: float) -> None:
+        """Refresh a hot entry served near its expiry, once per entry and TTL, in the
+        background: this request is answered from the entry as it is. The request's own
+        headers carry the credentials (its tenant's, the entry's) upstream."""
+        policy = self.config.refresh_ahead
+        if (
+            entry.request is None
+            or not policy.due(entry.hits, entry.created_at, entry.expires_at, now)
+            or self.refreshing.get(entry.key) == entry.expires_at
+        ):
+            return
+        remember(self.refreshing, entry.key, entry.expires_at, DECISIONS_KEPT)
+        task = asyncio.create_task(self.refresh(request.headers.copy(), request.rel_url, entry))
+        self.refreshes.add(task)  # held until done, or the loop may drop it midway
+        task.add_done_callback(self.refreshes.discard)
+
+    async def refresh(self, headers: CIMultiDict[str], url: URL, entry: Entry) -> None:
+        """Ask upstream again with the entry's own request and store the answer under the
+        same key with a TTL as long as the old one, from now; tags, hits, text and vector
+        kept. A ledger row (REFRESH) counts what upstream was paid."""
+        started, now = time.perf_counter(), time.time()
+        # One refresh per entry and TTL across replicas (a shared store's lock).
+        if entry.request is None or not await self.cache.store.claim_refresh(
+            entry.key, entry.expires_at
+        ):
+            return
+        body = orjson.loads(entry.request)
+        for streaming in ("stream", "stream_options"):  # the stored shape is the whole answer
+            body.pop(streaming, None)
+        try:
+            async with self.upstream.open(
+                "POST", url, headers, canonical_json(body), entry.model
+            ) as up:
+                data = await read_all(up)
+                status = up.status
+        except UpstreamError as exc:
+            log.warning("refresh of %s failed (%s); it is served until it expires", entry.key, exc)
+            return
+        try:
+            answer = orjson.loads(data) if status == 200 else None
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict) or not complete(entry.endpoint, answer):
+            log.warning(
+                "refresh of %s got no complete answer (HTTP %d); it is served until it expires",
+                entry.key,
+                status,
+            )
+            return
+        usage = answer_usage(entry.endpoint, answer) or Usage(0, 0)
+        stored = time.time()
+        upstream_ms = (time.perf_counter() - started) * 1000
+        refreshed = dataclasses.replace(
+            entry,
+            body=data,
+            checksum="",  # computed anew for the new body
+            created_at=stored,
+            expires_at=stored + (entry.expires_at - entry.created_at),
+            prompt_tokens=usage.prompt,
+            completion_tokens=usage.completion,
+            upstream_ms=upstream_ms,
+        )
+        self.cache.put(refreshed, None)  # the vector is the entry's: its text is the same
+        outcome = Outcome(
+            "REFRESH",
+            prompt_tokens=usage.prompt,
+            completion_tokens=usage.completion,
+            cached_tokens=usage.cached,
+            cache_write_tokens=usage.cache_write,
+            upstream_ms=upstream_ms,
+            bytes=len(data),
+            key=entry.key,
+        )
+        self.ledger_record(
+            entry.tenant, entry.namespace, entry.endpoint, entry.model, outcome, started, now
+        )
 
     # -- embeddings -------------------------------------------------------------------------
     async def embeddings(self, request: web.Request) -> web.StreamResponse:

@@ -49,6 +49,7 @@ COLUMNS = (
     "text",
     "vector",
     "hits",
+    "request",
 )
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -69,7 +70,8 @@ CREATE TABLE IF NOT EXISTS entries (
     vector BLOB,
     hits INTEGER NOT NULL DEFAULT 0,
     last_used_at REAL NOT NULL,
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    request BLOB
 );
 CREATE INDEX IF NOT EXISTS entries_last_used ON entries (last_used_at);
 CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires_at);
@@ -148,6 +150,8 @@ class SqliteStore:
 
         def prepare(conn: sqlite3.Connection) -> None:
             conn.executescript(SCHEMA)
+            if "request" not in {row[1] for row in conn.execute("PRAGMA table_info(entries)")}:
+                conn.execute("ALTER TABLE entries ADD COLUMN request BLOB")  # an older file
             self.count, self.bytes = conn.execute(
                 "SELECT count(*), coalesce(sum(size), 0) FROM entries"
             ).fetchone()
@@ -261,6 +265,10 @@ class SqliteStore:
         if now - self._hits_flushed_at >= HIT_FLUSH_SECONDS:
             self._hits_flushed_at = now
             self._schedule_flush()
+
+    async def claim_refresh(self, key: str, expires_at: float) -> bool:
+        """Always: one gateway holds the data dir, and it refreshes each version once."""
+        return True
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:

@@ -10,6 +10,8 @@ Where things live (all under the prefix `cg:`; Redis 6 or later, no modules):
     cg:changes    stream of `add` (key, context_key, writer) and `remove` (keys) events;
                   every replica follows it to keep its memory LRU and FAISS index in step
     cg:ledger     stream: ledger rows (identical requests of a batch share one), every replica
+    cg:refresh:<key>:<expiry ms>  a lock (until that expiry): the one replica that refreshes
+                  that version of an entry ahead of its expiry (refresh_ahead)
     cg:epoch      a random id; a Redis that restarted empty has none (or another), and each
                   replica then drops what it holds locally and loads again
 

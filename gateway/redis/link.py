@@ -28,6 +28,7 @@ BYTES = "cg:bytes"
 CHANGES = "cg:changes"
 LEDGER = "cg:ledger"
 EPOCH = "cg:epoch"
+REFRESH = "cg:refresh:"  # <key>:<expiry ms>: the replica refreshing that version
 CHANGES_MAX = 100_000  # change events kept; a replica further behind reloads everything
 CONNECT_TIMEOUT = 1.0
 COMMAND_TIMEOUT = 2.0

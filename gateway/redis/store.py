@@ -21,6 +21,7 @@ from gateway.redis.link import (
     ENTRY,
     EPOCH,
     INDEX,
+    REFRESH,
     RedisLink,
     StreamEvent,
     stream_id,
@@ -35,7 +36,7 @@ BATCH = 1000  # keys per pipelined read or removal script
 
 FLOATS = frozenset({"created_at", "expires_at", "upstream_ms"})
 INTS = frozenset({"prompt_tokens", "completion_tokens", "hits", "size"})
-BINARY = frozenset({"body", "vector"})
+BINARY = frozenset({"body", "vector", "request"})
 LISTED = ("key", "model", "namespace", "endpoint", "created_at", "expires_at", "hits", "size")
 FILTERED = ("namespace", "model", "tenant", "created_at")
 
@@ -277,6 +278,20 @@ class RedisStore:
         if self.link.up:
             self._hits[key] = self._hits.get(key, 0) + 1
             self._schedule()
+
+    async def claim_refresh(self, key: str, expires_at: float) -> bool:
+        """Whether this replica refreshes the version of `key` expiring at `expires_at`:
+        the first to set its lock, held until that expiry, does."""
+        expiry_ms = int(expires_at * 1000)
+        try:
+            return bool(
+                await self.link.client.set(
+                    f"{REFRESH}{key}:{expiry_ms}", self.link.writer, nx=True, pxat=expiry_ms
+                )
+            )
+        except RedisError as exc:
+            self.link.failed(exc)
+            return False
 
     def _schedule(self) -> None:
         if self._writing is None:

@@ -1,0 +1,115 @@
+"""Refresh-ahead: a hot entry served near its expiry is refreshed once in the background;
+the triggering request is answered from cache; the refreshed entry keeps its TTL length."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx2 as httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from policies.refresh import RefreshAhead
+
+times = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+windows = st.floats(min_value=0, max_value=1, allow_nan=False)
+
+
+@given(st.integers(1, 10), windows, st.integers(0, 20), times, st.floats(0.001, 1e5), times)
+def test_due_only_for_hot_entries_in_the_last_part_of_their_ttl(
+    min_hits, window, hits, created_at, ttl, now
+):
+    policy = RefreshAhead(min_hits=min_hits, window=window)
+    expires_at = created_at + ttl
+    due = policy.due(hits, created_at, expires_at, now)
+    if due:
+        assert window > 0 and hits >= min_hits
+        assert expires_at - window * ttl <= now < expires_at
+    if hits < min_hits or now >= expires_at or window == 0:
+        assert not due
+    if hits >= min_hits and expires_at - window * ttl <= now < expires_at and window > 0:
+        assert due
+
+
+def test_off_by_default_and_bounds_checked():
+    assert not RefreshAhead().enabled
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        RefreshAhead(window=1.5)
+    with pytest.raises(ValueError, match="at least 1"):
+        RefreshAhead(min_hits=0, window=0.2)
+
+
+REFRESH_ENV = {"CACHEGATE_REFRESH_AHEAD_MIN_HITS": "2", "CACHEGATE_REFRESH_AHEAD_WINDOW": "0.25"}
+TTL = 6.0  # the last quarter of it, from 4.5 s on, is the refresh window
+
+
+def wait_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
+
+
+def poll(check, seconds: float = 60) -> None:
+    """Wait for `check()` to hold (a background refresh lands when it lands)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "it did not happen"
+        time.sleep(0.05)
+
+
+def asker(gw, key: str = "sk-refresh"):
+    question = f"Refresh-ahead {uuid.uuid4().hex[:8]}: what are the store's opening hours?"
+
+    def ask():
+        return gw.client(key).chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": question}],
+            extra_headers={"X-Cache-TTL": str(int(TTL))},
+        )
+
+    return ask
+
+
+def test_hot_entry_is_refreshed_once_and_stays_a_hit_past_its_ttl(make_gateway, mock_upstream):
+    gw = make_gateway(env=REFRESH_ENV)
+    ask = asker(gw)
+    calls = mock_upstream.calls("chat")
+    first = ask()
+    assert first.headers["x-cache-status"] == "MISS"
+    stored_at = time.time()
+    for _ in range(2):  # hot, but not yet near its expiry: nothing is refreshed
+        assert ask().headers["x-cache-status"] == "HIT"
+    assert mock_upstream.calls("chat") == calls + 1
+
+    wait_until(stored_at + 4.8)
+    trigger = ask()  # answered from the cache as it is; the refresh runs behind it
+    assert trigger.headers["x-cache-status"] == "HIT"
+    assert int(trigger.headers["age"]) >= 4
+    poll(lambda: mock_upstream.calls("chat") == calls + 2)
+    poll(lambda: int(ask().headers["age"]) < 4)  # the refreshed entry, stored anew
+
+    wait_until(stored_at + TTL + 0.5)  # past the first answer's expiry
+    late = ask()
+    assert late.headers["x-cache-status"] == "HIT"
+    assert int(late.headers["age"]) < TTL
+    answer = late.parse().choices[0].message.content
+    assert answer == first.parse().choices[0].message.content  # the mock answers alike
+    assert mock_upstream.calls("chat") == calls + 2  # exactly one refresh
+    stats = httpx.get(f"{gw.url}/cache/stats", params={"since": "all"}, headers=gw.admin).json()
+    assert stats["refresh"] == 1 and stats["misses"] == 1
+    assert stats["tokens_spent"]["completion"] > 0
+
+
+def test_off_by_default_an_entry_expires(make_gateway, mock_upstream):
+    gw = make_gateway()
+    ask = asker(gw)
+    calls = mock_upstream.calls("chat")
+    assert ask().headers["x-cache-status"] == "MISS"
+    stored_at = time.time()
+    for _ in range(2):
+        ask()
+    wait_until(stored_at + 4.8)
+    assert ask().headers["x-cache-status"] == "HIT"
+    wait_until(stored_at + TTL + 0.5)
+    assert ask().headers["x-cache-status"] == "MISS"
+    assert mock_upstream.calls("chat") == calls + 2
