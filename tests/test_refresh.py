@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx2 as httpx
 import pytest
@@ -57,11 +58,16 @@ def poll(check, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
-def asker(gw, key: str = "sk-refresh"):
-    question = f"Refresh-ahead {uuid.uuid4().hex[:8]}: what are the store's opening hours?"
+def new_question() -> str:
+    return f"Refresh-ahead {uuid.uuid4().hex[:8]}: what are the store's opening hours?"
+
+
+def asker(gw, question: str | None = None):
+    """A function that asks `gw` one question (a new one unless given), stored for TTL."""
+    question = question or new_question()
 
     def ask():
-        return gw.client(key).chat.completions.with_raw_response.create(
+        return gw.client("sk-refresh").chat.completions.with_raw_response.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": question}],
             extra_headers={"X-Cache-TTL": str(int(TTL))},
@@ -113,3 +119,39 @@ def test_off_by_default_an_entry_expires(make_gateway, mock_upstream):
     wait_until(stored_at + TTL + 0.5)
     assert ask().headers["x-cache-status"] == "MISS"
     assert mock_upstream.calls("chat") == calls + 2
+
+
+@pytest.mark.redis
+def test_replicas_on_redis_refresh_an_entry_once(tmp_path, mock_upstream):
+    from conftest import Gateway
+    from test_redis import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    replicas = [
+        Gateway(tmp_path / f"replica{i}", mock_upstream.url, REFRESH_ENV, ["--backend", server.url])
+        for i in range(2)
+    ]
+    try:
+        question = new_question()
+        asks = [asker(gw, question) for gw in replicas]
+        calls = mock_upstream.calls("chat")
+        assert asks[0]().headers["x-cache-status"] == "MISS"
+        stored_at = time.time()
+        for ask in asks:  # hot on both replicas
+            poll(lambda ask=ask: ask().headers["x-cache-status"] == "HIT")
+            ask()
+        wait_until(stored_at + 4.8)
+        with ThreadPoolExecutor(2) as pool:  # both replicas serve it in its window at once
+            triggers = list(pool.map(lambda ask: ask(), asks))
+        assert [t.headers["x-cache-status"] for t in triggers] == ["HIT", "HIT"]
+        poll(lambda: mock_upstream.calls("chat") == calls + 2)
+        for ask in asks:  # each replica serves the refreshed entry
+            poll(lambda ask=ask: int(ask().headers["age"]) < 4)
+        wait_until(stored_at + TTL + 0.5)
+        for ask in asks:
+            assert ask().headers["x-cache-status"] == "HIT"
+        assert mock_upstream.calls("chat") == calls + 2  # one refresh for both replicas
+    finally:
+        for gw in replicas:
+            gw.stop()
+        server.kill()
