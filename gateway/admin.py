@@ -23,7 +23,7 @@ from aiohttp import web
 from gateway.backends import PurgeFilter, StoreUnavailable
 from gateway.errors import error_response
 from gateway.ledger import REPORTED, parse_since
-from gateway.server import BadRequest, Gateway, Outcome
+from gateway.server import BadRequest, Exchange, Gateway, Outcome
 
 STATIC = Path(str(resources.files("gateway") / "static"))  # package data, installed as files
 
@@ -187,7 +187,7 @@ class Admin:
         """An app reports a bad answer with the caller's own API key: the entry goes for
         every replica and the ledger counts it, with the tier it was served from (semantic
         when the request's own key differs from the entry's)."""
-        started, now = time.perf_counter(), time.time()
+        exchange = Exchange.arrived(request)
         try:
             body = orjson.loads(await self.gateway.read_body(request) or b"null")
             key, request_key = feedback_keys(body)
@@ -203,7 +203,7 @@ class Admin:
         purged = 0
         if entry is not None and entry.tenant == tenant:
             try:
-                purged = await cache.purge(PurgeFilter(key=key, tenant=tenant), now)
+                purged = await cache.purge(PurgeFilter(key=key, tenant=tenant), exchange.now)
             except StoreUnavailable as exc:
                 return error_response(503, str(exc))
         if entry is None or not purged:
@@ -216,7 +216,12 @@ class Admin:
         tier = None if request_key is None else "exact" if request_key == key else "semantic"
         outcome = Outcome(REPORTED, tier=tier, key=key, request_key=request_key)
         self.gateway.ledger_record(
-            tenant, entry.namespace, entry.endpoint, entry.model, outcome, started, now
+            exchange,
+            outcome,
+            tenant=tenant,
+            namespace=entry.namespace,
+            endpoint=entry.endpoint,
+            model=entry.model,
         )
         return web.json_response({"key": key, "purged": purged, "tier": tier})
 

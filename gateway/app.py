@@ -28,15 +28,15 @@ from gateway.connections import DeadlineRunner
 from gateway.errors import error_response
 from gateway.ledger import SqliteLedger
 from gateway.metrics import Metrics
-from gateway.server import Gateway
+from gateway.server import Exchange, Gateway
 from gateway.store import SqliteStore
 from gateway.tracing import start_tracing
 from gateway.upstream import Upstream
 from policies.pricing import PriceTable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# Answers a request the gateway refuses: (request, status, message, param, started, now).
-Refusal = Callable[[web.Request, int, str, str | None, float, float], web.Response]
+# Answers a request the gateway refuses (and counts it, on the routes the ledger counts).
+Refusal = Callable[[Exchange, int, str, str | None], web.Response]
 
 log = logging.getLogger("cachegate")
 SWEEP_SECONDS = 60.0
@@ -146,9 +146,7 @@ async def sweep_forever(gateway: Gateway) -> None:
             log.exception("expiry sweep failed; will try again")
 
 
-def answer_only(
-    request: web.Request, status: int, message: str, param: str | None, started: float, now: float
-) -> web.Response:
+def answer_only(exchange: Exchange, status: int, message: str, param: str | None) -> web.Response:
     """The Refusal of a route the ledger does not count: the error, nothing recorded."""
     return error_response(status, message, param)
 
@@ -165,11 +163,11 @@ def guarded(handler: Handler, max_header_bytes: int, refuse: Refusal = answer_on
     """
 
     async def guard(request: web.Request) -> web.StreamResponse:
-        started, now = time.perf_counter(), time.time()
+        exchange = Exchange.arrived(request)
         size = sum(len(k) + len(v) + 4 for k, v in request.raw_headers)
         if size > max_header_bytes:
             message = f"request headers are {size} bytes; the limit is {max_header_bytes}"
-            return refuse(request, 431, f"{message} (max_header_bytes)", None, started, now)
+            return refuse(exchange, 431, f"{message} (max_header_bytes)", None)
         try:
             return await handler(request)
         except web.HTTPException:
@@ -177,7 +175,7 @@ def guarded(handler: Handler, max_header_bytes: int, refuse: Refusal = answer_on
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             message = "cachegate failed on this request; the error is in its log"
-            return refuse(request, 500, message, None, started, now)
+            return refuse(exchange, 500, message, None)
 
     return guard
 

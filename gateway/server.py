@@ -26,13 +26,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import aiohttp
+import numpy as np
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
-from yarl import URL
 
 from gateway.backends import Ledger
 from gateway.cache import Cache, remember
@@ -57,9 +57,9 @@ from policies.decide import (
     Endpoint,
     PolicyConfig,
     RequestError,
+    access,
     decide,
     json_depth_exceeds,
-    ttl_for,
 )
 from policies.keys import Variant, canonical_json, item_key, tenant_of
 from policies.pricing import PriceTable, Usage
@@ -105,6 +105,29 @@ class BadRequest(Exception):
     def __init__(self, status: int, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.param = status, param
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request as it arrived: what every step of its path reads besides the decision."""
+
+    request: web.Request
+    started: float  # time.perf_counter() at arrival: the ledger's latency runs from here
+    now: float  # time.time() at arrival: freshness and ages are judged at this instant
+
+    @classmethod
+    def arrived(cls, request: web.Request) -> Exchange:
+        return cls(request, time.perf_counter(), time.time())
+
+
+@dataclass(slots=True)
+class Miss:
+    """A decided request on its way upstream, alone or leading the flight of its key."""
+
+    decision: Decision
+    raw: bytes  # the body as the client sent it: forwarded as is
+    vector: np.ndarray | None  # its embedding, when the semantic tier computed one
+    flight: Flight | None  # the identical requests waiting for its answer
 
 
 @dataclass(slots=True)
@@ -251,41 +274,39 @@ class Gateway:
         return await self.completion(request, "responses")
 
     async def completion(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
-        started, now = time.perf_counter(), time.time()
+        exchange = Exchange.arrived(request)
         try:
             raw = await self.read_body(request)
             decision = self.decision_for(request, endpoint, raw)
         except BadRequest as exc:
-            return self.rejected(request, exc.status, str(exc), exc.param, started, now)
+            return self.rejected(exchange, exc.status, str(exc), exc.param)
 
         vector = None
         if decision.read:
             with self.tracing.span("lookup"):
-                entry = await self.cache.exact(decision.key, now, decision.max_age)
+                entry = await self.cache.exact(decision.key, exchange.now, decision.max_age)
                 found = (
-                    await self.cache.semantic(decision.semantic, now, decision.max_age)
+                    await self.cache.semantic(decision.semantic, exchange.now, decision.max_age)
                     if entry is None and decision.semantic is not None
                     else None
                 )
             if entry is not None:
-                return await self.serve_entry(
-                    request, decision, entry, "HIT", "exact", None, started, now
-                )
+                return await self.serve_entry(exchange, decision, entry, tier="exact")
             if found is not None:
                 if found.entry is not None:
                     return await self.serve_entry(
-                        request, decision, found.entry, "HIT", "semantic", found.score, started, now
+                        exchange, decision, found.entry, tier="semantic", score=found.score
                     )
                 vector = found.vector
 
             flight, leads = self.flights.join(decision.key, decision.wire_form)
             if not leads:
-                return await self.follow(request, decision, flight, started, now)
+                return await self.follow(exchange, decision, flight)
         else:
             flight = None
         error: Exception | None = None
         try:
-            return await self.call_upstream(request, raw, decision, vector, flight, started, now)
+            return await self.call_upstream(exchange, Miss(decision, raw, vector, flight))
         except BaseException as exc:
             # Followers see an upstream failure, whatever stopped the leader.
             error = (
@@ -300,29 +321,19 @@ class Gateway:
             if flight is not None:
                 self.flights.land(decision.key, decision.wire_form, error)
 
-    async def call_upstream(
-        self,
-        request: web.Request,
-        raw: bytes,
-        decision: Decision,
-        vector,
-        flight: Flight | None,
-        started: float,
-        now: float,
-    ) -> web.StreamResponse:
+    async def call_upstream(self, exchange: Exchange, miss: Miss) -> web.StreamResponse:
         """The leader's miss: forward, answer the client as bytes arrive, store when complete."""
+        decision, flight, request = miss.decision, miss.flight, exchange.request
         try:
             async with self.upstream.open(
-                "POST", request.rel_url, request.headers, raw, decision.model
+                "POST", request.rel_url, request.headers, miss.raw, decision.model
             ) as up:
                 if up.status in RETRY_STALE_STATUSES:
-                    stale = await self.stale_entry(decision, now)
+                    stale = await self.stale_entry(decision, exchange.now)
                     if stale is not None:
                         if flight is not None:
                             flight.finish(UpstreamError(up.status, "upstream failed"))
-                        return await self.serve_entry(
-                            request, decision, stale, "STALE", "exact", None, started, now
-                        )
+                        return await self.serve_entry(exchange, decision, stale, status="STALE")
                 headers = response_headers(up.headers)
                 headers.update(
                     self.cache_headers(decision.status_on_miss, decision.key, decision.key)
@@ -330,9 +341,7 @@ class Gateway:
                 if flight is not None:
                     flight.start(up.status, headers)
                 if up.headers.get("Content-Type", "").startswith(SSE):
-                    return await self.relay_stream(
-                        request, up, decision, vector, flight, headers, raw, started, now
-                    )
+                    return await self.relay_stream(exchange, miss, up, headers)
                 data = await read_all(up)
                 if flight is not None:
                     flight.publish(data)
@@ -343,35 +352,22 @@ class Gateway:
                     except orjson.JSONDecodeError:
                         log.warning("upstream sent a 200 that is not JSON; not caching it")
                 await self.settle_miss(
-                    decision,
-                    raw,
-                    answer,
-                    data,
-                    vector,
-                    flight,
-                    up.status,
-                    len(data),
-                    started,
-                    now,
+                    exchange, miss, status=up.status, answer=answer, data=data, size=len(data)
                 )
                 return web.Response(body=data, status=up.status, headers=headers)
         except UpstreamError as exc:
             if flight is not None:
                 flight.finish(exc)  # followers fail (or serve STALE) the same way
-            return await self.upstream_failed(request, decision, exc, started, now)
+            return await self.upstream_failed(exchange, decision, exc)
 
     async def relay_stream(
         self,
-        request: web.Request,
+        exchange: Exchange,
+        miss: Miss,
         up: aiohttp.ClientResponse,
-        decision: Decision,
-        vector,
-        flight: Flight | None,
-        headers,
-        raw: bytes,
-        started: float,
-        now: float,
+        headers: CIMultiDict[str],
     ) -> web.StreamResponse:
+        decision, flight, request = miss.decision, miss.flight, exchange.request
         response = web.StreamResponse(status=up.status, headers=headers)
         client_gone = not await prepared(response, request)
         capture = StreamCapture(decision.endpoint)
@@ -401,10 +397,13 @@ class Gateway:
             # last byte still leaves a complete answer to store.
             with contextlib.suppress(ConnectionResetError):
                 await response.write_eof()
-        answer = capture.completion() if cut is None else None
-        status = up.status if cut is None else 502
         await self.settle_miss(
-            decision, raw, answer, None, vector, flight, status, size, started, now
+            exchange,
+            miss,
+            status=up.status if cut is None else 502,
+            answer=capture.completion() if cut is None else None,
+            data=None,
+            size=size,
         )
         if cut is not None:
             if flight is not None:
@@ -417,26 +416,24 @@ class Gateway:
 
     async def settle_miss(
         self,
-        decision: Decision,
-        raw: bytes,
+        exchange: Exchange,
+        miss: Miss,
+        *,
+        status: int,
         answer: dict[str, Any] | None,
         data: bytes | None,
-        vector,
-        flight: Flight | None,
-        status: int,
         size: int,
-        started: float,
-        now: float,
     ) -> None:
-        """After upstream answered: store a complete 200 answer, hand its usage to the
-        followers, record the request."""
-        upstream_ms = (time.perf_counter() - started) * 1000
-        usage = await self.store_answer(
-            decision, raw, answer if status == 200 else None, data, vector, upstream_ms
-        )
-        if flight is not None:
-            flight.usage = usage
+        """After upstream answered (`status`, `size` bytes; `answer` parsed when complete,
+        `data` its bytes when not streamed): store a complete 200 answer, hand its usage to
+        the followers, record the request."""
+        decision = miss.decision
+        upstream_ms = (time.perf_counter() - exchange.started) * 1000
+        usage = await self.store_answer(miss, answer if status == 200 else None, data, upstream_ms)
+        if miss.flight is not None:
+            miss.flight.usage = usage
         self.record(
+            exchange,
             decision,
             Outcome(
                 decision.status_on_miss if status == 200 else "ERROR",
@@ -449,25 +446,20 @@ class Gateway:
                 http_status=status,
                 key=decision.key,
             ),
-            started,
-            now,
         )
 
     async def store_answer(
-        self,
-        decision: Decision,
-        raw: bytes,
-        answer: dict[str, Any] | None,
-        data: bytes | None,
-        vector,
-        upstream_ms: float,
+        self, miss: Miss, answer: dict[str, Any] | None, data: bytes | None, upstream_ms: float
     ) -> Usage:
         """Store a complete 200 answer (when allowed); returns the tokens it was billed."""
+        decision = miss.decision
         if answer is None or not complete(decision.endpoint, answer):
             return Usage(0, 0)
         tokens = answer_usage(decision.endpoint, answer)
         if tokens is None and decision.endpoint in ("chat", "completions"):
-            counted = count_usage(decision.endpoint, orjson.loads(raw), answer, self.count_tokens)
+            counted = count_usage(
+                decision.endpoint, orjson.loads(miss.raw), answer, self.count_tokens
+            )
             answer["usage"] = counted
             data = None  # the stored body carries the counted usage
             tokens = answer_usage(decision.endpoint, answer)
@@ -475,6 +467,7 @@ class Gateway:
         if not decision.store:
             return tokens
         semantic = decision.semantic
+        vector = miss.vector
         if semantic is not None and vector is None:
             vector = await self.cache.embed(semantic.text)
         now = time.time()
@@ -493,16 +486,17 @@ class Gateway:
                 upstream_ms=upstream_ms,
                 context_key=semantic.context_key if semantic else None,
                 text=semantic.text if semantic else None,
-                request=raw if self.config.refresh_ahead.enabled else None,
+                request=miss.raw if self.config.refresh_ahead.enabled else None,
             ),
             vector if semantic else None,
         )
         return tokens
 
     async def follow(
-        self, request: web.Request, decision: Decision, flight: Flight, started: float, now: float
+        self, exchange: Exchange, decision: Decision, flight: Flight
     ) -> web.StreamResponse:
         """A collapsed request: replay what the leader receives instead of calling upstream."""
+        request = exchange.request
         try:
             await flight.started()
             status = flight.status or 502
@@ -528,14 +522,15 @@ class Gateway:
                     if request.transport is not None:
                         request.transport.close()
                     self.record(
-                        decision, Outcome("ERROR", http_status=502, key=decision.key), started, now
+                        exchange, decision, Outcome("ERROR", http_status=502, key=decision.key)
                     )
                     return response
         except UpstreamError as exc:
-            return await self.upstream_failed(request, decision, exc, started, now)
+            return await self.upstream_failed(exchange, decision, exc)
         # Saved: the leader's tokens; not time, since this request waited for upstream too.
         usage = flight.usage
         self.record(
+            exchange,
             decision,
             Outcome(
                 "HIT" if status == 200 else "ERROR",
@@ -547,8 +542,6 @@ class Gateway:
                 http_status=status,
                 key=decision.key,
             ),
-            started,
-            now,
         )
         return response
 
@@ -561,24 +554,12 @@ class Gateway:
         return entry
 
     async def upstream_failed(
-        self,
-        request: web.Request,
-        decision: Decision,
-        exc: UpstreamError,
-        started: float,
-        now: float,
+        self, exchange: Exchange, decision: Decision, exc: UpstreamError
     ) -> web.StreamResponse:
-        stale = await self.stale_entry(decision, now)
+        stale = await self.stale_entry(decision, exchange.now)
         if stale is not None:
-            return await self.serve_entry(
-                request, decision, stale, "STALE", "exact", None, started, now
-            )
-        self.record(
-            decision,
-            Outcome("ERROR", http_status=exc.status, key=decision.key),
-            started,
-            now,
-        )
+            return await self.serve_entry(exchange, decision, stale, status="STALE")
+        self.record(exchange, decision, Outcome("ERROR", http_status=exc.status, key=decision.key))
         return error_response(exc.status, str(exc))
 
     # -- answering from an entry ------------------------------------------------------------
@@ -608,15 +589,16 @@ class Gateway:
 
     async def serve_entry(
         self,
-        request: web.Request,
+        exchange: Exchange,
         decision: Decision,
         entry: Entry,
-        status: str,
-        tier: str,
-        score: float | None,
-        started: float,
-        now: float,
+        *,
+        status: Literal["HIT", "STALE"] = "HIT",
+        tier: Literal["exact", "semantic"] = "exact",
+        score: float | None = None,
     ) -> web.StreamResponse:
+        """Answer from `entry`: a HIT of `tier` (`score`: a semantic match's), or STALE."""
+        now = exchange.now
         headers = self.cache_headers(status, entry.key, decision.key, tier, score, entry.age(now))
         answer = None
         if decision.stream:
@@ -628,12 +610,13 @@ class Gateway:
         response = web.Response(body=body, headers=headers, content_type=content_type)
         if status == "HIT":
             self.cache.hit(entry, now)
-            self.refresh_if_due(request, entry, now)
+            self.refresh_if_due(exchange, entry)
         usage = Usage(entry.prompt_tokens, entry.completion_tokens)
         if decision.endpoint in PROMPT_CACHE_USAGE:
             # What the provider's prompt cache would have served is saved at its price.
             usage = answer_usage(decision.endpoint, answer or orjson.loads(entry.body)) or usage
         self.record(
+            exchange,
             decision,
             Outcome(
                 status,
@@ -647,33 +630,32 @@ class Gateway:
                 bytes=len(body),
                 key=entry.key,
             ),
-            started,
-            now,
         )
         return response
 
     # -- refresh-ahead ------------------------------------------------------------------------
-    def refresh_if_due(self, request: web.Request, entry: Entry, now: float) -> None:
+    def refresh_if_due(self, exchange: Exchange, entry: Entry) -> None:
         """Refresh a hot entry served near its expiry, once per entry and TTL, in the
         background: this request is answered from the entry as it is. The request's own
         headers carry the credentials (its tenant's, the entry's) upstream."""
         policy = self.config.refresh_ahead
         if (
             entry.request is None
-            or not policy.due(entry.hits, entry.created_at, entry.expires_at, now)
+            or not policy.due(entry.hits, entry.created_at, entry.expires_at, exchange.now)
             or self.refreshing.get(entry.key) == entry.expires_at
         ):
             return
         remember(self.refreshing, entry.key, entry.expires_at, DECISIONS_KEPT)
-        task = asyncio.create_task(self.refresh(request.headers.copy(), request.rel_url, entry))
+        task = asyncio.create_task(self.refresh(exchange.request, entry))
         self.refreshes.add(task)  # held until done, or the loop may drop it midway
         task.add_done_callback(self.refreshes.discard)
 
-    async def refresh(self, headers: CIMultiDict[str], url: URL, entry: Entry) -> None:
+    async def refresh(self, origin: web.Request, entry: Entry) -> None:
         """Ask upstream again with the entry's own request and store the answer under the
         same key with a TTL as long as the old one, from now; tags, hits, text and vector
-        kept. A ledger row (REFRESH) counts what upstream was paid."""
-        started, now = time.perf_counter(), time.time()
+        kept. A ledger row (REFRESH) counts what upstream was paid. `origin`, the request
+        served from the entry, lends its headers (credentials) and URL."""
+        exchange = Exchange.arrived(origin)  # the refresh's own clocks
         # One refresh per entry and TTL across replicas (a shared store's lock).
         if entry.request is None or not await self.cache.store.claim_refresh(
             entry.key, entry.expires_at
@@ -684,7 +666,7 @@ class Gateway:
             body.pop(streaming, None)
         try:
             async with self.upstream.open(
-                "POST", url, headers, canonical_json(body), entry.model
+                "POST", origin.rel_url, origin.headers, canonical_json(body), entry.model
             ) as up:
                 data = await read_all(up)
                 status = up.status
@@ -704,7 +686,7 @@ class Gateway:
             return
         usage = answer_usage(entry.endpoint, answer) or Usage(0, 0)
         stored = time.time()
-        upstream_ms = (time.perf_counter() - started) * 1000
+        upstream_ms = (time.perf_counter() - exchange.started) * 1000
         refreshed = dataclasses.replace(
             entry,
             body=data,
@@ -727,28 +709,34 @@ class Gateway:
             key=entry.key,
         )
         self.ledger_record(
-            entry.tenant, entry.namespace, entry.endpoint, entry.model, outcome, started, now
+            exchange,
+            outcome,
+            tenant=entry.tenant,
+            namespace=entry.namespace,
+            endpoint=entry.endpoint,
+            model=entry.model,
         )
 
     # -- embeddings -------------------------------------------------------------------------
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """Each input item is its own entry; a batch sends upstream only the items not cached."""
-        started, now = time.perf_counter(), time.time()
+        exchange = Exchange.arrived(request)
+        now = exchange.now
         try:
             body = self.parse_json(await self.read_body(request))
             controls, tenant = self.controls(request)
             items, single = embedding_items(body)
         except BadRequest as exc:
-            return self.rejected(request, exc.status, str(exc), exc.param, started, now)
+            return self.rejected(exchange, exc.status, str(exc), exc.param)
         model = body["model"]
         controls, policy = within_rules("embeddings", model, controls, tenant, self.policy)
         params = {k: v for k, v in body.items() if k not in ("input", *policy.key_ignore)}
         variant = request_variant(request)
         keys = [item_key(tenant, controls.namespace, params, item, variant) for item in items]
-        mode_off = controls.mode == "off"
-        readable = not mode_off and not controls.no_cache
+        allowed = access(controls, policy)
+        who = {"tenant": tenant, "namespace": controls.namespace, "model": model}
         found: dict[int, Entry] = {}
-        if readable:
+        if allowed.read:
             for i, key in enumerate(keys):
                 entry = await self.cache.exact(key, now, controls.max_age)
                 if entry is not None:
@@ -759,18 +747,11 @@ class Gateway:
         if missing:
             sub = {**body, "input": items[missing[0]] if single else [items[i] for i in missing]}
             answer, failure = await self.fetch_embeddings(request, sub, len(missing))
-            upstream_ms = (time.perf_counter() - started) * 1000
+            upstream_ms = (time.perf_counter() - exchange.started) * 1000
             if failure is not None:  # upstream errors pass through, never cached
                 failure_body = cast(bytes, failure.body or b"")  # a Response made of bytes
-                self.ledger_record(
-                    tenant,
-                    controls.namespace,
-                    "embeddings",
-                    model,
-                    Outcome("ERROR", http_status=failure.status, bytes=len(failure_body)),
-                    started,
-                    now,
-                )
+                outcome = Outcome("ERROR", http_status=failure.status, bytes=len(failure_body))
+                self.ledger_record(exchange, outcome, endpoint="embeddings", **who)
                 return failure
             rows = sorted(answer["data"], key=lambda row: row.get("index", 0))
             spent_tokens = int((answer.get("usage") or {}).get("prompt_tokens") or 0)
@@ -779,8 +760,7 @@ class Gateway:
                 missing, rows, split_tokens(spent_tokens, counts), strict=True
             ):
                 vectors[i] = row.get("embedding")
-                ttl = ttl_for(controls, policy)
-                if not mode_off and not controls.no_store and ttl > 0:
+                if allowed.store:
                     stored = time.time()
                     self.cache.put(
                         Entry(
@@ -793,7 +773,7 @@ class Gateway:
                                 {"embedding": row.get("embedding"), "tokens": tokens}
                             ),
                             created_at=stored,
-                            expires_at=stored + ttl,
+                            expires_at=stored + allowed.ttl,
                             prompt_tokens=tokens,
                             upstream_ms=upstream_ms / max(1, len(missing)),
                         ),
@@ -816,15 +796,7 @@ class Gateway:
                 "usage": {"prompt_tokens": spent_tokens, "total_tokens": spent_tokens},
             }
         )
-        status = (
-            "BYPASS"
-            if mode_off
-            else "REFRESH"
-            if controls.no_cache
-            else "HIT"
-            if not missing
-            else "MISS"
-        )
+        status = allowed.status_on_miss if missing else "HIT"
         only_key = keys[0] if len(keys) == 1 else None
         headers = self.cache_headers(
             status, only_key, only_key, "exact" if status == "HIT" else None
@@ -832,22 +804,15 @@ class Gateway:
         headers["X-Cache-Items-Cached"] = f"{len(found)}/{len(items)}"
         if status == "HIT":
             headers["Age"] = str(int(min(e.age(now) for e in found.values())))
-        self.ledger_record(
-            tenant,
-            controls.namespace,
-            "embeddings",
-            model,
-            Outcome(
-                status,
-                tier="exact" if status == "HIT" else None,
-                prompt_tokens=saved_tokens if status == "HIT" else spent_tokens,
-                upstream_ms=upstream_ms if missing else sum(e.upstream_ms for e in found.values()),
-                bytes=len(result),
-                key=only_key,
-            ),
-            started,
-            now,
+        outcome = Outcome(
+            status,
+            tier="exact" if status == "HIT" else None,
+            prompt_tokens=saved_tokens if status == "HIT" else spent_tokens,
+            upstream_ms=upstream_ms if missing else sum(e.upstream_ms for e in found.values()),
+            bytes=len(result),
+            key=only_key,
         )
+        self.ledger_record(exchange, outcome, endpoint="embeddings", **who)
         return web.Response(body=result, headers=headers, content_type=JSON)
 
     async def fetch_embeddings(
@@ -912,45 +877,45 @@ class Gateway:
 
     # -- the ledger -----------------------------------------------------------------------------
     def rejected(
-        self,
-        request: web.Request,
-        status: int,
-        message: str,
-        param: str | None,
-        started: float,
-        now: float,
+        self, exchange: Exchange, status: int, message: str, param: str | None = None
     ) -> web.Response:
+        """Answer a refused request with its error, and count it."""
+        request = exchange.request
         namespace = request.headers.get("X-Cache-Namespace", "default").strip()
         if not valid_namespace(namespace):  # rejected for it, maybe: not ledger text
             namespace = "(invalid)"
-        endpoint = ENDPOINTS.get(request.path, request.path)
-        outcome = Outcome("ERROR", http_status=status)
-        self.ledger_record(self.tenant(request), namespace, endpoint, "", outcome, started, now)
+        self.ledger_record(
+            exchange,
+            Outcome("ERROR", http_status=status),
+            tenant=self.tenant(request),
+            namespace=namespace,
+            endpoint=ENDPOINTS.get(request.path, request.path),
+            model="",
+        )
         return error_response(status, message, param)
 
-    def record(self, decision: Decision, outcome: Outcome, started: float, now: float) -> None:
+    def record(self, exchange: Exchange, decision: Decision, outcome: Outcome) -> None:
         # The ledger keeps a preview of the compared text only where the answer may be kept.
         prompt = decision.semantic.text[:200] if decision.semantic and decision.store else None
         self.ledger_record(
-            decision.tenant,
-            decision.namespace,
-            decision.endpoint,
-            decision.model,
+            exchange,
             outcome,
-            started,
-            now,
-            prompt,
+            tenant=decision.tenant,
+            namespace=decision.namespace,
+            endpoint=decision.endpoint,
+            model=decision.model,
+            prompt=prompt,
         )
 
     def ledger_record(
         self,
+        exchange: Exchange,
+        outcome: Outcome,
+        *,
         tenant: str,
         namespace: str,
         endpoint: str,
         model: str,
-        outcome: Outcome,
-        started: float,
-        now: float,
         prompt: str | None = None,
     ) -> None:
         usd = self.prices.cost(
@@ -961,7 +926,7 @@ class Gateway:
             outcome.cache_write_tokens,
         )
         record = Record(
-            ts=now,
+            ts=exchange.now,
             tenant=tenant,
             namespace=namespace,
             endpoint=endpoint,
@@ -973,7 +938,7 @@ class Gateway:
             completion_tokens=outcome.completion_tokens,
             usd=usd or 0.0,
             priced=int(usd is not None or not model),
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=(time.perf_counter() - exchange.started) * 1000,
             upstream_ms=outcome.upstream_ms,
             bytes=outcome.bytes,
             http_status=outcome.http_status,

@@ -45,6 +45,8 @@ FIELD_TYPES_OF: dict[str, tuple[tuple[str, Any], ...]] = {
 }
 # The conversation of each endpoint: the array whose last user item is compared by meaning.
 CONVERSATION = {"chat": "messages", "messages": "messages", "responses": "input"}
+# X-Cache-Status of a request not answered from cache.
+MissStatus = Literal["MISS", "REFRESH", "BYPASS"]
 
 
 class RequestError(ValueError):
@@ -90,7 +92,7 @@ class Decision:
     key: str
     read: bool  # may answer from cache
     store: bool  # may store upstream's answer
-    status_on_miss: Literal["MISS", "REFRESH", "BYPASS"]
+    status_on_miss: MissStatus
     ttl: float
     max_age: float | None
     semantic: SemanticQuery | None = field(default=None)
@@ -233,6 +235,29 @@ def ttl_for(controls: Controls, config: PolicyConfig) -> float:
     return min(config.default_ttl if controls.ttl is None else controls.ttl, config.max_ttl)
 
 
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What the control headers allow a request of any cached route (embeddings too)."""
+
+    read: bool  # may answer from cache
+    store: bool  # may store upstream's answer
+    status_on_miss: MissStatus
+    ttl: float  # seconds a stored answer stays fresh
+
+
+def access(controls: Controls, config: PolicyConfig, bypass: bool = False) -> Access:
+    """Read, store, the status of a miss and the TTL. `bypass`: the request must not touch
+    the cache whatever the headers say; X-Cache-Mode: off does the same."""
+    ttl = ttl_for(controls, config)
+    bypass = bypass or controls.mode == "off"
+    return Access(
+        read=not bypass and not controls.no_cache,
+        store=not bypass and not controls.no_store and ttl > 0,
+        status_on_miss="BYPASS" if bypass else "REFRESH" if controls.no_cache else "MISS",
+        ttl=ttl,
+    )
+
+
 def decide(
     endpoint: Endpoint,
     body: Any,
@@ -250,12 +275,14 @@ def decide(
         raise RequestError(f"too many messages (limit {config.max_messages})", conversation)
     options = body.get("stream_options") or {}
     key = exact_key(endpoint, body, tenant, controls.namespace, config.key_ignore, variant)
-    ttl = ttl_for(controls, config)
     # A background response is fetched later by its id: there is no answer here to keep.
-    bypass = controls.mode == "off" or body.get("background") is True
-    status = "BYPASS" if bypass else "REFRESH" if controls.no_cache else "MISS"
+    allowed = access(controls, config, bypass=body.get("background") is True)
     semantic = None
-    if controls.mode == "semantic" and config.semantic_enabled and not bypass:
+    if (
+        controls.mode == "semantic"
+        and config.semantic_enabled
+        and allowed.status_on_miss != "BYPASS"
+    ):
         split = semantic_split(endpoint, body)
         if (
             split
@@ -279,10 +306,10 @@ def decide(
         tenant=tenant,
         namespace=controls.namespace,
         key=key,
-        read=not bypass and not controls.no_cache,
-        store=not bypass and not controls.no_store and ttl > 0,
-        status_on_miss=status,  # type: ignore[arg-type]
-        ttl=ttl,
+        read=allowed.read,
+        store=allowed.store,
+        status_on_miss=allowed.status_on_miss,
+        ttl=allowed.ttl,
         max_age=controls.max_age,
         semantic=semantic,
     )

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.config import Config
 from policies.controls import ControlError, Controls, control_headers, parse_controls
-from policies.decide import RequestError, decide, json_depth_exceeds
+from policies.decide import RequestError, access, decide, json_depth_exceeds
 from policies.guards import (
     ORDINAL_DIGITS,
     ORDINALS,
@@ -208,6 +208,41 @@ def test_mode_exact_and_off():
 def test_ttl_is_capped(ttl):
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     assert decide_for(body, ttl=ttl).ttl == min(ttl, CONFIG.max_ttl)
+
+
+controls = st.builds(
+    Controls,
+    no_cache=st.booleans(),
+    no_store=st.booleans(),
+    ttl=st.none() | st.floats(0, 10**8),
+    mode=st.sampled_from(["semantic", "exact", "off"]),
+)
+
+
+@given(controls, st.booleans())
+def test_access_reads_stores_and_names_a_miss_by_the_headers(asked, background):
+    """The rules every cached route follows, embeddings included."""
+    allowed = access(asked, CONFIG, bypass=background)
+    off = background or asked.mode == "off"
+    assert allowed.read == (not off and not asked.no_cache)
+    assert allowed.store == (not off and not asked.no_store and allowed.ttl > 0)
+    assert allowed.status_on_miss == ("BYPASS" if off else "REFRESH" if asked.no_cache else "MISS")
+    assert allowed.ttl == min(
+        CONFIG.default_ttl if asked.ttl is None else asked.ttl, CONFIG.max_ttl
+    )
+
+
+@given(bodies, controls, st.booleans())
+def test_a_decision_allows_what_access_allows(body, asked, background):
+    body = {**body, "background": True} if background else body
+    decision = decide("chat", body, asked, "t", CONFIG)
+    allowed = access(asked, CONFIG, bypass=background)
+    assert (decision.read, decision.store, decision.status_on_miss, decision.ttl) == (
+        allowed.read,
+        allowed.store,
+        allowed.status_on_miss,
+        allowed.ttl,
+    )
 
 
 @given(json_values)
