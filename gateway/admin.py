@@ -139,31 +139,74 @@ class Admin:
             return error_response(503, str(exc))
         return web.json_response({"data": rows}, dumps=lambda v: orjson.dumps(v).decode())
 
+    async def latency(self, request: web.Request) -> web.Response:
+        """p50/p95 of hits and misses by hour (or `bucket=day|minute`), from the ledger."""
+        if denied := self.allowed(request):
+            return denied
+        try:
+            result = await self.gateway.ledger.latency(
+                request.query.get("since"), request.query.get("bucket", "hour")
+            )
+        except ValueError as exc:
+            return error_response(400, str(exc), "since" if "duration" in str(exc) else "bucket")
+        except StoreUnavailable as exc:
+            return error_response(503, str(exc))
+        return web.json_response(result, dumps=lambda v: orjson.dumps(v).decode())
+
     async def entries(self, request: web.Request) -> web.Response:
+        """Stored entries, newest first: of a `namespace`, whose compared text `q` finds (a
+        regular expression, ignoring case; text that is not one is searched as written);
+        `detail=true` adds each one's text, tokens and dollars saved (its hits at its
+        model's price). The response also counts every entry stored and their bytes."""
         if denied := self.allowed(request):
             return denied
         try:
             limit = query_limit(request, 100, 10000)
         except ValueError:
             return error_response(400, "limit must be a whole number", "limit")
+        searched = request.query.get("q") or None
+        detail = request.query.get("detail", "false").lower() in ("1", "true", "yes")
         now = time.time()
+        store = self.gateway.cache.store
         try:
-            rows = await self.gateway.cache.store.list_entries(
-                request.query.get("namespace") or None, limit
+            rows = await store.list_entries(
+                request.query.get("namespace") or None, limit, prompt_pattern(searched)
             )
         except StoreUnavailable as exc:
             return error_response(503, str(exc))
-        data = [
-            {
-                **{k: v for k, v in row.items() if k not in ("created_at", "expires_at")},
-                "age": round(now - row["created_at"], 3),
-                "expires_in": round(row["expires_at"] - now, 3),
-            }
-            for row in rows
-        ]
+        data = [self.listed(row, now, detail) for row in rows]
         return web.json_response(
-            {"object": "list", "data": data}, dumps=lambda v: orjson.dumps(v).decode()
+            {
+                "object": "list",
+                "data": data,
+                "total_entries": store.count,
+                "total_bytes": store.bytes,
+            },
+            dumps=lambda v: orjson.dumps(v).decode(),
         )
+
+    def listed(self, row: dict[str, Any], now: float, detail: bool) -> dict[str, Any]:
+        """An entry as /cache/entries shows it; never its tenant."""
+        shown = {
+            **{
+                name: row[name]
+                for name in ("key", "model", "namespace", "endpoint", "hits", "size")
+            },
+            "age": round(now - row["created_at"], 3),
+            "expires_in": round(row["expires_at"] - now, 3),
+        }
+        if detail:
+            prompt, completion = row.get("prompt_tokens") or 0, row.get("completion_tokens") or 0
+            each = self.gateway.prices.cost(row["model"], prompt, completion)
+            shown.update(
+                prompt=(row.get("text") or "")[:500],
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                usd_saved=None if each is None else round(each * (row["hits"] or 0), 8),
+            )
+            if "tags" in row:
+                shown["tags"] = row["tags"]
+        return shown
 
     async def purge(self, request: web.Request) -> web.Response:
         if denied := self.allowed(request):
@@ -238,6 +281,7 @@ class Admin:
             web.get("/metrics", self.metrics),
             web.get("/cache/stats", self.stats),
             web.get("/cache/top-prompts", self.top_prompts),
+            web.get("/cache/latency", self.latency),
             web.get("/cache/entries", self.entries),
             web.post("/cache/purge", self.purge),
             web.post("/cache/feedback", self.feedback),
@@ -278,6 +322,17 @@ def feedback_keys(body: Any) -> tuple[str, str | None]:
                 400, f"{field!r} must be the 32 hex digits of the {header} header", field
             )
     return body["key"], body.get("request_key")
+
+
+def prompt_pattern(text: str | None) -> re.Pattern[str] | None:
+    """What `q` searches for: a regular expression ignoring case, or the text as written
+    when it is not a valid one (a stray parenthesis in a prompt)."""
+    if text is None:
+        return None
+    try:
+        return re.compile(text, re.IGNORECASE)
+    except re.error:
+        return re.compile(re.escape(text), re.IGNORECASE)
 
 
 def query_limit(request: web.Request, default: int, most: int) -> int:

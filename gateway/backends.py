@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -88,6 +89,22 @@ class Changes(Protocol):
         """The store was replaced (a shared store restarted empty): drop every local copy."""
 
 
+# What list_entries tells of an entry (`text`: the compared text, for the entry browser).
+LISTED = (
+    "key",
+    "model",
+    "namespace",
+    "endpoint",
+    "text",
+    "created_at",
+    "expires_at",
+    "hits",
+    "size",
+    "prompt_tokens",
+    "completion_tokens",
+)
+
+
 class Store(Protocol):
     """The durable entries behind the cache's memory LRU. Reads are awaited by requests;
     `put` and `hit` queue their writes and return at once, so no response waits for them."""
@@ -106,8 +123,11 @@ class Store(Protocol):
     async def get(self, key: str) -> Entry | None:
         """The entry stored under `key`; None when absent or damaged (a damaged one is deleted)."""
 
-    async def list_entries(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
-        """Entries newest first, optionally of one namespace; raises StoreUnavailable."""
+    async def list_entries(
+        self, namespace: str | None, limit: int, prompt: re.Pattern[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Entries newest first (LISTED fields), optionally of one namespace, or whose
+        compared text `prompt` finds; raises StoreUnavailable."""
 
     def put(self, entry: Entry) -> None:
         """Store `entry` (replacing one of its key), evicting past the bounds."""
@@ -146,6 +166,9 @@ class Ledger(Protocol):
 
     async def top_prompts(self, since: str | None, limit: int) -> list[dict[str, Any]]:
         """The entries that saved the most dollars over the window `since`."""
+
+    async def latency(self, since: str | None, bucket: str) -> dict[str, Any]:
+        """p50/p95 latency of hits and misses by time bucket over the window `since`."""
 
     async def roll_up(self, before: float) -> int:
         """Roll the rows older than `before` into daily totals (stats still count them);

@@ -290,6 +290,59 @@ def query_top_prompts(
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
+# Latency percentiles by time bucket. A ledger row may stand for several requests
+# (`requests`), and keeps their total latency only: each row counts as that many requests
+# at their mean, so a percentile is exact where rows are single requests and an
+# approximation where identical requests of one second were merged. Rolled-up days keep
+# no per-request latency and are left out.
+LATENCY_BUCKETS = {
+    "hour": GROUPS["hour"],
+    "day": GROUPS["day"],
+    "minute": ("strftime('%Y-%m-%dT%H:%M', ts, 'unixepoch')"),
+}
+LATENCY_SQL = """
+WITH timed AS (
+    SELECT {bucket} AS bucket, CASE WHEN status = 'HIT' THEN tier ELSE 'miss' END AS outcome,
+           latency_ms / requests AS mean, requests
+    FROM requests WHERE ts >= ? AND status IN ('HIT', 'MISS') AND requests > 0
+), ranked AS (
+    SELECT bucket, outcome, mean,
+           sum(requests) OVER (PARTITION BY bucket, outcome ORDER BY mean
+                               ROWS UNBOUNDED PRECEDING) AS running,
+           sum(requests) OVER (PARTITION BY bucket, outcome) AS total,
+           count(*) OVER (PARTITION BY bucket, outcome) AS rows
+    FROM timed
+)
+SELECT bucket, outcome, max(total), max(rows),
+       min(CASE WHEN running >= 0.5 * total THEN mean END),
+       min(CASE WHEN running >= 0.95 * total THEN mean END)
+FROM ranked GROUP BY bucket, outcome ORDER BY bucket, outcome
+"""
+
+
+def query_latency(
+    conn: sqlite3.Connection, since: str | None, bucket: str, now: float | None = None
+) -> dict[str, Any]:
+    """p50 and p95 of what clients waited, by time bucket and outcome (exact and semantic
+    hits, misses), with how many requests and ledger rows each figure rests on."""
+    if bucket not in LATENCY_BUCKETS:
+        raise ValueError(f"cannot bucket by {bucket!r}: use one of {', '.join(LATENCY_BUCKETS)}")
+    window = parse_since(since)
+    cutoff = (now or time.time()) - window if window is not None else 0.0
+    rows = conn.execute(LATENCY_SQL.format(bucket=LATENCY_BUCKETS[bucket]), (cutoff,))
+    buckets: dict[str, dict[str, Any]] = {}
+    for name, outcome, requests, merged_rows, p50, p95 in rows:
+        figures = {"requests": requests, "rows": merged_rows, "p50_ms": p50, "p95_ms": p95}
+        buckets.setdefault(name, {"name": name})[outcome or "exact"] = figures
+    return {
+        "since": since or "all",
+        "bucket": bucket,
+        "approximate": "a ledger row standing for several identical requests counts as "
+        "that many requests at their mean latency",
+        "buckets": list(buckets.values()),
+    }
+
+
 def create_schema(conn: sqlite3.Connection) -> None:
     """The requests and day_totals tables, including on a ledger written before rows
     counted requests or kept the request key of a reported answer."""
@@ -464,6 +517,10 @@ class SqliteLedger:
     async def top_prompts(self, since: str | None, limit: int) -> list[dict[str, Any]]:
         await self.flush()
         return self._query(query_top_prompts, since, limit)
+
+    async def latency(self, since: str | None, bucket: str) -> dict[str, Any]:
+        await self.flush()
+        return self._query(query_latency, since, bucket)
 
     def _query(self, query: Any, *args: Any) -> Any:
         """`query` on the file; StoreUnavailable (a 503, not a 500) when it cannot be read."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gateway.backends import Changes, PurgeFilter, StoreUnavailable
+from gateway.backends import LISTED, Changes, PurgeFilter, StoreUnavailable
 from gateway.datadir import Complaints, set_aside
 from gateway.entries import Entry
 
@@ -220,35 +221,35 @@ class SqliteStore:
             except (UnicodeDecodeError, AttributeError):
                 continue
 
-    async def list_entries(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list_entries(
+        self, namespace: str | None, limit: int, prompt: re.Pattern[str] | None = None
+    ) -> list[dict[str, Any]]:
         # Text read as bytes and decoded leniently: one damaged row must not fail the list.
         sql = (
             "SELECT CAST(key AS BLOB), CAST(model AS BLOB), CAST(namespace AS BLOB), "
-            "CAST(endpoint AS BLOB), created_at, expires_at, hits, size FROM entries"
+            "CAST(endpoint AS BLOB), CAST(text AS BLOB), created_at, expires_at, hits, size, "
+            "prompt_tokens, completion_tokens FROM entries"
         )
         args: list[Any] = []
         if namespace:
             sql += " WHERE namespace = ?"
             args.append(namespace)
-        sql += " ORDER BY created_at DESC LIMIT ?"
+        sql += " ORDER BY created_at DESC"
+        if prompt is None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        found = []
         try:
-            rows = self._read_conn.execute(sql, [*args, limit]).fetchall()
+            for row in self._read_conn.execute(sql, args):  # searched newest first, to `limit`
+                texts = [bytes(v or b"").decode(errors="replace") for v in row[:5]]
+                if prompt is not None and not prompt.search(texts[4]):
+                    continue
+                found.append(dict(zip(LISTED, (*texts, *row[5:]), strict=True)))
+                if len(found) >= limit:
+                    break
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot read {self.path}: {exc}") from None
-        rows = [
-            (*(bytes(v or b"").decode(errors="replace") for v in row[:4]), *row[4:]) for row in rows
-        ]
-        names = (
-            "key",
-            "model",
-            "namespace",
-            "endpoint",
-            "created_at",
-            "expires_at",
-            "hits",
-            "size",
-        )
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        return found
 
     # -- writes (writer thread) ---------------------------------------------------------
     def put(self, entry: Entry) -> None:

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway import ledger as ledger_sql
-from gateway.ledger import Record, merge_identical, query_stats, query_top_prompts
+from gateway.ledger import Record, merge_identical, query_latency, query_stats, query_top_prompts
 from gateway.redis.link import (
     COMMAND_TIMEOUT,
     LEDGER,
@@ -147,6 +147,9 @@ class RedisLedger:
 
     async def top_prompts(self, since: str | None, limit: int) -> list[dict[str, Any]]:
         return query_top_prompts(await self._caught_up(), since, limit)
+
+    async def latency(self, since: str | None, bucket: str) -> dict[str, Any]:
+        return query_latency(await self._caught_up(), since, bucket)
 
     async def roll_up(self, before: float) -> int:
         """Nothing yet: the shared stream is bounded by LEDGER_MAX_ROWS instead."""

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from gateway.backends import Changes, PurgeFilter, StoreUnavailable
+from gateway.backends import LISTED, Changes, PurgeFilter, StoreUnavailable
 from gateway.entries import Entry
 from gateway.redis.link import (
     BLOCK_MS,
@@ -37,7 +38,6 @@ BATCH = 1000  # keys per pipelined read or removal script
 FLOATS = frozenset({"created_at", "expires_at", "upstream_ms"})
 INTS = frozenset({"prompt_tokens", "completion_tokens", "hits", "size"})
 BINARY = frozenset({"body", "vector", "request"})
-LISTED = ("key", "model", "namespace", "endpoint", "created_at", "expires_at", "hits", "size")
 FILTERED = ("namespace", "model", "tenant", "created_at")
 
 
@@ -225,8 +225,11 @@ class RedisStore:
             return None
         return entry
 
-    async def list_entries(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
-        """Entries newest first (by the end of their stale window), optionally of a namespace."""
+    async def list_entries(
+        self, namespace: str | None, limit: int, prompt: re.Pattern[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Entries newest first (by the end of their stale window), optionally of a
+        namespace, or whose compared text `prompt` finds."""
         if not self.link.up:
             raise StoreUnavailable(f"redis at {self.link.name} is unreachable")
         found: list[dict[str, Any]] = []
@@ -241,7 +244,11 @@ class RedisStore:
                     break
                 start += len(keys)
                 for key, row in zip(keys, await self._fields(keys, LISTED[1:]), strict=True):
-                    if "created_at" in row and (not namespace or row.get("namespace") == namespace):
+                    if (
+                        "created_at" in row
+                        and (not namespace or row.get("namespace") == namespace)
+                        and (prompt is None or prompt.search(row.get("text") or ""))
+                    ):
                         found.append({"key": key, **{n: row.get(n) for n in LISTED[1:]}})
         except RedisError as exc:
             raise self._unavailable(exc, "cannot list entries") from None
