@@ -25,10 +25,13 @@ MODELS_DIR = Path(str(resources.files("embeddings") / "models"))
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """Logistic regression over the cross-encoder's logit and the embeddings' cosine.
+    """Logistic regression over the cross-encoder's logit, the embeddings' cosine and the
+    share of request words the two prompts have in common (policies/prompts.py).
 
-    The two disagree usefully: the cross-encoder reads word order and negation, the
-    cosine is steadier on rewordings far from its training data.
+    They disagree usefully: the cross-encoder reads word order and negation, the cosine
+    is steadier on rewordings far from its training data, and at a given logit and cosine
+    two texts that share nearly all their words are more often a hard negative (one
+    detail changed) than a rewording: the overlap's weight comes out negative.
     """
 
     logit_weight: float
@@ -37,9 +40,29 @@ class Calibration:
     default_threshold: float
     # The highest logit the cross-encoder gives, with a margin (see scripts/train_verifier.py).
     max_logit: float = math.inf
+    overlap_weight: float = 0.0
 
-    def score(self, logits: np.ndarray, cosines: np.ndarray) -> np.ndarray:
-        z = self.logit_weight * logits + self.cosine_weight * cosines + self.bias
+    @classmethod
+    def of(cls, info: dict) -> Calibration:
+        """The calibration written in verifier.json."""
+        return cls(
+            info["logit_weight"],
+            info["cosine_weight"],
+            info["bias"],
+            info["default_threshold"],
+            info.get("max_logit", math.inf),
+            info.get("overlap_weight", 0.0),
+        )
+
+    def score(
+        self, logits: np.ndarray, cosines: np.ndarray, overlaps: np.ndarray | float = 0.0
+    ) -> np.ndarray:
+        z = (
+            self.logit_weight * logits
+            + self.cosine_weight * cosines
+            + self.overlap_weight * np.asarray(overlaps)
+            + self.bias
+        )
         return 1.0 / (1.0 + np.exp(-z))
 
     def lowest_cosine(self, threshold: float) -> float:
@@ -50,7 +73,10 @@ class Calibration:
         if threshold >= 1.0:
             return math.inf
         z = math.log(threshold / (1.0 - threshold))
-        return (z - self.bias - self.logit_weight * self.max_logit) / self.cosine_weight
+        best_overlap = max(0.0, self.overlap_weight)  # the overlap is a share: 0 to 1
+        return (
+            z - self.bias - self.logit_weight * self.max_logit - best_overlap
+        ) / self.cosine_weight
 
 
 class CrossEncoderVerifier:
@@ -71,17 +97,7 @@ class CrossEncoderVerifier:
         idle_threads: int = 1,
     ) -> CrossEncoderVerifier:
         info = json.loads(Path(calibration).read_text()) if calibration else {}
-        scale = (
-            Calibration(
-                info["logit_weight"],
-                info["cosine_weight"],
-                info["bias"],
-                info["default_threshold"],
-                info.get("max_logit", math.inf),
-            )
-            if info
-            else None
-        )
+        scale = Calibration.of(info) if info else None
         return cls(
             OnnxModel(model_path, threads, idle_threads, "scripts/train_verifier.py"),
             shipped_tokenizer(max_length or info.get("max_length", 96)),
@@ -98,12 +114,16 @@ class CrossEncoderVerifier:
         feed = model_inputs(self._tokenizer.encode(*pair))
         return float(self._model.run("logits", feed, wide).reshape(-1)[0])
 
-    def scores(self, candidates: list[tuple[str, str, float]], wide: bool = False) -> np.ndarray:
-        """Calibrated probabilities that each (new text, cached text, cosine) asks the same."""
+    def scores(
+        self, candidates: list[tuple[str, str, float, float]], wide: bool = False
+    ) -> np.ndarray:
+        """Calibrated probabilities that each (new text, cached text, cosine, request-word
+        overlap) asks the same."""
         if self.calibration is None:
             raise RuntimeError("verifier has no calibration; run scripts/train_verifier.py")
-        logits = self.logits([(new, cached) for new, cached, _ in candidates], wide)
-        return self.calibration.score(logits, np.array([c for _, _, c in candidates]))
+        logits = self.logits([(new, cached) for new, cached, _, _ in candidates], wide)
+        cosines = np.array([c[2] for c in candidates])
+        return self.calibration.score(logits, cosines, np.array([c[3] for c in candidates]))
 
 
 def model_inputs(encoding) -> dict[str, np.ndarray]:

@@ -174,11 +174,11 @@ class Cache:
         with self._tracing.span("embedding"):
             return await self._embed.submit(text)
 
-    async def verify(self, asked: str, stored: str, cosine: float) -> float:
+    async def verify(self, asked: str, stored: str, cosine: float, overlap: float) -> float:
         """The verifier's score of a candidate (the wait for its batch included)."""
         assert self._verify is not None, "no verifier is loaded"
         with self._tracing.span("verification"):
-            return float(await self._verify.submit((asked, stored, cosine)))
+            return float(await self._verify.submit((asked, stored, cosine, overlap)))
 
     async def semantic(
         self, query: SemanticQuery, now: float, max_age: float | None
@@ -228,7 +228,7 @@ class Cache:
                 if verdict.same
                 else cosine
                 if self._verify is None
-                else await self.verify(query.text, entry.text, cosine),
+                else await self.verify(query.text, entry.text, cosine, verdict.overlap),
                 4,
             )
             if score >= query.threshold:

@@ -29,7 +29,8 @@ STOPWORDS = {
     "en": set("""
 the is are was were what how why when where which who does did you your my it this that
 with for of and to have has not don't be me can could should would will i i'm it's what's
-there their they an any about from whats dont im
+there their they an any about from whats dont im do on at or if we he she his
+her more some get best way much many
 """.split()),
     "es": set("""
 el los las es está están son qué cómo cuál cuáles por para con una mi tu que del al
@@ -52,7 +53,7 @@ obrigado obrigada qual quando onde posso isso está estou tenho meus minhas voc�
 """.split()),
     "it": set("""
 il lo gli è sono che come perché quando dove io mio mia una di del della con per non
-ciao grazie qual posso questo questa sono ho mi ti cosa della nel
+ciao grazie qual posso questo questa sono ho mi ti cosa della nel ed solo
 """.split()),
 }
 # fmt: on
@@ -774,9 +775,10 @@ def plain_request(words: str) -> str:
     return " ".join(words.split())
 
 
-def language_of(text: str) -> str:
+def language_of(text: str, fallback: str = "") -> str:
     """The language of a text by its commonest words: en, es, fr, de, pt, it, or
-    OTHER_SCRIPT for letters outside the Latin script. English where nothing tells."""
+    OTHER_SCRIPT for letters outside the Latin script. Where none of its words tells
+    ("Estrai nome ed email in JSON"), the language of `fallback`; else English."""
     letters = [c for c in text if c.isalpha()]
     if letters:
         latin = sum(normalize("NFD", c)[0].isascii() for c in letters)
@@ -794,9 +796,11 @@ def language_of(text: str) -> str:
     if re.search(r"[äöüß]", text.lower()):
         scores["de"] += 2
     best = max(scores, key=lambda lang: (scores[lang], lang == ENGLISH))
+    if scores[best] == 0:
+        return language_of(fallback) if fallback else ENGLISH
     if best != ENGLISH and scores[best] <= scores[ENGLISH]:
         return ENGLISH
-    return best if scores[best] > 0 else ENGLISH
+    return best
 
 
 def slot_values(text: str) -> set[str]:
@@ -834,7 +838,8 @@ def decompose(text: str) -> Prompt:
         trailing = i >= core_end or (i > 0 and is_directive(clause))
         labels = instruction_labels(clause, whole_clause=trailing)
         instructions |= labels
-        if trailing:
+        # A further question ("How do I fix it?") is more of the request, for the verifier.
+        if trailing and not is_question(clause):
             leftover = canonical_words(instruction_spans(clause)).split()
             if any(w not in DIRECTIVE_VERBS | FILLER | HUMAN_LANGUAGES for w in leftover):
                 instructions.add("clause:" + " ".join(leftover))
@@ -844,7 +849,7 @@ def decompose(text: str) -> Prompt:
     return Prompt(
         stripped=stripped,
         content=payload_key(stripped),
-        language=language_of(head or stripped),
+        language=language_of(head, fallback=stripped),
         request=request,
         instructions=frozenset(instructions),
         slots=frozenset(slot_values(head)),
@@ -879,6 +884,7 @@ def mismatch(new: Prompt, cached: Prompt) -> str | None:
 class Verdict:
     same: bool  # only what never changes an answer differs: the cached answer is right
     guard: str | None  # the guard that vetoes the pair, if any; else the verifier decides
+    overlap: float = 1.0  # request words in common (see request_overlap), for the verifier
 
 
 def judge(new: Prompt, cached: Prompt) -> Verdict:
@@ -891,4 +897,12 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     guard = mismatch(new, cached)
     if guard is None and new.language != ENGLISH:
         guard = "unjudged-language"
-    return Verdict(False, guard or veto(new.stripped, cached.stripped))
+    return Verdict(
+        False, guard or veto(new.stripped, cached.stripped), request_overlap(new, cached)
+    )
+
+
+def request_overlap(new: Prompt, cached: Prompt) -> float:
+    """The share of the two requests' distinct words that both have (Jaccard)."""
+    a, b = set(new.request.split()), set(cached.request.split())
+    return len(a & b) / len(a | b) if a | b else 1.0

@@ -51,17 +51,6 @@ def model_outputs(pairs: list[Pair], threads: int) -> tuple[np.ndarray, np.ndarr
     return cosines, logits
 
 
-def calibration_of(path: Path) -> Calibration:
-    info = json.loads(path.read_text())
-    return Calibration(
-        info["logit_weight"],
-        info["cosine_weight"],
-        info["bias"],
-        info["default_threshold"],
-        info.get("max_logit", float("inf")),
-    )
-
-
 def figures(hits: np.ndarray, labels: np.ndarray) -> str:
     true_hits = int((hits & (labels == 1)).sum())
     count = int(hits.sum())
@@ -85,12 +74,12 @@ def main() -> None:
     parser.add_argument("--show", default=None, help="print the misjudged pairs of this kind")
     args = parser.parse_args()
     pairs = select(load_pairs(args.pairs), args.split)
-    calibration = calibration_of(Path(args.calibration))
+    calibration = Calibration.of(json.loads(Path(args.calibration).read_text()))
     threshold = calibration.default_threshold if args.threshold is None else args.threshold
     cosines, logits = model_outputs(pairs, args.threads)
     floor = max(COSINE_FLOOR, calibration.lowest_cosine(threshold))
     verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
-    scores = calibration.score(logits, cosines)
+    scores = calibration.score(logits, cosines, np.array([v.overlap for v in verdicts]))
     same = np.array([v.same for v in verdicts])
     passed = np.array([v.guard is None for v in verdicts])
     # The same request answers from the configured floor; others must be able to reach it.

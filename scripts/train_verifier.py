@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from embeddings.onnx_minilm import OnnxMiniLMEmbedder
 from embeddings.verifier import Calibration, CrossEncoderVerifier, fit_logistic, pick_threshold
-from policies.guards import OPPOSITES, veto
+from policies.guards import OPPOSITES
+from policies.prompts import decompose, judge
 from tools.onnx_export import export_int8
 from tools.pairs import Pair, closure_pairs, load_pairs, select
 
@@ -164,7 +164,7 @@ def train(args: argparse.Namespace) -> None:
     model.save_pretrained(args.checkpoint)
     tokenizer.save_pretrained(args.checkpoint)
     export(model, tokenizer, args)
-    calibrate(calib_pairs, args)
+    calibrate(*calibration_pairs(args), args)
 
 
 def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
@@ -175,36 +175,61 @@ def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
     print(f"exported embeddings/models/verifier.onnx ({size:.1f} MB)", flush=True)
 
 
-def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
+def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Namespace) -> None:
     """Fit the score on what ships: the quantized model's logits (one pair per run, as
-    served: the new text first, the cached one second) and the int8 embedder's cosines,
-    on the calib split. The default threshold is picked on what would be served: pairs
-    the guards veto count as misses."""
-    verifier = CrossEncoderVerifier.load(
-        OUT_DIR / "verifier.onnx",
-        calibration=None,
-        max_length=args.max_length,
-        threads=args.threads,
+    served: the new text first, the cached one second), the int8 embedder's cosines and
+    the request-word overlap, on Quora's calib split (plus --extra-pairs) and the prompt
+    pairs' tune split, over the pairs the verifier would judge (guards passed, not the
+    same request). The default threshold is the lowest at which what would be served
+    (vetoed pairs count as misses, the same request as a hit) reaches the target precision
+    by the lower Wilson bound on each: Quora at --target-precision, the prompts at
+    --prompt-target-precision."""
+    from scripts.score_pairs import COSINE_FLOOR, model_outputs
+
+    parts = {"quora": [p for pairs in quora for p in pairs], "prompts": prompts}
+    measured = {}
+    for name, pairs in parts.items():
+        if not pairs:
+            continue
+        # Per file: model outputs are kept by the list of pairs they were measured on.
+        outputs = [
+            model_outputs(part, args.threads)
+            for part in ([prompts] if name == "prompts" else quora)
+        ]
+        cosines = np.concatenate([c for c, _ in outputs])
+        logits = np.concatenate([lg for _, lg in outputs])
+        verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
+        measured[name] = (
+            np.column_stack([logits, cosines, [v.overlap for v in verdicts]]),
+            np.array([p.label for p in pairs], dtype=np.float64),
+            np.array([v.same for v in verdicts]),
+            np.array([v.guard is None for v in verdicts]) & (cosines >= COSINE_FLOOR),
+        )
+    judged = [(x[passed & ~same], y[passed & ~same]) for x, y, same, passed in measured.values()]
+    features = np.concatenate([x for x, _ in judged])
+    logit_weight, cosine_weight, overlap_weight, bias = fit_logistic(
+        features, np.concatenate([y for _, y in judged])
     )
-    embedder = OnnxMiniLMEmbedder.load(args.threads)
-    # The eval protocol stores text_a and asks text_b.
-    logits = verifier.logits([(p.text_b, p.text_a) for p in calib_pairs])
-    surest = verifier.logits([(p.text_a, p.text_a) for p in calib_pairs])
-    max_logit = float(max(logits.max(), surest.max())) + LOGIT_MARGIN
-    a = np.concatenate([embedder.encode([p.text_a]) for p in calib_pairs])
-    b = np.concatenate([embedder.encode([p.text_b]) for p in calib_pairs])
-    cosines = (a * b).sum(axis=1).astype(np.float64)
-    labels = np.array([p.label for p in calib_pairs], dtype=np.float64)
-    logit_weight, cosine_weight, bias = fit_logistic(np.column_stack([logits, cosines]), labels)
-    scale = Calibration(logit_weight, cosine_weight, bias, 0.0)
-    served = np.array([veto(p.text_b, p.text_a) is None for p in calib_pairs])
-    pick = pick_threshold(
-        scale.score(logits, cosines), labels, served, args.target_precision, args.confidence_z
-    )
+    scale = Calibration(logit_weight, cosine_weight, bias, 0.0, overlap_weight=overlap_weight)
+    targets = {"quora": args.target_precision, "prompts": args.prompt_target_precision}
+    picks = {}
+    for name, (x, y, same, passed) in measured.items():
+        scores = np.where(same, 1.0, scale.score(x[:, 0], x[:, 1], x[:, 2]))
+        picks[name] = pick_threshold(scores, y, passed, targets[name], args.confidence_z)
+    threshold = max(pick.threshold for pick in picks.values())
     previous = OUT_DIR / "verifier.json"
+    known = json.loads(previous.read_text()) if previous.exists() else {}
+    # The highest logit, seen on calib questions against themselves, where the model is
+    # surest; a shipped model keeps the one measured when it was made.
+    if args.calibrate_only and "max_logit" in known:
+        max_logit = known["max_logit"]
+    else:
+        verifier = CrossEncoderVerifier.load(calibration=None, threads=args.threads)
+        surest = verifier.logits([(p.text_a, p.text_a) for p in parts["quora"]])
+        max_logit = float(max(features[:, 0].max(), surest.max())) + LOGIT_MARGIN
     trained = (
-        json.loads(previous.read_text()).get("trained")
-        if args.calibrate_only and previous.exists()
+        known.get("trained")
+        if args.calibrate_only
         else {
             "pairs_file": Path(args.pairs).name,
             "epochs": args.epochs,
@@ -220,27 +245,61 @@ def calibrate(calib_pairs: list[Pair], args: argparse.Namespace) -> None:
     info = {
         "logit_weight": logit_weight,
         "cosine_weight": cosine_weight,
+        "overlap_weight": overlap_weight,
         "bias": bias,
         "max_logit": max_logit,
         "max_length": args.max_length,
-        "default_threshold": pick.threshold,
+        "default_threshold": threshold,
         "calib": {
-            "pairs": len(calib_pairs),
-            "precision": pick.precision,
-            "precision_lower_bound": pick.precision_lower_bound,
-            "recall": pick.recall,
-            "target_precision": args.target_precision,
-            "confidence_z": args.confidence_z,
-        },
+            name: {
+                "pairs": len(parts[name]),
+                "precision": pick.precision,
+                "precision_lower_bound": pick.precision_lower_bound,
+                "recall": pick.recall,
+                "threshold": pick.threshold,
+                "target_precision": targets[name],
+            }
+            for name, pick in picks.items()
+        }
+        | {"confidence_z": args.confidence_z, "fitted_on_pairs": len(features)},
         "trained": trained,
     }
     previous.write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2), flush=True)
 
 
+def calibration_pairs(args: argparse.Namespace) -> tuple[list[list[Pair]], list[Pair]]:
+    """Quora's calib split (and --extra-pairs, questions no held-out pair has), and the
+    prompt pairs' tune split."""
+    quora = [select(load_pairs(args.pairs), "calib")]
+    if args.extra_pairs and args.extra_limit:
+        quora.append(load_pairs(args.extra_pairs)[: args.extra_limit])
+    prompts = select(load_pairs(args.prompt_pairs), "tune") if args.prompt_pairs else []
+    return quora, prompts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", default="../shared/data/qqp_dev.jsonl")
+    parser.add_argument(
+        "--extra-pairs",
+        default="../shared/data/qqp_extra.jsonl",
+        help="more Quora pairs to calibrate on (none of their questions is held out)",
+    )
+    parser.add_argument(
+        "--extra-limit", type=int, default=6000, help="calibrate on the first N extra pairs"
+    )
+    parser.add_argument(
+        "--prompt-pairs",
+        default="bench/data/prompt_pairs.jsonl",
+        help="labeled prompt pairs; their split 'tune' is calibrated on, 'report' never read",
+    )
+    parser.add_argument(
+        "--prompt-target-precision",
+        type=float,
+        default=0.95,
+        help="precision the lower Wilson bound on the prompt pairs reaches at the default",
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
@@ -286,11 +345,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.calibrate_only:
-        calibrate(select(load_pairs(args.pairs), "calib"), args)
+        calibrate(*calibration_pairs(args), args)
     elif args.export_only:
         model = AutoModelForSequenceClassification.from_pretrained(args.checkpoint).eval()
         export(model, AutoTokenizer.from_pretrained(args.checkpoint), args)
-        calibrate(select(load_pairs(args.pairs), "calib"), args)
+        calibrate(*calibration_pairs(args), args)
     else:
         train(args)
 

@@ -1059,8 +1059,11 @@ class ModelsAlone:
         )
 
     def first_ask(self, asked: str, stored: str, stored_vector: Any, wide: bool) -> None:
+        from policies.prompts import decompose, request_overlap
+
         vector = self.embedder.encode([asked], wide)[0]
-        self.verifier.scores([(asked, stored, float(vector @ stored_vector))], wide)
+        overlap = request_overlap(decompose(asked), decompose(stored))
+        self.verifier.scores([(asked, stored, float(vector @ stored_vector), overlap)], wide)
 
     def measure(self, asked: list[str], stored: list[str], results: Results) -> None:
         """Each pair's first ask alone, on `idle_threads` (the gateway at concurrency 1),
