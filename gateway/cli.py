@@ -39,6 +39,12 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML config file")
 
 
+def add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", default=None, help="sqlite (the data dir, default) or redis://HOST:PORT/DB"
+    )
+
+
 def config_from(args: argparse.Namespace, **flags: Any) -> Config:
     try:
         return load_config(args.config, overrides={"data_dir": args.data_dir, **flags})
@@ -235,6 +241,50 @@ def cmd_warm(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Every live entry to stdout, one JSON object a line (gateway/transfer.py)."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from gateway.transfer import export
+
+    config = config_from(args, backend=args.backend)
+    try:
+        written = asyncio.run(export(config, sys.stdout, args.namespace, args.tag, time.time()))
+    except (sqlite3.Error, RedisError) as exc:
+        raise SystemExit(f"cachegate: cannot read the entries of {where(config)}: {exc}") from None
+    print(f"exported {written} entries from {where(config)}", file=sys.stderr)
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    """Load an export file into a data dir or backend, vectors recomputed."""
+    import asyncio
+    from pathlib import Path
+
+    from redis.exceptions import RedisError
+
+    from gateway.transfer import import_entries
+
+    config = config_from(args, backend=args.backend)
+    try:
+        counts = asyncio.run(import_entries(config, Path(args.file), time.time()))
+    except OSError as exc:
+        raise SystemExit(f"cachegate: cannot read {args.file}: {exc.strerror}") from None
+    except RedisError as exc:
+        raise SystemExit(f"cachegate: cannot write to {config.backend}: {exc}") from None
+    print(
+        f"imported {counts['imported']} entries into {where(config)}; skipped "
+        f"{counts['expired']} expired, {counts['failed']} lines that are not entries"
+    )
+    if counts["failed"]:
+        raise SystemExit(1)
+
+
+def where(config: Config) -> str:
+    return str(config.data_dir) if config.backend == "sqlite" else config.backend
+
+
 def cmd_mock_upstream(args: argparse.Namespace) -> None:
     from tools.mock_upstream import run_mock_upstream
 
@@ -339,6 +389,23 @@ def parser() -> argparse.ArgumentParser:
         "--api-key", default=None, help="the API key the apps use (their tenant's entries)"
     )
     warm.set_defaults(run=cmd_warm)
+
+    export = commands.add_parser(
+        "export", help="write every live entry as JSON lines to stdout (also while serving)"
+    )
+    add_data_dir(export)
+    add_backend(export)
+    export.add_argument("--namespace", default=None, help="only entries of this namespace")
+    export.add_argument("--tag", default=None, help="only entries stored with this tag")
+    export.set_defaults(run=cmd_export)
+
+    load = commands.add_parser(
+        "import", help="load an export file into a data dir or backend (vectors recomputed)"
+    )
+    add_data_dir(load)
+    add_backend(load)
+    load.add_argument("file", help="a file `cachegate export` wrote")
+    load.set_defaults(run=cmd_import)
 
     mock = commands.add_parser("mock-upstream", help="a deterministic OpenAI-compatible upstream")
     mock.add_argument("--host", default="127.0.0.1")

@@ -133,6 +133,28 @@ def row_to_entry(row: tuple) -> Entry:
     return Entry(**values)
 
 
+def read_live_entries(path: Path, now: float) -> Iterator[Entry]:
+    """Every intact entry of the file at `path` still fresh at `now`, read through a
+    read-only connection (a gateway may be serving the file meanwhile)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+        columns = [c if c in have else f"NULL AS {c}" for c in COLUMNS]  # an older file
+        rows = conn.execute(
+            f"SELECT {', '.join(columns)} FROM entries WHERE expires_at > ? ORDER BY created_at",
+            (now,),
+        )
+        for row in rows:
+            try:
+                entry = row_to_entry(row)
+            except TypeError:  # a damaged row: the gateway drops it when it reads it
+                continue
+            if entry.intact():
+                yield entry
+    finally:
+        conn.close()
+
+
 class SqliteStore:
     """The entry store of the embedded backend (a backends.Store)."""
 

@@ -5,9 +5,13 @@ same requests are HITs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
+
+import pytest
+from conftest import FAST_SEMANTIC
 
 from tools.processes import CACHEGATE, REPO
 
@@ -77,3 +81,110 @@ def test_warm_stores_then_finds_cached(make_gateway, tmp_path):
     assert "0 stored, 4 already cached, 1 failed" in second.stdout
     for question in questions(tag):
         assert ask(gw, question).headers["x-cache-status"] == "HIT"
+
+
+def paraphrase_pair(tag: str) -> tuple[str, str]:
+    """A question and a rewording of it that the test embedder puts near (see test_redis)."""
+    return (
+        f"How do I reset the password of my home wifi router quickly? Ref {tag}",
+        f"How do I reset the password of my home wifi router quickly please? Ref {tag}",
+    )
+
+
+def fast_env() -> dict[str, str]:
+    return {**os.environ, **FAST_SEMANTIC}
+
+
+def export_to(path: Path, *where: str) -> list[dict]:
+    out = cachegate("export", *where, env=fast_env())
+    path.write_text(out.stdout)
+    assert "exported" in out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def import_from(path: Path, *where: str) -> str:
+    return cachegate("import", str(path), *where, env=fast_env()).stdout
+
+
+def warmed(gw, tmp_path: Path, tag: str) -> tuple[list[str], str, dict[str, str]]:
+    """Warm `gw` with a few questions; the questions, a rewording of the first, and
+    the answers by question."""
+    original, reworded = paraphrase_pair(tag)
+    asked = [original, *questions(tag)]
+    path = tmp_path / f"warm-{tag}.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": q}]})
+            for q in asked
+        )
+    )
+    cachegate("warm", str(path), "--gateway", gw.url, "--api-key", WARM_KEY)
+    answers = {q: ask(gw, q).parse().choices[0].message.content for q in asked}
+    return asked, reworded, answers
+
+
+def assert_serves(gw, asked: list[str], reworded: str, answers: dict[str, str]) -> None:
+    """`gw` answers every warmed question, and the rewording, from its cache."""
+    for question in asked:
+        raw = ask(gw, question)
+        assert (raw.headers["x-cache-status"], raw.headers["x-cache-tier"]) == ("HIT", "exact")
+        assert raw.parse().choices[0].message.content == answers[question]
+    raw = ask(gw, reworded)
+    assert (raw.headers["x-cache-status"], raw.headers["x-cache-tier"]) == ("HIT", "semantic")
+    assert raw.parse().choices[0].message.content == answers[asked[0]]
+
+
+def test_warm_export_import_into_an_empty_data_dir(make_gateway, mock_upstream, tmp_path):
+    source = make_gateway()
+    tag = uuid.uuid4().hex[:8]
+    asked, reworded, answers = warmed(source, tmp_path, tag)
+    exported = export_to(tmp_path / "export.jsonl", "--data-dir", str(source.data_dir))
+    assert len(exported) == len(asked)  # while the source gateway serves its data dir
+    line = next(e for e in exported if e["request"]["text"] and tag in e["request"]["text"])
+    assert {"key", "tenant", "namespace", "endpoint", "model", "tags", "created_at"} <= set(line)
+    assert line["expires_at"] > line["created_at"] and line["response"]["choices"]
+
+    empty = tmp_path / "copy"
+    said = import_from(tmp_path / "export.jsonl", "--data-dir", str(empty))
+    assert f"imported {len(asked)} entries" in said
+    calls = mock_upstream.calls("chat")
+    copy = make_gateway(data_dir=empty)
+    assert_serves(copy, asked, reworded, answers)
+    assert mock_upstream.calls("chat") == calls
+    again = export_to(tmp_path / "again.jsonl", "--data-dir", str(empty))
+    assert sorted((e["key"], e["expires_at"]) for e in again) == sorted(
+        (e["key"], e["expires_at"]) for e in exported
+    )
+
+
+def test_import_refuses_a_data_dir_a_gateway_serves(make_gateway, tmp_path):
+    gw = make_gateway()
+    path = tmp_path / "nothing.jsonl"
+    path.write_text("")
+    out = cachegate("import", str(path), "--data-dir", str(gw.data_dir), check=False)
+    assert out.returncode != 0 and "stop it to import" in out.stderr
+
+
+@pytest.mark.redis
+def test_entries_move_between_sqlite_and_redis(make_gateway, mock_upstream, tmp_path):
+    from test_redis import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    try:
+        source = make_gateway()
+        tag = uuid.uuid4().hex[:8]
+        asked, reworded, answers = warmed(source, tmp_path, tag)
+        export_to(tmp_path / "sqlite.jsonl", "--data-dir", str(source.data_dir))
+        import_from(tmp_path / "sqlite.jsonl", "--backend", server.url)
+        calls = mock_upstream.calls("chat")
+        replica = make_gateway(args=["--backend", server.url])
+        assert_serves(replica, asked, reworded, answers)
+
+        exported = export_to(tmp_path / "redis.jsonl", "--backend", server.url)
+        assert len(exported) == len(asked)
+        back = tmp_path / "back"
+        import_from(tmp_path / "redis.jsonl", "--data-dir", str(back))
+        assert_serves(make_gateway(data_dir=back), asked, reworded, answers)
+        assert mock_upstream.calls("chat") == calls
+    finally:
+        server.kill()

@@ -255,6 +255,18 @@ class RedisStore:
         found.sort(key=lambda row: row["created_at"], reverse=True)
         return found[:limit]
 
+    async def live_entries(self, now: float) -> AsyncIterator[Entry]:
+        """Every intact entry still fresh at `now` (for export: reads, never writes)."""
+        async for keys in self._index_batches():
+            async with self.link.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(ENTRY + key)
+                replies = await pipe.execute()
+            for fields in replies:
+                entry = decode_entry(fields) if fields else None
+                if entry is not None and entry.intact() and entry.expires_at > now:
+                    yield entry
+
     async def _fields(self, keys: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]:
         """Some fields of many entries in one round trip; {} for an entry that is gone."""
         if not keys:
