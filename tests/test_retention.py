@@ -102,3 +102,38 @@ def test_rolled_up_days_keep_their_stats(make_gateway):
     for by in GROUPINGS:
         assert flat(after[by]) == flat(before[by]), by
     assert flat(cli_stats(gw, "model")) == flat(cli_before)
+
+
+@pytest.mark.redis
+def test_rolled_up_days_keep_their_stats_on_redis(make_gateway, tmp_path):
+    from test_redis import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    try:
+        gw = make_gateway(args=["--backend", server.url])
+        other = make_gateway(args=["--backend", server.url])  # a replica that keeps running
+        mixed_traffic(gw)
+        before = all_stats(gw)
+        assert before[None]["requests"] == 16
+        assert all_stats(other) == before  # its copy of the rows: rolled up under it next
+        gw.stop()
+
+        gw.env["CACHEGATE_LEDGER_RETENTION_DAYS"] = "0.00000001"
+        gw.start()  # its start rolls up every row in the stream
+        after = all_stats(gw)
+        redis = server.client()
+        assert redis.xlen("cg:ledger") == 0 and redis.hlen("cg:days") > 0
+        for by in GROUPINGS:
+            assert flat(after[by]) == flat(before[by]), by
+        rolled_under_it = all_stats(other)
+        for by in GROUPINGS:
+            assert flat(rolled_under_it[by]) == flat(before[by]), by
+        out = subprocess.run(
+            [*CACHEGATE, "stats", "--backend", server.url, "--since", "all", "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert flat(json.loads(out.stdout)) == flat(before[None])
+    finally:
+        server.kill()

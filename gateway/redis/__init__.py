@@ -12,6 +12,8 @@ Where things live (all under the prefix `cg:`; Redis 6 or later, no modules):
     cg:ledger     stream: ledger rows (identical requests of a batch share one), every replica
     cg:refresh:<key>:<expiry ms>  a lock (until that expiry): the one replica that refreshes
                   that version of an entry ahead of its expiry (refresh_ahead)
+    cg:days       hash: ledger rows past ledger_retention_days rolled up by day and group
+                  (the stream trimmed through cg:days:through); cg:lock:roll-up: who rolls
     cg:epoch      a random id; a Redis that restarted empty has none (or another), and each
                   replica then drops what it holds locally and loads again
 

@@ -17,7 +17,10 @@ from gateway import ledger as ledger_sql
 from gateway.ledger import Record, merge_identical, query_latency, query_stats, query_top_prompts
 from gateway.redis.link import (
     COMMAND_TIMEOUT,
+    DAYS,
+    DAYS_THROUGH,
     LEDGER,
+    ROLL_UP_LOCK,
     RedisLink,
     StreamEvent,
     redis_client,
@@ -28,6 +31,13 @@ log = logging.getLogger("cachegate.redis")
 
 LEDGER_MAX_ROWS = 1_000_000  # ledger rows kept in Redis (the window stats can cover)
 LEDGER_BUFFER_ROWS = 100_000  # rows held while Redis is down; the oldest go first past this
+ROLL_UP_LOCK_MS = 300_000  # a replica that dies mid roll-up holds it no longer than this
+DAY_COLUMNS = ("ts", *ledger_sql.DAY_GROUP, *ledger_sql.DAY_SUMS)
+DAY_INSERT = (
+    f"INSERT INTO day_totals ({', '.join(DAY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(DAY_COLUMNS))})"
+)
+GROUP_WIDTH = 1 + len(ledger_sql.DAY_GROUP)  # a day-totals row: the day, the group, the sums
 
 
 class LedgerMirror:
@@ -47,9 +57,23 @@ class LedgerMirror:
             if epoch != self._epoch:  # another Redis (or it restarted empty): start over
                 self.conn.execute("DELETE FROM requests")
                 self._last, self._epoch = "0-0", epoch
-            first = cast(list[StreamEvent], await client.xrange(LEDGER, count=1))
+            # At once: a roll-up moves rows from the stream into the days in one step too.
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.xrange(LEDGER, count=1)
+                pipe.hgetall(DAYS)
+                pipe.get(DAYS_THROUGH)
+                first, days, through = await pipe.execute()
             if first:  # rows Redis trimmed are gone for every replica alike
                 self.conn.execute("DELETE FROM requests WHERE id < ?", (row_id(first[0][0]),))
+            if through:  # rows rolled up: counted in the days from now on
+                self.conn.execute("DELETE FROM requests WHERE id <= ?", (row_id(through),))
+                if stream_id(through) > stream_id(self._last):
+                    self._last = through.decode()
+            self.conn.execute("DELETE FROM day_totals")
+            self.conn.executemany(
+                DAY_INSERT,
+                [(*orjson.loads(group), *orjson.loads(sums)) for group, sums in days.items()],
+            )
             while True:
                 millis, seq = stream_id(self._last)
                 batch = cast(
@@ -152,8 +176,69 @@ class RedisLedger:
         return query_latency(await self._caught_up(), since, bucket)
 
     async def roll_up(self, before: float) -> int:
-        """Nothing yet: the shared stream is bounded by LEDGER_MAX_ROWS instead."""
-        return 0
+        """Roll the stream's rows added before `before` into the day totals in Redis (one
+        replica at a time, under a lock); how many rows went."""
+        if not self.link.up:
+            return 0
+        await self.flush()
+        client = self.link.client
+        try:
+            if not await client.set(ROLL_UP_LOCK, self.link.writer, nx=True, px=ROLL_UP_LOCK_MS):
+                return 0  # another replica is at it
+            try:
+                return await self._roll_up(client, int(before * 1000))
+            finally:
+                await client.delete(ROLL_UP_LOCK)
+        except RedisError as exc:
+            self.link.failed(exc)
+            return 0
+
+    async def _roll_up(self, client: Redis, before_ms: int) -> int:
+        # The ledger's own roll-up SQL, over the rows in a scratch database.
+        scratch = sqlite3.connect("", isolation_level=None)  # roll_up runs its own transaction
+        try:
+            ledger_sql.create_schema(scratch)
+            rolled, last, start = 0, None, "-"
+            while True:
+                batch = cast(
+                    list[StreamEvent],
+                    await client.xrange(LEDGER, min=start, max=f"({before_ms}-0", count=10_000),
+                )
+                if not batch:
+                    break
+                scratch.executemany(
+                    MIRROR_INSERT, [(row_id(event), *mirror_row(fields)) for event, fields in batch]
+                )
+                rolled += len(batch)
+                last = batch[-1][0]
+                start = f"({last.decode()}"
+            if last is None:
+                return 0
+            ledger_sql.roll_up(scratch, float("inf"))
+            rows = scratch.execute(f"SELECT {', '.join(DAY_COLUMNS)} FROM day_totals").fetchall()
+        finally:
+            scratch.close()
+        groups = [orjson.dumps(row[:GROUP_WIDTH]) for row in rows]
+        before = cast(list[bytes | None], await client.hmget(DAYS, groups))
+        no_sums = [0] * len(ledger_sql.DAY_SUMS)
+        totals = {  # added to what earlier roll-ups left for the same day and group
+            group: orjson.dumps(
+                [
+                    a + b
+                    for a, b in zip(
+                        row[GROUP_WIDTH:], orjson.loads(old) if old else no_sums, strict=True
+                    )
+                ]
+            )
+            for group, row, old in zip(groups, rows, before, strict=True)
+        }
+        millis, seq = stream_id(last)
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.hset(DAYS, mapping=cast(dict, totals))
+            pipe.set(DAYS_THROUGH, last)
+            pipe.xtrim(LEDGER, minid=f"{millis}-{seq + 1}")
+            await pipe.execute()
+        return rolled
 
     async def close(self) -> None:
         await self.flush()
