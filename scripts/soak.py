@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +40,9 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def drive(url: str, pid: int, minutes: float, concurrency: int) -> None:
+async def drive(
+    url: str, pid: int, minutes: float, concurrency: int, admin: dict[str, str]
+) -> None:
     deadline = time.monotonic() + minutes * 60
     counts = {"requests": 0, "errors": 0}
     statuses: dict[str, int] = {}
@@ -92,7 +95,7 @@ async def drive(url: str, pid: int, minutes: float, concurrency: int) -> None:
 
         await asyncio.gather(report(), *(worker() for _ in range(concurrency)))
         # The ledger must have counted every request the workers sent, no more, no fewer.
-        async with session.get(f"{url}/cache/stats") as r:
+        async with session.get(f"{url}/cache/stats", params={"since": "all"}, headers=admin) as r:
             ledger = await r.json()
     elapsed = time.monotonic() - started
     print(
@@ -120,16 +123,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--ledger-retention-days",
+        type=float,
+        default=None,
+        help="a tiny one (0.0007 = 1 minute) shows the ledger rolled up as it runs",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cachegate-soak-"))
     mock = MockUpstreamProcess(work, latency_ms=20)
-    gateway = GatewayProcess(work / "data", mock.url)
+    env = {}
+    if args.ledger_retention_days is not None:
+        env["CACHEGATE_LEDGER_RETENTION_DAYS"] = str(args.ledger_retention_days)
+    gateway = GatewayProcess(work / "data", mock.url, env)
     try:
         assert gateway.process is not None
-        asyncio.run(drive(gateway.url, gateway.process.pid, args.minutes, args.concurrency))
+        asyncio.run(
+            drive(gateway.url, gateway.process.pid, args.minutes, args.concurrency, gateway.admin)
+        )
     finally:
         gateway.stop()
         mock.stop()
+    print_ledger_size(work / "data" / "ledger.db")
+
+
+def print_ledger_size(path: Path) -> None:
+    """The ledger file's size and what it holds: recent rows, and rolled-up day totals."""
+    conn = sqlite3.connect(path)
+    rows, requests = conn.execute(
+        "SELECT count(*), coalesce(sum(requests), 0) FROM requests"
+    ).fetchone()
+    days, rolled = conn.execute(
+        "SELECT count(*), coalesce(sum(requests), 0) FROM day_totals"
+    ).fetchone()
+    conn.close()
+    print(
+        f"ledger.db: {path.stat().st_size / 1024:.0f} KiB; {rows} rows for {requests} recent "
+        f"requests, {days} day-total rows for {rolled} rolled-up requests"
+    )
 
 
 if __name__ == "__main__":
