@@ -159,8 +159,8 @@ async def import_entries(config: Config, path: Path, now: float) -> Counter[str]
     try:
         await writable(store)
         for entry in entries:
-            if entry.text is not None:
-                entry.vector = vectors[entry.text]
+            if entry.text is not None:  # no vector with the semantic tier off
+                entry.vector = vectors.get(entry.text)
             store.put(entry)
             counts["imported"] += 1
         await store.flush()

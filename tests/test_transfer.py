@@ -188,3 +188,24 @@ def test_entries_move_between_sqlite_and_redis(make_gateway, mock_upstream, tmp_
         assert mock_upstream.calls("chat") == calls
     finally:
         server.kill()
+
+
+def test_import_with_the_semantic_tier_off_keeps_the_texts(tmp_path):
+    entry = {
+        "key": "0" * 32,
+        "tenant": "t_import",
+        "namespace": "default",
+        "endpoint": "chat",
+        "model": "gpt-4o-mini",
+        "created_at": 1.0,
+        "expires_at": 4e9,
+        "request": {"context_key": "1" * 32, "text": "What is the refund policy?"},
+        "response": {"choices": [{"index": 0, "message": {"content": "30 days"}}]},
+    }
+    path = tmp_path / "export.jsonl"
+    path.write_text(json.dumps(entry) + "\n")
+    env = {**fast_env(), "CACHEGATE_SEMANTIC_ENABLED": "false"}
+    out = cachegate("import", str(path), "--data-dir", str(tmp_path / "data"), env=env)
+    assert "imported 1 entries" in out.stdout
+    again = cachegate("export", "--data-dir", str(tmp_path / "data"), env=env)
+    assert json.loads(again.stdout)["request"]["text"] == entry["request"]["text"]
