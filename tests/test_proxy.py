@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import time
 import uuid
 
@@ -464,3 +466,25 @@ def test_evicted_entries_are_forgotten_by_memory_too(make_gateway):
     headers, _ = ask(client, first)
     assert headers["x-cache-status"] == "MISS"
     assert len(httpx.get(f"{gw.url}/cache/entries", headers=gw.admin).json()["data"]) <= 4
+
+
+def test_embeddings_in_base64_come_back_in_base64_and_hit_apart(gateway):
+    """`encoding_format: "base64"` (the Node client's default): the float32 values in
+    base64, as OpenAI sends them; cached apart from the same input asked as floats."""
+    text = f"base64 please {uuid.uuid4()}"
+
+    def ask(encoding: str):
+        return httpx.post(
+            f"{gateway.url}/v1/embeddings",
+            json={"model": "text-embedding-3-small", "input": text, "encoding_format": encoding},
+            headers={"Authorization": "Bearer sk-test-a"},
+        )
+
+    packed = ask("base64")
+    floats = ask("float").json()["data"][0]["embedding"]
+    again = ask("base64")
+    assert (packed.headers["x-cache-status"], again.headers["x-cache-status"]) == ("MISS", "HIT")
+    encoded = packed.json()["data"][0]["embedding"]
+    assert again.json()["data"][0]["embedding"] == encoded
+    decoded = struct.unpack(f"<{len(floats)}f", base64.b64decode(encoded))
+    assert decoded == pytest.approx(floats, abs=1e-6)

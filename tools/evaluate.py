@@ -188,6 +188,13 @@ def report(
 
 
 def run_eval(args: argparse.Namespace) -> None:
+    if not Path(args.pairs).is_file():
+        raise SystemExit(
+            f"cachegate eval: no labeled pairs at {args.pairs}. The default is the shared "
+            "QQP file (../shared/data/qqp_dev.jsonl, beside this repository); give another "
+            "with --pairs FILE.jsonl (make eval PAIRS=FILE.jsonl), or use the pairs shipped "
+            "in bench/data/"
+        )
     pairs = select(load_pairs(args.pairs), args.split)
     if args.limit:
         pairs = pairs[: args.limit]

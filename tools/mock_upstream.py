@@ -16,9 +16,11 @@ headers and body; `POST /mock/reset` zeroes both.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import math
 import re
+import struct
 import time
 from collections import Counter
 from typing import Any
@@ -380,11 +382,18 @@ class MockUpstream:
             [items] if isinstance(items, str) or (items and isinstance(items[0], int)) else items
         )
         dims = int(body.get("dimensions") or 8)
+        as_base64 = body.get("encoding_format") == "base64"  # the Node client's default
         data = []
         for i, item in enumerate(items or []):
             seed = hashlib.sha256(orjson.dumps(item)).digest()
             vector = [round((seed[j % 32] - 128) / 128, 6) for j in range(dims)]
-            data.append({"object": "embedding", "index": i, "embedding": vector})
+            embedding: list[float] | str = (
+                # OpenAI's form: the float32 values, little-endian, in base64
+                base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+                if as_base64
+                else vector
+            )
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
         used = sum(tokens(i) if isinstance(i, str) else len(i) for i in items or [])
         return web.json_response(
             {
