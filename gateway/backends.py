@@ -148,6 +148,14 @@ class Store(Protocol):
     async def flush(self) -> None:
         """Wait until the writes queued so far are done (or dropped)."""
 
+    async def claim_flight(self, key: str) -> str | None:
+        """Single-flight across processes sharing the store: None when another process
+        calls upstream for `key` now (wait for its answer); else this one does, and
+        releases the returned token after."""
+
+    async def release_flight(self, key: str, token: str) -> None:
+        """End the flight claimed with `token`, once its answer is stored (or failed)."""
+
     async def close(self) -> None:
         """Flush, then let go of files and connections."""
 

@@ -106,6 +106,8 @@ OFF_LOOP_BYTES = 2**20
 
 
 T = TypeVar("T")
+# How often a replica waiting for another replica's answer looks for it.
+FLIGHT_POLL_SECONDS = 0.05
 
 
 class BadRequest(Exception):
@@ -323,8 +325,17 @@ class Gateway:
                 return await self.follow(exchange, decision, flight)
         else:
             flight = None
+        token = ""
         error: Exception | None = None
         try:
+            if flight is not None:
+                entry, token = await self.lead_across_replicas(decision)
+                if entry is not None:  # another replica's answer: for this flight's followers too
+                    response = await self.serve_entry(exchange, decision, entry)
+                    response.headers["X-Cache-Collapsed"] = "true"
+                    flight.start(response.status, response.headers)
+                    flight.publish(cast(bytes, response.body))
+                    return response
             return await self.call_upstream(exchange, Miss(decision, raw, vector, flight))
         except BaseException as exc:
             # Followers see an upstream failure, whatever stopped the leader.
@@ -339,6 +350,22 @@ class Gateway:
         finally:
             if flight is not None:
                 self.flights.land(decision.key, decision.wire_form, error)
+            if token:
+                await self.cache.store.flush()  # the answer is stored before the others look
+                await self.cache.store.release_flight(decision.key, token)
+
+    async def lead_across_replicas(self, decision: Decision) -> tuple[Entry | None, str]:
+        """Replicas on one Redis: claim this key's flight, or wait while another replica
+        holds it. (its stored answer, "") when that replica stored one; (None, token) when
+        this replica calls upstream, and releases `token` after (completion's finally):
+        it claimed the flight, or the holder ended it (or died) without an answer stored.
+        With SQLite, at once (None, "")."""
+        while (token := await self.cache.store.claim_flight(decision.key)) is None:
+            await asyncio.sleep(FLIGHT_POLL_SECONDS)
+            entry = await self.cache.exact(decision.key, time.time(), decision.max_age)
+            if entry is not None:
+                return entry, ""
+        return None, token
 
     async def call_upstream(self, exchange: Exchange, miss: Miss) -> web.StreamResponse:
         """The leader's miss: forward, answer the client as bytes arrive, store when complete."""
@@ -617,7 +644,7 @@ class Gateway:
         status: Literal["HIT", "STALE"] = "HIT",
         tier: Literal["exact", "semantic"] = "exact",
         score: float | None = None,
-    ) -> web.StreamResponse:
+    ) -> web.Response:
         """Answer from `entry`: a HIT of `tier` (`score`: a semantic match's), or STALE."""
         now = exchange.now
         headers = self.cache_headers(status, entry.key, decision.key, tier, score, entry.age(now))

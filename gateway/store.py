@@ -411,6 +411,12 @@ class SqliteStore:
     async def flush(self) -> None:
         await asyncio.wrap_future(self._writer.submit(self._flush))
 
+    async def claim_flight(self, key: str) -> str | None:
+        return ""  # one process: the gateway's own Flights collapse its requests
+
+    async def release_flight(self, key: str, token: str) -> None:
+        pass
+
     async def close(self) -> None:
         await self.flush()
         self._writer.shutdown(wait=True)

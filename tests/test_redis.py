@@ -400,3 +400,26 @@ def test_bounds_evict_soonest_expiring_first_and_sizes_add_up(tmp_path, mock_ups
         small.stop()
         other.stop()
         server.kill()
+
+
+def test_identical_requests_over_two_replicas_make_one_upstream_call(own_redis, mock_upstream):
+    _, gateways = own_redis
+    prompt = f"Collapse me across replicas {tag()}"
+    slow = {"X-Mock-Delay-Ms": "1500"}  # all twenty arrive while the first is upstream
+    calls = mock_upstream.calls()
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda i: chat(gateways[i % 2], prompt, slow), range(20)))
+    assert mock_upstream.calls() == calls + 1
+    assert len({answer.content for answer in answers}) == 1
+    assert sorted(answer.status for answer in answers) == ["HIT"] * 19 + ["MISS"]
+
+
+def test_a_replica_whose_flight_holder_is_lost_calls_upstream_itself(own_redis, mock_upstream):
+    server, (a, _) = own_redis
+    prompt = f"The holder of this flight went away {tag()}"
+    key = chat(a, prompt, {"Cache-Control": "no-store"}).key  # its key, nothing stored
+    # A replica that claimed the flight and died: its claim lapses, never released.
+    server.client().set(f"cg:flight:{key}", "a-replica-that-died", px=1500)
+    calls = mock_upstream.calls()
+    answer = chat(a, prompt)
+    assert (answer.status, mock_upstream.calls()) == ("MISS", calls + 1)

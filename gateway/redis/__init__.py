@@ -16,6 +16,8 @@ Where things live (all under the prefix `cg:`; Redis 6 or later, no modules):
                   (the stream trimmed through cg:days:through); cg:lock:roll-up: who rolls
     cg:epoch      a random id; a Redis that restarted empty has none (or another), and each
                   replica then drops what it holds locally and loads again
+    cg:flight:<key>  a token, held (a lease, renewed) by the replica calling upstream for
+                  an exact key; the others wait for the answer it stores (flights.py)
 
 Writes that touch several keys run as Lua scripts, so a put, its size accounting, its change
 event and any eviction are one atomic step. Entry writes are batched per event-loop turn
@@ -30,7 +32,7 @@ changed or the stream no longer reaches back to the last event this replica saw.
 The parts, by job: link.py (the connection, the key names, up or down), scripts.py (the
 Lua that makes multi-key writes atomic), store.py (RedisStore, a backends.Store, and the
 follower of the change stream), ledger.py (RedisLedger, a backends.Ledger, and its local
-SQLite mirror for queries).
+SQLite mirror for queries), flights.py (single-flight across replicas).
 """
 
 from __future__ import annotations

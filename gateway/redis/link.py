@@ -32,6 +32,7 @@ DAYS_THROUGH = "cg:days:through"  # the last ledger stream id rolled into DAYS
 ROLL_UP_LOCK = "cg:lock:roll-up"  # held by the one replica rolling up
 EPOCH = "cg:epoch"
 REFRESH = "cg:refresh:"  # <key>:<expiry ms>: the replica refreshing that version
+FLIGHT = "cg:flight:"
 CHANGES_MAX = 100_000  # change events kept; a replica further behind reloads everything
 CONNECT_TIMEOUT = 1.0
 COMMAND_TIMEOUT = 2.0

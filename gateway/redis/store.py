@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from gateway.backends import LISTED, Changes, PurgeFilter, StoreUnavailable
 from gateway.entries import Entry
+from gateway.redis.flights import SharedFlights
 from gateway.redis.link import (
     BLOCK_MS,
     BYTES,
@@ -95,6 +96,7 @@ class RedisStore:
         self._remove = client.register_script(REMOVE_LUA)
         self._sweep = client.register_script(SWEEP_LUA)
         self._hit = client.register_script(HIT_LUA)
+        self._flights = SharedFlights(link)
         self._pending: list[Entry] = []
         self._hits: dict[str, int] = {}
         self._writing: asyncio.Task | None = None
@@ -107,6 +109,12 @@ class RedisStore:
     @property
     def available(self) -> bool:
         return self.link.up
+
+    async def claim_flight(self, key: str) -> str | None:
+        return await self._flights.claim(key)
+
+    async def release_flight(self, key: str, token: str) -> None:
+        await self._flights.release(key, token)
 
     # -- start and follow ---------------------------------------------------------------
     async def start(self, changes: Changes, oldest_expiry: float) -> None:
