@@ -501,15 +501,9 @@ class Gateway:
         decision = miss.decision
         if answer is None or not complete(decision.endpoint, answer):
             return Usage(0, 0)
-        tokens = answer_usage(decision.endpoint, answer)
-        if tokens is None and decision.endpoint in ("chat", "completions"):
-            counted = count_usage(
-                decision.endpoint, orjson.loads(miss.raw), answer, self.count_tokens
-            )
-            answer["usage"] = counted
+        tokens, counted = self.billed(decision.endpoint, miss.raw, answer)
+        if counted:
             data = None  # the stored body carries the counted usage
-            tokens = answer_usage(decision.endpoint, answer)
-        tokens = tokens or Usage(0, 0)
         if not decision.store:
             return tokens
         semantic = decision.semantic
@@ -539,6 +533,17 @@ class Gateway:
             vector if semantic else None,
         )
         return tokens
+
+    def billed(self, endpoint: str, request: bytes, answer: dict[str, Any]) -> tuple[Usage, bool]:
+        """The tokens upstream billed for a complete `answer` to `request`. A chat or text
+        completion it reported none for is counted with the tokenizer and the count written
+        into `answer` (True: a stored body must be written anew from `answer`)."""
+        tokens = answer_usage(endpoint, answer)
+        if tokens is None and endpoint in ("chat", "completions"):
+            request_body = orjson.loads(request)
+            answer["usage"] = count_usage(endpoint, request_body, answer, self.count_tokens)
+            return answer_usage(endpoint, answer) or Usage(0, 0), True
+        return tokens or Usage(0, 0), False
 
     async def follow(
         self, exchange: Exchange, decision: Decision, flight: Flight
@@ -732,12 +737,12 @@ class Gateway:
                 status,
             )
             return
-        usage = answer_usage(entry.endpoint, answer) or Usage(0, 0)
+        usage, counted = self.billed(entry.endpoint, entry.request, answer)
         stored = time.time()
         upstream_ms = (time.perf_counter() - exchange.started) * 1000
         refreshed = dataclasses.replace(
             entry,
-            body=data,
+            body=orjson.dumps(answer) if counted else data,
             checksum="",  # computed anew for the new body
             created_at=stored,
             expires_at=stored + (entry.expires_at - entry.created_at),

@@ -62,7 +62,7 @@ def new_question() -> str:
     return f"Refresh-ahead {uuid.uuid4().hex[:8]}: what are the store's opening hours?"
 
 
-def asker(gw, question: str | None = None):
+def asker(gw, question: str | None = None, headers: dict[str, str] | None = None):
     """A function that asks `gw` one question (a new one unless given), stored for TTL."""
     question = question or new_question()
 
@@ -70,7 +70,7 @@ def asker(gw, question: str | None = None):
         return gw.client("sk-refresh").chat.completions.with_raw_response.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": question}],
-            extra_headers={"X-Cache-TTL": str(int(TTL))},
+            extra_headers={"X-Cache-TTL": str(int(TTL)), **(headers or {})},
         )
 
     return ask
@@ -104,6 +104,23 @@ def test_hot_entry_is_refreshed_once_and_stays_a_hit_past_its_ttl(make_gateway, 
     stats = httpx.get(f"{gw.url}/cache/stats", params={"since": "all"}, headers=gw.admin).json()
     assert stats["refresh"] == 1 and stats["misses"] == 1
     assert stats["tokens_spent"]["completion"] > 0
+
+
+def test_a_refreshed_answer_upstream_reported_no_usage_for_is_counted(make_gateway, mock_upstream):
+    gw = make_gateway(env=REFRESH_ENV)
+    ask = asker(gw, headers={"X-Mock-No-Usage": "1"})  # the refresh sends it too
+    calls = mock_upstream.calls("chat")
+    assert ask().headers["x-cache-status"] == "MISS"
+    stored_at = time.time()
+    for _ in range(2):
+        hit = ask()
+    usage = hit.parse().usage  # counted with the tokenizer when the answer was stored
+    assert usage is not None and usage.completion_tokens > 0
+    wait_until(stored_at + 4.8)
+    ask()
+    poll(lambda: mock_upstream.calls("chat") == calls + 2)
+    poll(lambda: int(ask().headers["age"]) < 4)  # the refreshed entry
+    assert ask().parse().usage == usage  # counted the same way (the mock answers alike)
 
 
 def test_off_by_default_an_entry_expires(make_gateway, mock_upstream):
