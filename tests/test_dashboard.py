@@ -179,6 +179,7 @@ def test_dashboard_panels_layout_and_entry_browser(make_gateway):
         assert len(seen["namespaces"]) == 11 and seen["namespaces"][-1] == "other (3)"
         assert seen["trendBars"] > 0
         assert not [usd for usd in seen["usd"] if "e-" in usd or usd.endswith("...")]
+        assert "< $0.0001" in seen["usd"], "a fraction of a cent, as people write it"
         if reasons:
             assert seen["reasons"]
 
