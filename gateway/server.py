@@ -63,7 +63,7 @@ from policies.decide import (
 )
 from policies.keys import Variant, canonical_json, item_key, tenant_of
 from policies.pricing import PriceTable, Usage
-from policies.rules import within_rules
+from policies.rules import PATHS, within_rules
 
 log = logging.getLogger("cachegate")
 
@@ -76,13 +76,7 @@ CREDENTIAL_HEADERS = ("Authorization", "api-key", "x-api-key")
 QUERY_KEY = "?key"  # a key passed in the query string, as caller_credentials names it
 # Headers that select another version of an API's answer: part of the key (request_variant).
 VERSION_HEADERS = ("anthropic-version", "anthropic-beta")
-ENDPOINTS = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-    "/v1/messages": "messages",
-    "/v1/responses": "responses",
-}
+ENDPOINTS = {path: endpoint for endpoint, path in PATHS.items()}  # the ledger's endpoint names
 DECISION_HEADERS = (
     *CREDENTIAL_HEADERS,
     *VERSION_HEADERS,
