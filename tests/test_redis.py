@@ -423,3 +423,28 @@ def test_a_replica_whose_flight_holder_is_lost_calls_upstream_itself(own_redis, 
     calls = mock_upstream.calls()
     answer = chat(a, prompt)
     assert (answer.status, mock_upstream.calls()) == ("MISS", calls + 1)
+
+
+def test_the_entry_browser_and_latency_read_the_shared_store_and_ledger(replicas):
+    """/cache/entries?q= on one replica finds what another stored; /cache/latency counts
+    the requests of every replica."""
+    ref = tag()
+    stored, _ = question(ref)
+    assert chat(replicas[0], stored).status == "MISS"
+
+    def found() -> list:
+        answer = httpx.get(
+            f"{replicas[1].url}/cache/entries?q=ROUTER.*{ref}&detail=true",
+            headers=replicas[1].admin,
+        ).json()
+        return answer["data"] if answer["total_entries"] >= 1 else []
+
+    (entry,) = poll(found, 10)
+    assert entry["prompt"] == stored and entry["namespace"] == "default"
+    assert entry["usd_saved"] == 0  # stored, not yet hit
+
+    def misses() -> int:
+        answer = httpx.get(f"{replicas[2].url}/cache/latency?since=1h", headers=replicas[2].admin)
+        return sum(b["miss"]["requests"] for b in answer.json()["buckets"] if "miss" in b)
+
+    assert poll(misses, 10) >= 1
