@@ -252,6 +252,7 @@ def create_app(gateway: Gateway, admin_token: str) -> web.Application:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await gateway.drop_refreshes()
         await gateway.upstream.close()
         await gateway.ledger.close()
         await gateway.cache.close()

@@ -697,6 +697,14 @@ class Gateway:
         self.refreshes.add(task)  # held until done, or the loop may drop it midway
         task.add_done_callback(self.refreshes.discard)
 
+    async def drop_refreshes(self) -> None:
+        """Cancel the refreshes in flight at a stop (their entries serve on until they
+        expire): none may call upstream, store or record after those close."""
+        refreshes = list(self.refreshes)
+        for task in refreshes:
+            task.cancel()
+        await asyncio.gather(*refreshes, return_exceptions=True)
+
     async def refresh(self, origin: web.Request, entry: Entry) -> None:
         """Ask upstream again with the entry's own request and store the answer under the
         same key with a TTL as long as the old one, from now; tags, hits, text and vector

@@ -123,6 +123,22 @@ def test_a_refreshed_answer_upstream_reported_no_usage_for_is_counted(make_gatew
     assert ask().parse().usage == usage  # counted the same way (the mock answers alike)
 
 
+def test_a_stop_drops_a_refresh_in_flight(make_gateway, mock_upstream):
+    gw = make_gateway(env=REFRESH_ENV)
+    ask = asker(gw, headers={"X-Mock-Delay-Ms": "3000"})  # the refresh waits as long
+    calls = mock_upstream.calls("chat")
+    assert ask().headers["x-cache-status"] == "MISS"
+    stored_at = time.time()
+    for _ in range(2):
+        ask()
+    wait_until(stored_at + 4.8)
+    ask()
+    poll(lambda: mock_upstream.calls("chat") == calls + 2)  # the refresh is upstream
+    gw.stop()
+    # Cancelled with the stop, not left to fail on the closed upstream session.
+    assert "refresh of" not in gw.log.read_text()
+
+
 def test_off_by_default_an_entry_expires(make_gateway, mock_upstream):
     gw = make_gateway()
     ask = asker(gw)
