@@ -254,6 +254,7 @@ def create_app(gateway: Gateway, admin_token: str) -> web.Application:
                 await task
         await gateway.drop_refreshes()
         await gateway.upstream.close()
+        gateway.bodies.close()
         await gateway.ledger.close()
         await gateway.cache.close()
         gateway.tracing.shutdown()

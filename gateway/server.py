@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.backends import Ledger
+from gateway.bodies import BodyError, BodyWorker, parse_json
 from gateway.cache import Cache, remember
 from gateway.config import Config
 from gateway.entries import Entry, body_checksum
@@ -59,7 +59,6 @@ from policies.decide import (
     RequestError,
     access,
     decide,
-    json_depth_exceeds,
 )
 from policies.keys import Variant, canonical_json, item_key, tenant_of
 from policies.pricing import PriceTable, Usage
@@ -90,12 +89,9 @@ DECISIONS_KEPT = 20_000
 # Endpoints whose stored answers say how many prompt tokens the provider's own prompt
 # cache read or wrote (entries keep only the totals): a hit reads them from the answer.
 PROMPT_CACHE_USAGE = frozenset({"messages", "responses"})
-# Every digit read as 0, so one search finds a run of 19 digits (2**64 has 20, -2**63 - 1
-# has 19): a regular expression took half a second over a 30 MiB body, this 1/10 of it.
-DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-LONG_DIGIT_RUN = b"0" * 19
-# Bodies from this size are joined, parsed and keyed in a thread: tens to hundreds of
-# milliseconds of work that would otherwise hold up every other request's hit.
+# Bodies from this size are joined in a thread and decided in a worker process (bodies.py):
+# tens to hundreds of milliseconds of work that would otherwise hold up every other
+# request's hit.
 OFF_LOOP_BYTES = 2**20
 
 
@@ -176,6 +172,7 @@ class Gateway:
         self.count_tokens = count_tokens
         self.tracing = tracing
         self.flights = Flights()
+        self.bodies = BodyWorker()
         self.decisions: dict[bytes, Decision] = {}  # request_fingerprint -> decision
         # Entry key -> the expiry of the version being (or last) refreshed: once per TTL.
         self.refreshing: dict[str, float] = {}
@@ -215,22 +212,9 @@ class Gateway:
 
     def parse_json(self, raw: bytes) -> Any:
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(400, f"request body is not valid JSON: {exc}") from None
-        if json_depth_exceeds(body, self.config.max_json_depth):
-            raise BadRequest(
-                400, f"request JSON is nested deeper than {self.config.max_json_depth} levels"
-            )
-        if LONG_DIGIT_RUN in raw.translate(DIGITS_AS_ZERO):
-            # orjson reads an integer past its range (below -2**63, above 2**64 - 1) as
-            # the nearest float, and two such bodies would share a key: read these (now
-            # known valid) exactly.
-            try:
-                body = json.loads(raw)
-            except ValueError as exc:  # past Python's limit on the digits of an integer
-                raise BadRequest(400, f"a number in the request body is too long: {exc}") from None
-        return body
+            return parse_json(raw, self.config.max_json_depth)
+        except BodyError as exc:
+            raise BadRequest(400, str(exc), exc.param) from None
 
     def controls(self, request: web.Request) -> tuple[Controls, str]:
         try:
@@ -257,9 +241,21 @@ class Gateway:
     async def decision_for(self, request: web.Request, endpoint: Endpoint, raw: bytes) -> Decision:
         """decide() for this body and these headers. A decision is a pure function of them,
         so byte-identical repeats (the common cache hit) skip parsing and validation. A
-        large body is decided in a thread, and not remembered."""
+        large body is decided in a worker process (bodies.py), and not remembered."""
         if len(raw) >= OFF_LOOP_BYTES:
-            return await asyncio.to_thread(self.new_decision, request, endpoint, raw)
+            controls, tenant = self.controls(request)
+            decided = await self.bodies.decide(
+                endpoint,
+                raw,
+                self.config.max_json_depth,
+                controls,
+                tenant,
+                self.policy,
+                request_variant(request),
+            )
+            if isinstance(decided, tuple):
+                raise BadRequest(400, *decided)
+            return decided
         fingerprint = request_fingerprint(endpoint, raw, request)
         decision = self.decisions.get(fingerprint)
         if decision is None:
