@@ -488,3 +488,25 @@ def test_embeddings_in_base64_come_back_in_base64_and_hit_apart(gateway):
     assert again.json()["data"][0]["embedding"] == encoded
     decoded = struct.unpack(f"<{len(floats)}f", base64.b64decode(encoded))
     assert decoded == pytest.approx(floats, abs=1e-6)
+
+
+def test_a_large_body_is_keyed_like_any_other_and_bad_json_in_one_is_a_400(gateway):
+    """Bodies from 1 MiB are decided in a worker process: same keys, same errors."""
+    client = gateway.client()
+    text = f"large {uuid.uuid4()} " + "word " * 300_000
+    asked = [
+        client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+        )
+        for _ in range(2)
+    ]
+    assert [a.headers["x-cache-status"] for a in asked] == ["MISS", "HIT"]
+    assert asked[0].headers["x-cache-key"] == asked[1].headers["x-cache-key"]
+    bad = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=b'{"model": "gpt-4o-mini", "messages": [' + b" " * 2**21,
+        headers={"Authorization": "Bearer sk-test-a", "Content-Type": "application/json"},
+    )
+    assert bad.status_code == 400
+    assert "not valid JSON" in bad.json()["error"]["message"]
+    assert gateway.alive()
