@@ -24,16 +24,26 @@ from gateway.backends import PurgeFilter, StoreUnavailable
 from gateway.errors import error_response
 from gateway.ledger import REPORTED, parse_since
 from gateway.server import BadRequest, Exchange, Gateway, Outcome
+from policies.controls import valid_tag
 
 STATIC = Path(str(resources.files("gateway") / "static"))  # package data, installed as files
 
 
 HEX_KEY = re.compile(r"[0-9a-f]{32}")  # an exact key, as X-Cache-Key shows it
-PURGE_FIELDS = {"all": bool, "namespace": str, "model": str, "older_than": str, "key": str}
+PURGE_FIELDS = {
+    "all": bool,
+    "namespace": str,
+    "model": str,
+    "older_than": str,
+    "key": str,
+    "tag": str,
+    "prompt": str,
+}
 
 
 def purge_filter(fields: dict[str, Any]) -> PurgeFilter:
-    """A purge from CLI-like fields: all, namespace, model, older_than ('7d'), key."""
+    """A purge from CLI-like fields: all, namespace, model, older_than ('7d'), key, tag,
+    prompt (a regular expression); they combine (AND)."""
     for name, value in fields.items():
         kind = PURGE_FIELDS.get(name)
         if kind is None:
@@ -41,15 +51,25 @@ def purge_filter(fields: dict[str, Any]) -> PurgeFilter:
         if not isinstance(value, kind):
             raise ValueError(f"{name!r} must be a {'boolean' if kind is bool else 'string'}")
     older = fields.get("older_than")
+    tag, prompt = fields.get("tag"), fields.get("prompt")
+    if tag is not None and not valid_tag(tag):
+        raise ValueError(f"tag {tag!r} is not a tag (1-64 of letters, digits and . _ : / @ + -)")
+    if prompt is not None:
+        try:
+            re.compile(prompt)
+        except re.error as exc:
+            raise ValueError(f"prompt {prompt!r} is not a regular expression: {exc}") from None
     where = PurgeFilter(
         everything=fields.get("all") is True,
         namespace=fields.get("namespace"),
         model=fields.get("model"),
         older_than=parse_since(older) if older else None,
         key=fields.get("key"),
+        tag=tag,
+        prompt=prompt,
     )
     if where == PurgeFilter():
-        raise ValueError("say what to purge: all, namespace, model, older_than or key")
+        raise ValueError("say what to purge: all, namespace, model, older_than, key, tag or prompt")
     return where
 
 
@@ -109,6 +129,7 @@ class Admin:
             cachegate_semantic_rebuilds=cache.index.rebuilding if cache.index is not None else 0,
         )
         m.model_runs = cache.model_runs()
+        m.evictions = cache.store.evictions
         return web.Response(body=m.render(), content_type="text/plain", charset="utf-8")
 
     async def stats(self, request: web.Request) -> web.Response:

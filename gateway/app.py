@@ -21,7 +21,7 @@ from embeddings import load_embedder
 from embeddings.verifier import CrossEncoderVerifier
 from gateway import datadir
 from gateway.admin import Admin
-from gateway.backends import Ledger, Store, flush_every, roll_up_every
+from gateway.backends import Ledger, Store, StoreLimits, flush_every, roll_up_every
 from gateway.cache import Cache
 from gateway.config import Config
 from gateway.connections import DeadlineRunner
@@ -120,9 +120,7 @@ def make_backend(config: Config) -> tuple[Store, Ledger]:
     """The entry store and the ledger of `config.backend`: SQLite files in the data dir, or
     one Redis shared by every replica."""
     if config.backend == "sqlite":
-        store = SqliteStore(
-            config.data_dir / "entries.db", config.max_entries, config.max_store_bytes
-        )
+        store = SqliteStore(config.data_dir / "entries.db", StoreLimits.of(config))
         return store, SqliteLedger(config.data_dir / "ledger.db")
     if config.backend.startswith(("redis://", "rediss://")):
         from gateway.redis import open_redis

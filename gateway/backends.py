@@ -16,14 +16,89 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from gateway.entries import Entry
+from gateway.entries import BodyCodec, DamagedBody, Entry, tags_of, tags_text
 
 if TYPE_CHECKING:  # gateway.ledger imports the SQLite helpers of gateway.store, which import this
+    from gateway.config import Config
     from gateway.ledger import Record
 
 log = logging.getLogger("cachegate.ledger")
+
+
+COLUMNS = (  # an Entry's fields as a store keeps them (tags as tags_text)
+    "key",
+    "tenant",
+    "namespace",
+    "endpoint",
+    "model",
+    "body",
+    "checksum",
+    "created_at",
+    "expires_at",
+    "prompt_tokens",
+    "completion_tokens",
+    "upstream_ms",
+    "context_key",
+    "text",
+    "vector",
+    "hits",
+    "request",
+    "tags",
+)
+STORED_COLUMNS = (*COLUMNS, "compressed")  # what a store writes: the body maybe packed
+Eviction = Literal["lru", "lfu", "ttl"]
+EVICTION_REASONS = ("max_entries", "max_store_bytes", "tenant_quota")  # for /metrics
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """What a store keeps: its bounds, what goes first past them (least recently used,
+    least often hit, nearest to expiry), what it compresses."""
+
+    max_entries: int = 1_000_000
+    max_bytes: int = 4 * 2**30
+    max_entries_per_tenant: int | None = None  # None: a tenant is bounded by max_entries only
+    eviction: Eviction = "lru"
+    compress_min_bytes: int | None = 1024  # None: bodies are stored as they are
+
+    @classmethod
+    def of(cls, config: Config) -> StoreLimits:
+        return cls(
+            max_entries=config.max_entries,
+            max_bytes=config.max_store_bytes,
+            max_entries_per_tenant=config.max_entries_per_tenant,
+            eviction=config.eviction,  # type: ignore[arg-type]
+            compress_min_bytes=config.compress_min_bytes,
+        )
+
+
+def stored_row(entry: Entry, codec: BodyCodec) -> tuple[dict[str, Any], int]:
+    """An entry as a store writes it (STORED_COLUMNS: the body packed past the codec's
+    bound, tags as text), and the bytes it takes there (what max_store_bytes bounds)."""
+    body, compressed = codec.pack(entry.body)
+    values = {name: getattr(entry, name) for name in COLUMNS}
+    values.update(body=body, tags=tags_text(entry.tags), compressed=int(compressed))
+    return values, len(body) + entry.overhead
+
+
+def entry_of(values: Mapping[str, Any], codec: BodyCodec) -> Entry | None:
+    """The entry of stored values (stored_row's, or one written before compression or
+    tags), or None when its body does not unpack or fails its checksum."""
+    fields = {name: values[name] for name in COLUMNS if values.get(name) is not None}
+    try:
+        fields["body"] = codec.unpack(fields["body"], bool(values.get("compressed")))
+        fields["tags"] = tags_of(fields.get("tags"))
+        entry = Entry(**fields)
+        return entry if entry.intact() else None
+    except (DamagedBody, KeyError, TypeError, AttributeError):  # a field of the wrong type
+        return None
+
+
+def regexp(pattern: str, text: str | None) -> bool:
+    """Whether `pattern` is found in `text` (re caches compiled patterns)."""
+    return text is not None and re.search(pattern, text) is not None
 
 
 class StoreUnavailable(Exception):
@@ -41,6 +116,8 @@ class PurgeFilter:
     older_than: float | None = None  # seconds
     key: str | None = None
     tenant: str | None = None
+    tag: str | None = None  # entries stored with this tag
+    prompt: str | None = None  # a regular expression searched in the stored compared text
 
     def _equal(self) -> list[tuple[str, str]]:
         fields = (
@@ -60,9 +137,21 @@ class PurgeFilter:
         if self.older_than is not None:
             clauses.append("created_at < ?")
             args.append(now - self.older_than)
+        if self.tag is not None:
+            clauses.append("instr(tags, ?) > 0")
+            args.append(tags_text((self.tag,)))
+        if self.prompt is not None:
+            clauses.append("text REGEXP ?")  # SQLite calls regexp(), store.connect adds it
+            args.append(self.prompt)
         if not clauses and not self.everything:
             return "0", []
         return " AND ".join(clauses) or "1", args
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The stored values `matches` reads."""
+        wanted = ("namespace", "model", "tenant", "created_at")
+        return (*wanted, *(("tags",) if self.tag else ()), *(("text",) if self.prompt else ()))
 
     def matches(self, values: Mapping[str, Any], now: float) -> bool:
         """`where` for one entry's values, for stores without SQL."""
@@ -70,6 +159,10 @@ class PurgeFilter:
         if self.older_than is not None:
             created_at = values.get("created_at")
             checks.append(created_at is not None and created_at < now - self.older_than)
+        if self.tag is not None:
+            checks.append(self.tag in tags_of(values.get("tags")))
+        if self.prompt is not None:
+            checks.append(regexp(self.prompt, values.get("text")))
         return all(checks) if checks or self.everything else False
 
 
@@ -113,6 +206,10 @@ class Store(Protocol):
     bytes: int
 
     @property
+    def evictions(self) -> Mapping[str, int]:
+        """Entries this process evicted, by EVICTION_REASONS (for /metrics)."""
+
+    @property
     def available(self) -> bool:
         """False while a shared store cannot be reached: requests pass through uncached."""
 
@@ -130,7 +227,9 @@ class Store(Protocol):
         compared text `prompt` finds; raises StoreUnavailable."""
 
     def put(self, entry: Entry) -> None:
-        """Store `entry` (replacing one of its key), evicting past the bounds."""
+        """Store `entry` (replacing one of its key), first evicting exactly what the
+        StoreLimits need, in their eviction order, and never another tenant's entries for
+        a tenant at its quota."""
 
     def hit(self, key: str, now: float) -> None:
         """Count a hit on `key`."""

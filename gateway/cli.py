@@ -144,7 +144,7 @@ def cmd_purge(args: argparse.Namespace) -> None:
 
     from gateway import datadir
     from gateway.admin import purge_filter
-    from gateway.store import SqliteStore
+    from gateway.store import SqliteStore, StoreLimits
 
     fields = {
         "all": args.all,
@@ -152,6 +152,8 @@ def cmd_purge(args: argparse.Namespace) -> None:
         "model": args.model,
         "older_than": args.older_than,
         "key": args.key,
+        "tag": args.tag,
+        "prompt": args.prompt,
     }
     fields = {k: v for k, v in fields.items() if v}
     try:
@@ -204,11 +206,7 @@ def cmd_purge(args: argparse.Namespace) -> None:
     import asyncio
 
     async def purge_file() -> int:
-        store = SqliteStore(
-            config.data_dir / "entries.db",
-            config.max_entries,
-            config.max_store_bytes,
-        )
+        store = SqliteStore(config.data_dir / "entries.db", StoreLimits.of(config))
         keys = await store.delete(where, time.time())
         await store.close()
         return len(keys)
@@ -368,6 +366,10 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--model", help="entries of one model")
     what.add_argument("--older-than", help="entries stored longer ago than this (7d, 12h)")
     what.add_argument("--key", help="one entry by its X-Cache-Key")
+    what.add_argument("--tag", help="entries stored with this X-Cache-Tags tag")
+    what.add_argument(
+        "--prompt", help="entries whose stored prompt (the text compared) this regex finds"
+    )
     purge.set_defaults(run=cmd_purge)
 
     warm = commands.add_parser(

@@ -27,6 +27,8 @@ from policies.rules import Rule, parse_rules
 # (always as files: the wheel is never zipped, so the Traversable is a real path).
 SHIPPED_CONFIGS = Path(str(resources.files("configs")))
 AT_LEAST_ONE = {"min": 1}  # field metadata: a count that must be at least one
+EVICTIONS = {"choices": ("lru", "lfu", "ttl")}  # field metadata: the values it may take
+NULLS = ("null", "none")  # an optional knob's value, in the environment, that unsets it
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,9 @@ class Config:
     memory_bytes: int = 64 * 2**20
     max_entries: int = 1_000_000
     max_store_bytes: int = 4 * 2**30
+    eviction: str = field(default="lru", metadata=EVICTIONS)  # what goes first past a bound
+    max_entries_per_tenant: int | None = field(default=None, metadata=AT_LEAST_ONE)
+    compress_min_bytes: int | None = 1024  # None: stored answers are not compressed
     max_body_bytes: int = 32 * 2**20
     max_header_bytes: int = 64 * 2**10
     max_json_depth: int = 64
@@ -150,6 +155,9 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
             kwargs[f.name] = _convert(f.name, f.type, value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"config {name}: {exc}") from None
+        choices = f.metadata.get("choices")
+        if choices is not None and kwargs[f.name] not in choices:
+            raise ConfigError(f"config {name}: {value!r} is not one of {', '.join(choices)}")
         least = f.metadata.get("min")
         if least is not None and kwargs[f.name] is not None and kwargs[f.name] < least:
             raise ConfigError(f"config {name}: must be at least {least}, not {value!r}")
@@ -161,7 +169,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
 
 def _convert(name: str, kind: Any, value: Any) -> Any:
     kind = str(kind)
-    if value is None:
+    if value is None or ("None" in kind and isinstance(value, str) and value.lower() in NULLS):
         return None
     if name == "routes":
         return tuple(UpstreamRoute(**route) for route in value)

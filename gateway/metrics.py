@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from gateway.backends import EVICTION_REASONS
 from gateway.ledger import PAID_STATUSES, REPORTED, Record
 
 LATENCY_BUCKETS = (
@@ -68,6 +69,7 @@ class Metrics:
         self.latency: dict[str, Latency] = {}  # by outcome
         self.gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
         self.model_runs: dict[str, int] = {}  # by model; read from the cache when scraped
+        self.evictions: Mapping[str, int] = {}  # by reason; read from the store when scraped
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -143,6 +145,14 @@ class Metrics:
         for model, count in sorted(self.model_runs.items()):
             runs.add_metric([model], count)
         yield runs
+        evictions = CounterMetricFamily(
+            "cachegate_evictions",
+            "Entries evicted to keep a bound: max_entries, max_store_bytes, tenant_quota",
+            labels=["reason"],
+        )
+        for reason in EVICTION_REASONS:
+            evictions.add_metric([reason], self.evictions.get(reason, 0))
+        yield evictions
         for name, help_text in GAUGES.items():
             yield GaugeMetricFamily(name, help_text, value=self.gauges[name])
 

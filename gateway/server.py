@@ -84,6 +84,7 @@ DECISION_HEADERS = (
     "X-Cache-Namespace",
     "X-Cache-Mode",
     "X-Cache-Threshold",
+    "X-Cache-Tags",
 )
 DECISIONS_KEPT = 20_000
 # Endpoints whose stored answers say how many prompt tokens the provider's own prompt
@@ -519,6 +520,7 @@ class Gateway:
                 context_key=semantic.context_key if semantic else None,
                 text=semantic.text if semantic else None,
                 request=miss.raw if self.config.refresh_ahead.enabled else None,
+                tags=decision.tags,
             ),
             vector if semantic else None,
         )
@@ -827,6 +829,7 @@ class Gateway:
                             expires_at=stored + allowed.ttl,
                             prompt_tokens=tokens,
                             upstream_ms=upstream_ms / max(1, len(missing)),
+                            tags=controls.tags,
                         ),
                         None,
                     )

@@ -15,43 +15,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gateway.backends import LISTED, Changes, PurgeFilter, StoreUnavailable
+from gateway.backends import (
+    LISTED,
+    STORED_COLUMNS,
+    Changes,
+    PurgeFilter,
+    StoreLimits,
+    StoreUnavailable,
+    entry_of,
+    regexp,
+    stored_row,
+)
 from gateway.datadir import Complaints, set_aside
-from gateway.entries import Entry
+from gateway.entries import BodyCodec, Entry
 
 log = logging.getLogger("cachegate.store")
 HIT_FLUSH_SECONDS = 1.0
 # Bound on the entries kept by a store that could not open its file (held in memory).
 IN_MEMORY_MAX_BYTES = 256 * 2**20
 
-COLUMNS = (
-    "key",
-    "tenant",
-    "namespace",
-    "endpoint",
-    "model",
-    "body",
-    "checksum",
-    "created_at",
-    "expires_at",
-    "prompt_tokens",
-    "completion_tokens",
-    "upstream_ms",
-    "context_key",
-    "text",
-    "vector",
-    "hits",
-    "request",
-)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
@@ -79,6 +72,17 @@ CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires_at);
 CREATE INDEX IF NOT EXISTS entries_namespace ON entries (namespace);
 CREATE INDEX IF NOT EXISTS entries_model ON entries (model);
 """
+# Columns added since the first schema: added at start to files that lack them.
+ADDED_COLUMNS = {
+    "request": "BLOB",  # refresh-ahead's copy of the request body
+    "tags": "TEXT",
+    "compressed": "INTEGER NOT NULL DEFAULT 0",
+}
+# The order entries go in past a bound (StoreLimits.eviction); a tenant's, with the tenant
+# first, goes by an index of its own when a quota is set.
+# What a removal reads of each row it deletes: text as bytes, as a damaged row's may not be UTF-8.
+REMOVED = "rowid, CAST(key AS BLOB), size, CAST(tenant AS BLOB)"
+EVICTION_ORDER = {"lru": "last_used_at", "lfu": "hits, last_used_at", "ttl": "expires_at"}
 
 
 class StorageTrouble(Exception):
@@ -90,7 +94,31 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.create_function("regexp", 2, regexp, deterministic=True)  # X REGEXP Y (purges)
     return conn
+
+
+def text(value: bytes | None) -> str:
+    """A text column read as bytes (a damaged row's may not be UTF-8), decoded leniently."""
+    return bytes(value or b"").decode(errors="replace")
+
+
+def create_schema(conn: sqlite3.Connection, limits: StoreLimits) -> None:
+    """The entries table, its newer columns added to an older file, and the indexes the
+    eviction order needs."""
+    conn.executescript(SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE entries ADD COLUMN {name} {kind}")
+    order = EVICTION_ORDER[limits.eviction]
+    if limits.eviction == "lfu":
+        conn.execute(f"CREATE INDEX IF NOT EXISTS entries_lfu ON entries ({order})")
+    if limits.max_entries_per_tenant is not None:
+        conn.execute(
+            f"CREATE INDEX IF NOT EXISTS entries_tenant_{limits.eviction} "
+            f"ON entries (tenant, {order})"
+        )
 
 
 def damage(exc: sqlite3.Error) -> bool:
@@ -128,28 +156,22 @@ def open_sqlite(
     raise AssertionError("unreachable")
 
 
-def row_to_entry(row: tuple) -> Entry:
-    values = dict(zip(COLUMNS, row, strict=True))
-    return Entry(**values)
-
-
 def read_live_entries(path: Path, now: float) -> Iterator[Entry]:
     """Every intact entry of the file at `path` still fresh at `now`, read through a
     read-only connection (a gateway may be serving the file meanwhile)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    codec = BodyCodec(None)  # reads compressed bodies whatever the bound they were written at
     try:
         have = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
-        columns = [c if c in have else f"NULL AS {c}" for c in COLUMNS]  # an older file
+        columns = [c if c in have else f"NULL AS {c}" for c in STORED_COLUMNS]  # an older file
         rows = conn.execute(
             f"SELECT {', '.join(columns)} FROM entries WHERE expires_at > ? ORDER BY created_at",
             (now,),
         )
         for row in rows:
-            try:
-                entry = row_to_entry(row)
-            except TypeError:  # a damaged row: the gateway drops it when it reads it
-                continue
-            if entry.intact():
+            # None for a damaged row: the gateway drops it when it reads it.
+            entry = entry_of(dict(zip(STORED_COLUMNS, row, strict=True)), codec)
+            if entry is not None:
                 yield entry
     finally:
         conn.close()
@@ -160,24 +182,24 @@ class SqliteStore:
 
     available = True  # an embedded file does not go away; a shared store may (RedisStore)
 
-    def __init__(self, path: Path, max_entries: int, max_bytes: int) -> None:
+    def __init__(self, path: Path, limits: StoreLimits) -> None:
         self.path = path
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
+        self.limits = limits
+        self._codec = BodyCodec(limits.compress_min_bytes)
+        self.evictions: Counter[str] = Counter()  # by reason, for /metrics
         # Set by start(): whom to tell about evictions, and on which loop.
         self._changes: Changes | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="cachegate-store")
         self._complaints = Complaints(log)
+        # Entries and their stored bytes, in total and by tenant (for a tenant quota),
+        # kept by the writer thread as it writes.
         self.count, self.bytes = 0, 0
+        self._tenants: Counter[str] = Counter()
 
         def prepare(conn: sqlite3.Connection) -> None:
-            conn.executescript(SCHEMA)
-            if "request" not in {row[1] for row in conn.execute("PRAGMA table_info(entries)")}:
-                conn.execute("ALTER TABLE entries ADD COLUMN request BLOB")  # an older file
-            self.count, self.bytes = conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM entries"
-            ).fetchone()
+            create_schema(conn, limits)
+            self._recount(conn)
 
         try:
             self._write_conn, self._read_conn = open_sqlite(path, prepare)
@@ -193,12 +215,24 @@ class SqliteStore:
                 ":memory:", check_same_thread=False, isolation_level=None
             )
             prepare(self._write_conn)
-            self._max_bytes = min(max_bytes, IN_MEMORY_MAX_BYTES)
+            self.limits = dataclasses.replace(
+                limits, max_bytes=min(limits.max_bytes, IN_MEMORY_MAX_BYTES)
+            )
         self._pending: list[Entry] = []
         self._hits: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         self._flush_scheduled = False
         self._hits_flushed_at = 0.0
+
+    def _recount(self, conn: sqlite3.Connection) -> None:
+        self.count, self.bytes = conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM entries"
+        ).fetchone()
+        if self.limits.max_entries_per_tenant is not None:
+            rows = conn.execute(
+                "SELECT CAST(tenant AS BLOB), count(*) FROM entries GROUP BY tenant"
+            )
+            self._tenants = Counter({text(tenant): count for tenant, count in rows})
 
     async def start(self, changes: Changes, oldest_expiry: float) -> None:
         """Hand the cache every vector to index; nothing else writes this file."""
@@ -214,15 +248,15 @@ class SqliteStore:
         request goes upstream and stores a good one."""
         try:
             row = self._read_conn.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM entries WHERE key = ?", (key,)
+                f"SELECT {', '.join(STORED_COLUMNS)} FROM entries WHERE key = ?", (key,)
             ).fetchone()
             if row is None:
                 return None
-            entry = row_to_entry(row)
-            damaged = None if entry.intact() else "it failed its checksum"
+            entry = entry_of(dict(zip(STORED_COLUMNS, row, strict=True)), self._codec)
+            damaged = None if entry is not None else "its body does not unpack or check out"
         except (sqlite3.Error, TypeError) as exc:  # a text that is not UTF-8, a bad page
             damaged = str(exc)
-        if damaged is None:
+        if damaged is None and entry is not None:
             return entry
         self._complaints.say("read", "entry %s cannot be served (%s); dropping it", key, damaged)
         with contextlib.suppress(StoreUnavailable):  # not now: the next read drops it
@@ -306,28 +340,20 @@ class SqliteStore:
         if not pending and not hits:
             return
         conn = self._write_conn
-        count_before, bytes_before = self.count, self.bytes
+        before = self.count, self.bytes, self._tenants.copy()
+        evicted: list[tuple[str, str]] = []  # (key, reason)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for entry in pending:
-                old = conn.execute(
-                    "SELECT size FROM entries WHERE key = ?", (entry.key,)
-                ).fetchone()
-                conn.execute(
-                    f"INSERT OR REPLACE INTO entries ({', '.join(COLUMNS)}, last_used_at, size) "
-                    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})",
-                    (*(getattr(entry, c) for c in COLUMNS), entry.created_at, entry.size),
-                )
-                self.count += 0 if old else 1
-                self.bytes += entry.size - (old[0] if old else 0)
+            # The hits first: an eviction by use or by frequency counts them.
             conn.executemany(
                 "UPDATE entries SET hits = hits + ?, last_used_at = ? WHERE key = ?",
                 [(count, at, key) for key, (count, at) in hits.items()],
             )
-            evicted = self._evict(conn)
+            for entry in pending:
+                evicted += self._insert(conn, entry)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:  # a full or read-only disk, say: memory still has them
-            self.count, self.bytes = count_before, bytes_before
+            self.count, self.bytes, self._tenants = before
             self._rollback()
             self._complaints.say(
                 "write",
@@ -338,9 +364,10 @@ class SqliteStore:
             )
             return
         self._complaints.resolved("write", "%s is written again", self.path)
+        self.evictions.update(reason for _, reason in evicted)
         if evicted and self._changes is not None and self._loop is not None:
             # Evictions happen on the writer thread; the cache forgets on its loop.
-            self._loop.call_soon_threadsafe(self._changes.forget, evicted)
+            self._loop.call_soon_threadsafe(self._changes.forget, [key for key, _ in evicted])
 
     def _rollback(self) -> None:
         """End a failed write's transaction, or every later BEGIN would fail too."""
@@ -348,22 +375,75 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 self._write_conn.rollback()
 
-    def _evict(self, conn: sqlite3.Connection) -> list[str]:
-        """Least recently used entries past the count or size bound (inside the transaction)."""
-        evicted: list[str] = []
-        while self.count > self._max_entries or self.bytes > self._max_bytes:
-            excess = max(self.count - self._max_entries, 1)
-            rows = conn.execute(
-                "SELECT key, size FROM entries ORDER BY last_used_at LIMIT ?",
-                (min(max(excess, 64), 10000),),
-            ).fetchall()
-            if not rows:
-                break
-            conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k, _ in rows])
-            evicted += [k for k, _ in rows]
-            self.count -= len(rows)
-            self.bytes -= sum(s for _, s in rows)
+    def _insert(self, conn: sqlite3.Connection, entry: Entry) -> list[tuple[str, str]]:
+        """Write one entry (inside the transaction), first evicting exactly what the bounds
+        need to make room for it; returns the evicted (key, reason)."""
+        values, size = stored_row(entry, self._codec)
+        limits = self.limits
+        if size > limits.max_bytes:
+            return []  # it could never fit: keep the others rather than evict them all
+        old = conn.execute("SELECT size FROM entries WHERE key = ?", (entry.key,)).fetchone()
+        evicted: list[tuple[str, str]] = []
+        if old is None:
+            quota = limits.max_entries_per_tenant
+            if quota is not None and self._tenants[entry.tenant] >= quota:
+                excess = self._tenants[entry.tenant] - quota + 1
+                evicted += self._evict(conn, entry, "tenant_quota", count=excess)
+            if self.count >= limits.max_entries:
+                excess = self.count - limits.max_entries + 1
+                evicted += self._evict(conn, entry, "max_entries", count=excess)
+        over = self.bytes + size - (old[0] if old else 0) - limits.max_bytes
+        if over > 0:
+            evicted += self._evict(conn, entry, "max_store_bytes", freed=over)
+        conn.execute(
+            f"INSERT OR REPLACE INTO entries ({', '.join(STORED_COLUMNS)}, last_used_at, size) "
+            f"VALUES ({', '.join('?' * (len(STORED_COLUMNS) + 2))})",
+            (*values.values(), entry.created_at, size),
+        )
+        if old is None:
+            self.count += 1
+            self._tenants[entry.tenant] += 1
+        self.bytes += size - (old[0] if old else 0)
         return evicted
+
+    def _evict(
+        self,
+        conn: sqlite3.Connection,
+        entry: Entry,
+        reason: str,
+        count: int | None = None,
+        freed: int | None = None,
+    ) -> list[tuple[str, str]]:
+        """Remove the first `count` entries in eviction order, or the first that together
+        free `freed` bytes; never `entry` itself, and for a tenant quota only its tenant's."""
+        where, args = "key != ?", [entry.key]
+        if reason == "tenant_quota":
+            where, args = f"{where} AND tenant = ?", [*args, entry.tenant]
+        sql = (
+            f"SELECT {REMOVED} FROM entries WHERE {where} "
+            f"ORDER BY {EVICTION_ORDER[self.limits.eviction]}"
+        )
+        if count is not None:
+            rows = conn.execute(f"{sql} LIMIT ?", [*args, count]).fetchall()
+        else:
+            rows, total = [], 0
+            cursor = conn.execute(sql, args)
+            for row in cursor:
+                rows.append(row)
+                total += row[2]
+                if total >= (freed or 0):
+                    break
+            cursor.close()
+        conn.executemany("DELETE FROM entries WHERE rowid = ?", [(row[0],) for row in rows])
+        return [(key, reason) for key in self._removed([row[1:] for row in rows])]
+
+    def _removed(self, rows: list[tuple[bytes, int, bytes]]) -> list[str]:
+        """Count out deleted (key, size, tenant) rows; their keys."""
+        self.count -= len(rows)
+        self.bytes -= sum(size for _, size, _ in rows)
+        if self.limits.max_entries_per_tenant is not None:
+            self._tenants.subtract(text(tenant) for _, _, tenant in rows)
+        return [text(key) for key, _, _ in rows]
 
     async def delete(self, where: PurgeFilter, now: float) -> list[str]:
         """Remove matching entries; returns their keys."""
@@ -385,17 +465,13 @@ class SqliteStore:
         conn = self._write_conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            rows = conn.execute(
-                f"SELECT CAST(key AS BLOB), size FROM entries WHERE {clause}", args
-            ).fetchall()
-            conn.execute(f"DELETE FROM entries WHERE {clause}", args)
+            rows = conn.execute(f"SELECT {REMOVED} FROM entries WHERE {clause}", args).fetchall()
+            conn.executemany("DELETE FROM entries WHERE rowid = ?", [(row[0],) for row in rows])
             conn.execute("COMMIT")
         except sqlite3.Error:
             self._rollback()
             raise
-        self.count -= len(rows)
-        self.bytes -= sum(s for _, s in rows)
-        return [bytes(k).decode(errors="replace") for k, _ in rows]
+        return self._removed([row[1:] for row in rows])
 
     async def sweep(self, now: float, max_stale: float) -> list[str]:
         """Drop entries past their stale window (expired longer than `max_stale` ago)."""

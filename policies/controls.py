@@ -10,6 +10,8 @@ from typing import Literal
 
 Mode = Literal["semantic", "exact", "off"]
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
+TAG_PATTERN = re.compile(r"[A-Za-z0-9._:/@+-]{1,64}")
+MAX_TAGS = 16
 # A directive: up to a comma outside double quotes, so private="a, b" is one (RFC 9111,
 # 5.2). Linear: a header of 64 KiB is read in milliseconds, whatever its quotes.
 DIRECTIVE = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*"?)+')  # \" inside quotes is a quote
@@ -23,8 +25,11 @@ CONTROL_HEADERS = {
         "X-Cache-Namespace",
         "X-Cache-Mode",
         "X-Cache-Threshold",
+        "X-Cache-Tags",
     )
 }
+# Headers whose values are lists: lines sent more than once are one list (RFC 9110, 5.3).
+LIST_HEADERS = ("Cache-Control", "X-Cache-Tags")
 
 
 class ControlError(ValueError):
@@ -44,6 +49,7 @@ class Controls:
     namespace: str = "default"
     mode: Mode = "semantic"
     threshold: float | None = None  # X-Cache-Threshold, on the calibrated score
+    tags: tuple[str, ...] = ()  # X-Cache-Tags: stored with the answer, for purging by tag
 
 
 def _non_negative_number(header: str, text: str) -> float:
@@ -81,12 +87,34 @@ def valid_namespace(namespace: str) -> bool:
     return NAMESPACE_PATTERN.fullmatch(namespace) is not None
 
 
+def valid_tag(tag: str) -> bool:
+    return TAG_PATTERN.fullmatch(tag) is not None
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    """X-Cache-Tags: comma-separated tags, each once, in the order sent; a blank header
+    is no tags."""
+    if not text.strip():
+        return ()
+    tags = tuple(dict.fromkeys(tag.strip() for tag in text.split(",")))
+    for tag in tags:
+        if not valid_tag(tag):
+            raise ControlError(
+                "X-Cache-Tags",
+                f"{tag!r} is not a tag: use 1-64 characters from letters, digits and "
+                ". _ : / @ + -, tags separated by commas",
+            )
+    if len(tags) > MAX_TAGS:
+        raise ControlError("X-Cache-Tags", f"{len(tags)} tags; at most {MAX_TAGS} are kept")
+    return tags
+
+
 def control_headers(lines: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The control headers among a request's header lines, for parse_controls.
 
-    Cache-Control lines sent more than once are one list (RFC 9110, 5.3), so a no-store on
-    a second line counts; any other control header sent twice is a ControlError, as it
-    would be ambiguous which value applies.
+    Lines of a list header (Cache-Control, X-Cache-Tags) sent more than once are one list
+    (RFC 9110, 5.3), so a no-store on a second line counts; any other control header sent
+    twice is a ControlError, as it would be ambiguous which value applies.
     """
     found: dict[str, str] = {}
     for name, value in lines:
@@ -95,7 +123,7 @@ def control_headers(lines: Iterable[tuple[str, str]]) -> dict[str, str]:
             continue
         if header not in found:
             found[header] = value
-        elif header == "Cache-Control":
+        elif header in LIST_HEADERS:
             found[header] += f", {value}"
         else:
             raise ControlError(header, "it is sent more than once")
@@ -124,4 +152,5 @@ def parse_controls(headers: Mapping[str, str]) -> Controls:
         threshold = float(text)
         if not 0.0 <= threshold <= 1.0:
             raise ControlError("X-Cache-Threshold", f"{text!r} must be between 0 and 1")
-    return Controls(no_cache, no_store, max_age, ttl, namespace, mode, threshold)  # type: ignore[arg-type]
+    tags = parse_tags(headers.get("X-Cache-Tags", ""))
+    return Controls(no_cache, no_store, max_age, ttl, namespace, mode, threshold, tags)  # type: ignore[arg-type]

@@ -96,6 +96,7 @@ class Decision:
     ttl: float
     max_age: float | None
     semantic: SemanticQuery | None = field(default=None)
+    tags: tuple[str, ...] = ()  # stored with the answer; not part of any key
 
     @property
     def wire_form(self) -> tuple[bool, bool]:
@@ -312,6 +313,7 @@ def decide(
         ttl=allowed.ttl,
         max_age=controls.max_age,
         semantic=semantic,
+        tags=controls.tags,
     )
 
 

@@ -448,3 +448,22 @@ def test_the_entry_browser_and_latency_read_the_shared_store_and_ledger(replicas
         return sum(b["miss"]["requests"] for b in answer.json()["buckets"] if "miss" in b)
 
     assert poll(misses, 10) >= 1
+
+
+def test_purge_by_tag_reaches_every_replica(replicas):
+    a, b, c = replicas
+    tagged, paraphrase = question(tag())
+    untagged = f"What is the tallest mountain in Africa? {tag()}"
+    assert chat(a, tagged, {"X-Cache-Tags": "docs:v2"}).status == "MISS"
+    assert chat(a, untagged).status == "MISS"
+    for gw in (b, c):
+        poll(lambda gw=gw: hit(gw, paraphrase, "semantic"), 3)
+        assert hit(gw, tagged, "exact")  # in its memory LRU now too
+        assert hit(gw, untagged, "exact")
+
+    answer = httpx.post(f"{c.url}/cache/purge", headers=c.admin, json={"tag": "docs:v2"})
+    assert answer.json() == {"purged": 1}
+    for gw in (a, b, c):
+        poll(lambda gw=gw: chat(gw, tagged, NO_STORE).status == "MISS", 2)
+        assert chat(gw, paraphrase, NO_STORE).status == "MISS"
+        assert hit(gw, untagged, "exact"), "untagged entries stay"

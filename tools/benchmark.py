@@ -723,10 +723,12 @@ def fill_entries_db(data_dir: Path, count: int) -> None:
     import numpy as np
 
     from gateway.entries import Entry
-    from gateway.store import SqliteStore
+    from gateway.store import SqliteStore, StoreLimits
 
     async def fill() -> None:
-        store = SqliteStore(data_dir / "entries.db", 10 * count, 2**40)
+        store = SqliteStore(
+            data_dir / "entries.db", StoreLimits(max_entries=10 * count, max_bytes=2**40)
+        )
         rng = np.random.default_rng(7)
         now = time.time()
         for start in range(0, count, 10_000):

@@ -2,11 +2,15 @@
 
 Where things live (all under the prefix `cg:`; Redis 6 or later, no modules):
 
-    cg:e:<key>    hash: one entry (the columns of store.COLUMNS plus `size`); its Redis TTL
+    cg:e:<key>    hash: one entry (backends.STORED_COLUMNS plus `size`); its Redis TTL
                   ends `max_stale` after the entry expires, when nothing may serve it any more
     cg:index      sorted set: every entry key, scored by that deadline (ms); sweeps, purges,
                   listings and the start-up load walk it
-    cg:sizes      hash: key -> size, and cg:bytes their sum (the store's size bound)
+    cg:used       sorted set: every entry key by when it was last used (ms), for lru eviction
+    cg:freq       sorted set: every entry key by hits, then last use, for lfu eviction
+    cg:sizes      hash: key -> stored size, and cg:bytes their sum (the store's size bound)
+    cg:owners     hash: key -> tenant, and cg:tenants: tenant -> its entries (tenant quota)
+    cg:t:<tenant>:ttl|lru|lfu   one tenant's keys in each eviction order (tenant quota)
     cg:changes    stream of `add` (key, context_key, writer) and `remove` (keys) events;
                   every replica follows it to keep its memory LRU and FAISS index in step
     cg:ledger     stream: ledger rows (identical requests of a batch share one), every replica
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gateway.backends import StoreLimits
 from gateway.redis.ledger import RedisLedger
 from gateway.redis.link import RedisLink
 from gateway.redis.store import RedisStore
@@ -50,5 +55,5 @@ if TYPE_CHECKING:
 def open_redis(config: Config) -> tuple[RedisStore, RedisLedger]:
     """The store and the ledger of `config.backend` (redis://HOST:PORT/DB), on one link."""
     link = RedisLink(config.backend)
-    store = RedisStore(link, config.max_entries, config.max_store_bytes, config.max_stale)
+    store = RedisStore(link, StoreLimits.of(config), config.max_stale)
     return store, RedisLedger(link)

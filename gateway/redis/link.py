@@ -23,8 +23,13 @@ StreamEvent = tuple[bytes, dict[bytes, bytes]]
 
 ENTRY = "cg:e:"
 INDEX = "cg:index"
+USED = "cg:used"
+FREQ = "cg:freq"
 SIZES = "cg:sizes"
 BYTES = "cg:bytes"
+OWNERS = "cg:owners"
+TENANTS = "cg:tenants"
+TENANT = "cg:t:"
 CHANGES = "cg:changes"
 LEDGER = "cg:ledger"
 DAYS = "cg:days"  # the ledger's rolled-up days: JSON group -> JSON totals (ledger.DAY_*)

@@ -7,13 +7,23 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 from redis.exceptions import RedisError
 
-from gateway.backends import LISTED, Changes, PurgeFilter, StoreUnavailable
-from gateway.entries import Entry
+from gateway.backends import (
+    LISTED,
+    STORED_COLUMNS,
+    Changes,
+    PurgeFilter,
+    StoreLimits,
+    StoreUnavailable,
+    entry_of,
+    stored_row,
+)
+from gateway.entries import BodyCodec, Entry
 from gateway.redis.flights import SharedFlights
 from gateway.redis.link import (
     BLOCK_MS,
@@ -29,7 +39,6 @@ from gateway.redis.link import (
     stream_id,
 )
 from gateway.redis.scripts import HIT_LUA, PUT_LUA, REMOVE_LUA, SWEEP_LUA
-from gateway.store import COLUMNS
 
 log = logging.getLogger("cachegate.redis")
 
@@ -37,19 +46,17 @@ RETRY_SECONDS = 0.5
 BATCH = 1000  # keys per pipelined read or removal script
 
 FLOATS = frozenset({"created_at", "expires_at", "upstream_ms"})
-INTS = frozenset({"prompt_tokens", "completion_tokens", "hits", "size"})
+INTS = frozenset({"prompt_tokens", "completion_tokens", "hits", "size", "compressed"})
 BINARY = frozenset({"body", "vector", "request"})
-FILTERED = ("namespace", "model", "tenant", "created_at")
 
 
-def encode_entry(entry: Entry) -> list[Any]:
-    """HSET arguments (field, value, ...) of an entry; None values are left out."""
+def encode_entry(values: dict[str, Any], size: int) -> list[Any]:
+    """HSET arguments (field, value, ...) of stored_row's values; None values are left out."""
     fields: list[Any] = []
-    for name in COLUMNS:
-        value = getattr(entry, name)
+    for name, value in values.items():
         if value is not None:
             fields += [name, value]
-    return [*fields, "size", entry.size]
+    return [*fields, "size", size]
 
 
 def decode_value(name: str, raw: bytes) -> Any:
@@ -62,17 +69,17 @@ def decode_value(name: str, raw: bytes) -> Any:
     return raw.decode()
 
 
-def decode_entry(fields: dict[bytes, bytes]) -> Entry | None:
-    """The entry of an HGETALL reply, or None when the hash is not a whole entry."""
+def decode_entry(fields: dict[bytes, bytes], codec: BodyCodec) -> Entry | None:
+    """The entry of an HGETALL reply, or None when the hash is not a whole, intact entry."""
     try:
         values = {
             name: decode_value(name, fields[name.encode()])
-            for name in COLUMNS
+            for name in STORED_COLUMNS
             if name.encode() in fields
         }
-        return Entry(**values)
     except (TypeError, ValueError, UnicodeDecodeError):
         return None
+    return entry_of(values, codec)
 
 
 def decode_fields(names: Iterable[str], raw: list[bytes | None]) -> dict[str, Any]:
@@ -86,11 +93,12 @@ def decode_fields(names: Iterable[str], raw: list[bytes | None]) -> dict[str, An
 class RedisStore:
     """The entry store of the shared backend."""
 
-    def __init__(self, link: RedisLink, max_entries: int, max_bytes: int, max_stale: float):
+    def __init__(self, link: RedisLink, limits: StoreLimits, max_stale: float):
         self.link = link
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
+        self.limits = limits
+        self._codec = BodyCodec(limits.compress_min_bytes)
         self._max_stale = max_stale
+        self.evictions: Counter[str] = Counter()  # by reason, evicted by this replica's puts
         client = link.client
         self._put = client.register_script(PUT_LUA)
         self._remove = client.register_script(REMOVE_LUA)
@@ -98,7 +106,7 @@ class RedisStore:
         self._hit = client.register_script(HIT_LUA)
         self._flights = SharedFlights(link)
         self._pending: list[Entry] = []
-        self._hits: dict[str, int] = {}
+        self._hits: dict[str, tuple[int, float]] = {}  # key -> (count, last hit)
         self._writing: asyncio.Task | None = None
         self._changes: Changes | None = None
         self._follower: asyncio.Task | None = None
@@ -225,8 +233,8 @@ class RedisStore:
             return None
         if not fields:
             return None
-        entry = decode_entry(fields)
-        if entry is None or not entry.intact():
+        entry = decode_entry(fields, self._codec)
+        if entry is None:
             log.warning("entry %s is damaged in redis; deleting it", key)
             with contextlib.suppress(StoreUnavailable):
                 await self.delete(PurgeFilter(key=key), now=0)
@@ -271,8 +279,8 @@ class RedisStore:
                     pipe.hgetall(ENTRY + key)
                 replies = await pipe.execute()
             for fields in replies:
-                entry = decode_entry(fields) if fields else None
-                if entry is not None and entry.intact() and entry.expires_at > now:
+                entry = decode_entry(fields, self._codec) if fields else None
+                if entry is not None and entry.expires_at > now:
                     yield entry
 
     async def _fields(self, keys: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -303,7 +311,8 @@ class RedisStore:
 
     def hit(self, key: str, now: float) -> None:
         if self.link.up:
-            self._hits[key] = self._hits.get(key, 0) + 1
+            count, _ = self._hits.get(key, (0, now))
+            self._hits[key] = (count + 1, now)
             self._schedule()
 
     async def claim_refresh(self, key: str, expires_at: float) -> bool:
@@ -329,29 +338,40 @@ class RedisStore:
             while self._pending or self._hits:
                 pending, self._pending = self._pending, []
                 hits, self._hits = self._hits, {}
+                # An entry larger than the store could never fit: the rest are kept instead.
+                rows = [stored_row(entry, self._codec) for entry in pending]
+                rows = [(v, size) for v, size in rows if size <= self.limits.max_bytes]
                 async with self.link.client.pipeline(transaction=False) as pipe:
-                    for entry in pending:
-                        await self._put(args=self._put_args(entry), client=pipe)
-                    for key, count in hits.items():
-                        await self._hit(args=[key, count], client=pipe)
-                    await pipe.execute()
+                    for values, size in rows:
+                        await self._put(args=self._put_args(values, size), client=pipe)
+                    for key, (count, at) in hits.items():
+                        await self._hit(args=[key, count, int(at * 1000)], client=pipe)
+                    replies = await pipe.execute()
+                for _, reasons in replies[: len(rows)]:
+                    self.evictions.update(reason.decode() for reason in reasons)
         except RedisError as exc:
             self.link.failed(exc)
             self._pending, self._hits = [], {}
         finally:
             self._writing = None
 
-    def _put_args(self, entry: Entry) -> list[Any]:
-        deadline_ms = int((entry.expires_at + self._max_stale) * 1000)
+    def _put_args(self, values: dict[str, Any], size: int) -> list[Any]:
+        deadline_ms = int((values["expires_at"] + self._max_stale) * 1000)
+        limits = self.limits
         return [
-            entry.key,
+            values["key"],
             deadline_ms,
-            entry.size,
-            self._max_entries,
-            self._max_bytes,
+            size,
+            limits.max_entries,
+            limits.max_bytes,
             self.link.writer,
-            entry.context_key or "",
-            *encode_entry(entry),
+            values["context_key"] or "",
+            values["tenant"],
+            limits.max_entries_per_tenant or 0,
+            limits.eviction,
+            int(values["created_at"] * 1000),  # its last use: when it was stored
+            values["hits"],
+            *encode_entry(values, size),
         ]
 
     async def flush(self) -> None:
@@ -372,7 +392,7 @@ class RedisStore:
                 batches = self._index_batches()
             matched: list[str] = []
             async for keys in batches:
-                rows = await self._fields(keys, FILTERED)
+                rows = await self._fields(keys, where.columns)
                 matched += [
                     key
                     for key, row in zip(keys, rows, strict=True)
