@@ -144,7 +144,8 @@ def cmd_purge(args: argparse.Namespace) -> None:
 
     from gateway import datadir
     from gateway.admin import purge_filter
-    from gateway.store import SqliteStore, StoreLimits
+    from gateway.backends import StoreLimits
+    from gateway.store import SqliteStore
 
     fields = {
         "all": args.all,

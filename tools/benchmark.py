@@ -722,8 +722,9 @@ def fill_entries_db(data_dir: Path, count: int) -> None:
     """`count` semantic entries in one partition, written through the store API."""
     import numpy as np
 
+    from gateway.backends import StoreLimits
     from gateway.entries import Entry
-    from gateway.store import SqliteStore, StoreLimits
+    from gateway.store import SqliteStore
 
     async def fill() -> None:
         store = SqliteStore(
