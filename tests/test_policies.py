@@ -260,6 +260,7 @@ def test_decide_never_raises_anything_but_request_error(body):
                 "X-Cache-Mode",
                 "X-Cache-Namespace",
                 "X-Cache-Threshold",
+                "X-Cache-Tags",
             ]
         ),
         st.text(max_size=20),
@@ -271,6 +272,27 @@ def test_parse_controls_raises_only_control_errors_naming_the_header(headers):
     except ControlError as exc:
         assert exc.header in headers
         assert exc.header in str(exc)
+
+
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}]}
+tag_names = st.text(alphabet="abcXYZ019._:/@+-", min_size=1, max_size=64)
+
+
+@given(st.lists(tag_names, max_size=16), st.sampled_from([",", ", ", " , "]))
+def test_tags_are_read_back_in_order_each_once(tags, separator):
+    controls = parse_controls({"X-Cache-Tags": separator.join(tags)})
+    assert controls.tags == tuple(dict.fromkeys(tags))
+    assert decide_for(BODY, tags=controls.tags).key == decide_for(BODY).key
+
+
+@given(st.text(max_size=80))
+def test_any_tags_header_is_read_or_refused_by_name(text):
+    try:
+        tags = parse_controls({"X-Cache-Tags": text}).tags
+    except ControlError as exc:
+        assert exc.header == "X-Cache-Tags"
+        return
+    assert len(tags) <= 16 and all(re.fullmatch(r"[A-Za-z0-9._:/@+-]{1,64}", t) for t in tags)
 
 
 def test_parse_controls_reads_cache_control():
