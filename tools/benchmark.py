@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -757,6 +758,116 @@ def fill_entries_db(data_dir: Path, count: int) -> None:
     asyncio.run(fill())
 
 
+# -- compression -------------------------------------------------------------------------------
+COMPRESSION_ANSWERS = 300
+
+
+def chat_answers(texts: list[str], count: int, seed: int = 11) -> list[bytes]:
+    """`count` chat.completion bodies of 1-4 KB as OpenAI sends them: an opening line,
+    paragraphs and a bulleted list of human-written sentences (Quora questions, the bench's
+    only prose), the usual id, fingerprint and usage around them."""
+    import random
+
+    import orjson
+
+    rng = random.Random(seed)
+    answers = []
+    for i in range(count):
+        target = rng.randint(1000, 4000)
+        parts = [f"Here is a short answer to your question about {rng.choice(texts)[:60]}"]
+        while sum(map(len, parts)) < target - 600:
+            if rng.random() < 0.3:
+                parts.append("\n".join(f"- {rng.choice(texts)}" for _ in range(3)))
+            else:
+                parts.append(" ".join(rng.choice(texts) for _ in range(rng.randint(2, 5))))
+        content = "\n\n".join(parts)
+        answers.append(
+            orjson.dumps(
+                {
+                    "id": f"chatcmpl-{rng.getrandbits(96):024x}",
+                    "object": "chat.completion",
+                    "created": 1764633600 + i,
+                    "model": "gpt-4o-mini-2024-07-18",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": content, "refusal": None},
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": rng.randint(12, 200),
+                        "completion_tokens": len(content) // 4,
+                        "total_tokens": len(content) // 4 + 200,
+                        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+                    },
+                    "service_tier": "default",
+                    "system_fingerprint": f"fp_{rng.getrandbits(40):010x}",
+                }
+            )
+        )
+    return answers
+
+
+def measure_compression(pairs_file: Path = PAIRS_FILE) -> dict[str, Any]:
+    """Bytes per stored entry with compression off and at the default bound, on realistic
+    chat answers, as the stores count them (body, compared text, 384-float vector, overhead)."""
+    import numpy as np
+
+    from gateway.entries import BodyCodec, Entry
+    from gateway.store import StoreLimits, stored_row
+
+    with pairs_file.open() as lines:
+        read = (json.loads(line)["text_a"].strip() for line in itertools.islice(lines, 5000))
+        texts = [text for text in read if text]
+    bodies = chat_answers(texts, COMPRESSION_ANSWERS)
+    rng = np.random.default_rng(3)
+    entries = [
+        Entry(
+            key=f"{i:032x}",
+            tenant="t_bench",
+            namespace="default",
+            endpoint="chat",
+            model=MODEL,
+            body=body,
+            created_at=0.0,
+            expires_at=86400.0,
+            text=texts[i],
+            vector=random_unit_vectors(rng, 1, INDEX_DIM)[0].tobytes(),
+        )
+        for i, body in enumerate(bodies)
+    ]
+    bound = StoreLimits().compress_min_bytes
+    result: dict[str, Any] = {
+        "answers": len(bodies),
+        "answer_bytes_min": min(map(len, bodies)),
+        "answer_bytes_max": max(map(len, bodies)),
+        "compress_min_bytes": bound,
+    }
+    for name, codec in (("plain", BodyCodec(None)), ("zstd", BodyCodec(bound))):
+        started = time.perf_counter()
+        rows = [stored_row(entry, codec) for entry in entries]
+        pack_us = (time.perf_counter() - started) / len(entries) * 1e6
+        result[f"{name}_body_bytes_per_entry"] = sum(len(v["body"]) for v, _ in rows) / len(rows)
+        result[f"{name}_stored_bytes_per_entry"] = sum(size for _, size in rows) / len(rows)
+        result[f"{name}_pack_us"] = pack_us
+    return result
+
+
+def compression_line(result: dict[str, Any]) -> str:
+    return (
+        f"compression: {result['answers']} chat answers of {result['answer_bytes_min']:,}-"
+        f"{result['answer_bytes_max']:,} B stored at {result['zstd_body_bytes_per_entry']:,.0f} B "
+        f"a body instead of {result['plain_body_bytes_per_entry']:,.0f} "
+        f"({result['zstd_body_bytes_per_entry'] / result['plain_body_bytes_per_entry']:.0%}); "
+        f"with the compared text and vector {result['zstd_stored_bytes_per_entry']:,.0f} B an "
+        f"entry instead of {result['plain_stored_bytes_per_entry']:,.0f}; "
+        f"{result['zstd_pack_us']:.0f} us to pack one"
+    )
+
+
 def wait_for_line(gateway: GatewayProcess, line: re.Pattern[str], since: float) -> float | None:
     """Seconds from `since` until the gateway's log has `line`, or None if not within
     INDEX_BUILD_BUDGET_SECONDS."""
@@ -1458,6 +1569,7 @@ def run_bench(args: argparse.Namespace) -> None:
     results = Results()
     index_results: list[dict[str, Any]] = []
     startup: dict[str, Any] | None = None
+    compression: dict[str, Any] | None = None
     began = time.monotonic()
     keep_logs = False
     try:
@@ -1468,6 +1580,12 @@ def run_bench(args: argparse.Namespace) -> None:
             startup = measure_startup(work, plan.startup_entries, env)
         except Exception as exc:  # a figure that failed is reported, not the run lost
             startup = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+        try:
+            compression = measure_compression()
+            say(f"  {compression_line(compression)}")
+            notes.append(compression_line(compression))
+        except Exception as exc:  # as for start-up: reported, not the run lost
+            compression = {"error": f"{type(exc).__name__}: {exc}"[:200]}
     except KeyboardInterrupt:
         say("\ncachegate bench: interrupted; every process it started has been stopped")
         raise SystemExit(130) from None
@@ -1511,6 +1629,7 @@ def run_bench(args: argparse.Namespace) -> None:
             "facts": results.facts,
             "index_scale": index_results,
             "startup": startup,
+            "compression": compression,
             "notes": notes,
         }
         path = Path(args.json)
