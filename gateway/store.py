@@ -402,7 +402,8 @@ class SqliteStore:
         )
         if old is None:
             self.count += 1
-            self._tenants[entry.tenant] += 1
+            if limits.max_entries_per_tenant is not None:
+                self._tenants[entry.tenant] += 1
         self.bytes += size - (old[0] if old else 0)
         return evicted
 
