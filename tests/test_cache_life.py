@@ -165,6 +165,24 @@ def test_eviction_removes_only_what_the_bound_needs(on_backend):
     assert evictions(gw) == {"max_entries": 3, "max_store_bytes": 0, "tenant_quota": 0}
 
 
+def test_a_size_bound_evicts_only_what_it_needs(on_backend):
+    run = tag()
+    prompts = [f"Size-bound question {i:02d} {run}" for i in range(6)]  # entries of one size
+    probe = on_backend()
+    assert status(probe, prompts[0]) == "MISS"
+    poll(lambda: entries(probe) == 1, 5)
+    listed = httpx.get(f"{probe.url}/cache/entries", headers=probe.admin).json()["data"]
+    size = listed[0]["size"]
+    assert purge(probe, all=True).json() == {"purged": 1}
+
+    gw = on_backend({"CACHEGATE_MAX_STORE_BYTES": str(3 * size + size // 2)})
+    for count, prompt in enumerate(prompts, 1):
+        assert status(gw, prompt) == "MISS"
+        poll(lambda count=count: entries(gw) == min(count, 3), 5)
+    assert [status(gw, p, NO_STORE) for p in prompts] == ["MISS"] * 3 + ["HIT"] * 3
+    assert evictions(gw) == {"max_entries": 0, "max_store_bytes": 3, "tenant_quota": 0}
+
+
 def test_a_tenant_at_its_quota_evicts_only_its_own_entries(on_backend):
     gw = on_backend({"CACHEGATE_MAX_ENTRIES_PER_TENANT": "2"})
     run = tag()
