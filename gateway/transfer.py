@@ -25,6 +25,7 @@ import numpy as np
 from gateway import datadir
 from gateway.config import Config
 from gateway.entries import Entry
+from policies.controls import MAX_TAGS, valid_tag
 
 EMBED_BATCH = 64
 
@@ -40,7 +41,7 @@ def entry_record(entry: Entry) -> dict[str, Any]:
         "namespace": entry.namespace,
         "endpoint": entry.endpoint,
         "model": entry.model,
-        "tags": [],  # none stored yet
+        "tags": list(entry.tags),
         "created_at": entry.created_at,
         "expires_at": entry.expires_at,
         "request": request,
@@ -77,11 +78,14 @@ def record_entry(record: Any) -> Entry:
             text=str(request["text"]) if request.get("text") else None,
             hits=int(record.get("hits") or 0),
             request=json.dumps(body, separators=(",", ":")).encode() if body else None,
+            tags=tuple(str(tag) for tag in record.get("tags") or ()),
         )
     except KeyError as exc:
         raise ValueError(f"no {exc.args[0]!r}") from None
     except (AttributeError, TypeError, ValueError) as exc:
         raise ValueError(f"a field has the wrong type ({exc})") from None
+    if not all(map(valid_tag, entry.tags)) or len(entry.tags) > MAX_TAGS:
+        raise ValueError(f"'tags' must be at most {MAX_TAGS} tags as X-Cache-Tags takes them")
     if (entry.text is None) != (entry.context_key is None):
         raise ValueError("'request' needs both 'text' and 'context_key', or neither")
     return entry
@@ -114,7 +118,7 @@ async def export(
     """Write the live entries (of one namespace, with one tag, when given); how many."""
     written = 0
     async for entry in live_entries(config, now):
-        if (namespace and entry.namespace != namespace) or tag:
+        if (namespace and entry.namespace != namespace) or (tag and tag not in entry.tags):
             continue
         out.write(json.dumps(entry_record(entry), ensure_ascii=False) + "\n")
         written += 1

@@ -3,6 +3,8 @@ by tag and by prompt, eviction orders and tenant quotas, compressed storage."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
 import sqlite3
@@ -12,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import httpx2 as httpx
 import pytest
-from conftest import Gateway
+from conftest import FAST_SEMANTIC, Gateway
 from test_redis import NO_STORE, RedisServer, chat, poll, question
 
 from tools.processes import CACHEGATE, REPO
@@ -285,3 +287,29 @@ def test_a_tagged_paraphrase_is_purged_with_its_entry(make_gateway):
     poll(lambda: chat(gw, paraphrase, NO_STORE).tier == "semantic", 5)
     assert purge(gw, tag="docs:v2").json() == {"purged": 1}
     assert chat(gw, paraphrase, NO_STORE).status == "MISS"
+
+
+def test_tags_and_compressed_answers_survive_export_and_import(make_gateway, tmp_path):
+    source = make_gateway()
+    long, short = long_prompt(7), f"A short tagged question {tag()}"
+    assert status(source, long, {"X-Cache-Tags": "docs:v2,faq"}) == "MISS"
+    assert status(source, short, {"X-Cache-Tags": "docs:v2"}) == "MISS"
+    assert status(source, f"An untagged question {tag()}") == "MISS"
+    poll(lambda: entries(source) == 3, 5)
+
+    env = {**os.environ, **FAST_SEMANTIC}
+    run = [*CACHEGATE, "export", "--data-dir", str(source.data_dir), "--tag", "docs:v2"]
+    out = subprocess.run(run, capture_output=True, text=True, cwd=REPO, env=env, check=True)
+    exported = [json.loads(line) for line in out.stdout.splitlines()]
+    assert sorted(tuple(line["tags"]) for line in exported) == [("docs:v2",), ("docs:v2", "faq")]
+    assert any(long in line["response"]["choices"][0]["message"]["content"] for line in exported)
+    path = tmp_path / "tagged.jsonl"
+    path.write_text(out.stdout)
+    copy_dir = tmp_path / "copy"
+    run = [*CACHEGATE, "import", str(path), "--data-dir", str(copy_dir)]
+    subprocess.run(run, capture_output=True, text=True, cwd=REPO, env=env, check=True)
+
+    copy = make_gateway(data_dir=copy_dir)
+    assert [status(copy, p, NO_STORE) for p in (long, short)] == ["HIT", "HIT"]
+    assert purge(copy, tag="faq").json() == {"purged": 1}
+    assert [status(copy, p, NO_STORE) for p in (long, short)] == ["MISS", "HIT"]
