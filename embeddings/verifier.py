@@ -79,6 +79,11 @@ class Calibration:
         ) / self.cosine_weight
 
 
+def shipped_threshold(calibration: Path = MODELS_DIR / "verifier.json") -> float:
+    """The calibrated default threshold, read without loading the model."""
+    return float(json.loads(calibration.read_text())["default_threshold"])
+
+
 class CrossEncoderVerifier:
     """Scores (new text, cached text) pairs; thread-safe (onnxruntime sessions are)."""
 

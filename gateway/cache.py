@@ -92,11 +92,25 @@ class MemoryLRU:
         return len(self._entries)
 
 
+@dataclass(frozen=True, slots=True)
+class MissReason:
+    """Why a lookup found nothing to serve, as the ledger records it (INTERFACE.md)."""
+
+    reason: str  # no_entry | no_candidate | guard_veto | below_threshold | exact_only | expired
+    detail: str | None = None  # which guard, which exact-only policy, or ttl | max-age
+    score: float | None = None  # the calibrated score of the candidate that was scored
+
+
+NO_ENTRY = MissReason("no_entry")
+NO_CANDIDATE = MissReason("no_candidate")
+
+
 @dataclass(slots=True)
 class SemanticResult:
     entry: Entry | None  # the verified match, if any
     score: float | None  # its calibrated score
     vector: np.ndarray | None  # the request's embedding, reused when its answer is stored
+    why: MissReason | None = None  # why there is no match
 
 
 class Cache:
@@ -165,10 +179,6 @@ class Cache:
                 self.memory.put(entry)
         return entry
 
-    async def exact(self, key: str, now: float, max_age: float | None) -> Entry | None:
-        entry = await self.get(key)
-        return entry if entry is not None and entry.fresh(now, max_age) else None
-
     async def embed(self, text: str) -> np.ndarray:
         assert self._embed is not None, "no embedder is loaded"
         with self._tracing.span("embedding"):
@@ -197,7 +207,7 @@ class Cache:
         """
         assert self._embed is not None and self.index is not None
         if not self.index.holds(query.context_key):
-            return SemanticResult(None, None, None)
+            return SemanticResult(None, None, None, NO_ENTRY)
         asked = digest(query.context_key, query.text)
         known = self._verdicts.get(asked)
         if known is not None and known[1] >= query.threshold:
@@ -207,16 +217,27 @@ class Cache:
         vector = await self.embed(query.text)
         floor = self.cosine_floor(query.threshold)
         prompt = decompose(query.text)
+        # Why this misses: what stopped the nearest candidate looked at, or the score of
+        # the one the verifier scored (which the threshold what-if reads).
+        why: MissReason | None = None
         for key, cosine in self.index.search(query.context_key, vector):
             if cosine < self._semantic.cosine_floor:
                 break
             entry = await self.get(key)
             if not servable(entry, now, max_age):
+                if entry is not None and entry.text is not None:
+                    why = why or MissReason("expired", entry.too_old(now))
                 continue
             assert entry is not None and entry.text is not None  # servable says so
             verdict = judge(prompt, self.prompt(entry.text))
+            if verdict.guard is not None:
+                why = why or MissReason("guard_veto", verdict.guard)
+                continue
             # Under `floor` only the same request can answer: no verdict could lift it.
-            if verdict.guard is not None or (cosine < floor and not verdict.same):
+            if cosine < floor and not verdict.same:
+                # Without a cross-encoder its cosine is its score.
+                unverified = round(cosine, 4) if self._verify is None else None
+                why = why or MissReason("below_threshold", score=unverified)
                 continue
             # The same request but for greetings, thanks, case and the like: its answer is
             # right by construction (score 1), whatever the models would make of the noise.
@@ -234,8 +255,9 @@ class Cache:
             if score >= query.threshold:
                 remember(self._verdicts, asked, (entry.key, score), VERDICTS_KEPT)
                 return SemanticResult(entry, score, vector)
+            why = MissReason("below_threshold", score=score)
             break
-        return SemanticResult(None, None, vector)
+        return SemanticResult(None, None, vector, why or NO_CANDIDATE)
 
     def prompt(self, text: str) -> Prompt:
         """A stored text taken apart (policies/prompts.py), kept: it is asked again and again."""

@@ -135,6 +135,73 @@ def print_stats_table(result: dict[str, Any]) -> None:
         print(f"unpriced models (counted at $0): {unpriced}")
 
 
+def cmd_analyze(args: argparse.Namespace) -> None:
+    """The ledger and the entries, read as they are (also while a gateway serves them)."""
+    from gateway.analysis import Settings, analyze, read_ledger, render, summarize_entries
+
+    config = config_from(args, backend=args.backend)
+    now = time.time()
+    conn = open_ledger(config)
+    try:
+        rows = read_ledger(conn, args.since, now)
+    except ValueError as exc:
+        raise SystemExit(f"cachegate: {exc}") from None
+    entries = read_entries(config)
+    report = analyze(
+        rows,
+        None if entries is None else summarize_entries(entries, now),
+        Settings(semantic_threshold(config), config.default_ttl, config.memory_bytes),
+        args.since,
+        now,
+    )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(render(report, printable))
+
+
+def read_entries(config: Config) -> list[tuple[int, int, float]] | None:
+    """(hits, size, expires_at) of every stored entry; None where there is no store yet."""
+    if config.backend != "sqlite":
+        import asyncio
+
+        from redis.exceptions import RedisError
+
+        from gateway.redis.store import read_entry_fields
+
+        try:
+            return asyncio.run(read_entry_fields(config.backend))
+        except (RedisError, ValueError) as exc:
+            raise SystemExit(
+                f"cachegate: cannot read the entries in {config.backend}: {exc}"
+            ) from None
+    path = config.data_dir / "entries.db"
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT hits, size, expires_at FROM entries").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise SystemExit(f"cachegate: cannot read the entries in {path}: {exc}") from None
+
+
+def semantic_threshold(config: Config) -> float:
+    """The threshold requests get unless they send X-Cache-Threshold, without loading the
+    models: the configured one, or the verifier's calibrated default."""
+    if config.semantic.threshold is not None:
+        return config.semantic.threshold
+    if config.semantic.verifier == "cosine":
+        from gateway.app import COSINE_DEFAULT_THRESHOLD
+
+        return COSINE_DEFAULT_THRESHOLD
+    from embeddings.verifier import shipped_threshold
+
+    return shipped_threshold()
+
+
 def cmd_purge(args: argparse.Namespace) -> None:
     """Purge through the running gateway that holds the entries (so its memory forgets
     too): with SQLite, the one serving the data dir; with Redis, any replica at the
@@ -348,7 +415,17 @@ def parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "--by",
         default=None,
-        choices=["model", "tenant", "namespace", "tier", "day", "hour", "status", "endpoint"],
+        choices=[
+            "model",
+            "tenant",
+            "namespace",
+            "tier",
+            "day",
+            "hour",
+            "status",
+            "endpoint",
+            "reason",
+        ],
         help="split into groups",
     )
     stats.add_argument("--json", action="store_true", help="JSON for scripts")
@@ -358,6 +435,20 @@ def parser() -> argparse.ArgumentParser:
         help="read the ledger of this backend: sqlite (default) or redis://HOST:PORT/DB",
     )
     stats.set_defaults(run=cmd_stats)
+
+    analyze = commands.add_parser(
+        "analyze",
+        help="why requests missed, what another threshold or TTL would give, what to change",
+    )
+    add_data_dir(analyze)
+    analyze.add_argument(
+        "--backend",
+        default=None,
+        help="read this backend: sqlite (default) or redis://HOST:PORT/DB",
+    )
+    analyze.add_argument("--since", default="7d", help="window: 24h, 7d, or all (default 7d)")
+    analyze.add_argument("--json", action="store_true", help="JSON for scripts")
+    analyze.set_defaults(run=cmd_analyze)
 
     purge = commands.add_parser("purge", help="remove cached entries")
     add_data_dir(purge)

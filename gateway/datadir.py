@@ -162,10 +162,10 @@ def set_aside(path: Path, why: str) -> Path | None:
 
 
 class Complaints:
-    """A storage problem logged once a minute, not once a request: a full disk would
-    otherwise fill the log (and the disk) with the same line. A disk that is nearly full
-    takes some writes and refuses others; the line that it works again is rate-limited
-    the same way, so even that flapping is two lines a minute."""
+    """A problem logged once a minute, not once a request: a full disk (or an upstream
+    that is down) would otherwise fill the log (and the disk) with the same line. A disk
+    that is nearly full takes some writes and refuses others; the line that it works again
+    is rate-limited the same way, so even that flapping is two lines a minute."""
 
     def __init__(self, logger: logging.Logger, every: float = COMPLAINT_SECONDS) -> None:
         self._log = logger

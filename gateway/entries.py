@@ -52,6 +52,10 @@ class Entry:
     def fresh(self, now: float, max_age: float | None) -> bool:
         return now < self.expires_at and (max_age is None or self.age(now) <= max_age)
 
+    def too_old(self, now: float) -> str:
+        """Why an entry that is not fresh is not: its TTL ran out, or the request's max-age."""
+        return "ttl" if now >= self.expires_at else "max-age"
+
     def intact(self) -> bool:
         return self.checksum == body_checksum(self.body)
 

@@ -55,7 +55,12 @@ CREATE TABLE IF NOT EXISTS requests (
     key TEXT,                       -- exact key of the entry served or stored
     prompt TEXT,                    -- the compared text (first 200 chars), for top-prompt reports
     requests INTEGER NOT NULL DEFAULT 1, -- identical requests (one batch, one second) it counts
-    request_key TEXT                -- REPORTED: the exact key of the request it was served to
+    request_key TEXT,               -- REPORTED: the exact key of the request it was served to
+    -- Why a request that read the cache missed (INTERFACE.md): no_entry | no_candidate |
+    -- guard_veto | below_threshold | exact_only | expired
+    reason TEXT,
+    detail TEXT,                    -- which guard, which exact-only policy, ttl | max-age
+    score REAL                      -- calibrated score of the candidate a miss scored
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 -- Rows older than ledger_retention_days, rolled up: one row per UTC day and group, its
@@ -79,7 +84,8 @@ CREATE TABLE IF NOT EXISTS day_totals (
     PRIMARY KEY (ts, tenant, namespace, endpoint, model, status, tier, priced)
 );
 """
-# What stats read: the recent rows and the rolled-up days, as one table.
+# What stats read: the recent rows and the rolled-up days, as one table (rolled-up days
+# keep no miss reasons: their misses group as `miss` by reason).
 DAY_GROUP = ("tenant", "namespace", "endpoint", "model", "status", "tier", "priced")
 DAY_SUMS = (
     "requests",
@@ -91,9 +97,9 @@ DAY_SUMS = (
     "bytes",
 )
 LEDGER_ROWS = (
-    f"(SELECT ts, {', '.join(DAY_GROUP)}, {', '.join(DAY_SUMS)} FROM requests "
+    f"(SELECT ts, {', '.join(DAY_GROUP)}, {', '.join(DAY_SUMS)}, reason FROM requests "
     f"UNION ALL SELECT ts, {', '.join(DAY_GROUP[:5])}, nullif(tier, ''), priced, "
-    f"{', '.join(DAY_SUMS)} FROM day_totals)"
+    f"{', '.join(DAY_SUMS)}, NULL FROM day_totals)"
 )
 ROLL_UP_SQL = f"""
 INSERT INTO day_totals (ts, {", ".join(DAY_GROUP)}, {", ".join(DAY_SUMS)})
@@ -136,7 +142,11 @@ class Record(NamedTuple):
     http_status: int
     key: str | None
     prompt: str | None
+    # Fields added later go last: the Redis ledger reads older, shorter rows by position.
     request_key: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    score: float | None = None
 
 
 COLUMNS = list(Record._fields)
@@ -182,6 +192,7 @@ GROUPS = {
     "tier": "coalesce(tier, lower(status))",
     "status": "status",
     "endpoint": "endpoint",
+    "reason": "coalesce(reason, lower(status))",
     "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
     "hour": "strftime('%Y-%m-%dT%H:00', ts, 'unixepoch')",
 }
@@ -343,30 +354,36 @@ def query_latency(
     }
 
 
+# Columns added since the first ledgers: (name, type, the value older rows read as).
+ADDED_COLUMNS = (
+    ("requests", "INTEGER NOT NULL DEFAULT 1", "1"),
+    ("request_key", "TEXT", "NULL"),
+    ("reason", "TEXT", "NULL"),
+    ("detail", "TEXT", "NULL"),
+    ("score", "REAL", "NULL"),
+)
+
+
 def create_schema(conn: sqlite3.Connection) -> None:
-    """The requests and day_totals tables, including on a ledger written before rows
-    counted requests or kept the request key of a reported answer."""
+    """The requests and day_totals tables, including on a ledger written before some
+    columns of requests existed."""
     conn.executescript(SCHEMA)
-    if not counts_requests(conn):
-        conn.execute("ALTER TABLE requests ADD COLUMN requests INTEGER NOT NULL DEFAULT 1")
-    if "request_key" not in columns(conn):
-        conn.execute("ALTER TABLE requests ADD COLUMN request_key TEXT")
+    for name, kind, _ in missing_columns(conn):
+        conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
 
 
-def columns(conn: sqlite3.Connection) -> set[str]:
-    return {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
-
-
-def counts_requests(conn: sqlite3.Connection) -> bool:
-    return "requests" in columns(conn)
+def missing_columns(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    present = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    return [column for column in ADDED_COLUMNS if column[0] not in present]
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
-    """The ledger for queries only; one no gateway has opened since rows counted requests
-    reads as one request a row (a temporary view, the file untouched)."""
+    """The ledger for queries only; one no gateway has opened since a column was added
+    reads with that column's old value (a temporary view, the file untouched)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    if not counts_requests(conn):
-        conn.execute("CREATE TEMP VIEW requests AS SELECT *, 1 AS requests FROM main.requests")
+    if missing := missing_columns(conn):
+        added = ", ".join(f"{value} AS {name}" for name, _, value in missing)
+        conn.execute(f"CREATE TEMP VIEW requests AS SELECT *, {added} FROM main.requests")
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'day_totals'").fetchone():
         # A ledger from before roll-ups: no day rolled up (the shape from SCHEMA, empty).
         table = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS day_totals") :]

@@ -66,6 +66,7 @@ class Metrics:
         self.tokens: Counter[tuple[str, str]] = Counter()  # (saved|spent, prompt|completion)
         self.usd: defaultdict[str, float] = defaultdict(float)  # saved | spent
         self.reported_bad: Counter[str] = Counter()  # by the tier the answer came from
+        self.misses: Counter[str] = Counter()  # by reason (the ledger's `reason`)
         self.latency: dict[str, Latency] = {}  # by outcome
         self.gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
         self.model_runs: dict[str, int] = {}  # by model; read from the cache when scraped
@@ -83,6 +84,8 @@ class Metrics:
             outcome, account = "hit", "saved"
         elif status in PAID_STATUSES:
             outcome, account = "miss", "spent"
+            if record.reason is not None:
+                self.misses[record.reason] += 1
         else:
             outcome, account = status.lower(), None
         if account is not None:
@@ -112,6 +115,12 @@ class Metrics:
             for part in ("prompt", "completion"):
                 tokens.add_metric([part], self.tokens[kind, part])
             yield tokens
+        misses = CounterMetricFamily(
+            "cachegate_misses", "Misses by why they missed", labels=["reason"]
+        )
+        for reason, count in sorted(self.misses.items()):
+            misses.add_metric([reason], count)
+        yield misses
         yield CounterMetricFamily(
             "cachegate_usd_saved", "USD saved by cache hits", value=self.usd["saved"]
         )

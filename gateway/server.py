@@ -35,7 +35,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.backends import Ledger
 from gateway.bodies import BodyError, BodyWorker, parse_json
-from gateway.cache import Cache, remember
+from gateway.cache import Cache, MissReason, remember
 from gateway.config import Config
 from gateway.entries import Entry, body_checksum
 from gateway.errors import error_response
@@ -130,6 +130,7 @@ class Miss:
     raw: bytes  # the body as the client sent it: forwarded as is
     vector: np.ndarray | None  # its embedding, when the semantic tier computed one
     flight: Flight | None  # the identical requests waiting for its answer
+    why: MissReason | None  # why the cache had no answer (None when it was not read)
 
 
 @dataclass(slots=True)
@@ -148,6 +149,7 @@ class Outcome:
     http_status: int = 200
     key: str | None = None
     request_key: str | None = None  # of a REPORTED answer: the request it was served to
+    why: MissReason | None = None  # why a request that read the cache found nothing
 
 
 class Gateway:
@@ -293,10 +295,12 @@ class Gateway:
         except BadRequest as exc:
             return self.rejected(exchange, exc.status, str(exc), exc.param)
 
-        vector = None
+        vector, why = None, None
         if decision.read:
             with self.tracing.span("lookup"):
-                entry = await self.cache.exact(decision.key, exchange.now, decision.max_age)
+                stored = await self.cache.get(decision.key)
+                fresh = stored is not None and stored.fresh(exchange.now, decision.max_age)
+                entry = stored if fresh else None
                 found = (
                     await self.cache.semantic(decision.semantic, exchange.now, decision.max_age)
                     if entry is None and decision.semantic is not None
@@ -309,7 +313,11 @@ class Gateway:
                     return await self.serve_entry(
                         exchange, decision, found.entry, tier="semantic", score=found.score
                     )
-                vector = found.vector
+                vector, why = found.vector, found.why
+            else:
+                why = MissReason("exact_only", decision.exact_only)
+            if stored is not None:  # this very request's answer is stored, but too old
+                why = MissReason("expired", stored.too_old(exchange.now))
 
             flight, leads = self.flights.join(decision.key, decision.wire_form)
             if not leads:
@@ -327,7 +335,7 @@ class Gateway:
                     flight.start(response.status, response.headers)
                     flight.publish(cast(bytes, response.body))
                     return response
-            return await self.call_upstream(exchange, Miss(decision, raw, vector, flight))
+            return await self.call_upstream(exchange, Miss(decision, raw, vector, flight, why))
         except BaseException as exc:
             # Followers see an upstream failure, whatever stopped the leader.
             error = (
@@ -395,7 +403,7 @@ class Gateway:
         except UpstreamError as exc:
             if flight is not None:
                 flight.finish(exc)  # followers fail (or serve STALE) the same way
-            return await self.upstream_failed(exchange, decision, exc)
+            return await self.upstream_failed(exchange, decision, exc, miss.why)
 
     async def relay_stream(
         self,
@@ -482,6 +490,7 @@ class Gateway:
                 bytes=size,
                 http_status=status,
                 key=decision.key,
+                why=miss.why,
             ),
         )
 
@@ -599,12 +608,17 @@ class Gateway:
         return entry
 
     async def upstream_failed(
-        self, exchange: Exchange, decision: Decision, exc: UpstreamError
+        self,
+        exchange: Exchange,
+        decision: Decision,
+        exc: UpstreamError,
+        why: MissReason | None = None,
     ) -> web.StreamResponse:
         stale = await self.stale_entry(decision, exchange.now)
         if stale is not None:
             return await self.serve_entry(exchange, decision, stale, status="STALE")
-        self.record(exchange, decision, Outcome("ERROR", http_status=exc.status, key=decision.key))
+        outcome = Outcome("ERROR", http_status=exc.status, key=decision.key, why=why)
+        self.record(exchange, decision, outcome)
         return error_response(exc.status, str(exc))
 
     # -- answering from an entry ------------------------------------------------------------
@@ -789,11 +803,15 @@ class Gateway:
         allowed = access(controls, policy)
         who = {"tenant": tenant, "namespace": controls.namespace, "model": model}
         found: dict[int, Entry] = {}
+        # Embeddings are cached exactly, item by item; an item stored but too old says why.
+        why = MissReason("exact_only", "embeddings")
         if allowed.read:
             for i, key in enumerate(keys):
-                entry = await self.cache.exact(key, now, controls.max_age)
-                if entry is not None:
+                entry = await self.cache.get(key)
+                if entry is not None and entry.fresh(now, controls.max_age):
                     found[i] = entry
+                elif entry is not None:
+                    why = MissReason("expired", entry.too_old(now))
         missing = [i for i in range(len(items)) if i not in found]
         vectors: dict[int, Any] = {}
         spent_tokens, upstream_ms = 0, 0.0
@@ -865,6 +883,7 @@ class Gateway:
             upstream_ms=upstream_ms if missing else sum(e.upstream_ms for e in found.values()),
             bytes=len(result),
             key=only_key,
+            why=why if status == "MISS" else None,
         )
         self.ledger_record(exchange, outcome, endpoint="embeddings", **who)
         return web.Response(body=result, headers=headers, content_type=JSON)
@@ -979,6 +998,7 @@ class Gateway:
             outcome.cached_tokens,
             outcome.cache_write_tokens,
         )
+        why = outcome.why
         record = Record(
             ts=exchange.now,
             tenant=tenant,
@@ -999,6 +1019,9 @@ class Gateway:
             key=outcome.key,
             prompt=prompt,
             request_key=outcome.request_key,
+            reason=why.reason if why else None,
+            detail=why.detail if why else None,
+            score=why.score if why else None,
         )
         self.ledger.record(record)
         self.metrics.observe(record)

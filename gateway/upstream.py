@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Mapping
@@ -14,7 +15,13 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.config import Config
+from gateway.datadir import Complaints
 from gateway.tracing import NO_TRACING, Tracing
+
+log = logging.getLogger("cachegate.upstream")
+# Statuses of upstream's own answers that say it is failing (or refusing) rather than the
+# request being wrong: logged like a connection that failed.
+FAILING_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 # Never forwarded in either direction: they describe one hop, not the message.
 HOP_BY_HOP = frozenset(
@@ -88,6 +95,8 @@ class Upstream:
         self._anthropic = Target.of(anthropic, config.anthropic_upstream_key, "x-api-key")
         self._slots = asyncio.Semaphore(config.upstream_concurrency)
         self._session: aiohttp.ClientSession | None = None
+        # A target that is down fails every request: one line a minute each, with the cause.
+        self._failures = Complaints(log)
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(
@@ -104,6 +113,9 @@ class Upstream:
     async def close(self) -> None:
         if self._session:
             await self._session.close()
+
+    def failed(self, target: Target, cause: str) -> None:
+        self._failures.say(target.base_url, "upstream %s failed: %s", target.base_url, cause)
 
     def target(self, model: str | None, path: str = "") -> Target:
         if path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/"):
@@ -152,6 +164,7 @@ class Upstream:
             try:
                 await asyncio.wait_for(self._slots.acquire(), self._config.upstream_queue_timeout)
             except TimeoutError:
+                self.failed(target, "too many requests waiting for a connection")
                 raise UpstreamError(
                     504, "too many requests are waiting for upstream; retry later"
                 ) from None
@@ -165,16 +178,23 @@ class Upstream:
                         allow_redirects=False,
                     )
                 except TimeoutError:
+                    self.failed(target, "no answer in time (timeout)")
                     raise UpstreamError(
                         504, f"upstream {target.base_url} did not answer in time"
                     ) from None
                 except aiohttp.ClientError as exc:
+                    self.failed(target, f"unreachable ({type(exc).__name__}: {exc})")
                     raise UpstreamError(
                         502, f"upstream {target.base_url} is unreachable: {exc}"
                     ) from None
                 span.set_attribute("http.response.status_code", response.status)
+                if response.status in FAILING_STATUSES:
+                    self.failed(target, f"answered HTTP {response.status}")
                 try:
                     yield response
+                except UpstreamError as exc:  # its answer broke off (read_all)
+                    self.failed(target, str(exc))
+                    raise
                 finally:
                     response.release()
             finally:

@@ -97,6 +97,9 @@ class Decision:
     max_age: float | None
     semantic: SemanticQuery | None = field(default=None)
     tags: tuple[str, ...] = ()  # stored with the answer; not part of any key
+    # Why a request that may read the cache has no semantic query (a name from
+    # semantic_split, or the mode, or a length), recorded with its `exact_only` miss.
+    exact_only: str | None = None
 
     @property
     def wire_form(self) -> tuple[bool, bool]:
@@ -205,29 +208,35 @@ def _carries_tool_output_or_file(item: Any) -> bool:
     )
 
 
-def semantic_split(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(text compared by meaning, the body without it), or None if the request is exact-only."""
-    if endpoint in ("chat", "completions") and any(body.get(name) for name in EXACT_ONLY_FIELDS):
-        return None
-    if (body.get("n") or 1) > 1 or any(body.get(name) for name in SERVER_STATE_FIELDS):
-        return None
+def semantic_split(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
+    """(text compared by meaning, the body without it), or why the request is exact-only
+    (the name the ledger records with an `exact_only` miss)."""
+    if endpoint in ("chat", "completions"):
+        field = next((name for name in EXACT_ONLY_FIELDS if body.get(name)), None)
+        if field is not None:
+            return field
+    if (body.get("n") or 1) > 1:
+        return "n"
+    state = next((name for name in SERVER_STATE_FIELDS if body.get(name)), None)
+    if state is not None:
+        return state
     if endpoint == "completions":
         prompt = body["prompt"]
-        return (prompt, {**body, "prompt": None}) if isinstance(prompt, str) else None
+        return (prompt, {**body, "prompt": None}) if isinstance(prompt, str) else "prompt-array"
     field_name = CONVERSATION[endpoint]
     messages = body[field_name]
     if isinstance(messages, str):  # a Responses input that is one user text
         return messages, {**body, field_name: None}
     last = messages[-1]
-    if last.get("role") != "user" or set(last) - {"role", "content", "name", "type"}:
-        return None
-    if last.get("type", "message") != "message":
-        return None
+    if last.get("role") != "user" or last.get("type", "message") != "message":
+        return "last-turn-not-user"
+    if set(last) - {"role", "content", "name", "type"}:
+        return "message-fields"
     if any(_carries_tool_output_or_file(m) for m in messages):
-        return None
+        return "tool-or-file-turns"
     text = _text_content(last.get("content"))
     if text is None:
-        return None
+        return "non-text"
     return text, {**body, field_name: [*messages[:-1], {**last, "content": None}]}
 
 
@@ -259,6 +268,36 @@ def access(controls: Controls, config: PolicyConfig, bypass: bool = False) -> Ac
     )
 
 
+def semantic_query(
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    controls: Controls,
+    tenant: str,
+    config: PolicyConfig,
+    variant: Variant,
+) -> SemanticQuery | str:
+    """What the semantic tier compares for this request, or why it is exact-only."""
+    if controls.mode != "semantic":
+        return "mode-exact"
+    if not config.semantic_enabled:
+        return "semantic-off"
+    split = semantic_split(endpoint, body)
+    if isinstance(split, str):
+        return split
+    text, rest = split[0].strip(), split[1]
+    if len(text) < config.semantic_min_chars:
+        return "too-short"
+    if len(text) > config.semantic_max_chars:
+        return "too-long"
+    return SemanticQuery(
+        text=text,
+        context_key=context_key(
+            endpoint, rest, tenant, controls.namespace, config.key_ignore, variant
+        ),
+        threshold=config.default_threshold if controls.threshold is None else controls.threshold,
+    )
+
+
 def decide(
     endpoint: Endpoint,
     body: Any,
@@ -278,27 +317,11 @@ def decide(
     key = exact_key(endpoint, body, tenant, controls.namespace, config.key_ignore, variant)
     # A background response is fetched later by its id: there is no answer here to keep.
     allowed = access(controls, config, bypass=body.get("background") is True)
-    semantic = None
-    if (
-        controls.mode == "semantic"
-        and config.semantic_enabled
-        and allowed.status_on_miss != "BYPASS"
-    ):
-        split = semantic_split(endpoint, body)
-        if (
-            split
-            and config.semantic_min_chars <= len(split[0].strip()) <= config.semantic_max_chars
-        ):
-            text, rest = split
-            semantic = SemanticQuery(
-                text=text.strip(),
-                context_key=context_key(
-                    endpoint, rest, tenant, controls.namespace, config.key_ignore, variant
-                ),
-                threshold=config.default_threshold
-                if controls.threshold is None
-                else controls.threshold,
-            )
+    query = (
+        None
+        if allowed.status_on_miss == "BYPASS"
+        else semantic_query(endpoint, body, controls, tenant, config, variant)
+    )
     return Decision(
         endpoint=endpoint,
         model=body["model"],
@@ -312,7 +335,8 @@ def decide(
         status_on_miss=allowed.status_on_miss,
         ttl=allowed.ttl,
         max_age=controls.max_age,
-        semantic=semantic,
+        semantic=query if isinstance(query, SemanticQuery) else None,
+        exact_only=query if isinstance(query, str) else None,
         tags=controls.tags,
     )
 

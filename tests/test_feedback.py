@@ -105,6 +105,7 @@ def test_an_exact_hit_reported_without_request_key_and_the_cli_shows_it(gw):
 
     from tools.processes import CACHEGATE
 
+    httpx.get(f"{gw.url}/cache/stats", headers=ADMIN)  # flushes the ledger for the CLI
     table = subprocess.run(
         [*CACHEGATE, "stats", "--data-dir", str(gw.data_dir)],
         capture_output=True,
@@ -252,11 +253,12 @@ def test_shared_ledger_rows_of_earlier_replicas_are_read(tmp_path):
 
     values = [1000.0, "t", "default", "chat", "m", "HIT", "exact", None, 1, 2, 0.1, 1]
     values += [0.2, 100.0, 50, 200, "k", "prompt"]
-    assert len(values) == len(COLUMNS) - 1
+    assert len(values) == COLUMNS.index("request_key")
+    later = [None] * (len(COLUMNS) - len(values) - 1)  # the fields added after request_key
     for written, want in (
-        (values, [*values, None, 1]),  # before rows counted requests
-        ([*values, 3], [*values, None, 3]),  # before request_key
-        ([*values, "r" * 32, 3], [*values, "r" * 32, 3]),  # today's
+        (values, [*values, None, *later, 1]),  # before rows counted requests
+        ([*values, 3], [*values, None, *later, 3]),  # before request_key
+        ([*values, "r" * 32, 3], [*values, "r" * 32, *later, 3]),  # with request_key
     ):
         assert mirror_row({b"r": orjson.dumps(written)}) == want
 

@@ -467,3 +467,28 @@ def test_purge_by_tag_reaches_every_replica(replicas):
         poll(lambda gw=gw: chat(gw, tagged, NO_STORE).status == "MISS", 2)
         assert chat(gw, paraphrase, NO_STORE).status == "MISS"
         assert hit(gw, untagged, "exact"), "untagged entries stay"
+
+
+def test_miss_reasons_and_analyze_over_the_shared_ledger(own_redis):
+    server, (a, b) = own_redis
+    stored, paraphrase = question(tag())
+    assert chat(a, stored).status == "MISS"  # no_entry: an empty partition
+    assert chat(b, f"Name a {tag()} colour", {"X-Cache-Mode": "exact"}).status == "MISS"
+    assert hit(a, paraphrase, "semantic")  # (a polled miss would add a reason)
+
+    groups = httpx.get(f"{a.url}/cache/stats", headers=a.admin, params={"by": "reason"})
+    groups = groups.json()["groups"]
+    assert {g["name"]: g["misses"] for g in groups if g["misses"]} == {
+        "no_entry": 1,
+        "exact_only": 1,
+    }
+    command = [*CACHEGATE, "analyze", "--backend", server.url, "--since", "1h", "--json"]
+    cli = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    report = json.loads(cli.stdout)
+    assert {g["reason"]: g["misses"] for g in report["miss_reasons"]} == {
+        "no_entry": 1,
+        "exact_only": 1,
+    }
+    assert report["tiers"]["semantic_hits"] == 1
+    assert (report["entries"]["entries"], report["entries"]["hot_entries"]) == (2, 1)

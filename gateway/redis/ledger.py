@@ -97,6 +97,8 @@ def row_id(event: bytes) -> int:
     return millis << 20 | seq
 
 
+# The fields of the first ledger rows (before `requests`, and every field added after it).
+FIRST_FIELDS = 18
 MIRROR_INSERT = (
     f"INSERT OR IGNORE INTO requests (id, {', '.join(ledger_sql.COLUMNS)}, requests) "
     f"VALUES ({', '.join('?' * (len(ledger_sql.COLUMNS) + 2))})"
@@ -104,16 +106,14 @@ MIRROR_INSERT = (
 
 
 def mirror_row(fields: dict[bytes, bytes]) -> list:
-    """A stream entry's row (the Record's values, then `requests`). Replicas of earlier
-    versions wrote rows without `request_key` (the Record's last field), and before
-    that without `requests` too: those stand for one request."""
+    """A stream entry's row: the Record's values, then `requests`. Replicas of earlier
+    versions wrote fewer values: the Record's first FIRST_FIELDS and, before rows counted
+    requests, no `requests` (those stand for one); the fields added since read as None."""
     row = orjson.loads(fields[b"r"])
-    known = len(ledger_sql.COLUMNS)
-    if len(row) == known - 1:  # no request_key, no requests
-        return [*row, None, 1]
-    if len(row) == known:  # no request_key
-        return [*row[:-1], None, row[-1]]
-    return row
+    if len(row) == FIRST_FIELDS:
+        row.append(1)
+    *values, requests = row
+    return [*values, *[None] * (len(ledger_sql.COLUMNS) - len(values)), requests]
 
 
 class RedisLedger:

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.backends import (
@@ -30,12 +31,14 @@ from gateway.redis.link import (
     BYTES,
     CHANGES,
     CHANGES_MAX,
+    COMMAND_TIMEOUT,
     ENTRY,
     EPOCH,
     INDEX,
     REFRESH,
     RedisLink,
     StreamEvent,
+    redis_client,
     stream_id,
 )
 from gateway.redis.scripts import HIT_LUA, PUT_LUA, REMOVE_LUA, SWEEP_LUA
@@ -284,14 +287,7 @@ class RedisStore:
                     yield entry
 
     async def _fields(self, keys: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]:
-        """Some fields of many entries in one round trip; {} for an entry that is gone."""
-        if not keys:
-            return []
-        async with self.link.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hmget(ENTRY + key, names)
-            replies = await pipe.execute()
-        return [decode_fields(names, raw) for raw in replies]
+        return await entry_fields(self.link.client, keys, names)
 
     async def _index_batches(self) -> AsyncIterator[list[str]]:
         keys: list[str] = []
@@ -436,3 +432,39 @@ class RedisStore:
 
 async def _one_batch(keys: list[str]) -> AsyncIterator[list[str]]:
     yield keys
+
+
+async def entry_fields(
+    client: Redis, keys: list[str], names: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Some fields of many entries in one round trip; {} for an entry that is gone."""
+    if not keys:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hmget(ENTRY + key, names)
+        replies = await pipe.execute()
+    return [decode_fields(names, raw) for raw in replies]
+
+
+async def read_entry_fields(url: str) -> list[tuple[int, int, float]]:
+    """(hits, size, expires_at) of every entry in the Redis at `url` (for `cachegate
+    analyze`), read in pipelined batches."""
+    client = redis_client(url, COMMAND_TIMEOUT)
+    names = ("hits", "size", "expires_at")
+    rows: list[dict[str, Any]] = []
+    try:
+        keys: list[str] = []
+        async for member, _ in client.zscan_iter(INDEX, count=BATCH):
+            keys.append(member.decode())
+            if len(keys) >= BATCH:
+                rows += await entry_fields(client, keys, names)
+                keys = []
+        rows += await entry_fields(client, keys, names)
+    finally:
+        await client.aclose()
+    return [
+        (row.get("hits", 0), row["size"], row["expires_at"])
+        for row in rows
+        if "size" in row and "expires_at" in row
+    ]
