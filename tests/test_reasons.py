@@ -18,11 +18,11 @@ from policies.controls import Controls
 from policies.decide import decide
 
 QUESTION = "Please explain how photosynthesis works in green plants today"
-# The hashing embedder's cosines to QUESTION: 1.0 (case and punctuation), 0.9393, 0.8903
+# The hashing embedder's cosines to QUESTION: 1.0 (case and punctuation), 0.9393, 0.8767
 # (under the 0.9 default threshold of raw cosine), and 0.741 with a negation (vetoed).
 SAME = "please explain how photosynthesis works in green plants today!"
 CLOSE = "Please explain how photosynthesis works in green plants"
-NEARER_THAN_FLOOR = "Please explain how photosynthesis works in the green plants today"
+NEARER_THAN_FLOOR = "Please explain how photosynthesis works in plants today"
 NEGATED = "Please explain how photosynthesis does not work in green plants today"
 UNRELATED = "Give me a recipe for banana bread with walnuts"
 SHORT_LIVED = "Tell me a short story about a brave little lighthouse keeper"
@@ -55,7 +55,7 @@ def send_known_traffic(gw) -> None:
     ask(SAME, "HIT")  # semantic, 1.0
     ask(CLOSE, "MISS", {"X-Cache-Threshold": "0.99"})  # below_threshold, 0.9393
     ask(CLOSE, "HIT")  # exact
-    ask(NEARER_THAN_FLOOR, "MISS")  # below_threshold, 0.8903
+    ask(NEARER_THAN_FLOOR, "MISS")  # below_threshold, 0.8767
     ask(NEGATED, "MISS", {"X-Cache-Threshold": "0.5"})  # guard_veto: negation
     ask(UNRELATED, "MISS")  # no_candidate
     ask("Name two colours of the rainbow", "MISS", n=2)  # exact_only: n
@@ -95,7 +95,7 @@ def test_known_traffic_gives_known_miss_reasons(make_gateway):
     misses = ledger_misses(gw.data_dir)
     assert misses == {
         ("no_entry", None): [None],
-        ("below_threshold", None): [0.9393, 0.8903],
+        ("below_threshold", None): [0.9393, 0.8767],
         ("guard_veto", "negation"): [None],
         ("no_candidate", None): [None, None],
         ("exact_only", "n"): [None],
@@ -110,7 +110,7 @@ def test_known_traffic_gives_known_miss_reasons(make_gateway):
     report = json.loads(cachegate(*analyze, "--json", env=FAST_SEMANTIC))
     assert {g["reason"]: g["misses"] for g in report["miss_reasons"]} == WANT_MISSES
     assert report["tiers"]["exact_hits"] == 2 and report["tiers"]["semantic_hits"] == 1
-    # Raw cosine's threshold is 0.9: 0.9393 missed only under its own 0.99, 0.8903 under
+    # Raw cosine's threshold is 0.9: 0.9393 missed only under its own 0.99, 0.8767 under
     # 0.9; the semantic hit scored 1.0.
     what_if = {row["threshold"]: row for row in report["threshold_what_if"]}
     assert [what_if[0.9][k] for k in ("current", "hits_gained", "hits_lost")] == [True, 1, 0]
@@ -196,7 +196,7 @@ def test_an_unreachable_upstream_is_logged_once_with_its_cause(make_gateway):
 def test_a_ledger_written_before_reasons_reads_and_gains_the_columns(tmp_path):
     import asyncio
 
-    from gateway.ledger import COLUMNS, Ledger, Record, open_read_only, query_stats
+    from gateway.ledger import COLUMNS, Record, SqliteLedger, open_read_only, query_stats
 
     path = tmp_path / "ledger.db"
     first = COLUMNS[: COLUMNS.index("prompt") + 1]  # the columns before reasons
@@ -217,7 +217,7 @@ def test_a_ledger_written_before_reasons_reads_and_gains_the_columns(tmp_path):
     assert [(g["name"], g["misses"]) for g in groups] == [("miss", 3)]
     read_only.close()
 
-    ledger = Ledger(path, flush_seconds=60)  # the gateway adds the columns
+    ledger = SqliteLedger(path)  # the gateway adds the columns
     fields = dict.fromkeys(COLUMNS, 0) | {"ts": time.time(), "tier": None, "similarity": None}
     fields |= {"tenant": "t", "namespace": "default", "endpoint": "chat", "model": "m"}
     fields |= {"status": "MISS", "key": "k", "prompt": None, "reason": "below_threshold"}
