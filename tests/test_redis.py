@@ -476,6 +476,7 @@ def test_miss_reasons_and_analyze_over_the_shared_ledger(own_redis):
     assert chat(b, f"Name a {tag()} colour", {"X-Cache-Mode": "exact"}).status == "MISS"
     assert hit(a, paraphrase, "semantic")  # (a polled miss would add a reason)
 
+    httpx.get(f"{b.url}/cache/stats", headers=b.admin)  # sends b's rows to Redis now
     groups = httpx.get(f"{a.url}/cache/stats", headers=a.admin, params={"by": "reason"})
     groups = groups.json()["groups"]
     assert {g["name"]: g["misses"] for g in groups if g["misses"]} == {
