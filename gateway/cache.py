@@ -179,6 +179,10 @@ class Cache:
                 self.memory.put(entry)
         return entry
 
+    async def exact(self, key: str, now: float, max_age: float | None) -> Entry | None:
+        entry = await self.get(key)
+        return entry if entry is not None and entry.fresh(now, max_age) else None
+
     async def embed(self, text: str) -> np.ndarray:
         assert self._embed is not None, "no embedder is loaded"
         with self._tracing.span("embedding"):
