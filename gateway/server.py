@@ -825,7 +825,7 @@ class Gateway:
                 self.ledger_record(exchange, outcome, endpoint="embeddings", **who)
                 return failure
             rows = sorted(answer["data"], key=lambda row: row.get("index", 0))
-            spent_tokens = int((answer.get("usage") or {}).get("prompt_tokens") or 0)
+            spent_tokens = (answer_usage("embeddings", answer) or Usage(0, 0)).prompt
             counts = [self.count_item(items[i]) for i in missing]
             for i, row, tokens in zip(
                 missing, rows, split_tokens(spent_tokens, counts), strict=True
@@ -909,7 +909,10 @@ class Gateway:
             return {}, error_response(exc.status, str(exc))
         try:
             answer = orjson.loads(data)
-            if len(answer["data"]) == count:
+            rows = answer["data"]
+            if len(rows) == count and all(
+                isinstance(row, dict) and isinstance(row.get("index", 0), int) for row in rows
+            ):
                 return answer, None
         except (orjson.JSONDecodeError, KeyError, TypeError):
             pass

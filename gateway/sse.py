@@ -103,7 +103,7 @@ def complete(endpoint: str, answer: Any) -> bool:
                 _objects(item.get("content")) for item in output if item.get("type") == "message"
             )
         )
-    return bool(answer.get("choices"))
+    return bool(answer.get("choices")) and _objects(answer["choices"])
 
 
 def _objects(value: Any) -> bool:

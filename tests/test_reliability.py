@@ -12,6 +12,7 @@ import string
 import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import aiohttp
 import httpx2 as httpx
@@ -542,3 +543,47 @@ def test_a_stop_waits_for_no_index_build_and_loses_nothing(make_gateway, tmp_pat
     assert again.parse().choices[0].message.content == raw.parse().choices[0].message.content
     stats = httpx.get(f"{gw.url}/cache/stats", headers=gw.admin).json()
     assert (stats["requests"], stats["hits"]) == (2, 1), stats
+
+
+class FixedAnswer(BaseHTTPRequestHandler):
+    """Answers every POST with 200 and the server's `answer`: an upstream out of shape."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps(self.server.answer).encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def out_of_shape_upstream():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FixedAnswer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_answers_out_of_shape_are_upstream_errors_never_stored(make_gateway, out_of_shape_upstream):
+    upstream = out_of_shape_upstream
+    gw = make_gateway(upstream=f"http://127.0.0.1:{upstream.server_address[1]}")
+    headers = {"Authorization": "Bearer sk-shape"}
+    upstream.answer = {"object": "list", "data": ["not an embedding"], "usage": []}
+    embedding = {"model": "text-embedding-3-small", "input": "shapeless"}
+    answer = httpx.post(f"{gw.url}/v1/embeddings", json=embedding, headers=headers)
+    assert answer.status_code == 502 and "embeddings" in answer.json()["error"]["message"]
+
+    upstream.answer = {"choices": ["not a choice"], "usage": {"prompt_tokens": 1}}
+    body = chat_body(f"shapeless {uuid.uuid4()}")
+    first = httpx.post(f"{gw.url}/v1/chat/completions", json=body, headers=headers)
+    assert (first.status_code, first.headers["x-cache-status"]) == (200, "MISS")
+    streamed = httpx.post(
+        f"{gw.url}/v1/chat/completions", json={**body, "stream": True}, headers=headers
+    )
+    assert (streamed.status_code, streamed.headers["x-cache-status"]) == (200, "MISS")
