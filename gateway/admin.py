@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from gateway.backends import PurgeFilter, StoreUnavailable
+from gateway.entries import tags_of
 from gateway.errors import error_response
 from gateway.ledger import REPORTED, parse_since
 from gateway.server import BadRequest, Exchange, Gateway, Outcome
@@ -225,8 +226,7 @@ class Admin:
                 completion_tokens=completion,
                 usd_saved=None if each is None else round(each * (row["hits"] or 0), 8),
             )
-            if "tags" in row:
-                shown["tags"] = row["tags"]
+            shown["tags"] = list(tags_of(row.get("tags")))
         return shown
 
     async def purge(self, request: web.Request) -> web.Response:

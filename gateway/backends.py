@@ -189,6 +189,7 @@ LISTED = (
     "namespace",
     "endpoint",
     "text",
+    "tags",  # as tags_text writes them
     "created_at",
     "expires_at",
     "hits",

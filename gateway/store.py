@@ -283,8 +283,8 @@ class SqliteStore:
         # Text read as bytes and decoded leniently: one damaged row must not fail the list.
         sql = (
             "SELECT CAST(key AS BLOB), CAST(model AS BLOB), CAST(namespace AS BLOB), "
-            "CAST(endpoint AS BLOB), CAST(text AS BLOB), created_at, expires_at, hits, size, "
-            "prompt_tokens, completion_tokens FROM entries"
+            "CAST(endpoint AS BLOB), CAST(text AS BLOB), CAST(tags AS BLOB), created_at, "
+            "expires_at, hits, size, prompt_tokens, completion_tokens FROM entries"
         )
         args: list[Any] = []
         if namespace:
@@ -297,10 +297,10 @@ class SqliteStore:
         found = []
         try:
             for row in self._read_conn.execute(sql, args):  # searched newest first, to `limit`
-                texts = [bytes(v or b"").decode(errors="replace") for v in row[:5]]
+                texts = [bytes(v or b"").decode(errors="replace") for v in row[:6]]
                 if prompt is not None and not prompt.search(texts[4]):
                     continue
-                found.append(dict(zip(LISTED, (*texts, *row[5:]), strict=True)))
+                found.append(dict(zip(LISTED, (*texts, *row[6:]), strict=True)))
                 if len(found) >= limit:
                     break
         except sqlite3.Error as exc:

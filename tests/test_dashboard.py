@@ -74,7 +74,9 @@ def send_traffic(gw) -> dict[str, str]:
     # The entry the browser will find and purge: stored, never reported.
     kept = f"How long does delivery take to Lisbon, ticket {tag}?"
     raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": kept}]
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": kept}],
+        extra_headers={"X-Cache-Tags": "delivery,lisbon"},
     )
     return {"search": f"lisbon, ticket {tag}", "key": raw.headers["x-cache-key"]}
 
@@ -185,7 +187,7 @@ def test_dashboard_panels_layout_and_entry_browser(make_gateway):
 
     browsed = seen["browser"]
     assert browsed["keys"] == [found["key"]]
-    assert browsed["row"][1:3] == ["gpt-4o-mini", "default"]
+    assert browsed["row"][1:4] == ["gpt-4o-mini", "default", "deliverylisbon"]  # two tags
     assert browsed["armed"] == "Confirm"
     assert browsed["note"] == f"purged entry {found['key']}"
     assert browsed["empty"].startswith("no stored prompt matches")
@@ -220,6 +222,7 @@ def test_entries_search_the_stored_prompts_and_tell_savings(make_gateway):
     assert entries("q=nothing-like-this")["data"] == []
     # Without detail, the entries keep their shape: no stored text in them.
     assert "prompt" not in entries(f"q={tag}")["data"][0]
+    assert refund[0]["tags"] == []
 
 
 def test_latency_percentiles_from_the_ledger(make_gateway):

@@ -430,7 +430,7 @@ def test_the_entry_browser_and_latency_read_the_shared_store_and_ledger(replicas
     the requests of every replica."""
     ref = tag()
     stored, _ = question(ref)
-    assert chat(replicas[0], stored).status == "MISS"
+    assert chat(replicas[0], stored, {"X-Cache-Tags": "wifi"}).status == "MISS"
 
     def found() -> list:
         answer = httpx.get(
@@ -441,6 +441,7 @@ def test_the_entry_browser_and_latency_read_the_shared_store_and_ledger(replicas
 
     (entry,) = poll(found, 10)
     assert entry["prompt"] == stored and entry["namespace"] == "default"
+    assert entry["tags"] == ["wifi"]
     assert entry["usd_saved"] == 0  # stored, not yet hit
 
     def misses() -> int:
