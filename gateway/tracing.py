@@ -5,7 +5,8 @@ with neither OTEL_EXPORTER_OTLP_ENDPOINT nor OTEL_EXPORTER_OTLP_TRACES_ENDPOINT 
 NO_TRACING, whose methods return their input or one shared do-nothing span, so nothing of
 OpenTelemetry is imported and a request pays two no-op calls at most. With one set, a span
 per request on the cached routes (its name the method and path; attributes `cache.status`,
-`cache.tier`, `cache.similarity`, and the GenAI semantic conventions' `gen_ai.*`), with
+`cache.tier`, `cache.similarity`, `cache.miss_reason`, and the GenAI semantic conventions'
+`gen_ai.*`), with
 child spans `lookup`, `embedding`, `verification` and `upstream`, batched by a
 BatchSpanProcessor to the endpoint (the exporter reads the OTEL_EXPORTER_OTLP_* variables
 itself: headers, timeout, compression; OTEL_SERVICE_NAME names the service).
@@ -130,6 +131,12 @@ class OtlpTracing(Tracing):
             attributes["cache.similarity"] = record.similarity
         if record.key is not None:
             attributes["cache.key"] = record.key
+        if record.reason is not None:  # why a miss missed, as the ledger records it
+            attributes["cache.miss_reason"] = record.reason
+            if record.detail is not None:
+                attributes["cache.miss_detail"] = record.detail
+            if record.score is not None:
+                attributes["cache.candidate_score"] = record.score
         span.set_attributes(attributes)
 
     def shutdown(self) -> None:

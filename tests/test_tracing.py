@@ -150,6 +150,8 @@ def test_each_request_is_one_trace_with_its_lookup_embedding_verification_and_up
 
     on_miss, on_exact, on_semantic = (attributes(root) for root in roots)
     assert on_miss["cache.status"] == "MISS" and "cache.tier" not in on_miss
+    assert on_miss["cache.miss_reason"] == "no_entry"  # nothing stored in its namespace yet
+    assert "cache.miss_reason" not in on_exact
     assert on_miss["gen_ai.request.model"] == "gpt-4o-mini"
     assert on_miss["gen_ai.operation.name"] == "chat"
     assert on_miss["gen_ai.usage.input_tokens"] > 0 and on_miss["gen_ai.usage.output_tokens"] > 0
