@@ -114,9 +114,25 @@ async def look(gw, width: int, found: dict[str, str], reasons: bool) -> dict:
         seen["layout"] = await page.evaluate(LAYOUT_FAULTS)
         await page.screenshot(ARTIFACTS / f"dashboard-{width}px.png")
         if width >= 1000:
+            seen["week"] = await switch_to_a_week(page)
             seen["browser"] = await browse_and_purge(page, found)
             await page.screenshot(ARTIFACTS / f"dashboard-{width}px-purged.png")
     return seen
+
+
+async def switch_to_a_week(page) -> dict:
+    """The 7d range: days on the charts, every panel loaded again."""
+    await page.evaluate("document.querySelector('#range button[data-since=\"7d\"]').click()")
+    await page.wait_for(
+        "document.getElementById('latency-title').textContent.startsWith('Latency per day')"
+        " && !document.body.classList.contains('busy')",
+        "the week's numbers",
+    )
+    return await page.evaluate(
+        """({trend: document.getElementById('trend-title').textContent,
+             failed: document.body.innerText.includes('could not load'),
+             url: location.search})"""
+    )
 
 
 async def browse_and_purge(page, found: dict[str, str]) -> dict:
@@ -185,6 +201,8 @@ def test_dashboard_panels_layout_and_entry_browser(make_gateway):
         if reasons:
             assert seen["reasons"]
 
+    assert seen["week"]["trend"] == "Requests and hits per day" and not seen["week"]["failed"]
+    assert "since=7d" in seen["week"]["url"] and "token=" in seen["week"]["url"]
     browsed = seen["browser"]
     assert browsed["keys"] == [found["key"]]
     assert browsed["row"][1:4] == ["gpt-4o-mini", "default", "deliverylisbon"]  # two tags
