@@ -106,35 +106,34 @@ def test_hot_entry_is_refreshed_once_and_stays_a_hit_past_its_ttl(make_gateway, 
     assert stats["tokens_spent"]["completion"] > 0
 
 
-def test_a_refreshed_answer_upstream_reported_no_usage_for_is_counted(make_gateway, mock_upstream):
-    gw = make_gateway(env=REFRESH_ENV)
-    ask = asker(gw, headers={"X-Mock-No-Usage": "1"})  # the refresh sends it too
+def refresh_under_way(ask, mock_upstream):
+    """Ask a new question until its entry's refresh is upstream: stored, hot (two hits),
+    then served in its refresh window. The last hit before the window."""
     calls = mock_upstream.calls("chat")
     assert ask().headers["x-cache-status"] == "MISS"
     stored_at = time.time()
     for _ in range(2):
         hit = ask()
-    usage = hit.parse().usage  # counted with the tokenizer when the answer was stored
-    assert usage is not None and usage.completion_tokens > 0
     wait_until(stored_at + 4.8)
     ask()
     poll(lambda: mock_upstream.calls("chat") == calls + 2)
+    return hit
+
+
+def test_a_refreshed_answer_upstream_reported_no_usage_for_is_counted(make_gateway, mock_upstream):
+    gw = make_gateway(env=REFRESH_ENV)
+    ask = asker(gw, headers={"X-Mock-No-Usage": "1"})  # the refresh sends it too
+    # Counted with the tokenizer when the answer was stored.
+    usage = refresh_under_way(ask, mock_upstream).parse().usage
+    assert usage is not None and usage.completion_tokens > 0
     poll(lambda: int(ask().headers["age"]) < 4)  # the refreshed entry
     assert ask().parse().usage == usage  # counted the same way (the mock answers alike)
 
 
 def test_a_stop_drops_a_refresh_in_flight(make_gateway, mock_upstream):
     gw = make_gateway(env=REFRESH_ENV)
-    ask = asker(gw, headers={"X-Mock-Delay-Ms": "3000"})  # the refresh waits as long
-    calls = mock_upstream.calls("chat")
-    assert ask().headers["x-cache-status"] == "MISS"
-    stored_at = time.time()
-    for _ in range(2):
-        ask()
-    wait_until(stored_at + 4.8)
-    ask()
-    poll(lambda: mock_upstream.calls("chat") == calls + 2)  # the refresh is upstream
-    gw.stop()
+    refresh_under_way(asker(gw, headers={"X-Mock-Delay-Ms": "3000"}), mock_upstream)
+    gw.stop()  # while the refresh waits for the slow upstream
     # Cancelled with the stop, not left to fail on the closed upstream session.
     assert "refresh of" not in gw.log.read_text()
 
