@@ -15,6 +15,7 @@ replicas learn the imported entries from the change stream).
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -159,6 +160,9 @@ async def import_entries(config: Config, path: Path, now: float) -> Counter[str]
             raise SystemExit(
                 f"cachegate: {exc}; stop it to import, or warm it through its API instead"
             ) from None
+        if lock is None or not os.access(config.data_dir, os.W_OK):
+            # A store there would be a memory one, gone when this ends.
+            raise SystemExit(f"cachegate: cannot write to {config.data_dir}; nothing imported")
     store, ledger = make_backend(config)
     try:
         await writable(store)

@@ -190,6 +190,16 @@ def test_entries_move_between_sqlite_and_redis(make_gateway, mock_upstream, tmp_
         server.kill()
 
 
+def test_import_into_a_data_dir_that_cannot_be_written_says_so(tmp_path):
+    path = tmp_path / "nothing.jsonl"
+    path.write_text("")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    out = cachegate("import", str(path), "--data-dir", str(blocked / "data"), check=False)
+    assert out.returncode != 0 and "nothing imported" in out.stderr
+    assert "imported" not in out.stdout
+
+
 def test_import_with_the_semantic_tier_off_keeps_the_texts(tmp_path):
     entry = {
         "key": "0" * 32,
