@@ -48,6 +48,9 @@ COLUMNS = (  # an Entry's fields as a store keeps them (tags as tags_text)
     "tags",
 )
 STORED_COLUMNS = (*COLUMNS, "compressed")  # what a store writes: the body maybe packed
+# Bits of `compressed`: which of an entry's bytes a store keeps zstd-packed (1 alone, as
+# written before requests were kept, is still the body).
+BODY_PACKED, REQUEST_PACKED = 1, 2
 Eviction = Literal["lru", "lfu", "ttl"]
 EVICTION_REASONS = ("max_entries", "max_store_bytes", "tenant_quota")  # for /metrics
 
@@ -75,12 +78,19 @@ class StoreLimits:
 
 
 def stored_row(entry: Entry, codec: BodyCodec) -> tuple[dict[str, Any], int]:
-    """An entry as a store writes it (STORED_COLUMNS: the body packed past the codec's
-    bound, tags as text), and the bytes it takes there (what max_store_bytes bounds)."""
-    body, compressed = codec.pack(entry.body)
+    """An entry as a store writes it (STORED_COLUMNS: the body and the request packed
+    past the codec's bound, `compressed` saying which, tags as text), and the bytes it
+    takes there (what max_store_bytes bounds)."""
+    body, body_packed = codec.pack(entry.body)
+    request, request_packed = (None, False) if entry.request is None else codec.pack(entry.request)
     values = {name: getattr(entry, name) for name in COLUMNS}
-    values.update(body=body, tags=tags_text(entry.tags), compressed=int(compressed))
-    return values, len(body) + entry.overhead
+    values.update(
+        body=body,
+        request=request,
+        tags=tags_text(entry.tags),
+        compressed=BODY_PACKED * body_packed | REQUEST_PACKED * request_packed,
+    )
+    return values, len(body) + len(request or b"") + entry.overhead
 
 
 def entry_of(values: Mapping[str, Any], codec: BodyCodec) -> Entry | None:
@@ -88,7 +98,10 @@ def entry_of(values: Mapping[str, Any], codec: BodyCodec) -> Entry | None:
     tags), or None when its body does not unpack or fails its checksum."""
     fields = {name: values[name] for name in COLUMNS if values.get(name) is not None}
     try:
-        fields["body"] = codec.unpack(fields["body"], bool(values.get("compressed")))
+        packed = int(values.get("compressed") or 0)
+        fields["body"] = codec.unpack(fields["body"], bool(packed & BODY_PACKED))
+        if "request" in fields:
+            fields["request"] = codec.unpack(fields["request"], bool(packed & REQUEST_PACKED))
         fields["tags"] = tags_of(fields.get("tags"))
         entry = Entry(**fields)
         return entry if entry.intact() else None

@@ -38,13 +38,13 @@ class Entry:
 
     @property
     def size(self) -> int:
-        """Bytes held in memory; a store counts the body as it keeps it (BodyCodec)."""
-        return len(self.body) + self.overhead
+        """Bytes held in memory; a store counts the body and request as it keeps them
+        (BodyCodec)."""
+        return len(self.body) + len(self.request or b"") + self.overhead
 
     @property
     def overhead(self) -> int:
-        extra = len(self.text or "") + len(self.vector or b"") + len(self.request or b"")
-        return extra + ENTRY_OVERHEAD
+        return len(self.text or "") + len(self.vector or b"") + ENTRY_OVERHEAD
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.created_at)

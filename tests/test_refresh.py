@@ -3,6 +3,7 @@ the triggering request is answered from cache; the refreshed entry keeps its TTL
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,8 @@ def test_off_by_default_and_bounds_checked():
 
 REFRESH_ENV = {"CACHEGATE_REFRESH_AHEAD_MIN_HITS": "2", "CACHEGATE_REFRESH_AHEAD_WINDOW": "0.25"}
 TTL = 6.0  # the last quarter of it, from 4.5 s on, is the refresh window
+# A long system prompt: the request body kept for the refresh is stored compressed.
+SYSTEM = "You answer questions about the store. Be brief and polite. " * 40
 
 
 def wait_until(moment: float) -> None:
@@ -69,7 +72,10 @@ def asker(gw, question: str | None = None, headers: dict[str, str] | None = None
     def ask():
         return gw.client("sk-refresh").chat.completions.with_raw_response.create(
             model="gpt-4o-mini",
-            messages=[{"role": "user", "content": question}],
+            messages=[
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": question},
+            ],
             extra_headers={"X-Cache-TTL": str(int(TTL)), **(headers or {})},
         )
 
@@ -93,6 +99,9 @@ def test_hot_entry_is_refreshed_once_and_stays_a_hit_past_its_ttl(make_gateway, 
     assert int(trigger.headers["age"]) >= 4
     poll(lambda: mock_upstream.calls("chat") == calls + 2)
     poll(lambda: int(ask().headers["age"]) < 4)  # the refreshed entry, stored anew
+    with sqlite3.connect(f"file:{gw.data_dir / 'entries.db'}?mode=ro", uri=True) as entries:
+        kept, packed = entries.execute("SELECT length(request), compressed FROM entries").fetchone()
+    assert packed & 2 and kept < len(SYSTEM) / 4  # the request body, zstd-packed
 
     wait_until(stored_at + TTL + 0.5)  # past the first answer's expiry
     late = ask()
