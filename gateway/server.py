@@ -327,7 +327,9 @@ class Gateway:
         token = ""
         error: Exception | None = None
         try:
-            if flight is not None:
+            # Only a request whose answer is stored leads (or waits for) other replicas:
+            # holding a flight that stores nothing would queue them one by one behind it.
+            if flight is not None and decision.store:
                 entry, token = await self.lead_across_replicas(decision)
                 if entry is not None:  # another replica's answer: for this flight's followers too
                     response = await self.serve_entry(exchange, decision, entry)

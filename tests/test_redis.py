@@ -494,3 +494,16 @@ def test_miss_reasons_and_analyze_over_the_shared_ledger(own_redis):
     }
     assert report["tiers"]["semantic_hits"] == 1
     assert (report["entries"]["entries"], report["entries"]["hot_entries"]) == (2, 1)
+
+
+def test_a_request_that_stores_nothing_makes_no_other_replica_wait(own_redis, mock_upstream):
+    _, (a, b) = own_redis
+    prompt = f"Nothing of this answer is stored {tag()}"
+    no_store = {"Cache-Control": "no-store"}
+    calls = mock_upstream.calls()
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(chat, a, prompt, {**no_store, "X-Mock-Delay-Ms": "3000"})
+        poll(lambda: mock_upstream.calls() == calls + 1, 30)  # a's request is upstream
+        quick = chat(b, prompt, no_store)
+        assert not slow.done(), "b waited for a flight whose answer is never stored"
+        assert (quick.status, slow.result().status) == ("MISS", "MISS")
