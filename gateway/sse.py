@@ -103,12 +103,30 @@ def complete(endpoint: str, answer: Any) -> bool:
                 _objects(item.get("content")) for item in output if item.get("type") == "message"
             )
         )
-    return bool(answer.get("choices")) and _objects(answer["choices"])
+    choices = answer.get("choices")
+    return (
+        isinstance(choices, list)
+        and bool(choices)
+        and _objects(choices)
+        and all(_replayable_choice(endpoint, choice) for choice in choices)
+    )
 
 
 def _objects(value: Any) -> bool:
     """A list of JSON objects: what a replay can walk (anything else is not stored)."""
     return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+def _replayable_choice(endpoint: str, choice: dict[str, Any]) -> bool:
+    """A choice replay_completion can walk: a completion's text a string, a chat message
+    an object whose tool calls are objects."""
+    if endpoint != "chat":
+        return isinstance(choice.get("text"), str | None)
+    message = choice.get("message")
+    if message is None:
+        return True
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    return isinstance(message, dict) and (not calls or _objects(calls))
 
 
 def _count(value: Any) -> int:

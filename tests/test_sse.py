@@ -183,6 +183,9 @@ FIELDS = ["type", "object", "stop_reason", "status", "content", "output", "usage
     {"object": "response", "status": "completed", "output": [{"type": "message", "content": [1]}]},
 )
 @example("chat", {"choices": ["x"]})
+@example("chat", {"choices": [{"message": "x"}]})
+@example("chat", {"choices": [{"message": {"content": None, "tool_calls": "x"}}]})
+@example("completions", {"choices": [{"text": ["x"]}]})
 def test_any_answer_upstream_sends_is_stored_only_if_it_can_be_replayed(endpoint, answer):
     usage = answer_usage(endpoint, answer)
     assert usage is None or min(usage.prompt, usage.completion) >= 0
