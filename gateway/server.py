@@ -766,7 +766,10 @@ class Gateway:
             completion_tokens=usage.completion,
             upstream_ms=upstream_ms,
         )
-        self.cache.put(refreshed, None)  # the vector is the entry's: its text is the same
+        # An entry purged meanwhile (reported bad, say) stays gone: its key, text and vector
+        # would bring the same match back.
+        if await self.cache.get(entry.key) is not None:
+            self.cache.put(refreshed, None)  # the vector is the entry's: its text is the same
         outcome = Outcome(
             "REFRESH",
             prompt_tokens=usage.prompt,

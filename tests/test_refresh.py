@@ -147,6 +147,17 @@ def test_a_stop_drops_a_refresh_in_flight(make_gateway, mock_upstream):
     assert "refresh of" not in gw.log.read_text()
 
 
+def test_an_entry_purged_while_it_is_refreshed_stays_purged(make_gateway, mock_upstream):
+    gw = make_gateway(env=REFRESH_ENV)
+    ask = asker(gw, headers={"X-Mock-Delay-Ms": "2000"})  # the refresh waits as long
+    key = refresh_under_way(ask, mock_upstream).headers["x-cache-key"]
+    purge = httpx.post(f"{gw.url}/cache/purge", json={"key": key}, headers=gw.admin)
+    assert purge.json() == {"purged": 1}
+    stats = f"{gw.url}/cache/stats"
+    poll(lambda: httpx.get(stats, headers=gw.admin).json()["refresh"] == 1)  # it landed
+    assert ask().headers["x-cache-status"] == "MISS"  # and did not bring the entry back
+
+
 def test_off_by_default_an_entry_expires(make_gateway, mock_upstream):
     gw = make_gateway()
     ask = asker(gw)
