@@ -514,14 +514,10 @@ class SqliteLedger:
                 return 0
             assert self._write_conn is not None
             conn = self._write_conn
+            # No VACUUM: new rows reuse the freed pages, so the file stops growing, and a
+            # VACUUM of a large file would hold the writer (and the rows queued behind it).
             try:
                 removed = roll_up(conn, before)
-                pages, free = (
-                    conn.execute(f"PRAGMA {name}").fetchone()[0]
-                    for name in ("page_count", "freelist_count")
-                )
-                if removed and free * 2 > pages:  # give the space back once most of it is free
-                    conn.execute("VACUUM")
             except sqlite3.Error as exc:
                 self._complaints.say("roll-up", "cannot roll up %s (%s)", self.path, exc)
                 return 0
