@@ -81,6 +81,21 @@ def test_warm_stores_then_finds_cached(make_gateway, tmp_path):
     assert "0 stored, 4 already cached, 1 failed" in second.stdout
     for question in questions(tag):
         assert ask(gw, question).headers["x-cache-status"] == "HIT"
+        assert ask(gw, question, "docs").headers["x-cache-status"] == "MISS"  # another namespace
+
+    # --namespace: the entries of that namespace (the docs ones, stored by the asks above)
+    third = cachegate(
+        "warm",
+        str(path),
+        "--gateway",
+        gw.url,
+        "--api-key",
+        WARM_KEY,
+        "--namespace",
+        "docs",
+        check=False,
+    )
+    assert "1 stored, 3 already cached, 1 failed" in third.stdout  # only the embedding is new
 
 
 def paraphrase_pair(tag: str) -> tuple[str, str]:
