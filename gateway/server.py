@@ -191,6 +191,13 @@ class Gateway:
         pause = self.config.client_body_timeout
         chunks, size = [], 0
         try:
+            if request.content.is_eof() and (request.content_length or 0) < OFF_LOOP_BYTES:
+                # The whole body came with the headers (the usual small request): nothing
+                # to wait for, so no deadline to arm; a timer a request cost exact hits ~5%.
+                raw = request.content.read_nowait()
+                if len(raw) > limit:
+                    raise BadRequest(413, f"request body is over the limit of {limit} bytes")
+                return raw
             # A client may pause its body for at most client_body_timeout at a time.
             async with asyncio.timeout(pause) as deadline:
                 while chunk := await request.content.readany():
