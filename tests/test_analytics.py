@@ -14,6 +14,7 @@ import uuid
 import httpx2 as httpx
 import pytest
 import yaml
+from cdp import HEADLESS
 from conftest import ARTIFACTS, REPO
 
 from tools.processes import CACHEGATE
@@ -73,13 +74,7 @@ def render_dashboard(url: str, screenshot: str) -> str:
             "chromium is not installed; run `make install` (scripts/install-system-packages.sh)"
         )
     flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
+        *HEADLESS,
         "--window-size=1280,900",
         "--virtual-time-budget=8000",
     ]
