@@ -14,7 +14,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -87,10 +87,12 @@ def complete(endpoint: str, answer: Any) -> bool:
     if not isinstance(answer, dict):
         return False
     if endpoint == "messages":
+        content = answer.get("content")
         return (
             answer.get("type") == "message"
             and answer.get("stop_reason") is not None
-            and _objects(answer.get("content"))
+            and _objects(content)
+            and all(_replayable_block(block) for block in content)
         )
     if endpoint == "responses":
         output = answer.get("output")
@@ -99,9 +101,7 @@ def complete(endpoint: str, answer: Any) -> bool:
         return (
             answer.get("object") == "response"
             and answer.get("status") == "completed"
-            and all(
-                _objects(item.get("content")) for item in output if item.get("type") == "message"
-            )
+            and all(_replayable_item(item) for item in output if item.get("type") == "message")
         )
     choices = answer.get("choices")
     return (
@@ -112,21 +112,47 @@ def complete(endpoint: str, answer: Any) -> bool:
     )
 
 
-def _objects(value: Any) -> bool:
+def _objects(value: Any) -> TypeGuard[list[dict[str, Any]]]:
     """A list of JSON objects: what a replay can walk (anything else is not stored)."""
     return isinstance(value, list) and all(isinstance(item, dict) for item in value)
 
 
+def _text(value: Any) -> bool:
+    """Text a replay cuts into pieces: a string, or nothing."""
+    return isinstance(value, str | None)
+
+
 def _replayable_choice(endpoint: str, choice: dict[str, Any]) -> bool:
     """A choice replay_completion can walk: a completion's text a string, a chat message
-    an object whose tool calls are objects."""
+    an object whose content is a string and whose tool calls are objects."""
     if endpoint != "chat":
-        return isinstance(choice.get("text"), str | None)
+        return _text(choice.get("text"))
     message = choice.get("message")
     if message is None:
         return True
-    calls = message.get("tool_calls") if isinstance(message, dict) else None
-    return isinstance(message, dict) and (not calls or _objects(calls))
+    if not isinstance(message, dict):
+        return False
+    calls = message.get("tool_calls")
+    return _text(message.get("content")) and (not calls or _objects(calls))
+
+
+def _replayable_block(block: dict[str, Any]) -> bool:
+    """A Messages content block replay_message can walk: its text or thinking a string."""
+    kind = block.get("type")
+    if kind == "text":
+        return _text(block.get("text"))
+    if kind == "thinking":
+        return isinstance(block.get("thinking"), str) and _text(block.get("signature"))
+    return True
+
+
+def _replayable_item(item: dict[str, Any]) -> bool:
+    """A Responses message item replay_response can walk: parts that are objects, the
+    output_text ones with string text."""
+    parts = item.get("content")
+    return _objects(parts) and all(
+        _text(part.get("text")) for part in parts if part.get("type") == "output_text"
+    )
 
 
 def _count(value: Any) -> int:

@@ -186,6 +186,22 @@ FIELDS = ["type", "object", "stop_reason", "status", "content", "output", "usage
 @example("chat", {"choices": [{"message": "x"}]})
 @example("chat", {"choices": [{"message": {"content": None, "tool_calls": "x"}}]})
 @example("completions", {"choices": [{"text": ["x"]}]})
+@example("chat", {"choices": [{"message": {"content": [{"type": "text", "text": "x"}]}}]})
+@example(
+    "messages",
+    {"type": "message", "stop_reason": "end_turn", "content": [{"type": "text", "text": ["x"]}]},
+)
+@example(
+    "messages", {"type": "message", "stop_reason": "end_turn", "content": [{"type": "thinking"}]}
+)
+@example(
+    "responses",
+    {
+        "object": "response",
+        "status": "completed",
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": ["x"]}]}],
+    },
+)
 def test_any_answer_upstream_sends_is_stored_only_if_it_can_be_replayed(endpoint, answer):
     usage = answer_usage(endpoint, answer)
     assert usage is None or min(usage.prompt, usage.completion) >= 0
