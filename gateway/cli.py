@@ -9,9 +9,12 @@ import os
 import sqlite3
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from gateway.config import Config, ConfigError, load_config
+
+Read = TypeVar("Read")
 
 
 def apply_environment(parser: argparse.ArgumentParser) -> None:
@@ -82,21 +85,25 @@ def cmd_stats(args: argparse.Namespace) -> None:
     print_stats_table(result)
 
 
+def read_redis(config: Config, what: str, read: Callable[[str], Coroutine[Any, Any, Read]]) -> Read:
+    """`read(backend URL)` run to its end; a Redis that cannot be read stops the command
+    with one line naming `what`."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    try:
+        return asyncio.run(read(config.backend))
+    except (RedisError, ValueError) as exc:
+        raise SystemExit(f"cachegate: cannot read the {what} in {config.backend}: {exc}") from None
+
+
 def open_ledger(config: Config) -> sqlite3.Connection:
     """The ledger table of `config.backend`: the SQLite file, or a copy of Redis' rows."""
     if config.backend != "sqlite":
-        import asyncio
-
-        from redis.exceptions import RedisError
-
         from gateway.redis.ledger import read_shared_ledger
 
-        try:
-            return asyncio.run(read_shared_ledger(config.backend))
-        except (RedisError, ValueError) as exc:
-            raise SystemExit(
-                f"cachegate: cannot read the ledger in {config.backend}: {exc}"
-            ) from None
+        return read_redis(config, "ledger", read_shared_ledger)
     path = config.data_dir / "ledger.db"
     if not path.exists():
         raise SystemExit(
@@ -163,18 +170,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 def read_entries(config: Config) -> list[tuple[int, int, float]] | None:
     """(hits, size, expires_at) of every stored entry; None where there is no store yet."""
     if config.backend != "sqlite":
-        import asyncio
-
-        from redis.exceptions import RedisError
-
         from gateway.redis.store import read_entry_fields
 
-        try:
-            return asyncio.run(read_entry_fields(config.backend))
-        except (RedisError, ValueError) as exc:
-            raise SystemExit(
-                f"cachegate: cannot read the entries in {config.backend}: {exc}"
-            ) from None
+        return read_redis(config, "entries", read_entry_fields)
     path = config.data_dir / "entries.db"
     if not path.exists():
         return None
