@@ -91,10 +91,16 @@ def serving_gateway(data_dir: Path) -> str | None:
     """The URL of the running gateway that serves `data_dir`, if one does."""
     try:
         serving = json.loads((data_dir / SERVING_FILE).read_text())
-        os.kill(int(serving["pid"]), 0)  # raises if no such process: a crash left the file
-        return str(serving["url"])
+        pid, url = int(serving["pid"]), str(serving["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:  # no such process: a crash left the file
+        return None
+    except PermissionError:  # EPERM: the process is there, run by another user
+        pass
+    return url
 
 
 def serving_description(data_dir: Path) -> str:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -87,6 +90,48 @@ def test_purge_of_a_data_dir_that_does_not_exist_says_so_and_creates_nothing(tmp
     assert done.returncode != 0
     assert "no entries at" in done.stderr and "purged" not in done.stdout
     assert not missing.exists()
+
+
+# `cachegate purge` as the user `nobody`: what it runs is imported first (the interpreter
+# may live where `nobody` cannot read), then it gives up root.
+PURGE_AS_NOBODY = """
+import asyncio, encodings.idna, json, os, sys, urllib.request
+from gateway import admin, backends, cli, datadir, store
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+cli.main(["purge", "--data-dir", sys.argv[1], "--all"])
+"""
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user may enter (pytest's own are its user's only); before
+    make_gateway in a test's arguments, it goes after the gateways stopped."""
+    path = Path(tempfile.mkdtemp())
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_purge_by_another_user_goes_to_the_gateway_it_cannot_signal(open_dir, make_gateway):
+    """The gateway runs as root, purge as `nobody`: os.kill(pid, 0) on the gateway is
+    EPERM, which says the gateway is there, so the purge goes through it (its memory
+    forgets too) instead of taking it for gone."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the purge as another user")
+    gw = make_gateway(data_dir=open_dir / "data", env={"CACHEGATE_ADMIN_TOKEN": "purge-token"})
+    prompt = f"purged by another user {uuid.uuid4()}"
+    assert [ask(gw, prompt), ask(gw, prompt)] == ["MISS", "HIT"]
+    done = subprocess.run(
+        [sys.executable, "-c", PURGE_AS_NOBODY, str(gw.data_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "CACHEGATE_ADMIN_TOKEN": "purge-token"},
+    )
+    assert f"purged 1 entries (through {gw.url}/cache/purge)" in done.stdout, done.stderr
+    assert ask(gw, prompt) == "MISS"
 
 
 @contextlib.contextmanager
