@@ -48,7 +48,6 @@ from gateway.upstream import Upstream, UpstreamError, read_all, response_headers
 from policies.controls import (
     ControlError,
     Controls,
-    control_headers,
     parse_controls,
     valid_namespace,
 )
@@ -228,7 +227,7 @@ class Gateway:
 
     def controls(self, request: web.Request) -> tuple[Controls, str]:
         try:
-            controls = parse_controls(control_headers(request.headers.items()))
+            controls = parse_controls(request.headers.items())
         except ControlError as exc:
             raise BadRequest(400, str(exc), exc.header) from None
         for header in CREDENTIAL_HEADERS:

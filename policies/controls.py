@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,8 +13,9 @@ NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 TAG_PATTERN = re.compile(r"[A-Za-z0-9._:/@+-]{1,64}")
 MAX_TAGS = 16
 # A directive: up to a comma outside double quotes, so private="a, b" is one (RFC 9111,
-# 5.2). Linear: a header of 64 KiB is read in milliseconds, whatever its quotes.
-DIRECTIVE = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*"?)+')  # \" inside quotes is a quote
+# 5.2); its group is the last closing quote, "" when a quote runs to the end unclosed.
+# Linear: a header of 64 KiB is read in milliseconds, whatever its quotes.
+DIRECTIVE = re.compile(r'(?:[^,"]|"(?:[^"\\]|\\.)*("?))+')  # \" inside quotes is a quote
 # A plain decimal in ASCII: float() would also take "1_000", "١٢", "nan" and "1e400".
 DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 CONTROL_HEADERS = {
@@ -28,8 +29,6 @@ CONTROL_HEADERS = {
         "X-Cache-Tags",
     )
 }
-# Headers whose values are lists: lines sent more than once are one list (RFC 9110, 5.3).
-LIST_HEADERS = ("Cache-Control", "X-Cache-Tags")
 
 
 class ControlError(ValueError):
@@ -61,10 +60,17 @@ def _non_negative_number(header: str, text: str) -> float:
     return value
 
 
-def _cache_control(text: str) -> tuple[bool, bool, float | None]:
+def _cache_control(lines: list[str]) -> tuple[bool, bool, float | None]:
+    """Each line on its own: a quote left open on one must not hide a later line's
+    no-store, and is a ControlError like any other malformed directive."""
     no_cache = no_store = False
     max_age: float | None = None
-    for directive in DIRECTIVE.findall(text):
+    for match in (match for line in lines for match in DIRECTIVE.finditer(line)):
+        directive, closing_quote = match.group(0, 1)
+        if closing_quote == "":
+            raise ControlError(
+                "Cache-Control", f"the quote in {directive.strip()!r} is never closed"
+            )
         name, _, value = directive.strip().partition("=")
         name = name.strip().lower()
         value = value.strip().strip('"')
@@ -109,31 +115,29 @@ def parse_tags(text: str) -> tuple[str, ...]:
     return tags
 
 
-def control_headers(lines: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """The control headers among a request's header lines, for parse_controls.
+def parse_controls(lines: Iterable[tuple[str, str]]) -> Controls:
+    """Read the control headers among a request's header lines; raise ControlError naming
+    the header that is malformed.
 
     Lines of a list header (Cache-Control, X-Cache-Tags) sent more than once are one list
     (RFC 9110, 5.3), so a no-store on a second line counts; any other control header sent
     twice is a ControlError, as it would be ambiguous which value applies.
     """
-    found: dict[str, str] = {}
+    cache_control: list[str] = []
+    headers: dict[str, str] = {}
     for name, value in lines:
         header = CONTROL_HEADERS.get(name.lower())
         if header is None:
             continue
-        if header not in found:
-            found[header] = value
-        elif header in LIST_HEADERS:
-            found[header] += f", {value}"
+        if header == "Cache-Control":
+            cache_control.append(value)
+        elif header not in headers:
+            headers[header] = value
+        elif header == "X-Cache-Tags":
+            headers[header] += f", {value}"
         else:
             raise ControlError(header, "it is sent more than once")
-    return found
-
-
-def parse_controls(headers: Mapping[str, str]) -> Controls:
-    """Read the control headers (as control_headers gives them); raise ControlError naming
-    the header that is malformed."""
-    no_cache, no_store, max_age = _cache_control(headers.get("Cache-Control", ""))
+    no_cache, no_store, max_age = _cache_control(cache_control)
     ttl = None
     if (text := headers.get("X-Cache-TTL")) is not None:
         ttl = _non_negative_number("X-Cache-TTL", text.strip())

@@ -232,6 +232,7 @@ def test_control_headers_reach_the_gateway_not_upstream(gateway, mock_upstream):
         ("X-Cache-Threshold", "high"),
         ("X-Cache-Namespace", "has spaces"),
         ("Cache-Control", "max-age=ten"),
+        ("Cache-Control", 'max-age="5'),
     ],
 )
 def test_malformed_control_header_is_a_400_naming_it(gateway, header, value):
@@ -268,6 +269,11 @@ def test_a_repeated_cache_control_line_is_read_and_a_repeated_x_cache_header_ref
     lines = [("Cache-Control", "public"), ("Cache-Control", "no-store")]
     assert httpx.post(url, json=body, headers=lines).headers["X-Cache-Status"] == "MISS"
     assert httpx.post(url, json=body).headers["X-Cache-Status"] == "MISS", "no-store was ignored"
+    # Joined into one list, the open quote took the no-store line in: refused, not stored.
+    swallowing = [("Cache-Control", 'private="a'), ("Cache-Control", "no-store")]
+    unclosed = httpx.post(url, json={**body, "seed": 1}, headers=swallowing)
+    assert unclosed.status_code == 400, unclosed.headers.get("X-Cache-Status")
+    assert unclosed.json()["error"]["param"] == "Cache-Control"
     twice = httpx.post(url, json=body, headers=[("X-Cache-Mode", "off"), ("X-Cache-Mode", "exact")])
     assert twice.status_code == 400
     assert twice.json()["error"]["param"] == "X-Cache-Mode"
