@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
-from itertools import zip_longest
-from unicodedata import category, normalize
+from itertools import groupby, zip_longest
+from unicodedata import category, decomposition, normalize
 
 # Not "one": "how can one ..." uses it as a pronoun far more often than as a number.
 NUMBER_WORDS = {
@@ -140,6 +140,9 @@ all much many quite really get got make there here s t way ways good
 # Unicode categories of typography: dashes, quotes, brackets, spaces, zero-width marks.
 TYPOGRAPHY = frozenset({"Pd", "Pi", "Pf", "Ps", "Pe", "Zs", "Cf"})
 FRACTION_SLASH = "\u2044"  # NFKC writes "½" as "1⁄2"; the numbers guard reads it
+# Numerals of one character whose digits side by side are one number ("¹⁰" is 10); any
+# other (a fraction, a circled number) is a number of its own.
+DIGIT_SCRIPTS = ("<super>", "<sub>")
 MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
 TRANSPOSED_MIN = 5  # letters a word needs before two swapped letters count as a typo
 # Joints around which two parts may trade places without changing the question ("spot
@@ -178,9 +181,7 @@ ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
 def number_forms(text: str) -> dict[str, frozenset[str]]:
     """Each number of the text, normalized ("2" == "two" == "II" == "second", "1,000" ==
     "1000"), with the ways the text writes it (CARDINAL, ORDINAL, ROMAN_FORM)."""
-    # NFKC spells the one-character numerals with digits and letters: "½" is "1⁄2", "①"
-    # "1", "²" "2", "Ⅱ" "II" (the models read "½" and "¼" alike).
-    text = normalize("NFKC", text)
+    text = spelt_numerals(text)
     forms: dict[str, set[str]] = {}
     for m in NUMBER.finditer(text):
         suffix, after = text[m.end() : m.end() + 2].lower(), text[m.end() + 2 : m.end() + 3]
@@ -195,6 +196,29 @@ def number_forms(text: str) -> dict[str, frozenset[str]]:
     for m in ROMAN.finditer(text):
         forms.setdefault(str(roman_value(m.group(0))), set()).add(ROMAN_FORM)
     return {value: frozenset(kinds) for value, kinds in forms.items()}
+
+
+def spelt_numerals(text: str) -> str:
+    """The text in NFKC, which spells the one-character numerals with digits and letters
+    ("½" is "1⁄2", "①" "1", "²" "2", "Ⅱ" "II"; the models read "½" and "¼" alike), each set
+    apart by spaces from the digits beside it: NFKC alone writes "3²" as "32", "2¹⁰" as
+    "210" and "1½" as "11⁄2", other numbers."""
+    if text.isascii():  # nothing to spell, and NFKC keeps ASCII as it is
+        return text
+
+    def numeral(at: int, char: str) -> str | int | None:
+        """Which numeral `char` is part of: its script for superscript or subscript
+        digits, its place for any other numeral; None for a character of no numeral."""
+        if category(char) != "No" or normalize("NFKC", char) == char:
+            return None
+        script = decomposition(char).partition(" ")[0]
+        return script if script in DIGIT_SCRIPTS else at
+
+    pieces = []
+    for which, chars in groupby(enumerate(text), lambda item: numeral(*item)):
+        run = "".join(char for _, char in chars)
+        pieces.append(run if which is None else f" {run} ")
+    return normalize("NFKC", "".join(pieces))
 
 
 def numbers_differ(a: str, b: str) -> bool:

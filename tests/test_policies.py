@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from unicodedata import normalize
 
 import pytest
 from hypothesis import example, given, settings
@@ -439,6 +440,13 @@ def test_json_depth(depth):
         ("How do I add ½ cup of sugar?", "How do I add ¼ cup of sugar?", "numbers"),
         ("What is step ① of the recipe?", "What is step ② of the recipe?", "numbers"),
         ("What is ½ of 10?", "What is 1/2 of 10?", None),
+        # ... and apart from the digits beside them: NFKC alone writes "3²" as "32".
+        ("What is 3² + 4²?", "What is 32 + 42?", "numbers"),
+        ("What is 2¹⁰?", "What is 210?", "numbers"),
+        ("What is 2¹⁰?", "What is 2^10?", None),
+        ("How do I add 1½ cups of flour?", "How do I add 11/2 cups of flour?", "numbers"),
+        ("How do I add 1½ cups of flour?", "How do I add 1 1/2 cups of flour?", None),
+        ("What are steps ①② of the recipe?", "What are steps 12 of the recipe?", "numbers"),
         # Characters the models do not see (an unknown token each, or "≠" stripped to "="),
         # and negations of other languages.
         ("Is it true that x ≠ y here?", "Is it true that x = y here?", "unseen-characters"),
@@ -572,6 +580,28 @@ def test_ordinals_match_their_own_number_only(first, second):
     assert (veto(asked, spelt) is None) == (first == second)
     # A count is not a rank: "third" is never "3".
     assert veto(asked, f"Who came {ORDINALS[second]} in the race?") == "numbers"
+
+
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.sampled_from([SUPERSCRIPT, SUBSCRIPT]))
+def test_superscript_digits_are_a_number_of_their_own(base, raised, script):
+    """ "2¹⁰" is 2 and 10, as "2^10" is; not 210."""
+    text = f"What is {base}{str(raised).translate(script)}?"
+    assert number_forms(text) == number_forms(f"What is {base}^{raised}?")
+    assert veto(text, f"What is {base}{raised}?") == "numbers"
+
+
+@given(st.integers(0, 10**6), st.sampled_from("¼½¾⅓⅔⅕⅛⅞"))
+def test_a_fraction_after_digits_is_a_number_of_its_own(whole, fraction):
+    """ "1½" is 1 and 1/2, as "1 1/2" is; not 11/2. "½" is "1/2", as before."""
+    spelt = normalize("NFKC", fraction).replace("\u2044", "/")
+    text = f"Add {whole}{fraction} cups"
+    assert number_forms(f"Add {fraction} cups") == number_forms(f"Add {spelt} cups")
+    assert number_forms(text) == number_forms(f"Add {whole} {spelt} cups")
+    assert veto(text, f"Add {whole}{spelt} cups") == "numbers"
 
 
 def test_acronyms_of_numeral_letters_are_not_numbers():
