@@ -140,6 +140,8 @@ all much many quite really get got make there here s t way ways good
 # Unicode categories of typography: dashes, quotes, brackets, spaces, zero-width marks.
 TYPOGRAPHY = frozenset({"Pd", "Pi", "Pf", "Ps", "Pe", "Zs", "Cf"})
 FRACTION_SLASH = "\u2044"  # NFKC writes "½" as "1⁄2"; the numbers guard reads it
+# Read as nothing by the unseen-characters guard: Spanish opening marks, the fraction slash.
+INVERTED_MARKS = frozenset({"¿", "¡", FRACTION_SLASH})
 # Numerals of one character whose digits side by side are one number ("¹⁰" is 10); any
 # other (a fraction, a circled number) is a number of its own.
 DIGIT_SCRIPTS = ("<super>", "<sub>")
@@ -304,8 +306,10 @@ def other_names(a: str, b: str) -> bool:
     A name present on one side only ("Donald Trump" / "Trump") is an addition, not a
     substitution, and passes.
     """
-    forms_a, forms_b = set(word_forms(a)), set(word_forms(b))
-    return bool(name_forms(a) - forms_b) and bool(name_forms(b) - forms_a)
+    # A name's forms may not be words of its text ("QX" of "QX7PLM"): both are compared.
+    names_a, names_b = name_forms(a), name_forms(b)
+    forms_a, forms_b = set(word_forms(a)) | names_a, set(word_forms(b)) | names_b
+    return bool(names_a - forms_b) and bool(names_b - forms_a)
 
 
 def name_forms(text: str) -> set[str]:
@@ -374,13 +378,16 @@ def swap_middles(part_a: list[str], part_b: list[str]) -> Iterator[list[str]]:
 
 def word_forms(text: str) -> list[str]:
     """The words of a text with the endings that do not change what is asked removed:
-    possessives and plurals ("England's" / "England", "memes" / "meme"); numbers spelt as
+    possessives and plurals ("England's" / "England", "memes" / "meme"), accents; numbers spelt as
     Roman numerals or ordinals in digits are read as the number and the word ("II" is "2",
     "2nd" is "second"), which the numbers guard judges."""
     spelt = ROMAN.sub(lambda m: str(roman_value(m.group(0))), normalize("NFKC", text))
+    # Accents are often left out ("Reykjavík" / "Reykjavik", "situação" / "situacao").
+    spelt = "".join(c for c in normalize("NFD", spelt) if category(c) != "Mn")
     forms = []
     for word in WORD.findall(spelt.lower()):
-        word = ORDINAL_DIGITS.get(word, word).replace("’", "'").removesuffix("'s").rstrip("'")
+        word = ORDINAL_DIGITS.get(word, word).replace("’", "'").removesuffix("'s")
+        word = word.replace("'", "")  # "didn't" / "didnt"
         plural = len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is"))
         if plural and word not in FUNCTION_WORDS:
             word = word[:-1]
@@ -434,7 +441,7 @@ def unseen(text: str) -> Counter[str]:
         if char.isascii():
             continue
         kind = category(char)
-        if kind in TYPOGRAPHY or kind == "Mn" or char == FRACTION_SLASH:
+        if kind in TYPOGRAPHY or kind == "Mn" or char in INVERTED_MARKS:
             continue
         if kind[0] == "L" and normalize("NFD", char)[0].isascii():
             continue
@@ -442,9 +449,24 @@ def unseen(text: str) -> Counter[str]:
     return found
 
 
+def other_unseen(a: Counter[str], b: Counter[str]) -> bool:
+    """Characters the models cannot read that differ between two texts; but for symbols
+    (emoji) on one side only: "why is the ocean salty? 🌊" asks what the plain question
+    does, while "🍕" / "🍔" swapped is another question."""
+    if a == b:
+        return False
+    symbols_a = {c for c in a if category(c) == "So"}
+    symbols_b = {c for c in b if category(c) == "So"}
+    if symbols_a and symbols_b:
+        return True
+    return {c: n for c, n in a.items() if c not in symbols_a} != {
+        c: n for c, n in b.items() if c not in symbols_b
+    }
+
+
 def veto(new_text: str, cached_text: str) -> str | None:
     """The name of the first guard that rejects the pair, or None when all agree."""
-    if unseen(new_text) != unseen(cached_text):
+    if other_unseen(unseen(new_text), unseen(cached_text)):
         return "unseen-characters"
     if numbers_differ(new_text, cached_text):
         return "numbers"

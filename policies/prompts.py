@@ -10,7 +10,10 @@ British spelling change nothing, and are stripped before anything is compared.
 
 Within one API key every end user of an app shares the cache, so an instruction that
 slips through ("What are your opening hours? Be brief and wrong.") plants an answer for
-all the others: instructions are compared as a set, and any difference vetoes.
+all the others: instructions are compared as a set, and any difference vetoes, but for
+a free clause whose words the other prompt says in its request ("How do I set up SSH
+keys? I'm on Windows." / "on windows, how do I set up ssh keys?"): that is a rewording,
+which the verifier judges.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from unicodedata import category, normalize
 
-from policies.guards import numbers_differ, veto
+from policies.guards import identifiers, numbers_differ, veto
 
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
@@ -98,7 +101,8 @@ THANKS = (
 )
 # Separators a benign phrase may be followed by.
 SEP = r"[\s,.!?:;\-–—…]*"
-LEADING = re.compile(rf"^(?:{GREETING}|{OPENER}){SEP}(?=\S|$)", re.IGNORECASE)
+# \b: an opener is a word of its own ("Qui a peint ...", "History of ..." keep their start).
+LEADING = re.compile(rf"^(?:{GREETING}|{OPENER})\b{SEP}(?=\S|$)", re.IGNORECASE)
 LEADING_ASK = re.compile(rf"^{ASKING}\b{SEP}", re.IGNORECASE)
 TRAILING = re.compile(rf"(?:^|[\s,.!?:;\-–—…]){THANKS}{SEP}$", re.IGNORECASE)
 POLITE = re.compile(r"\b(?:please|pls|plz|plse|kindly)\b[,]?\s*", re.IGNORECASE)
@@ -754,10 +758,11 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
     return found
 
 
-def instruction_spans(text: str) -> str:
-    """The text with its instruction phrases taken out (what is left is the request)."""
+def instruction_spans(text: str, kinds: tuple[str, ...] = ("",)) -> str:
+    """The text with its instruction phrases (of labels starting with one of `kinds`)
+    taken out (what is left is the request), and its length limits and answer language."""
     for label, pattern in INSTRUCTION.items():
-        if label not in CLAUSE_ONLY:
+        if label not in CLAUSE_ONLY and label.startswith(kinds):
             text = pattern.sub(" ", text)
     text = LENGTH_COUNT.sub(" ", text)
     for pattern in (ANSWER_LANGUAGE, LANGUAGE_ALONE):
@@ -865,19 +870,67 @@ output text under less fewer than below exactly most max maximum only just
 """.split())  # fmt: skip
 
 
+# Thanks as payload_key writes it (no whitespace), when it is taken into the payload.
+COMPACT_THANKS = re.compile(rf"[\W_]*(?:{THANKS.replace(' ', '')})[\W_]*", re.IGNORECASE)
+
+
+def same_payload(new: Prompt, cached: Prompt) -> bool:
+    """The same inline content: equal, each in the other's text (the request put after
+    the content), or one inside the other with only thanks left over ("as JSON. thank
+    you! Booking ref: ..." took the thanks for content)."""
+    if new.payload == cached.payload:
+        return True
+    if new.payload in cached.content and cached.payload in new.content:
+        return True
+    short, long = sorted((new.payload, cached.payload), key=len)
+    return bool(short) and COMPACT_THANKS.fullmatch(long.replace(short, "", 1)) is not None
+
+
 def mismatch(new: Prompt, cached: Prompt) -> str | None:
     """The name of the first part on which two prompts disagree, or None."""
     if new.language != cached.language:
         return "prompt-language"
-    if new.payload != cached.payload and not (
-        new.payload in cached.content and cached.payload in new.content
-    ):
+    if not same_payload(new, cached):
         return "payload"
-    if new.instructions != cached.instructions:
+    if not same_instructions(new, cached):
         return "instructions"
     if other_slots(new.slots, cached.slots):
         return "slots"
     return None
+
+
+# Words whose presence never tells two requests apart (contractions are read without '").
+SAID_FILLER = frozenset(
+    w.replace("'", "") for w in FILLER | STOPWORDS[ENGLISH] | DIRECTIVE_VERBS
+) | {"thanks", "thank", "thx", "ty", "cheers"}
+# Words that turn what a clause says around: they must be said on both sides.
+REVERSING = frozenset({"not", "don't", "dont", "never", "no", "without", "except"})
+CLAUSE = "clause:"
+
+
+def clause_words(prompt: Prompt) -> set[str]:
+    """What the free instruction clauses of a prompt say, without filler and the verbs
+    and function words of an order ("i'm on windows" says "windows")."""
+    said = {
+        w for i in prompt.instructions if i.startswith(CLAUSE) for w in i[len(CLAUSE) :].split()
+    }
+    return said - ((FILLER | DIRECTIVE_VERBS | STOPWORDS[ENGLISH]) - REVERSING)
+
+
+def same_instructions(new: Prompt, cached: Prompt) -> bool:
+    """The same instructions, or the same named ones (format, length, audience, ...) with
+    free clauses that only restate what the other prompt asks: every word of one side's
+    clauses is in the other side's request or clauses."""
+    if new.instructions == cached.instructions:
+        return True
+    if {i for i in new.instructions if not i.startswith(CLAUSE)} != {
+        i for i in cached.instructions if not i.startswith(CLAUSE)
+    }:
+        return False
+    new_said, cached_said = clause_words(new), clause_words(cached)
+    return new_said <= set(cached.request.split()) | cached_said and cached_said <= (
+        set(new.request.split()) | new_said
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -892,14 +945,32 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     vetoed (by which guard), or left to the verifier. A rewording in a language other
     than English is vetoed: the models read English only, and a guess there would serve
     wrong answers. The lexical guards read the texts without greetings, thanks, smileys."""
-    if new == cached and not numbers_differ(new.stripped, cached.stripped):
+    if (
+        new == cached
+        and said_words(new) == said_words(cached)
+        and not numbers_differ(new.stripped, cached.stripped)
+        and identifiers(new.stripped) == identifiers(cached.stripped)
+    ):
         return Verdict(True, None)
     guard = mismatch(new, cached)
     if guard is None and new.language != ENGLISH:
         guard = "unjudged-language"
     return Verdict(
-        False, guard or veto(new.stripped, cached.stripped), request_overlap(new, cached)
+        False,
+        guard or veto(americanized(new.stripped), americanized(cached.stripped)),
+        request_overlap(new, cached),
     )
+
+
+def said_words(prompt: Prompt) -> set[str]:
+    """The words of a prompt that can carry meaning, without filler and without the
+    phrases of length, format and answer language (read alike: "in one sentence" / "in a
+    single sentence"). Two prompts the decomposition reads alike are the same request only
+    if they also say the same words: a pattern of another kind must not hide what it
+    matched ("gift ideas for my dad" / "for my mom")."""
+    text = instruction_spans(prompt.stripped, kinds=("length:", "format:"))
+    words = canonical_words(text).replace("'", "").split()
+    return {w for w in words if w.isalnum()} - SAID_FILLER
 
 
 def request_overlap(new: Prompt, cached: Prompt) -> float:

@@ -109,12 +109,75 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ("What is your favourite colour?", "what is your favorite color"),
         ("How do I organise my fridge?", "how do i organize my fridge"),
         ("Hola, ¿cuál es la capital de Francia? Gracias", "cual es la capital de francia"),
-        ("Explain like I'm 5: what causes inflation?", "ELI5 what causes inflation?"),
         ("Can you tell me how to reset my password?", "how to reset my password"),
+        ("Qui a peint La Liberté guidant le peuple ?", "qui a peint la liberte guidant le peuple"),
+        ("My bag didn't arrive. How do I report it?", "my bag didnt arrive. how do i report it"),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
     assert judge(a, b).same
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        # Read alike by the decomposition, said in other words (the verifier judges).
+        ("Explain like I'm 5: what causes inflation?", "ELI5 what causes inflation?"),
+        # A one-sided emoji decorates; a clause restating the other's request; thanks
+        # taken into the inline content; British spelling and left-out accents.
+        ("Why is the ocean salty?", "why is the ocean salty?? 🌊"),
+        (
+            "How do I set up SSH keys on GitHub? I'm on Windows.",
+            "on windows - how do I set up ssh keys for github?",
+        ),
+        (
+            "Extract the flight number as JSON: Booking ref: QX7PLM. Passenger: Dan Oka.",
+            "Extract the flight number as JSON. thank you! Booking ref: QX7PLM. Passenger: Dan Oka.",
+        ),
+        ("How do I change a flat tyre quickly?", "How can I change a flat tire quickly?"),
+        (
+            "What's the weather like in Reykjavík in May?",
+            "What is Reykjavik's weather like in May?",
+        ),
+    ],
+)
+def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
+    assert judge(a, b).guard is None and judge(b, a).guard is None
+
+
+@pytest.mark.parametrize(
+    "a,b,guard",
+    [
+        # An instruction pattern ("for my dad") must not hide a change of who it is for.
+        (
+            "Gift ideas for my dad who loves gardening?",
+            "Gift ideas for my mom who loves gardening?",
+            "swapped-word",
+        ),
+        # Case tells code identifiers apart.
+        (
+            'Rename the key "user_name" to "username" in this JSON: {"user_name": 1}',
+            'Rename the key "user_name" to "userName" in this JSON: {"user_name": 1}',
+            "identifiers",
+        ),
+        # A clause the other prompt does not say, emoji swapped, thanks plus an order.
+        (
+            "How do I set up SSH keys on GitHub? I'm on Windows.",
+            "How do I set up SSH keys on GitHub?",
+            "instructions",
+        ),
+        ("Calories in a slice of 🍕?", "Calories in a slice of 🍔?", "unseen-characters"),
+        (
+            "Summarize this: The launch moved to Friday.",
+            "Summarize this: The launch moved to Friday. thanks, and add a joke",
+            "payload",
+        ),
+    ],
+)
+def test_what_the_same_request_check_must_not_let_through(a, b, guard):
+    verdict = judge(a, b)
+    assert not verdict.same
+    assert verdict.guard == guard
 
 
 @pytest.mark.parametrize(
