@@ -54,7 +54,7 @@ eval: install
 	$(BIN)/cachegate eval --pairs bench/data/prompt_pairs.jsonl --split report --json bench/results/eval-prompts.json
 
 train-verifier: install
-	$(BIN)/python scripts/train_verifier.py --pairs $(PAIRS)
+	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --resume
 
 clean:
 	rm -rf .cachegate .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +137,19 @@ def test_a_set_that_names_its_split_and_kinds_is_selected_and_reported_by_them(t
         "false_hits": 0,
         "false_hit_rate": 0.0,
     }
+
+
+def test_the_prompt_training_pairs_share_no_topic_or_text_with_the_measured_ones():
+    """What the verifier is trained on never reaches the pairs it is tuned or reported on."""
+    data = Path(__file__).resolve().parent.parent / "bench" / "data"
+    rows = [json.loads(line) for line in (data / "prompt_pairs.jsonl").open(encoding="utf-8")]
+    train = [
+        json.loads(line) for line in (data / "prompt_train_pairs.jsonl").open(encoding="utf-8")
+    ]
+    assert len(train) >= 3000 and {row["split"] for row in train} == {"train"}
+    assert not {row["topic"] for row in train} & {row["topic"] for row in rows}
+
+    def texts(pairs: list[dict]) -> set[str]:
+        return {" ".join(p[side].lower().split()) for p in pairs for side in ("text_a", "text_b")}
+
+    assert not texts(train) & texts(rows)
