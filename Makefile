@@ -53,8 +53,12 @@ eval: install
 	$(BIN)/cachegate eval --pairs bench/data/support_pairs.jsonl --split all --json bench/results/eval-support.json
 	$(BIN)/cachegate eval --pairs bench/data/prompt_pairs.jsonl --split report --json bench/results/eval-prompts.json
 
+# Two stages, as shipped: one epoch on Quora's train split and the prompt training pairs,
+# then a second look at a sample of both at a lower learning rate.
 train-verifier: install
 	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --resume
+	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --resume --init .cache/verifier-checkpoint \
+	  --checkpoint .cache/verifier-checkpoint-2 --lr 2e-5 --quora-limit 20000 --prompt-repeat 1 --seed 14
 
 clean:
 	rm -rf .cachegate .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -351,7 +351,7 @@ def main() -> None:
     parser.add_argument(
         "--quora-limit",
         type=int,
-        default=12000,
+        default=0,
         help="train on a sample of this many Quora pairs (0: all; a 2-core CPU does ~20 a second)",
     )
     parser.add_argument(

@@ -10,7 +10,7 @@ import pytest
 from conftest import Gateway
 from test_semantic import REAL_SEMANTIC
 
-STORED, ASKED = "What is the capital of France?", "What is the capital city of France?"
+STORED, ASKED = "Why is the sky blue?", "Why does the sky look blue?"
 
 
 @pytest.fixture(scope="module")

@@ -131,8 +131,8 @@ def test_the_same_request_in_other_clothes(a, b):
             "on windows - how do I set up ssh keys for github?",
         ),
         (
-            "Extract the flight number as JSON: Booking ref: QX7PLM. Passenger: Dan Oka.",
-            "Extract the flight number as JSON. thank you! Booking ref: QX7PLM. Passenger: Dan Oka.",
+            "Extract the flight number as JSON: Booking ref: QX7PLM. Seat: 14C.",
+            "Extract the flight number as JSON. thank you! Booking ref: QX7PLM. Seat: 14C.",
         ),
         ("How do I change a flat tyre quickly?", "How can I change a flat tire quickly?"),
         (

@@ -18,9 +18,9 @@ REAL_SEMANTIC = {
     "CACHEGATE_SEMANTIC_VERIFIER": "cross-encoder",
 }
 PARAPHRASES = [
-    # Scores 0.90. "Which city is ..." passed where it was chosen but scores 0.854 on an
-    # AVX2 CPU without VNNI, whose int8 sums round otherwise: under the default 0.857.
-    ("What is the capital of France?", "What is the capital city of France?"),
+    # Each scores 0.90 or more, well over the default (0.860): int8 sums round otherwise
+    # on CPUs without VNNI, and a pair chosen at 0.87 fell under it on one.
+    ("Why is the sky blue?", "Why does the sky look blue?"),
     ("How do I center a div in CSS?", "How can I center a div using CSS?"),
     ("What are the health benefits of green tea?", "What health benefits does green tea have?"),
     ("How can I improve my public speaking skills?", "How do I get better at public speaking?"),

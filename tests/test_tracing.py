@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from test_semantic import REAL_SEMANTIC
 
-STORED, ASKED = "What is the capital of France?", "What is the capital city of France?"
+STORED, ASKED = "Why is the sky blue?", "Why does the sky look blue?"
 
 
 class Receiver(ThreadingHTTPServer):
