@@ -170,7 +170,11 @@ NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # nor lowercase ones ("xi", "vi" and "iv" are more often a name, an editor, a drip).
 ROMAN = re.compile(r"\b(?=[IVX]{2,}\b)X{0,3}(?:IX|IV|V?I{0,3})\b(?<=[IVX])")
 ROMAN_VALUES = {"I": 1, "V": 5, "X": 10}
-QUOTED = re.compile(r"\"([^\"]{1,200})\"|`([^`]{1,200})`|“([^”]{1,200})”")
+# Single quotes too, but only around words: not the apostrophe of "don't" or "kids' toys".
+QUOTED = re.compile(
+    r"\"([^\"]{1,200})\"|`([^`]{1,200})`|“([^”]{1,200})”|‘([^’]{1,200})’"
+    r"|(?<!\w)'([^'\n]{1,200})'(?!\w)"
+)
 IDENTIFIER = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]*|\w+\(\))")
 
 

@@ -167,6 +167,12 @@ def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
             "instructions",
         ),
         ("Calories in a slice of 🍕?", "Calories in a slice of 🍔?", "unseen-characters"),
+        # A phrase in single quotes is a slot: one word of it changes the answer.
+        (
+            "Translate 'Where is the train station?' into German.",
+            "Translate 'Where was the train station?' into German.",
+            "quoted",
+        ),
         (
             "Summarize this: The launch moved to Friday.",
             "Summarize this: The launch moved to Friday. thanks, and add a joke",
