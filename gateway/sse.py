@@ -18,7 +18,7 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from policies.keys import canonical_json
+from policies.keys import canonical_json, json_bytes
 from policies.pricing import Usage
 
 DONE = b"data: [DONE]\n\n"
@@ -315,12 +315,12 @@ ASSEMBLERS: dict[str, Callable[[list[dict[str, Any]]], dict[str, Any] | None]] =
 
 
 def _frame(event: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(event) + b"\n\n"
+    return b"data: " + json_bytes(event) + b"\n\n"
 
 
 def _named_frame(event: dict[str, Any]) -> bytes:
     """An event as Anthropic and the Responses API send theirs: named by its type."""
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    return b"event: " + event["type"].encode() + b"\ndata: " + json_bytes(event) + b"\n\n"
 
 
 def replay(endpoint: str, answer: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
@@ -351,7 +351,7 @@ def replay_message(answer: dict[str, Any]) -> Iterator[bytes]:
             ]
         elif kind in ("tool_use", "server_tool_use"):
             start = {**block, "input": {}}
-            partial = orjson.dumps(block.get("input") or {}).decode()
+            partial = json_bytes(block.get("input") or {}).decode()
             deltas = [{"type": "input_json_delta", "partial_json": partial}]
         else:  # a block that arrives whole (redacted thinking, a tool's result)
             start = block
@@ -471,7 +471,7 @@ def count_usage(
         )
         texts = [(c.get("message") or {}).get("content") or "" for c in answer["choices"]]
         texts += [
-            orjson.dumps(c["message"]["tool_calls"]).decode()
+            json_bytes(c["message"]["tool_calls"]).decode()
             for c in answer["choices"]
             if (c.get("message") or {}).get("tool_calls")
         ]

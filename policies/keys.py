@@ -20,10 +20,17 @@ ANONYMOUS_TENANT = "anonymous"
 
 def canonical_json(value: Any) -> bytes:
     """Byte-identical for equal JSON values: keys sorted, no whitespace."""
+    return json_bytes(value, sort_keys=True)
+
+
+def json_bytes(value: Any, sort_keys: bool = False) -> bytes:
+    """A JSON value written compactly, any integer JSON allows included."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
     except orjson.JSONEncodeError:  # an integer past 64 bits either way: orjson cannot write it
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False
+        ).encode()
 
 
 def digest(*parts: bytes | str) -> str:

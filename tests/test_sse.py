@@ -202,6 +202,16 @@ FIELDS = ["type", "object", "stop_reason", "status", "content", "output", "usage
         "output": [{"type": "message", "content": [{"type": "output_text", "text": ["x"]}]}],
     },
 )
+# An integer past 64 bits (orjson writes none) in the usage or in a tool's input.
+@example("chat", {"choices": [{}], "usage": -9223372036854775809})
+@example(
+    "messages",
+    {
+        "type": "message",
+        "stop_reason": "tool_use",
+        "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"n": 2**70}}],
+    },
+)
 def test_any_answer_upstream_sends_is_stored_only_if_it_can_be_replayed(endpoint, answer):
     usage = answer_usage(endpoint, answer)
     assert usage is None or min(usage.prompt, usage.completion) >= 0
