@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -27,6 +28,8 @@ from policies.decide import (
     json_depth_exceeds,
 )
 from policies.keys import Variant
+
+T = TypeVar("T")
 
 # Every digit read as 0, so one search finds a run of 19 digits (2**64 has 20, -2**63 - 1
 # has 19): a regular expression took half a second over a 30 MiB body, this a tenth of it.
@@ -84,22 +87,12 @@ class BodyWorker:
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
 
-    async def decide(
-        self,
-        endpoint: Endpoint,
-        raw: bytes,
-        max_depth: int,
-        controls: Controls,
-        tenant: str,
-        policy: PolicyConfig,
-        variant: Variant,
-    ) -> Decision | tuple[str, str | None]:
+    async def run(self, job: Callable[[], T]) -> T:
+        """`job` in the worker; a partial of a module function, so that it pickles."""
         if self._pool is None:
             # spawn: a fork would copy the gateway's threads' locks (ONNX, FAISS, SQLite).
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, decide_body, endpoint, raw, max_depth, controls, tenant, policy, variant
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, TypeVar, cast
 
 import aiohttp
@@ -34,7 +35,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.backends import Ledger
-from gateway.bodies import BodyError, BodyWorker, parse_json
+from gateway.bodies import BodyError, BodyWorker, decide_body, parse_json
 from gateway.cache import Cache, MissReason, remember
 from gateway.config import Config
 from gateway.entries import Entry, body_checksum
@@ -253,14 +254,17 @@ class Gateway:
         large body is decided in a worker process (bodies.py), and not remembered."""
         if len(raw) >= OFF_LOOP_BYTES:
             controls, tenant = self.controls(request)
-            decided = await self.bodies.decide(
-                endpoint,
-                raw,
-                self.config.max_json_depth,
-                controls,
-                tenant,
-                self.policy,
-                request_variant(request),
+            decided = await self.bodies.run(
+                partial(
+                    decide_body,
+                    endpoint,
+                    raw,
+                    self.config.max_json_depth,
+                    controls,
+                    tenant,
+                    self.policy,
+                    request_variant(request),
+                )
             )
             if isinstance(decided, tuple):
                 raise BadRequest(400, *decided)
