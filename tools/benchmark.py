@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tools.processes import (
     REPO,
@@ -44,6 +44,9 @@ from tools.processes import (
     free_port,
     wait_for_text,
 )
+
+if TYPE_CHECKING:  # the gateway is imported where a benchmark needs it
+    from gateway.entries import Entry
 from tools.processes import stop as stop_process
 
 MODEL = "gpt-4o-mini"
@@ -633,6 +636,32 @@ async def semantic_hit_rate(
 
 
 # -- index scale (library, one subprocess per size) ---------------------------------------------
+def bench_entry(
+    i: int,
+    body: bytes,
+    text: str,
+    vector: Any,
+    created_at: float,
+    context_key: str | None = None,
+) -> Entry:
+    """The i-th stored chat answer of a benchmark, a day to live."""
+    from gateway.entries import Entry
+
+    return Entry(
+        key=f"{i:032x}",
+        tenant="t_bench",
+        namespace="default",
+        endpoint="chat",
+        model=MODEL,
+        body=body,
+        created_at=created_at,
+        expires_at=created_at + 86400,
+        context_key=context_key,
+        text=text,
+        vector=vector.tobytes(),
+    )
+
+
 def random_unit_vectors(rng: Any, count: int, dim: int) -> Any:
     import numpy as np
 
@@ -724,7 +753,6 @@ def fill_entries_db(data_dir: Path, count: int) -> None:
     import numpy as np
 
     from gateway.backends import StoreLimits
-    from gateway.entries import Entry
     from gateway.store import SqliteStore
 
     async def fill() -> None:
@@ -738,18 +766,13 @@ def fill_entries_db(data_dir: Path, count: int) -> None:
             for offset, vector in enumerate(vectors):
                 i = start + offset
                 store.put(
-                    Entry(
-                        key=f"{i:032x}",
-                        tenant="t_bench",
-                        namespace="default",
-                        endpoint="chat",
-                        model=MODEL,
-                        body=b'{"id":"bench","object":"chat.completion","choices":[]}',
+                    bench_entry(
+                        i,
+                        b'{"id":"bench","object":"chat.completion","choices":[]}',
+                        f"stored question number {i}",
+                        vector,
                         created_at=now,
-                        expires_at=now + 86400,
                         context_key="bench-startup",
-                        text=f"stored question number {i}",
-                        vector=vector.tobytes(),
                     )
                 )
             await store.flush()
@@ -816,7 +839,7 @@ def measure_compression(pairs_file: Path = PAIRS_FILE) -> dict[str, Any]:
     chat answers, as the stores count them (body, compared text, 384-float vector, overhead)."""
     import numpy as np
 
-    from gateway.entries import BodyCodec, Entry
+    from gateway.entries import BodyCodec
     from gateway.store import StoreLimits, stored_row
 
     with pairs_file.open() as lines:
@@ -825,18 +848,7 @@ def measure_compression(pairs_file: Path = PAIRS_FILE) -> dict[str, Any]:
     bodies = chat_answers(texts, COMPRESSION_ANSWERS)
     rng = np.random.default_rng(3)
     entries = [
-        Entry(
-            key=f"{i:032x}",
-            tenant="t_bench",
-            namespace="default",
-            endpoint="chat",
-            model=MODEL,
-            body=body,
-            created_at=0.0,
-            expires_at=86400.0,
-            text=texts[i],
-            vector=random_unit_vectors(rng, 1, INDEX_DIM)[0].tobytes(),
-        )
+        bench_entry(i, body, texts[i], random_unit_vectors(rng, 1, INDEX_DIM)[0], created_at=0.0)
         for i, body in enumerate(bodies)
     ]
     bound = StoreLimits().compress_min_bytes
