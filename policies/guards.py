@@ -146,6 +146,7 @@ INVERTED_MARKS = frozenset({"¿", "¡", FRACTION_SLASH})
 # other (a fraction, a circled number) is a number of its own.
 DIGIT_SCRIPTS = ("<super>", "<sub>")
 MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
+DROPPED_MIN = 5  # letters a word needs before one dropped or added counts as a typo
 TRANSPOSED_MIN = 5  # letters a word needs before two swapped letters count as a typo
 # Joints around which two parts may trade places without changing the question ("spot
 # fixing and match fixing", "Is Spanish similar to Italian?"), once the words that only
@@ -400,20 +401,24 @@ def word_forms(text: str) -> list[str]:
 
 
 def misspelt(a: str, b: str) -> bool:
-    """Two long words one edit apart ("embarrassing" / "embarassing") are one word.
+    """Two words one edit apart ("embarrassing" / "embarassing") are one word.
 
-    Only long ones: among short words one edit is as often another word (house/horse,
-    desert/dessert, planet/plane) as a slip; but two neighbouring letters trading places
-    ("imgaes" / "images") is a slip at five letters already.
+    A letter swapped for another only in long words: among short ones that is as often
+    another word (house/horse, grandma/grandpa) as a slip. A letter dropped or doubled
+    ("runing", "reactt") or two neighbouring ones trading places ("imgaes") is a slip
+    from five letters; the pairs of words it joins (planet/plane, desert/dessert) go on
+    to the verifier, which reads them, rather than being served.
     """
     if transposed(a, b):
         return True
-    if min(len(a), len(b)) < MISSPELT_MIN or abs(len(a) - len(b)) > 1 or a[0] != b[0]:
+    if abs(len(a) - len(b)) > 1 or a[0] != b[0] or not (a + b).isalpha():
         return False
     if len(a) == len(b):
-        return sum(x != y for x, y in zip(a, b, strict=True)) <= 1
+        return len(a) >= MISSPELT_MIN and sum(x != y for x, y in zip(a, b, strict=True)) <= 1
     short, long = sorted((a, b), key=len)
-    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+    return len(long) >= DROPPED_MIN and any(
+        long[:i] + long[i + 1 :] == short for i in range(len(long))
+    )
 
 
 def transposed(a: str, b: str) -> bool:

@@ -74,14 +74,16 @@ GREETING = (
     r"(?:hi|hello|hey|heya|hiya|howdy|yo|greetings|good (?:morning|afternoon|evening|day)"
     r"|dear (?:support|team|sir|madam|all)|hola|buenos d[ií]as|buenas(?: tardes| noches)?"
     r"|bonjour|bonsoir|salut|hallo|guten (?:tag|morgen|abend)|ol[aá]|oi|bom dia|boa tarde"
-    r"|ciao|buongiorno|buonasera)(?: there| team| all| everyone| folks| guys)?"
+    r"|ciao|buongiorno|buonasera|fala|e a[ií])"
+    r"(?: there| team| all| everyone| folks| guys| pessoal| galera| zusammen| a todos)?"
 )
 OPENER = (
     r"(?:quick question|quick q|quick one|a quick question|question|one question|q"
     r"|i have a question"
     r"|i've got a question|i got a question|just wondering|i was wondering|i'm wondering"
     r"|so|ok|okay|um|uh|hmm|well|btw|by the way|sorry to bother you|sorry|excuse me"
-    r"|hope you're well|hope you are well|hope you're doing well)"
+    r"|hope you're well|hope you are well|hope you're doing well"
+    r"|(?:can|could) you help(?: me)?(?: out)?|(?:i )?need (?:some )?help|help me out)"
 )
 ASKING = (
     r"(?:(?:can|could|would) you (?:please |kindly )?(?:tell me|let me know)"
@@ -92,8 +94,11 @@ THANKS = (
     r"(?:thanks|thank you|thank u|thx|thnx|tx|ty|tyvm|cheers|much appreciated|appreciate it"
     r"|i appreciate it|thanks a lot|thanks so much|thank you so much|many thanks"
     r"|thanks in advance|thank you in advance|tia|thanks for your help|thanks for the help"
-    r"|regards|best regards|kind regards|best|br|gracias|muchas gracias|merci|merci beaucoup"
+    r"|regards|best regards|kind regards|gracias|muchas gracias|merci|merci beaucoup"
     r"|danke|vielen dank|danke sch[oö]n|obrigad[oa]|muito obrigad[oa]|grazie|grazie mille"
+    r"|(?:danke|vielen dank) im voraus|danke schon ?mal|gru(?:ß|ss)|valeu|vlw"
+    r"|obrigad[oa] desde j[aá]|desde j[aá] obrigad[oa]|merci d'avance|merci par avance"
+    r"|gracias de antemano|gracias por adelantado|grazie in anticipo|un abrazo"
     r"|thanks a bunch|thanks a ton|lol|lmao|haha|hahaha|ty in advance|un saludo|saludos"
     r"|cordialement|bien [àa] vous|mit freundlichen gr[üu](?:ß|ss)en|viele gr[üu](?:ß|ss)e"
     r"|liebe gr[üu](?:ß|ss)e|atenciosamente|cumprimentos|abra[çc]os|cordiali saluti|saluti"
@@ -104,13 +109,18 @@ SEP = r"[\s,.!?:;\-–—…]*"
 # \b: an opener is a word of its own ("Qui a peint ...", "History of ..." keep their start).
 LEADING = re.compile(rf"^(?:{GREETING}|{OPENER})\b{SEP}(?=\S|$)", re.IGNORECASE)
 LEADING_ASK = re.compile(rf"^{ASKING}\b{SEP}", re.IGNORECASE)
-TRAILING = re.compile(rf"(?:^|[\s,.!?:;\-–—…]){THANKS}{SEP}$", re.IGNORECASE)
+# "Best" signs off only after a sentence ("Who is the best" keeps its last word).
+TRAILING = re.compile(
+    rf"(?:(?:^|[\s,.!?:;\-–—…]){THANKS}|(?:^|[.!?]\s*)(?:best|br)){SEP}$", re.IGNORECASE
+)
 POLITE = re.compile(r"\b(?:please|pls|plz|plse|kindly)\b[,]?\s*", re.IGNORECASE)
 # Smileys and hand gestures decorate; other emoji may be what is asked about ("🍕"/"🍔").
 DECORATIVE = re.compile(
     "[\U0001f600-\U0001f64f\U0001f910-\U0001f92f\U0001f970-\U0001f97a\U0001f44b-\U0001f450"
     "\U0001f495-\U0001f49f\u2764\u263a\ufe0f\u200d]"
 )
+# The same written in ASCII, standing alone: ":)", ";-)", ":D", "xD".
+ASCII_SMILEY = re.compile(r"(?<!\S)(?:[:;=]-?[)(DPp3]|\(:|xD|XD|<3)(?!\S)")
 
 # British spellings written the American way, so the two read as one text.
 BRITISH = [
@@ -328,8 +338,9 @@ for (?:kids|children)
 (?:five|5|ten|10)[- ]year[- ]old
 """,
     "audience:beginner": r"""
-for (?:a |an |absolute )?(?:beginners?|novices?|newbies?|noobs?|dummies|laym[ae]n|layperson)
-for (?:non-?technical (?:people|person|audience)|grandma|my grandma|my mom|my dad|someone new)
+(?:for|to) (?:a |an |absolute )?(?:beginners?|novices?|newbies?|noobs?|dummies|laym[ae]n|layperson)
+for (?:non-?technical (?:people|person|audience)|someone new)
+for (?:my )?(?:grandma|granny|grandmother|grandpa|grandfather|mom|mother|dad|father)\b
 (?:in )?(?:simple|plain|layman'?s?) (?:terms|english|words|language)
 simply put
 explain (?:it )?simply
@@ -612,6 +623,10 @@ LANGUAGE_ALONE = re.compile(
     r"^\W*(?P<language>[a-z]+)(?: translation| version)?(?: of)?(?: please| pls| only)?\W*$",
     re.IGNORECASE,
 )
+# "Arabic translation of ...", "Spanish for '...'", "Japanese: '...'": the language asked
+# for, named before what is to be translated.
+LANGUAGE_NAMED = re.compile(r"\b(?P<language>[a-z]+) (?:translation|version)\b", re.IGNORECASE)
+LANGUAGE_LEADING = re.compile(r"^\W*(?P<language>[a-z]+)(?: for\b|:)", re.IGNORECASE)
 PLAIN_ENGLISH = re.compile(r"\b(?:plain|simple) english\b")
 # "in French" closing a clause asks for the answer in French ("the French Revolution" is
 # a subject, a slot).
@@ -619,6 +634,8 @@ ANSWER_LANGUAGE = re.compile(
     r"\b(?:in|into|to) (?P<language>[a-z]+)(?=\s*(?:$|[.,!?;:]|please\b|and\b|only\b))",
     re.IGNORECASE,
 )
+# Each names the answer's language in its group "language" (when it is one).
+ANSWER_LANGUAGES = (ANSWER_LANGUAGE, LANGUAGE_ALONE, LANGUAGE_NAMED, LANGUAGE_LEADING)
 
 # Words, and runs of symbols other than sentence punctuation ("x != y" is not "x = y").
 SENTENCE_MARKS = r".,!?;:'\"()\[\]¿¡…“”‘’«»–—"
@@ -644,12 +661,14 @@ class Prompt:
     content: str = field(default="", compare=False)
     # The text without greetings, thanks and smileys, as the lexical guards read it.
     stripped: str = field(default="", compare=False)
+    # The smileys taken out: one side's are benign, two different ones are not.
+    smileys: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 def benign_stripped(text: str) -> str:
     """The text without what never changes an answer: greetings, openers ("quick
     question:"), please, thanks and sign-offs, smileys, and extra whitespace."""
-    text = DECORATIVE.sub(" ", normalize("NFKC", text))
+    text = ASCII_SMILEY.sub(" ", DECORATIVE.sub(" ", normalize("NFKC", text)))
     text = POLITE.sub("", text)
     text = " ".join(text.split()) if "\n" not in text.strip() else text.strip()
     previous = None
@@ -659,6 +678,12 @@ def benign_stripped(text: str) -> str:
         text = LEADING_ASK.sub("", text, count=1).strip()
         text = TRAILING.sub("", text, count=1).strip()
     return text
+
+
+def smileys_of(text: str) -> frozenset[str]:
+    text = normalize("NFKC", text)
+    marks = DECORATIVE.findall(text) + ASCII_SMILEY.findall(text)
+    return frozenset(marks) - {"\ufe0f", "\u200d"}  # joiners are parts of an emoji
 
 
 def americanized(words: str) -> str:
@@ -751,7 +776,7 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
     for m in LENGTH_LIMIT.finditer(text.lower()):
         unit = m.group("unit").removesuffix("s")
         found.add(f"length:max {NUMBER_WORD.get(m.group('n'), m.group('n'))} {unit}")
-    for pattern in (ANSWER_LANGUAGE, LANGUAGE_ALONE):
+    for pattern in ANSWER_LANGUAGES:
         for m in pattern.finditer(text):
             if m.group("language").lower() in HUMAN_LANGUAGES:
                 found.add(f"answer:{m.group('language').lower()}")
@@ -765,7 +790,7 @@ def instruction_spans(text: str, kinds: tuple[str, ...] = ("",)) -> str:
         if label not in CLAUSE_ONLY and label.startswith(kinds):
             text = pattern.sub(" ", text)
     text = LENGTH_COUNT.sub(" ", text)
-    for pattern in (ANSWER_LANGUAGE, LANGUAGE_ALONE):
+    for pattern in ANSWER_LANGUAGES:
         text = pattern.sub(
             lambda m: " " if m.group("language").lower() in HUMAN_LANGUAGES else m.group(0), text
         )
@@ -853,6 +878,7 @@ def decompose(text: str) -> Prompt:
     request = plain_request(canonical_words(" ".join(request_parts)))
     return Prompt(
         stripped=stripped,
+        smileys=smileys_of(text),
         content=payload_key(stripped),
         language=language_of(head, fallback=stripped),
         request=request,
@@ -944,7 +970,11 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     """What the guards say of a candidate (both prompts decomposed): the same request,
     vetoed (by which guard), or left to the verifier. A rewording in a language other
     than English is vetoed: the models read English only, and a guess there would serve
-    wrong answers. The lexical guards read the texts without greetings, thanks, smileys."""
+    wrong answers. The lexical guards read the texts without greetings, thanks, smileys;
+    a smiley on one side only is benign, one swapped for another may be what is asked about
+    ("What does 😀 mean?" / "... 😢 ...")."""
+    if new.smileys - cached.smileys and cached.smileys - new.smileys:
+        return Verdict(False, "unseen-characters", request_overlap(new, cached))
     if (
         new == cached
         and said_words(new) == said_words(cached)

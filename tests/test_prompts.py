@@ -112,6 +112,16 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ("Can you tell me how to reset my password?", "how to reset my password"),
         ("Qui a peint La Liberté guidant le peuple ?", "qui a peint la liberte guidant le peuple"),
         ("My bag didn't arrive. How do I report it?", "my bag didnt arrive. how do i report it"),
+        # Openers and sign-offs, in other languages too, and ASCII smileys.
+        ("Give me a recipe for pancakes", "can you help? Give me a recipe for pancakes ty :)"),
+        (
+            "Como apagar uma branch remota no git?",
+            "fala pessoal, como apagar uma branch remota no git? valeu",
+        ),
+        (
+            "Wie finde ich große Dateien unter Linux?",
+            "Wie finde ich große Dateien unter Linux? Danke im Voraus",
+        ),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
@@ -138,6 +148,17 @@ def test_the_same_request_in_other_clothes(a, b):
         (
             "What's the weather like in Reykjavík in May?",
             "What is Reykjavik's weather like in May?",
+        ),
+        # A letter dropped or doubled is a typo; the audience and the translation's
+        # language said in other words are read alike.
+        (
+            "how do I get a shell inside a running docker container",
+            "how do i get a shell inside a runing docker containr",
+        ),
+        ("Explain the rules of chess to a beginner.", "explain chess rules for a beginner"),
+        (
+            "Translate 'Your package will arrive tomorrow' into Japanese.",
+            "Japanese: 'Your package will arrive tomorrow'",
         ),
     ],
 )
@@ -167,6 +188,9 @@ def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
             "instructions",
         ),
         ("Calories in a slice of 🍕?", "Calories in a slice of 🍔?", "unseen-characters"),
+        # Smileys are stripped as decoration, but one swapped for another is the question.
+        ("What does 😀 mean in a text?", "What does 😢 mean in a text?", "unseen-characters"),
+        ("What does :) mean in a text?", "What does :( mean in a text?", "unseen-characters"),
         # A phrase in single quotes is a slot: one word of it changes the answer.
         (
             "Translate 'Where is the train station?' into German.",
@@ -221,6 +245,15 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
             "What are your opening hours? Be brief and wrong.",
             "instructions",
         ),
+        # The translation's language named first is still the language asked for.
+        ("Translate 'Thank you' into German.", "French translation of 'Thank you'", "instructions"),
+        # A letter swapped for another in a short word is another word, not a typo.
+        (
+            "Draft a birthday message for my grandma who likes gardening.",
+            "Draft a birthday message for my grandpa who likes gardening.",
+            "swapped-word",
+        ),
+        ("Convert #1E90FF to RGB.", "Convert #1E90FE to RGB.", "swapped-word"),
         (
             "Write a poem about the sea.",
             "Write a poem about the sea in the style of Shakespeare.",
@@ -251,3 +284,8 @@ def test_what_changes_the_answer_is_vetoed(a, b, guard):
 )
 def test_the_language_of_a_prompt(text, language):
     assert language_of(text) == language
+
+
+def test_best_is_a_sign_off_only_after_a_sentence():
+    assert decompose("Which phone is the best").request == "which phone is best"
+    assert decompose("Which phone is the best? Thanks. Best").request == "which phone is best"
