@@ -183,6 +183,14 @@ IDENTIFIER = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]*|\w+\(\)
 # numeral does either ("World War II" is "World War 2" and "the Second World War").
 CARDINAL, ORDINAL, ROMAN_FORM = "cardinal", "ordinal", "roman"
 ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
+# A day of a month is one number however it is written: "June 14", "14th June", "the 14th
+# of June" (a capital May only: "may" is a verb as often).
+MONTH = (
+    r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|june?|july?|aug(?:ust)?"
+    r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)|May"
+)
+MONTH_BEFORE = re.compile(rf"\b(?:{MONTH})\.?\s+$")
+MONTH_AFTER = re.compile(rf"^(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{MONTH})\b")
 
 
 def number_forms(text: str) -> dict[str, frozenset[str]]:
@@ -192,7 +200,11 @@ def number_forms(text: str) -> dict[str, frozenset[str]]:
     forms: dict[str, set[str]] = {}
     for m in NUMBER.finditer(text):
         suffix, after = text[m.end() : m.end() + 2].lower(), text[m.end() + 2 : m.end() + 3]
-        ranked = suffix in ORDINAL_SUFFIXES and not after.isalnum()
+        dated = bool(
+            MONTH_BEFORE.search(text[max(0, m.start() - 12) : m.start()])
+            or MONTH_AFTER.match(text[m.end() : m.end() + 16])
+        )
+        ranked = suffix in ORDINAL_SUFFIXES and not after.isalnum() and not dated
         value = m.group(0).replace(",", "").rstrip(".")
         forms.setdefault(value, set()).add(ORDINAL if ranked else CARDINAL)
     for word in WORD.findall(text.lower()):

@@ -436,6 +436,9 @@ def test_json_depth(depth):
         ("How far does light go in a second?", "How far does light go in one second?", None),
         ("What is the second richest country?", "What is the richest country?", "numbers"),
         ("When did the Second World War end?", "When did World War I end?", "numbers"),
+        # A day of a month is one number however it is written.
+        ("Is the office open on the 14th of June?", "Is the office open on June 14?", None),
+        ("Is the office open on June 14?", "Is the office open on June 15th?", "numbers"),
         # Numerals of one character read as the number they are; the models read "½" as "¼".
         ("How do I add ½ cup of sugar?", "How do I add ¼ cup of sugar?", "numbers"),
         ("What is step ① of the recipe?", "What is step ② of the recipe?", "numbers"),
