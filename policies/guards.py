@@ -326,7 +326,25 @@ def other_names(a: str, b: str) -> bool:
     # A name's forms may not be words of its text ("QX" of "QX7PLM"): both are compared.
     names_a, names_b = name_forms(a), name_forms(b)
     forms_a, forms_b = set(word_forms(a)) | names_a, set(word_forms(b)) | names_b
-    return bool(names_a - forms_b) and bool(names_b - forms_a)
+    if names_a - forms_b and names_b - forms_a:
+        return True
+    return listed_beside(names_a - forms_b, names_a & names_b, a) or listed_beside(
+        names_b - forms_a, names_a & names_b, b
+    )
+
+
+def listed_beside(added: set[str], shared: set[str], text: str) -> bool:
+    """A name of `added` listed with one of `shared` ("Tokyo, Kyoto, Osaka, and Hiroshima"):
+    one more item of a list, not more words for the same thing ("Donald Trump")."""
+    if not added or not shared:
+        return False
+    lowered = text.lower()
+    one, other = "|".join(map(re.escape, added)), "|".join(map(re.escape, shared))
+    joint = r"(?:\s*,\s*(?:and\s+|or\s+|&\s+)?|\s+(?:and|or|&)\s+)"
+    return bool(
+        re.search(rf"\b(?:{one})\b{joint}(?:\w+{joint})*(?:{other})\b", lowered)
+        or re.search(rf"\b(?:{other}){joint}(?:\w+{joint})*(?:{one})\b", lowered)
+    )
 
 
 def name_forms(text: str) -> set[str]:

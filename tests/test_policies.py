@@ -411,6 +411,12 @@ def test_json_depth(depth):
         ("Did the Senate pass the bill?", "Did the House pass the bill?", "names"),
         ("Why did stocks drop on Thursday?", "Why did stocks drop on Tuesday?", "names"),
         ("Why is Donald Trump so popular?", "Why do people like Trump so much?", None),
+        # A name added to a list is one more thing asked about.
+        (
+            "Is a rail pass worth it for Tokyo, Kyoto and Osaka?",
+            "Is a rail pass worth it for Tokyo, Kyoto, Osaka and Hiroshima?",
+            "names",
+        ),
         (
             "How many people died in the flood?",
             "How many people were injured in the flood?",
