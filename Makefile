@@ -56,9 +56,10 @@ eval: install
 # Two stages, as shipped: one epoch on Quora's train split and the prompt training pairs,
 # then a second look at a sample of both at a lower learning rate.
 train-verifier: install
-	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --resume
-	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --resume --init .cache/verifier-checkpoint \
-	  --checkpoint .cache/verifier-checkpoint-2 --lr 2e-5 --quora-limit 20000 --prompt-repeat 1 --seed 14
+	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --train-extra --prompt-repeat 3 --resume
+	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --train-extra --resume \
+	  --init .cache/verifier-checkpoint --checkpoint .cache/verifier-checkpoint-2 \
+	  --lr 2e-5 --quora-limit 14000 --prompt-repeat 2 --seed 14
 
 clean:
 	rm -rf .cachegate .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -12,11 +12,15 @@ Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pa
    - 10% synthetic pairs that a person labels without thinking: another number, a
      negation, another name, a word turned into its opposite (different questions); case
      and punctuation (the same question), and
+   - the pairs of qqp_extra.jsonl past those calibrated on (--train-extra), less any that
+     shares a question with a calibrated or held-out pair,
    - the prompt pairs written for training (bench/data/prompt_train_pairs.jsonl: instruction,
      slot, payload and language changes, rewordings; none of their topics is in
-     prompt_pairs.jsonl), each seen twice.
-   On a 2-core CPU that is ~1,700 steps, 40-70 minutes; a run saves its progress every 200
-   steps and `--resume` goes on from there.
+     prompt_pairs.jsonl), each seen --prompt-repeat times.
+   On a 2-core CPU that is ~2,400 steps, about an hour; a run saves its progress every 200
+   steps and `--resume` goes on from there. `make train-verifier` then runs a shorter
+   second stage at a lower learning rate on a sample of the same Quora pairs and the
+   prompt pairs.
 2. Export it to ONNX and quantize it to int8, so the repo ships ~22 MB and a verification
    costs a few milliseconds on a CPU.
 3. Calibrate the *shipped* (quantized) model on the "calib" split: logistic regression
@@ -49,7 +53,7 @@ from embeddings.verifier import Calibration, CrossEncoderVerifier, fit_logistic,
 from policies.guards import OPPOSITES
 from policies.prompts import decompose, judge
 from tools.onnx_export import export_int8
-from tools.pairs import Pair, closure_pairs, load_pairs, select
+from tools.pairs import Pair, closure_pairs, load_pairs, select, sharing_no_question
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "embeddings" / "models"
 NEGATORS = re.compile(r"\b(is|are|can|do|does|should|will|would|could|was|did)\b", re.I)
@@ -119,6 +123,8 @@ def train(args: argparse.Namespace) -> None:
     pairs = load_pairs(args.pairs)
     train_pairs = select(pairs, "train")
     calib_pairs = select(pairs, "calib")
+    if args.train_extra:
+        train_pairs += extra_training_pairs(pairs, args)
     questions = sorted({p.text_a for p in train_pairs} | {p.text_b for p in train_pairs})
     train_pairs += closure_pairs(train_pairs, rng, args.closure)
     train_pairs += synthetic_pairs(questions, rng, int(len(train_pairs) * args.synthetic))
@@ -313,6 +319,14 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
     print(json.dumps(info, indent=2), flush=True)
 
 
+def extra_training_pairs(pairs: list[Pair], args: argparse.Namespace) -> list[Pair]:
+    """The --extra-pairs past those calibrated on, less any that shares a question with a
+    calibrated or held-out pair: more questions to learn from, none that is measured."""
+    extra = load_pairs(args.extra_pairs)
+    measured = select(pairs, "calib") + select(pairs, "heldout")
+    return sharing_no_question(extra[args.extra_limit :], measured + extra[: args.extra_limit])
+
+
 def calibration_pairs(args: argparse.Namespace) -> tuple[list[list[Pair]], list[Pair]]:
     """Quora's calib split (and --extra-pairs, questions no held-out pair has), and the
     prompt pairs' tune split."""
@@ -333,6 +347,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--extra-limit", type=int, default=6000, help="calibrate on the first N extra pairs"
+    )
+    parser.add_argument(
+        "--train-extra",
+        action="store_true",
+        help="train on the extra pairs past --extra-limit too (those sharing no measured question)",
     )
     parser.add_argument(
         "--prompt-pairs",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embeddings.verifier import Calibration, pick_threshold, wilson_lower_bound
-from tools.pairs import Pair, closure_pairs
+from tools.pairs import Pair, closure_pairs, select, sharing_no_question
 
 
 def test_closure_adds_duplicates_of_duplicates_and_negatives_across_groups_only():
@@ -153,3 +154,23 @@ def test_the_prompt_training_pairs_share_no_topic_or_text_with_the_measured_ones
         return {" ".join(p[side].lower().split()) for p in pairs for side in ("text_a", "text_b")}
 
     assert not texts(train) & texts(rows)
+
+
+def test_extra_training_pairs_share_no_question_with_what_is_measured(tmp_path):
+    """--train-extra trains on extra pairs past those calibrated on, and on none that
+    shares a question (case and spacing aside) with a calibrated or held-out pair."""
+    from scripts.train_verifier import extra_training_pairs
+
+    dev = [Pair(f"q{i} a", f"q{i} b", i % 2) for i in range(400)]
+    measured = select(dev, "calib") + select(dev, "heldout")
+    extra = [
+        Pair("x1", "x2", 1),  # calibrated on (--extra-limit 1)
+        Pair("X1 ", "fresh one", 1),  # shares a calibrated extra question
+        Pair(measured[0].text_a.upper(), "fresh two", 0),  # shares a measured question
+        Pair("fresh three", "fresh four", 1),
+    ]
+    path = tmp_path / "extra.jsonl"
+    path.write_text("".join(json.dumps(asdict(p)) + "\n" for p in extra))
+    args = type("Args", (), {"extra_pairs": str(path), "extra_limit": 1})()
+    assert extra_training_pairs(dev, args) == [Pair("fresh three", "fresh four", 1)]
+    assert sharing_no_question(extra, extra[:1]) == extra[2:]

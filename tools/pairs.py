@@ -107,6 +107,16 @@ def select(pairs: list[Pair], split: Split) -> list[Pair]:
     return [p for p, s in zip(pairs, split_of_each(pairs), strict=True) if s == split]
 
 
+def sharing_no_question(pairs: list[Pair], apart: list[Pair]) -> list[Pair]:
+    """The pairs none of whose questions is in `apart` (compared as split_of_each does)."""
+    kept_apart = {_normalize(t) for p in apart for t in (p.text_a, p.text_b)}
+    return [
+        p
+        for p in pairs
+        if _normalize(p.text_a) not in kept_apart and _normalize(p.text_b) not in kept_apart
+    ]
+
+
 def closure_pairs(pairs: list[Pair], rng: random.Random, per_group: int) -> list[Pair]:
     """Pairs the labels imply but do not list: duplicates of duplicates are duplicates, and
     a duplicate of a question is not the same as that question's non-duplicates.
