@@ -155,7 +155,8 @@ def test_a_candidate_too_far_for_the_bar_is_not_verified(real):
     run; a lower bar lowers that floor, and the same neighbour is verified."""
     ns = fresh()
     ask(real, "How do I learn to play the guitar?", ns)
-    asked = "Which guitar should a beginner buy?"  # cosine 0.63: over cosine_floor (0.5)
+    # Cosine 0.55: over cosine_floor (0.5), under the 0.60 that the default bar needs.
+    asked = "Is the guitar harder than the piano?"
     probe = {"Cache-Control": "no-store"}
     runs = model_runs(real)
     assert ask(real, asked, ns, headers=probe)[0]["x-cache-status"] == "MISS"
