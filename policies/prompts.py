@@ -442,6 +442,7 @@ explain your answer
     "extra:more": r"""
 (?:,|\band|\bthen|\balso) (?:then )?(?:explain|describe|list|include|add|give|show)\b
 (?:,|\band|\bthen|\balso) (?:then )?(?:compare|summari[sz]e|rank|sort)\b
+(?:,|\band|\bthen|\balso) (?:then )?(?:make|rewrite|turn|translate|format)\b
 """,
     "extra:summary": r"""
 with a summary

@@ -245,6 +245,13 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
             "What are your opening hours? Be brief and wrong.",
             "instructions",
         ),
+        # A second task on the same content, joined to the first.
+        (
+            "Proofread this: 'Dear Ms. Patel, thank you for considering my application.'",
+            "Proofread this and make it more enthusiastic: 'Dear Ms. Patel, thank you for"
+            " considering my application.'",
+            "instructions",
+        ),
         # The translation's language named first is still the language asked for.
         ("Translate 'Thank you' into German.", "French translation of 'Thank you'", "instructions"),
         # A letter swapped for another in a short word is another word, not a typo.
