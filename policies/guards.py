@@ -326,11 +326,10 @@ def other_names(a: str, b: str) -> bool:
     # A name's forms may not be words of its text ("QX" of "QX7PLM"): both are compared.
     names_a, names_b = name_forms(a), name_forms(b)
     forms_a, forms_b = set(word_forms(a)) | names_a, set(word_forms(b)) | names_b
-    if names_a - forms_b and names_b - forms_a:
+    added_a, added_b, shared = names_a - forms_b, names_b - forms_a, names_a & names_b
+    if added_a and added_b:
         return True
-    return listed_beside(names_a - forms_b, names_a & names_b, a) or listed_beside(
-        names_b - forms_a, names_a & names_b, b
-    )
+    return listed_beside(added_a, shared, a) or listed_beside(added_b, shared, b)
 
 
 def listed_beside(added: set[str], shared: set[str], text: str) -> bool:

@@ -121,6 +121,9 @@ DECORATIVE = re.compile(
 )
 # The same written in ASCII, standing alone: ":)", ";-)", ":D", "xD".
 ASCII_SMILEY = re.compile(r"(?<!\S)(?:[:;=]-?[)(DPp3]|\(:|xD|XD|<3)(?!\S)")
+# In this order: an emoji taken out may leave an ASCII smiley standing alone ("😀:)").
+SMILEYS = (DECORATIVE, ASCII_SMILEY)
+EMOJI_JOINERS = frozenset({"\ufe0f", "\u200d"})  # parts of an emoji, not smileys of their own
 
 # British spellings written the American way, so the two read as one text.
 BRITISH = [
@@ -669,8 +672,7 @@ class Prompt:
 def benign_stripped(text: str) -> str:
     """The text without what never changes an answer: greetings, openers ("quick
     question:"), please, thanks and sign-offs, smileys, and extra whitespace."""
-    text = ASCII_SMILEY.sub(" ", DECORATIVE.sub(" ", normalize("NFKC", text)))
-    text = POLITE.sub("", text)
+    text = POLITE.sub("", without_smileys(text)[0])
     text = " ".join(text.split()) if "\n" not in text.strip() else text.strip()
     previous = None
     while previous != text:
@@ -681,10 +683,13 @@ def benign_stripped(text: str) -> str:
     return text
 
 
-def smileys_of(text: str) -> frozenset[str]:
-    text = normalize("NFKC", text)
-    marks = DECORATIVE.findall(text) + ASCII_SMILEY.findall(text)
-    return frozenset(marks) - {"\ufe0f", "\u200d"}  # joiners are parts of an emoji
+def without_smileys(text: str) -> tuple[str, frozenset[str]]:
+    """The text in NFKC with each smiley replaced by a space, and the smileys taken out."""
+    text, found = normalize("NFKC", text), []
+    for smiley in SMILEYS:
+        found += smiley.findall(text)
+        text = smiley.sub(" ", text)
+    return text, frozenset(found) - EMOJI_JOINERS
 
 
 def americanized(words: str) -> str:
@@ -879,7 +884,7 @@ def decompose(text: str) -> Prompt:
     request = plain_request(canonical_words(" ".join(request_parts)))
     return Prompt(
         stripped=stripped,
-        smileys=smileys_of(text),
+        smileys=without_smileys(text)[1],
         content=payload_key(stripped),
         language=language_of(head, fallback=stripped),
         request=request,

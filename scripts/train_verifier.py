@@ -53,7 +53,14 @@ from embeddings.verifier import Calibration, CrossEncoderVerifier, fit_logistic,
 from policies.guards import OPPOSITES
 from policies.prompts import decompose, judge
 from tools.onnx_export import export_int8
-from tools.pairs import Pair, closure_pairs, load_pairs, select, sharing_no_question
+from tools.pairs import (
+    Pair,
+    closure_pairs,
+    load_pairs,
+    select,
+    sharing_no_question,
+    split_of_each,
+)
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "embeddings" / "models"
 NEGATORS = re.compile(r"\b(is|are|can|do|does|should|will|would|could|was|did)\b", re.I)
@@ -323,7 +330,7 @@ def extra_training_pairs(pairs: list[Pair], args: argparse.Namespace) -> list[Pa
     """The --extra-pairs past those calibrated on, less any that shares a question with a
     calibrated or held-out pair: more questions to learn from, none that is measured."""
     extra = load_pairs(args.extra_pairs)
-    measured = select(pairs, "calib") + select(pairs, "heldout")
+    measured = [p for p, split in zip(pairs, split_of_each(pairs), strict=True) if split != "train"]
     return sharing_no_question(extra[args.extra_limit :], measured + extra[: args.extra_limit])
 
 

@@ -44,10 +44,10 @@ from tools.processes import (
     free_port,
     wait_for_text,
 )
+from tools.processes import stop as stop_process
 
 if TYPE_CHECKING:  # the gateway is imported where a benchmark needs it
     from gateway.entries import Entry
-from tools.processes import stop as stop_process
 
 MODEL = "gpt-4o-mini"
 API_KEY = "sk-bench"
