@@ -667,6 +667,9 @@ class Prompt:
     stripped: str = field(default="", compare=False)
     # The smileys taken out: one side's are benign, two different ones are not.
     smileys: frozenset[str] = field(default=frozenset(), compare=False)
+    # What a question in another language than English asks for ("when", "how", ...):
+    # the models read those languages through an English vocabulary and see it least.
+    asks: str | None = field(default=None, compare=False)
 
 
 def benign_stripped(text: str) -> str:
@@ -886,7 +889,8 @@ def decompose(text: str) -> Prompt:
         stripped=stripped,
         smileys=without_smileys(text)[1],
         content=payload_key(stripped),
-        language=language_of(head, fallback=stripped),
+        language=(language := language_of(head, fallback=stripped)),
+        asks=asked_for(head) if language != ENGLISH else None,
         request=request,
         instructions=frozenset(instructions),
         slots=frozenset(slot_values(head)),
@@ -918,6 +922,48 @@ def same_payload(new: Prompt, cached: Prompt) -> bool:
     return bool(short) and COMPACT_THANKS.fullmatch(long.replace(short, "", 1)) is not None
 
 
+# What each interrogative of es/fr/de/pt/it asks for, accents left out (but for "où":
+# "ou" is "or"), and the verbs
+# that ask for a text to be written. Two questions that ask for different things ("Wann
+# fiel die Mauer?" / "Wie lang war die Mauer?") have two answers; the cross-encoder,
+# reading these languages through an English vocabulary, served such pairs at 0.89-0.93.
+QUESTION_WORDS = {
+    word: asks
+    for asks, words in {
+        "who": "qui quien quienes wer wen wem wessen quem chi",
+        "where": "où donde wo woher wohin onde dove",
+        "when": "quand cuando wann quando",
+        "how": "comment como wie come",
+        "why": "pourquoi warum weshalb wieso porque perche",
+        "how-much": "combien cuanto cuanta cuantos cuantas wieviel quanto quanta quanti quantos"
+        " quantas quante",
+        "what": "quoi quel quelle quels quelles lequel laquelle que cual cuales was welche"
+        " welcher welches welchen qual quais cosa che quale quali",
+        "write": "redige redigez ecris ecrivez escribe escribeme redacta schreib schreibe"
+        " verfasse escreve escreva redija scrivi redigi",
+    }.items()
+    for word in words.split()
+}
+# Interrogatives of two words, read as one.
+QUESTION_PHRASES = (
+    (re.compile(r"\bpor qu[eé]\b"), "porque"),
+    (re.compile(r"\bwie viel"), "wieviel"),
+)
+
+
+def asked_for(text: str) -> str | None:
+    """What a question asks for, by its first interrogative (or writing verb), or None."""
+    lowered = text.lower()
+    for pattern, replacement in QUESTION_PHRASES:
+        lowered = pattern.sub(replacement, lowered)
+    for word in re.findall(r"[^\W\d_]+", lowered):
+        if word != "où":
+            word = "".join(c for c in normalize("NFD", word) if category(c) != "Mn")
+        if word in QUESTION_WORDS:
+            return QUESTION_WORDS[word]
+    return None
+
+
 def mismatch(new: Prompt, cached: Prompt) -> str | None:
     """The name of the first part on which two prompts disagree, or None."""
     if new.language != cached.language:
@@ -928,6 +974,8 @@ def mismatch(new: Prompt, cached: Prompt) -> str | None:
         return "instructions"
     if other_slots(new.slots, cached.slots):
         return "slots"
+    if None not in (new.asks, cached.asks) and new.asks != cached.asks:
+        return "question-word"
     return None
 
 
@@ -974,9 +1022,10 @@ class Verdict:
 
 def judge(new: Prompt, cached: Prompt) -> Verdict:
     """What the guards say of a candidate (both prompts decomposed): the same request,
-    vetoed (by which guard), or left to the verifier. A rewording in a language other
-    than English is vetoed: the models read English only, and a guess there would serve
-    wrong answers. The lexical guards read the texts without greetings, thanks, smileys;
+    vetoed (by which guard), or left to the verifier. A rewording in a language the
+    decomposition cannot read (OTHER_SCRIPT) is vetoed: a guess there would serve wrong
+    answers; es/fr/de/pt/it rewordings go on to the verifier once they ask the same thing
+    ("question-word"). The lexical guards read the texts without greetings, thanks, smileys;
     a smiley on one side only is benign, one swapped for another may be what is asked about
     ("What does 😀 mean?" / "... 😢 ...")."""
     if new.smileys - cached.smileys and cached.smileys - new.smileys:
@@ -989,7 +1038,7 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     ):
         return Verdict(True, None)
     guard = mismatch(new, cached)
-    if guard is None and new.language != ENGLISH:
+    if guard is None and new.language not in STOPWORDS:
         guard = "unjudged-language"
     return Verdict(
         False,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies.prompts import Verdict, decompose, language_of, mismatch
+from policies.prompts import Verdict, asked_for, decompose, language_of, mismatch
 from policies.prompts import judge as judge_prompts
 
 
@@ -230,11 +230,21 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         ),
         ("Fix this code:\n```\nprint(x\n```", "Fix this code:\n```\nprint(y\n```", "payload"),
         ("What is the capital of France?", "¿Cuál es la capital de Francia?", "prompt-language"),
+        # es/fr/de/pt/it rewordings go on to the verifier if they ask for the same thing.
+        ("¿Cuál es la capital de Francia?", "¿Cuál es la ciudad capital de Francia?", None),
+        ("Wann fiel die Berliner Mauer?", "Wie lang war die Berliner Mauer?", "question-word"),
         (
-            "¿Cuál es la capital de Francia?",
-            "¿Cuál es la ciudad capital de Francia?",
-            "unjudged-language",
+            "Qui a peint La Liberté guidant le peuple ?",
+            "Où est exposée La Liberté guidant le peuple ?",
+            "question-word",
         ),
+        (
+            "Comment déclarer un dégât des eaux à mon assurance ?",
+            "Rédige la lettre pour déclarer un dégât des eaux à mon assurance.",
+            "question-word",
+        ),
+        # Other scripts are read by neither model: exact tier only.
+        ("Какая столица Франции?", "Какая столица у Франции?", "unjudged-language"),
         (
             "Is x = y true here?",
             "Is x != y true here?",
@@ -296,3 +306,19 @@ def test_the_language_of_a_prompt(text, language):
 def test_best_is_a_sign_off_only_after_a_sentence():
     assert decompose("Which phone is the best").request == "which phone is best"
     assert decompose("Which phone is the best? Thanks. Best").request == "which phone is best"
+
+
+@pytest.mark.parametrize(
+    "text,asks",
+    [
+        ("¿Por qué se cae el pan?", "why"),
+        ("porque se cae el pan", "why"),
+        ("Wie viel kostet das?", "how-much"),
+        ("Où est la gare ?", "where"),
+        ("Le TGV ou le Ouigo, lequel est le plus rapide ?", "what"),  # "ou" is "or"
+        ("Escribe un correo para mi jefe", "write"),
+        ("Traduci in francese il mio messaggio", None),
+    ],
+)
+def test_what_a_question_asks_for(text, asks):
+    assert asked_for(text) == asks

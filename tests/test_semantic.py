@@ -364,6 +364,11 @@ def test_an_instruction_never_crosses_between_prompts(real):
             "what causes inflation, in a single sentence please",
         ),
         ("¿Cuál es la capital de Francia?", "hola, cual es la capital de francia? gracias"),
+        # A rewording in French, judged by the verifier.
+        (
+            "Comment réinitialiser mon mot de passe ?",
+            "comment je fais pour réinitialiser mon mot de passe",
+        ),
     ],
 )
 def test_benign_additions_still_hit(real, stored, asked):
@@ -393,7 +398,9 @@ def test_benign_additions_still_hit(real, stored, asked):
         ),
         ("What is the capital of France?", "¿Cuál es la capital de Francia?"),
         ("What is the capital of France?", "Quelle est la capitale de la France ?"),
-        ("¿Cuál es la capital de Francia?", "¿Cuál es la ciudad capital de Francia?"),
+        # Another question about the same thing: the models scored these 0.52 and 0.92.
+        ("¿Cuándo cayó el muro de Berlín?", "¿Cuánto medía el muro de Berlín?"),
+        ("Wann fiel die Berliner Mauer?", "Wie lang war die Berliner Mauer?"),
     ],
 )
 def test_slot_payload_and_language_changes_miss(real, stored, asked):
