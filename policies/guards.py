@@ -137,6 +137,23 @@ but if than so not no very just also too some any each every other such own same
 all much many quite really get got make there here s t way ways good
 """.split())
 # fmt: on
+# Short forms people type for a word: the same word, not a swapped one.
+# fmt: off
+SHORT_FORMS = {short: word for short, word in (pair.split("/") for pair in """
+pic/picture temp/temperature diff/difference dupe/duplicate js/javascript km/kilometer
+info/information app/application tech/technology govt/government config/configuration
+repo/repository doc/documentation min/minute hr/hour yr/year ppl/people msg/message
+pw/password db/database env/environment dept/department approx/approximately
+exam/examination lab/laboratory photo/photograph phone/telephone bike/bicycle
+fridge/refrigerator math/mathematic stat/statistic bio/biography func/function
+var/variable arg/argument param/parameter dir/directory img/image vid/video
+char/character bday/birthday thru/through
+""".split())}
+# fmt: on
+# Endings that make another form of one word ("form" / "formed", "sleep" / "sleeping",
+# "narcissist" / "narcissistic"), taken off stems of four letters or more.
+WORD_ENDINGS = ("ing", "ed", "ic", "y", "e")
+STEM_MIN = 4
 # Unicode categories of typography: dashes, quotes, brackets, spaces, zero-width marks.
 TYPOGRAPHY = frozenset({"Pd", "Pi", "Pf", "Ps", "Pe", "Zs", "Cf"})
 FRACTION_SLASH = "\u2044"  # NFKC writes "½" as "1⁄2"; the numbers guard reads it
@@ -351,7 +368,8 @@ def name_forms(text: str) -> set[str]:
 
 
 def swapped_word(a: str, b: str) -> bool:
-    """The texts are the same but for one or two words, and a meaningful word was swapped.
+    """The texts are the same but for one or two words, and a meaningful word was swapped
+    for another word (not for another spelling or form of itself: see one_word).
 
     "How many people died in the earthquake?" / "... were injured in ...": a minimal edit
     like this is how a different question most often hides inside a near-identical text;
@@ -363,9 +381,24 @@ def swapped_word(a: str, b: str) -> bool:
         return False
     if (words_a & words_b).total() < 3:
         return False
-    swapped_a = [w for w in only_a if meaningful(w) and not any(misspelt(w, v) for v in only_b)]
-    swapped_b = [w for w in only_b if meaningful(w) and not any(misspelt(w, v) for v in only_a)]
+    if "".join(word_forms(a)) == "".join(word_forms(b)):
+        return False  # only spaces or hyphens moved: "e-mail" / "email", "180 C" / "180°C"
+    swapped_a = [w for w in only_a if meaningful(w) and not any(one_word(w, v) for v in only_b)]
+    swapped_b = [w for w in only_b if meaningful(w) and not any(one_word(w, v) for v in only_a)]
     return bool(swapped_a) and bool(swapped_b)
+
+
+def one_word(a: str, b: str) -> bool:
+    """Two spellings of one word: a typo, another form of it, or its short form."""
+    return misspelt(a, b) or stem(a) == stem(b) or SHORT_FORMS.get(a, a) == SHORT_FORMS.get(b, b)
+
+
+def stem(word: str) -> str:
+    """The word without one of WORD_ENDINGS, where at least STEM_MIN letters are left."""
+    for ending in WORD_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= STEM_MIN:
+            return word[: -len(ending)]
+    return word
 
 
 def swapped_roles(a: str, b: str) -> bool:

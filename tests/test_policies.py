@@ -487,6 +487,22 @@ def test_json_depth(depth):
         ('What does "!=" mean in Python?', 'What does "==" mean in Python?', "quoted"),
         ('Is "log" a good name here?', "Is catalogue a good name here?", "quoted"),
         ("How much does a house cost?", "How much does a horse cost?", "swapped-word"),
+        # Another spelling, form or short form of the same word is no swapped word.
+        ("How do I change my e-mail address?", "How do I change my email address?", None),
+        ("How are black holes formed?", "How do black holes form?", None),
+        ("How can I improve my sleep pattern?", "How can I improve my sleeping pattern?", None),
+        (
+            "What's the diff between TCP and UDP?",
+            "What's the difference between TCP and UDP?",
+            None,
+        ),
+        ("How do I change my profile pic?", "How do I change my profile picture?", None),
+        (
+            "How do I remove all docker images?",
+            "How do I delete all docker images?",
+            "swapped-word",
+        ),
+        ("What should I name my dog?", "What should I feed my dog?", "swapped-word"),
         # The same words with two parts trading places: another question, unless the parts
         # only sit around "and"/"or"/"vs" or one is merely moved.
         (
