@@ -183,14 +183,21 @@ def onnx_session(path: Path, threads: int):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, iterations: int = 100) -> np.ndarray:
-    """Logistic regression by Newton's method; returns one weight per column, then the bias."""
+def fit_logistic(
+    features: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray | None = None,
+    iterations: int = 100,
+) -> np.ndarray:
+    """Logistic regression by Newton's method, each row counted `weights` times (once if
+    None); returns one weight per column, then the bias."""
     x = np.column_stack([features, np.ones(len(features))])
+    counted = np.ones(len(x)) if weights is None else weights
     w = np.zeros(x.shape[1])
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(x @ w)))
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(x.shape[1])
-        step = np.linalg.solve(hessian, x.T @ (labels - p))
+        hessian = (x * (counted * p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(x.shape[1])
+        step = np.linalg.solve(hessian, x.T @ (counted * (labels - p)))
         w += step
         if np.abs(step).max() < 1e-10:
             break

@@ -233,7 +233,7 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
     served: the new text first, the cached one second), the int8 embedder's cosines and
     the request-word overlap, on Quora's calib split (plus --extra-pairs) and the prompt
     pairs' tune split, over the pairs the verifier would judge (guards passed, not the
-    same request). The default threshold is the lowest at which what would be served
+    same request), the two parts weighed alike. The default threshold is the lowest at which what would be served
     (vetoed pairs count as misses, the same request as a hit) reaches the target precision
     by the lower Wilson bound on each: Quora at --target-precision, the prompts at
     --prompt-target-precision."""
@@ -260,8 +260,13 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
         )
     judged = [(x[passed & ~same], y[passed & ~same]) for x, y, same, passed in measured.values()]
     features = np.concatenate([x for x, _ in judged])
+    # Each part weighs the same in the fit, so the few prompt pairs are not drowned out
+    # by the many Quora ones: the score must rank both kinds of traffic.
+    weights = np.concatenate(
+        [np.full(len(y), len(features) / (len(judged) * len(y))) for _, y in judged]
+    )
     logit_weight, cosine_weight, overlap_weight, bias = fit_logistic(
-        features, np.concatenate([y for _, y in judged])
+        features, np.concatenate([y for _, y in judged]), weights
     )
     scale = Calibration(logit_weight, cosine_weight, bias, 0.0, overlap_weight=overlap_weight)
     targets = {"quora": args.target_precision, "prompts": args.prompt_target_precision}

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embeddings.verifier import Calibration, pick_threshold, wilson_lower_bound
+from embeddings.verifier import Calibration, fit_logistic, pick_threshold, wilson_lower_bound
 from tools.pairs import Pair, closure_pairs, select, sharing_no_question
 
 
@@ -37,6 +37,17 @@ def test_closure_adds_duplicates_of_duplicates_and_negatives_across_groups_only(
     assert {pair for pair, label in implied if label == 0} == {
         frozenset((a, b)) for a in group_a for b in group_b
     } - {frozenset(("a1", "b1"))}
+
+
+def test_a_weighted_row_counts_as_that_many_copies_of_it():
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(60, 2))
+    labels = (features[:, 0] + rng.normal(size=60) > 0).astype(float)
+    weights = rng.integers(1, 4, size=60).astype(float)
+    copied = np.repeat(np.arange(60), weights.astype(int))
+    weighted = fit_logistic(features, labels, weights)
+    assert np.allclose(weighted, fit_logistic(features[copied], labels[copied]))
+    assert not np.allclose(weighted, fit_logistic(features, labels))
 
 
 def test_wilson_lower_bound_matches_the_closed_form():
