@@ -233,8 +233,9 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
     served: the new text first, the cached one second), the int8 embedder's cosines and
     the request-word overlap, on Quora's calib split (plus --extra-pairs) and the prompt
     pairs' tune split, over the pairs the verifier would judge (guards passed, not the
-    same request), the two parts weighed alike. The default threshold is the lowest at which what would be served
-    (vetoed pairs count as misses, the same request as a hit) reaches the target precision
+    same request), the two parts weighed alike. The default threshold is the lowest at
+    which what would be served (vetoed pairs count as misses, the same request as a hit)
+    reaches the target precision
     by the lower Wilson bound on each: Quora at --target-precision, the prompts at
     --prompt-target-precision."""
     from scripts.score_pairs import COSINE_FLOOR, model_outputs

@@ -18,8 +18,8 @@ REAL_SEMANTIC = {
     "CACHEGATE_SEMANTIC_VERIFIER": "cross-encoder",
 }
 PARAPHRASES = [
-    # Each scores 0.90 or more, well over the default (0.860): int8 sums round otherwise
-    # on CPUs without VNNI, and a pair chosen at 0.87 fell under it on one.
+    # Each scores 0.91 or more, over the default (0.895): int8 sums round otherwise
+    # on CPUs without VNNI, and a pair chosen 0.01 over it fell under it on one.
     ("Why is the sky blue?", "Why does the sky look blue?"),
     ("How do I center a div in CSS?", "How can I center a div using CSS?"),
     ("What are the health benefits of green tea?", "What health benefits does green tea have?"),
@@ -155,11 +155,12 @@ def test_a_candidate_too_far_for_the_bar_is_not_verified(real):
     run; a lower bar lowers that floor, and the same neighbour is verified."""
     ns = fresh()
     ask(real, "How do I learn to play the guitar?", ns)
-    # Cosine 0.55: over cosine_floor (0.5), under the 0.60 that the default bar needs.
+    # Cosine 0.55: over cosine_floor (0.5), under the 0.72 that a bar of 0.97 needs.
     asked = "Is the guitar harder than the piano?"
     probe = {"Cache-Control": "no-store"}
     runs = model_runs(real)
-    assert ask(real, asked, ns, headers=probe)[0]["x-cache-status"] == "MISS"
+    strict = {**probe, "X-Cache-Threshold": "0.97"}
+    assert ask(real, asked, ns, headers=strict)[0]["x-cache-status"] == "MISS"
     assert model_runs(real) == {**runs, "embedder": runs["embedder"] + 1}
     ask(real, asked, ns, headers={**probe, "X-Cache-Threshold": "0.3"})
     assert model_runs(real)["verifier"] == runs["verifier"] + 1
