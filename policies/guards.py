@@ -375,13 +375,14 @@ def swapped_word(a: str, b: str) -> bool:
     like this is how a different question most often hides inside a near-identical text;
     a rewording moves more words than that.
     """
-    words_a, words_b = Counter(word_forms(a)), Counter(word_forms(b))
+    forms_a, forms_b = word_forms(a), word_forms(b)
+    words_a, words_b = Counter(forms_a), Counter(forms_b)
     only_a, only_b = words_a - words_b, words_b - words_a
     if not 0 < only_a.total() <= 2 or not 0 < only_b.total() <= 2:
         return False
     if (words_a & words_b).total() < 3:
         return False
-    if "".join(word_forms(a)) == "".join(word_forms(b)):
+    if "".join(forms_a) == "".join(forms_b):
         return False  # only spaces or hyphens moved: "e-mail" / "email", "180 C" / "180°C"
     swapped_a = [w for w in only_a if meaningful(w) and not any(one_word(w, v) for v in only_b)]
     swapped_b = [w for w in only_b if meaningful(w) and not any(one_word(w, v) for v in only_a)]
@@ -443,14 +444,19 @@ def swap_middles(part_a: list[str], part_b: list[str]) -> Iterator[list[str]]:
                 yield part_a[i:j]
 
 
+def without_accents(text: str) -> str:
+    """The text with its accents left out, as people often type it ("Reykjavík" /
+    "Reykjavik", "situação" / "situacao")."""
+    return "".join(c for c in normalize("NFD", text) if category(c) != "Mn")
+
+
 def word_forms(text: str) -> list[str]:
     """The words of a text with the endings that do not change what is asked removed:
     possessives and plurals ("England's" / "England", "memes" / "meme"), accents; numbers spelt as
     Roman numerals or ordinals in digits are read as the number and the word ("II" is "2",
     "2nd" is "second"), which the numbers guard judges."""
     spelt = ROMAN.sub(lambda m: str(roman_value(m.group(0))), normalize("NFKC", text))
-    # Accents are often left out ("Reykjavík" / "Reykjavik", "situação" / "situacao").
-    spelt = "".join(c for c in normalize("NFD", spelt) if category(c) != "Mn")
+    spelt = without_accents(spelt)
     forms = []
     for word in WORD.findall(spelt.lower()):
         word = ORDINAL_DIGITS.get(word, word).replace("’", "'").removesuffix("'s")

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from unicodedata import category, normalize
+from unicodedata import normalize
 
-from policies.guards import identifiers, numbers_differ, veto
+from policies.guards import identifiers, numbers_differ, veto, without_accents
 
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
@@ -705,7 +705,7 @@ def americanized(words: str) -> str:
 def canonical_words(text: str) -> str:
     """Lowercase words, British spelling written the American way, punctuation gone
     (but symbols between words kept: "x != y" is not "x = y")."""
-    plain = "".join(c for c in normalize("NFD", text.lower()) if category(c) != "Mn")
+    plain = without_accents(text.lower())
     return americanized(" ".join(WORD.findall(plain.replace("’", "'"))))
 
 
@@ -923,10 +923,10 @@ def same_payload(new: Prompt, cached: Prompt) -> bool:
 
 
 # What each interrogative of es/fr/de/pt/it asks for, accents left out (but for "où":
-# "ou" is "or"), and the verbs
-# that ask for a text to be written. Two questions that ask for different things ("Wann
-# fiel die Mauer?" / "Wie lang war die Mauer?") have two answers; the cross-encoder,
-# reading these languages through an English vocabulary, served such pairs at 0.89-0.93.
+# "ou" is "or"), and the verbs that ask for a text to be written. Two questions that ask
+# for different things ("Wann fiel die Mauer?" / "Wie lang war die Mauer?") have two
+# answers; the cross-encoder, reading these languages through an English vocabulary,
+# served such pairs at 0.89-0.93.
 QUESTION_WORDS = {
     word: asks
     for asks, words in {
@@ -958,7 +958,7 @@ def asked_for(text: str) -> str | None:
         lowered = pattern.sub(replacement, lowered)
     for word in re.findall(r"[^\W\d_]+", lowered):
         if word != "où":
-            word = "".join(c for c in normalize("NFD", word) if category(c) != "Mn")
+            word = without_accents(word)
         if word in QUESTION_WORDS:
             return QUESTION_WORDS[word]
     return None
