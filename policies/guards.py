@@ -151,8 +151,9 @@ char/character bday/birthday thru/through
 """.split())}
 # fmt: on
 # Endings that make another form of one word ("form" / "formed", "sleep" / "sleeping",
-# "narcissist" / "narcissistic"), taken off stems of four letters or more.
-WORD_ENDINGS = ("ing", "ed", "ic", "y", "e")
+# "narcissist" / "narcissistic", "translate" / "translation"), taken off stems of four
+# letters or more.
+WORD_ENDINGS = ("ing", "ion", "ed", "ic", "y", "e")
 STEM_MIN = 4
 # Unicode categories of typography: dashes, quotes, brackets, spaces, zero-width marks.
 TYPOGRAPHY = frozenset({"Pd", "Pi", "Pf", "Ps", "Pe", "Zs", "Cf"})

@@ -342,13 +342,13 @@ for (?:kids|children)
 """,
     "audience:beginner": r"""
 (?:for|to) (?:a |an |absolute )?(?:beginners?|novices?|newbies?|noobs?|dummies|laym[ae]n|layperson)
-for (?:non-?technical (?:people|person|audience)|someone new)
+for (?:non[- ]?technical (?:people|person|audience)|someone new)
 for (?:my )?(?:grandma|granny|grandmother|grandpa|grandfather|mom|mother|dad|father)\b
 (?:in )?(?:simple|plain|layman'?s?) (?:terms|english|words|language)
 simply put
 explain (?:it )?simply
 dumb(?:ed)? (?:it )?down
-non-?technical
+non[- ]?technical
 no jargon
 without jargon
 """,
@@ -885,6 +885,8 @@ def decompose(text: str) -> Prompt:
         else:
             request_parts.append(instruction_spans(clause) if labels else clause)
     request = plain_request(canonical_words(" ".join(request_parts)))
+    if "audience:child" in instructions:  # "in simple words a 10 year old would get"
+        instructions.discard("audience:beginner")
     return Prompt(
         stripped=stripped,
         smileys=without_smileys(text)[1],
@@ -1003,14 +1005,23 @@ def same_instructions(new: Prompt, cached: Prompt) -> bool:
     clauses is in the other side's request or clauses."""
     if new.instructions == cached.instructions:
         return True
-    if {i for i in new.instructions if not i.startswith(CLAUSE)} != {
+    named = {i for i in new.instructions if not i.startswith(CLAUSE)} ^ {
         i for i in cached.instructions if not i.startswith(CLAUSE)
-    }:
+    }
+    if any(not said_in_request(label, new, cached) for label in named):
         return False
     new_said, cached_said = clause_words(new), clause_words(cached)
     return new_said <= set(cached.request.split()) | cached_said and cached_said <= (
         set(new.request.split()) | new_said
     )
+
+
+def said_in_request(label: str, new: Prompt, cached: Prompt) -> bool:
+    """An instruction read only in clauses after the request (CLAUSE_ONLY) that the other
+    prompt gives inside its request: the same order, put elsewhere ("Find duplicate emails
+    with SQL. Only output the query." / "Only give me the query: find duplicate emails")."""
+    lacking = cached if label in new.instructions else new
+    return label in CLAUSE_ONLY and INSTRUCTION[label].search(lacking.request) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -497,6 +497,7 @@ def test_json_depth(depth):
             None,
         ),
         ("How do I change my profile pic?", "How do I change my profile picture?", None),
+        ("Which app is best for translation?", "Which app is best to translate?", None),
         (
             "How do I remove all docker images?",
             "How do I delete all docker images?",

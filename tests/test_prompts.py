@@ -157,6 +157,19 @@ def test_the_same_request_in_other_clothes(a, b):
         ),
         ("Explain the rules of chess to a beginner.", "explain chess rules for a beginner"),
         (
+            "Explain photosynthesis to a 10-year-old.",
+            "photosynthesis in simple words a 10 year old gets",
+        ),
+        (
+            "What is an API? Explain it for a non-technical person.",
+            "whats an api, for a non technical person",
+        ),
+        # An order after the request said inside the other's request: the same order.
+        (
+            "How do I remove duplicates from a list in Python? Use a set only.",
+            "remove duplicates from a python list with just a set",
+        ),
+        (
             "Translate 'Your package will arrive tomorrow' into Japanese.",
             "Japanese: 'Your package will arrive tomorrow'",
         ),
@@ -274,6 +287,11 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         (
             "Write a poem about the sea.",
             "Write a poem about the sea in the style of Shakespeare.",
+            "instructions",
+        ),
+        (
+            "How do I remove duplicates from a list in Python? Use a set only.",
+            "How do I remove duplicates from a list in Python?",
             "instructions",
         ),
     ],
