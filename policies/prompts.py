@@ -488,9 +488,8 @@ only (?:say|answer|reply|respond)
     "directive:link": r"""
 https?://
 www\.
-\blinks?\b
-\burl\b
-\bvisit\b
+\b(?:a|the|your|with|include|add|insert|put|share|drop) (?:\w+ )?(?:links?|urls?) (?:to|at|for)\b
+\bvisit (?:\S+\.\S+|(?:our|my|the|this|their) (?:site|website|page|store|shop|blog|channel))
 \bclick\b
 promo(?:tion)? code
 coupon
@@ -501,7 +500,7 @@ sponsored
 advert
 """,
     "directive:end": r"""
-\bend (?:with|by|your|it|the)
+\bend (?:with|by|your|it with|the answer)
 \bstart (?:with|by|your)
 \bbegin (?:with|by|your)
 sign (?:off|it)
@@ -547,6 +546,12 @@ INSTRUCTION = {
 }
 # All of them at once, on lowercase text, from word starts only: five times quicker.
 ANY_INSTRUCTION = re.compile(rf"\b(?:{'|'.join(p.pattern for p in INSTRUCTION.values())})")
+# Asking about a fault ("what am I doing wrong?") is no order to answer wrongly.
+FAULT_QUESTION = re.compile(
+    r"\b(?:what'?s|what is|doing|did|went|go|goes|gone|anything|something|nothing|spel(?:led|t))"
+    r" wrong\b|\bwrong with\b",
+    re.IGNORECASE,
+)
 # Instructions in the request itself are a property of the request ("What does 'not'
 # mean?" asks about a word): "directive:restrict" is only read in clauses outside it.
 CLAUSE_ONLY = {"directive:restrict", "tone:other", "format:tweet", "format:outline"}
@@ -770,6 +775,7 @@ def is_directive(clause: str) -> bool:
 
 
 def instruction_labels(text: str, whole_clause: bool) -> set[str]:
+    text = FAULT_QUESTION.sub(" ", text)
     found = set()
     if ANY_INSTRUCTION.search(text.lower()):  # one pass rules out most texts
         for label, pattern in INSTRUCTION.items():
