@@ -952,10 +952,17 @@ QUESTION_WORDS = {
     }.items()
     for word in words.split()
 }
-# Interrogatives of two words, read as one.
+# Interrogatives of two words, read as one; "what year" asks when.
 QUESTION_PHRASES = (
     (re.compile(r"\bpor qu[eé]\b"), "porque"),
     (re.compile(r"\bwie viel"), "wieviel"),
+    (
+        re.compile(
+            r"\b(?:quel(?:le)?|qu[eé]|cu[aá]l|qual|welche[mns]?|che|quale|que)"
+            r" (?:ann[eé]e|a[nñ]o|ano|jahr|anno|date|fecha|data|datum|jour|d[ií]a|tag|giorno)\b"
+        ),
+        "cuando",
+    ),
 )
 
 
@@ -972,6 +979,19 @@ def asked_for(text: str) -> str | None:
     return None
 
 
+# "what" asks for anything but a reason ("in che anno" asks when, "qual o comando" how),
+# and "how do I" and "where do I" ask for one way to do a thing.
+ASKED_ALIKE = (frozenset({"how", "where"}),)
+
+
+def asked_apart(new: str | None, cached: str | None) -> bool:
+    """Two questions that ask for different things (who / when / why / how much ...)."""
+    asks = frozenset({new, cached})
+    if None in asks or len(asks) == 1:
+        return False
+    return "why" in asks or ("what" not in asks and asks not in ASKED_ALIKE)
+
+
 def mismatch(new: Prompt, cached: Prompt) -> str | None:
     """The name of the first part on which two prompts disagree, or None."""
     if new.language != cached.language:
@@ -982,7 +1002,7 @@ def mismatch(new: Prompt, cached: Prompt) -> str | None:
         return "instructions"
     if other_slots(new.slots, cached.slots):
         return "slots"
-    if None not in (new.asks, cached.asks) and new.asks != cached.asks:
+    if asked_apart(new.asks, cached.asks):
         return "question-word"
     return None
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies.prompts import Verdict, asked_for, decompose, language_of, mismatch
+from policies.prompts import Verdict, asked_apart, asked_for, decompose, language_of, mismatch
 from policies.prompts import judge as judge_prompts
 
 
@@ -164,6 +164,7 @@ def test_the_same_request_in_other_clothes(a, b):
             "What is an API? Explain it for a non-technical person.",
             "whats an api, for a non technical person",
         ),
+        ("In che anno è caduto il muro di Berlino?", "quando è caduto il muro di berlino?"),
         # Asking what is wrong, or about a visit, gives no order to lie or to link.
         (
             "Why does my bread come out so dense?",
@@ -352,7 +353,26 @@ def test_best_is_a_sign_off_only_after_a_sentence():
         ("Le TGV ou le Ouigo, lequel est le plus rapide ?", "what"),  # "ou" is "or"
         ("Escribe un correo para mi jefe", "write"),
         ("Traduci in francese il mio messaggio", None),
+        ("En quelle année a été peinte La Joconde ?", "when"),
     ],
 )
 def test_what_a_question_asks_for(text, asks):
     assert asked_for(text) == asks
+
+
+@pytest.mark.parametrize(
+    "first,second,apart",
+    [
+        ("when", "how-much", True),
+        ("who", "where", True),
+        ("what", "why", True),
+        ("how", "why", True),
+        ("what", "how", False),  # "qual comando uso" / "como faço"
+        ("what", "when", False),  # "in che anno" / "quando"
+        ("how", "where", False),  # "cómo cambio" / "dónde cambio"
+        ("when", None, False),
+        ("why", "why", False),
+    ],
+)
+def test_which_question_words_ask_for_different_things(first, second, apart):
+    assert asked_apart(first, second) is apart and asked_apart(second, first) is apart
