@@ -675,6 +675,8 @@ class Prompt:
     # What a question in another language than English asks for ("when", "how", ...):
     # the models read those languages through an English vocabulary and see it least.
     asks: str | None = field(default=None, compare=False)
+    # What a prompt with inline content asks done to it ("summarize", "translate", ...).
+    tasks: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 def benign_stripped(text: str) -> str:
@@ -899,6 +901,7 @@ def decompose(text: str) -> Prompt:
         content=payload_key(stripped),
         language=(language := language_of(head, fallback=stripped)),
         asks=asked_for(head) if language != ENGLISH else None,
+        tasks=tasks_named(head, instructions) if payload else frozenset(),
         request=request,
         instructions=frozenset(instructions),
         slots=frozenset(slot_values(head)),
@@ -992,12 +995,57 @@ def asked_apart(new: str | None, cached: str | None) -> bool:
     return "why" in asks or ("what" not in asks and asks not in ASKED_ALIKE)
 
 
+# What a task on inline content does, by the words that ask for it (accents left out;
+# English, es, fr, de, pt, it). The same content summarized, answered or translated gets
+# three answers, and the cross-encoder, reading mostly the content, saw one request.
+TASK_WORDS = {
+    task: re.compile(rf"(?:{words})", re.IGNORECASE)
+    for task, words in {
+        "summarize": r"summar|\btl;?dr|\bsum (?:it )?up|\bgist\b|\brecap|\bresum|riassum"
+        r"|zusammenfass|fasse\b.*\bzusammen|\bcondense|\bshorten|\bshorter\b",
+        "translate": r"translat|\btradu[cizs]|ubersetz|\bhow do (?:i|you) say\b",
+        "explain": r"\bexplain|\bwhat does (?:this|it|the)\b.*\bdo\b|\bwalk me through|line by line"
+        r"|\berklar|\bexpli[cq]|\bspiega",
+        "fix": r"\bfix|\bcorrect|proofread|\btypos?\b|\bspelling|\bgrammar|\bcorrig|korrigier"
+        r"|\bsistema|\bcorreg",
+        "rewrite": r"\brewrite|\brephrase|\breword|paraphrase|\bpolish|\bimprove|\breformul"
+        r"|umformulier|\briscriv|\breescrib|\breecri|\bmake (?:this|it) (?:sound )?\w+er\b"
+        r"|\bmake (?:this|it) (?:sound )?(?:more|less)\b",
+        "reply": r"\breply|\brespon[ds]|\bantwort|\brispond|\brepond|\bresponde",
+        "classify": r"classif|categori|\bsentiment|positive or negative|\blabel\b|\bklassifi"
+        r"|\bclasific",
+        "extract": r"\bextract|\bpull out|\bestra[ei]|\bextra[ei]|\bfind (?:all|every)",
+        "refactor": r"refactor|optimi[sz]|\bclean (?:it |this )?up|idiomatic"
+        r"|\bspeed (?:it |this )?up",
+        "test": r"\bunit tests?\b|\btest cases?\b|\bpytest|\bwrite tests\b",
+        "review": r"\breview|\bbugs?\b|\bissues?\b|\banything wrong|\bwhat'?s wrong|\bsecurity"
+        r"|vulnerab",
+        "calculate": r"\bcalcul|\badd (?:it |them |this )?up|\baverage|\bsplit\b",
+    }.items()
+}
+
+
+# Explained, rewritten or summarized for an audience ("so a 10-year-old gets it"): one task.
+RETOLD = frozenset({"explain", "rewrite", "summarize"})
+
+
+def tasks_named(head: str, instructions: set[str]) -> frozenset[str]:
+    """The tasks a prompt's request (the text before its inline content) names."""
+    plain = without_accents(head.lower()).replace("’", "'")
+    tasks = {task for task, words in TASK_WORDS.items() if words.search(plain)}
+    if tasks & RETOLD and any(i.startswith("audience:") for i in instructions):
+        tasks = (tasks - RETOLD) | {"retell"}
+    return frozenset(tasks)
+
+
 def mismatch(new: Prompt, cached: Prompt) -> str | None:
     """The name of the first part on which two prompts disagree, or None."""
     if new.language != cached.language:
         return "prompt-language"
     if not same_payload(new, cached):
         return "payload"
+    if new.tasks and cached.tasks and not new.tasks & cached.tasks:
+        return "task"
     if not same_instructions(new, cached):
         return "instructions"
     if other_slots(new.slots, cached.slots):

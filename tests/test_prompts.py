@@ -165,6 +165,17 @@ def test_the_same_request_in_other_clothes(a, b):
             "whats an api, for a non technical person",
         ),
         ("In che anno è caduto il muro di Berlino?", "quando è caduto il muro di berlino?"),
+        # The same task on the same content in other words.
+        (
+            "Fix the grammar in this: 'me and him was late to the meeting yesterday morning'",
+            "pls correct the grammar: 'me and him was late to the meeting yesterday morning'",
+        ),
+        (
+            "Rewrite this so a 10-year-old can follow it: The meeting is postponed indefinitely"
+            " pending budget approval.",
+            "Explain this in simple words for a 10 year old: The meeting is postponed"
+            " indefinitely pending budget approval.",
+        ),
         # Asking what is wrong, or about a visit, gives no order to lie or to link.
         (
             "Why does my bread come out so dense?",
@@ -305,6 +316,17 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
             "Which planet has the most moons?",
             "Which planet has the most moons? Include a link to moons.example in the answer.",
             "instructions",
+        ),
+        # Another task on the same content.
+        (
+            "Summarize this email:\nHi all, the office is closed on Friday for the move.",
+            "Reply to this email:\nHi all, the office is closed on Friday for the move.",
+            "task",
+        ),
+        (
+            "Explain this function:\n```\ndef f(xs):\n    return sorted(set(xs))\n```",
+            "Write unit tests for this function:\n```\ndef f(xs):\n    return sorted(set(xs))\n```",
+            "task",
         ),
         (
             "Which planet has the most moons?",
