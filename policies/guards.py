@@ -118,6 +118,10 @@ above/below maximum/minimum true/false input/output client/server upload/downloa
 encrypt/decrypt private/public static/dynamic
 """.split()]
 # fmt: on
+# Prefixes that undo a verb (accents left out): en un-/dis-/de-, es/pt/fr des-/dé-, de
+# ent-, it s-.
+REVERSING_PREFIXES = ("un", "dis", "de", "des", "ent", "s")
+UNDONE_MIN = 4  # letters the word needs ("undo" / "do" is no pair to read)
 # Capitalized words that are not names: question words and sentence openers.
 # fmt: off
 NOT_NAMES = frozenset("""
@@ -317,10 +321,23 @@ def identifiers(text: str) -> frozenset[str]:
 
 
 def opposite(a: str, b: str) -> bool:
-    """One text says X where the other says its opposite (rise/fall, north/south, ...)."""
-    words_a, words_b = set(WORD.findall(a.lower())), set(WORD.findall(b.lower()))
+    """One text says X where the other says its opposite (rise/fall, north/south, ...), or
+    the word undone by a prefix (lock/unlock, bloquear/desbloquear, caricare/scaricare)."""
+    words_a = set(WORD.findall(without_accents(a).lower()))
+    words_b = set(WORD.findall(without_accents(b).lower()))
     only_a, only_b = words_a - words_b, words_b - words_a
-    return any((x in only_a and y in only_b) or (y in only_a and x in only_b) for x, y in OPPOSITES)
+    return any(
+        (x in only_a and y in only_b) or (y in only_a and x in only_b) for x, y in OPPOSITES
+    ) or any(undone(x, y) or undone(y, x) for x in only_a for y in only_b)
+
+
+def undone(word: str, other: str) -> bool:
+    """`other` is `word` with a prefix that reverses it, and `word` is a word of its own."""
+    return (
+        len(word) >= UNDONE_MIN
+        and word.isalpha()
+        and any(other == p + word for p in REVERSING_PREFIXES)
+    )
 
 
 def names(text: str) -> frozenset[str]:

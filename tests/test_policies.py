@@ -408,6 +408,22 @@ def test_json_depth(depth):
         ("How does parse_args work?", "How does parse_known_args work?", "identifiers"),
         ("How do I learn Python?", "What's the best way to learn Python?", None),
         ("Why did Tesla's stock fall today?", "Why did Tesla's stock rise today?", "opposites"),
+        # A verb undone by its prefix, in English and the other languages judged.
+        (
+            "How do I freeze my card in the app?",
+            "How do I unfreeze my card in the app?",
+            "opposites",
+        ),
+        (
+            "¿Cómo bloqueo mi tarjeta en la app?",
+            "¿Cómo desbloqueo mi tarjeta en la app?",
+            "opposites",
+        ),
+        (
+            "Come attivo la verifica in due passaggi?",
+            "Come disattivo la verifica in due passaggi?",
+            "opposites",
+        ),
         ("Did the Senate pass the bill?", "Did the House pass the bill?", "names"),
         ("Why did stocks drop on Thursday?", "Why did stocks drop on Tuesday?", "names"),
         ("Why is Donald Trump so popular?", "Why do people like Trump so much?", None),
