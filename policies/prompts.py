@@ -347,6 +347,7 @@ for (?:my )?(?:grandma|granny|grandmother|grandpa|grandfather|mom|mother|dad|fat
 (?:in )?(?:simple|plain|layman'?s?) (?:terms|english|words|language)
 simply put
 explain (?:it )?simply
+\bsimply[.!?]*$
 dumb(?:ed)? (?:it )?down
 non[- ]?technical
 no jargon

@@ -317,6 +317,7 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
             "Which planet has the most moons? Include a link to moons.example in the answer.",
             "instructions",
         ),
+        ("Explain how vaccines work", "Explain how vaccines work simply", "instructions"),
         # Another task on the same content.
         (
             "Summarize this email:\nHi all, the office is closed on Friday for the move.",
