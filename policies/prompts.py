@@ -963,7 +963,8 @@ QUESTION_PHRASES = (
     (
         re.compile(
             r"\b(?:quel(?:le)?|qu[eé]|cu[aá]l|qual|welche[mns]?|che|quale|que)"
-            r" (?:ann[eé]e|a[nñ]o|ano|jahr|anno|date|fecha|data|datum|jour|d[ií]a|tag|giorno)\b"
+            r" (?:ann[eé]e|a[nñ]o|ano|jahr|anno|date|fecha|data|datum|jour|d[ií]a|tag|giorno"
+            r"|heure|hora|uhrzeit|ora)\b"
         ),
         "cuando",
     ),
@@ -983,8 +984,8 @@ def asked_for(text: str) -> str | None:
     return None
 
 
-# "what" asks for anything but a reason ("in che anno" asks when, "qual o comando" how),
-# and "how do I" and "where do I" ask for one way to do a thing.
+# "what" asks for anything but a reason or a time ("qual o comando" asks how; "in che
+# anno" is read as "when"), and "how do I" and "where do I" ask for one way to do a thing.
 ASKED_ALIKE = (frozenset({"how", "where"}),)
 
 
@@ -993,7 +994,7 @@ def asked_apart(new: str | None, cached: str | None) -> bool:
     asks = frozenset({new, cached})
     if None in asks or len(asks) == 1:
         return False
-    return "why" in asks or ("what" not in asks and asks not in ASKED_ALIKE)
+    return bool(asks & {"why", "when"}) or ("what" not in asks and asks not in ASKED_ALIKE)
 
 
 # What a task on inline content does, by the words that ask for it (accents left out;

@@ -391,7 +391,7 @@ def test_what_a_question_asks_for(text, asks):
         ("what", "why", True),
         ("how", "why", True),
         ("what", "how", False),  # "qual comando uso" / "como faço"
-        ("what", "when", False),  # "in che anno" / "quando"
+        ("what", "when", True),  # "Welche Präpositionen ..." / "Wann ..." ("in che anno": when)
         ("how", "where", False),  # "cómo cambio" / "dónde cambio"
         ("when", None, False),
         ("why", "why", False),
