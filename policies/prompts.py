@@ -676,6 +676,8 @@ class Prompt:
     # What a question in another language than English asks for ("when", "how", ...):
     # the models read those languages through an English vocabulary and see it least.
     asks: str | None = field(default=None, compare=False)
+    # Languages the request's words tell apart no better than `language`.
+    tied: frozenset[str] = field(default=frozenset(), compare=False)
     # What a prompt with inline content asks done to it ("summarize", "translate", ...).
     tasks: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -827,11 +829,34 @@ def language_of(text: str, fallback: str = "") -> str:
     """The language of a text by its commonest words: en, es, fr, de, pt, it, or
     OTHER_SCRIPT for letters outside the Latin script. Where none of its words tells
     ("Estrai nome ed email in JSON"), the language of `fallback`; else English."""
+    scores = language_scores(text)
+    if scores is None:
+        return OTHER_SCRIPT
+    best = max(scores, key=lambda lang: (scores[lang], lang == ENGLISH))
+    if scores[best] == 0:
+        return language_of(fallback) if fallback else ENGLISH
+    if best != ENGLISH and scores[best] <= scores[ENGLISH]:
+        return ENGLISH
+    return best
+
+
+def languages_tied(text: str) -> frozenset[str]:
+    """The languages a text's words tell apart no better than the best one ("comment on
+    conjugue aller": "comment" is French, "on" English): either may be the text's."""
+    scores = language_scores(text)
+    if not scores or max(scores.values()) == 0:
+        return frozenset()
+    return frozenset(lang for lang, score in scores.items() if score == max(scores.values()))
+
+
+def language_scores(text: str) -> dict[str, int] | None:
+    """How many of a text's words (and marks) are each language's; None for letters
+    outside the Latin script."""
     letters = [c for c in text if c.isalpha()]
     if letters:
         latin = sum(normalize("NFD", c)[0].isascii() for c in letters)
         if latin < 0.8 * len(letters):
-            return OTHER_SCRIPT
+            return None
     words = re.findall(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", text.lower().replace("’", "'"))
     scores = {
         lang: sum(w in stop for w in words) + sum(w in TELLTALE.get(lang, ()) for w in words)
@@ -843,12 +868,7 @@ def language_of(text: str, fallback: str = "") -> str:
         scores["pt"] += 2
     if re.search(r"[äöüß]", text.lower()):
         scores["de"] += 2
-    best = max(scores, key=lambda lang: (scores[lang], lang == ENGLISH))
-    if scores[best] == 0:
-        return language_of(fallback) if fallback else ENGLISH
-    if best != ENGLISH and scores[best] <= scores[ENGLISH]:
-        return ENGLISH
-    return best
+    return scores
 
 
 def slot_values(text: str) -> set[str]:
@@ -901,7 +921,8 @@ def decompose(text: str) -> Prompt:
         smileys=without_smileys(text)[1],
         content=payload_key(stripped),
         language=(language := language_of(head, fallback=stripped)),
-        asks=asked_for(head) if language != ENGLISH else None,
+        tied=(tied := languages_tied(head)),
+        asks=asked_for(head) if language != ENGLISH or tied - {ENGLISH} else None,
         tasks=tasks_named(head, instructions) if payload else frozenset(),
         request=request,
         instructions=frozenset(instructions),
@@ -1040,9 +1061,19 @@ def tasks_named(head: str, instructions: set[str]) -> frozenset[str]:
     return frozenset(tasks)
 
 
+def same_language(new: Prompt, cached: Prompt) -> bool:
+    """One language, or a text read as English only for want of words that tell ("comment
+    on conjugue aller": "comment" is French, "on" English) beside a text in the other
+    language it may be. Two other languages stay apart: es, pt and it share many words."""
+    if new.language == cached.language:
+        return True
+    english, other = (new, cached) if new.language == ENGLISH else (cached, new)
+    return english.language == ENGLISH and other.language in english.tied
+
+
 def mismatch(new: Prompt, cached: Prompt) -> str | None:
     """The name of the first part on which two prompts disagree, or None."""
-    if new.language != cached.language:
+    if not same_language(new, cached):
         return "prompt-language"
     if not same_payload(new, cached):
         return "payload"

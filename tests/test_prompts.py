@@ -165,6 +165,11 @@ def test_the_same_request_in_other_clothes(a, b):
             "whats an api, for a non technical person",
         ),
         ("In che anno è caduto il muro di Berlino?", "quando è caduto il muro di berlino?"),
+        # Too few words to tell French from English ("comment", "on"): not another language.
+        (
+            "Comment on conjugue le verbe « aller » au subjonctif présent ?",
+            "comment on conjugue aller au subjonctif present",
+        ),
         # The same task on the same content in other words.
         (
             "Fix the grammar in this: 'me and him was late to the meeting yesterday morning'",
@@ -264,6 +269,16 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         # es/fr/de/pt/it rewordings go on to the verifier if they ask for the same thing.
         ("¿Cuál es la capital de Francia?", "¿Cuál es la ciudad capital de Francia?", None),
         ("Wann fiel die Berliner Mauer?", "Wie lang war die Berliner Mauer?", "question-word"),
+        (
+            "Quem proclamou a independência do Brasil?",
+            "Quando foi proclamada a independência do Brasil?",
+            "question-word",
+        ),
+        (
+            "Qual a diferença entre LEFT JOIN e INNER JOIN?",
+            "Qual è la differenza tra LEFT JOIN e INNER JOIN?",
+            "prompt-language",
+        ),
         (
             "Qui a peint La Liberté guidant le peuple ?",
             "Où est exposée La Liberté guidant le peuple ?",
