@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PAIRS ?= ../shared/data/qqp_dev.jsonl
+# What the verifier trains on besides Quora.
+PROMPT_TRAIN := bench/data/prompt_train_pairs.jsonl bench/data/prompt_probe_pairs.jsonl
 
 .PHONY: install run demo test lint bench eval train-verifier clean
 
@@ -53,13 +55,12 @@ eval: install
 	$(BIN)/cachegate eval --pairs bench/data/support_pairs.jsonl --split all --json bench/results/eval-support.json
 	$(BIN)/cachegate eval --pairs bench/data/prompt_pairs.jsonl --split report --json bench/results/eval-prompts.json
 
-# Two stages, as shipped: one epoch on Quora's train split and the prompt training pairs,
-# then a second look at a sample of both at a lower learning rate.
+# One epoch on Quora's train split, the qqp_extra pairs no measured pair shares a question
+# with, and the prompt training pairs (x3), as shipped; a second stage at a lower learning
+# rate was tried on 2026-12-02 and ranked worse (docs/quality.md).
 train-verifier: install
-	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --train-extra --prompt-repeat 3 --resume
-	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --train-extra --resume \
-	  --init .cache/verifier-checkpoint --checkpoint .cache/verifier-checkpoint-2 \
-	  --lr 2e-5 --quora-limit 14000 --prompt-repeat 2 --seed 14
+	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --train-extra --prompt-repeat 3 --resume \
+	  --prompt-train-pairs $(PROMPT_TRAIN)
 
 clean:
 	rm -rf .cachegate .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -24,7 +24,9 @@ from policies.prompts import decompose, judge
 from tools.pairs import Pair, load_pairs, select
 
 CACHE = Path(".cache/pair-scores")
-COSINE_FLOOR = 0.5  # semantic.cosine_floor's default
+COSINE_FLOOR = 0.6  # semantic.cosine_floor's default
+# The calibration fits its scale on candidates from this cosine up: more pairs than are served.
+FIT_FLOOR = 0.5
 
 
 def model_outputs(pairs: list[Pair], threads: int) -> tuple[np.ndarray, np.ndarray]:

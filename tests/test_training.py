@@ -152,19 +152,26 @@ def test_a_set_that_names_its_split_and_kinds_is_selected_and_reported_by_them(t
 
 
 def test_the_prompt_training_pairs_share_no_topic_or_text_with_the_measured_ones():
-    """What the verifier is trained on never reaches the pairs it is tuned or reported on."""
+    """What the verifier is trained on never reaches the pairs it is tuned or reported on,
+    nor the unseen pairs it is checked on apart."""
     data = Path(__file__).resolve().parent.parent / "bench" / "data"
-    rows = [json.loads(line) for line in (data / "prompt_pairs.jsonl").open(encoding="utf-8")]
-    train = [
-        json.loads(line) for line in (data / "prompt_train_pairs.jsonl").open(encoding="utf-8")
-    ]
-    assert len(train) >= 3000 and {row["split"] for row in train} == {"train"}
-    assert not {row["topic"] for row in train} & {row["topic"] for row in rows}
+
+    def rows(name: str) -> list[dict]:
+        return [json.loads(line) for line in (data / name).open(encoding="utf-8")]
 
     def texts(pairs: list[dict]) -> set[str]:
         return {" ".join(p[side].lower().split()) for p in pairs for side in ("text_a", "text_b")}
 
-    assert not texts(train) & texts(rows)
+    train = rows("prompt_train_pairs.jsonl") + rows("prompt_probe_pairs.jsonl")
+    assert len(train) >= 7000 and {row["split"] for row in train} == {"train"}
+    for measured in (rows("prompt_pairs.jsonl"), rows("prompt_unseen_pairs.jsonl")):
+        assert not {row["topic"] for row in train} & {row["topic"] for row in measured}
+        assert not texts(train) & texts(measured)
+    unseen = rows("prompt_unseen_pairs.jsonl")
+    assert not {row["topic"] for row in unseen} & {
+        row["topic"] for row in rows("prompt_pairs.jsonl")
+    }
+    assert not texts(unseen) & texts(rows("prompt_pairs.jsonl"))
 
 
 def test_extra_training_pairs_share_no_question_with_what_is_measured(tmp_path):
