@@ -23,15 +23,27 @@ import numpy as np
 MODELS_DIR = Path(str(resources.files("embeddings") / "models"))
 
 
+class Candidate(NamedTuple):
+    """What the verifier scores: the two texts and what the lookup knows of them."""
+
+    new: str
+    cached: str
+    cosine: float
+    overlap: float  # request words in common (policies/prompts.request_overlap)
+    swapped: bool  # one meaningful word swapped for another (policies/guards.swapped_word)
+
+
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """Logistic regression over the cross-encoder's logit, the embeddings' cosine and the
-    share of request words the two prompts have in common (policies/prompts.py).
+    """Logistic regression over the cross-encoder's logit, the embeddings' cosine, the
+    share of request words the two prompts have in common and whether one meaningful word
+    of an otherwise identical text was swapped for another (policies/prompts.py).
 
     They disagree usefully: the cross-encoder reads word order and negation, the cosine
     is steadier on rewordings far from its training data, and at a given logit and cosine
     two texts that share nearly all their words are more often a hard negative (one
-    detail changed) than a rewording: the overlap's weight comes out negative.
+    detail changed) than a rewording: the overlap's weight comes out negative, and so does
+    a swapped word's ("remove" / "delete" is a synonym, "died" / "injured" is not).
     """
 
     logit_weight: float
@@ -41,6 +53,7 @@ class Calibration:
     # The highest logit the cross-encoder gives, with a margin (see scripts/train_verifier.py).
     max_logit: float = math.inf
     overlap_weight: float = 0.0
+    swapped_weight: float = 0.0
 
     @classmethod
     def of(cls, info: dict) -> Calibration:
@@ -52,15 +65,21 @@ class Calibration:
             info["default_threshold"],
             info.get("max_logit", math.inf),
             info.get("overlap_weight", 0.0),
+            info.get("swapped_weight", 0.0),
         )
 
     def score(
-        self, logits: np.ndarray, cosines: np.ndarray, overlaps: np.ndarray | float = 0.0
+        self,
+        logits: np.ndarray,
+        cosines: np.ndarray,
+        overlaps: np.ndarray | float = 0.0,
+        swapped: np.ndarray | float = 0.0,
     ) -> np.ndarray:
         z = (
             self.logit_weight * logits
             + self.cosine_weight * cosines
             + self.overlap_weight * np.asarray(overlaps)
+            + self.swapped_weight * np.asarray(swapped)
             + self.bias
         )
         return 1.0 / (1.0 + np.exp(-z))
@@ -73,10 +92,9 @@ class Calibration:
         if threshold >= 1.0:
             return math.inf
         z = math.log(threshold / (1.0 - threshold))
-        best_overlap = max(0.0, self.overlap_weight)  # the overlap is a share: 0 to 1
-        return (
-            z - self.bias - self.logit_weight * self.max_logit - best_overlap
-        ) / self.cosine_weight
+        # The overlap is a share (0 to 1), a swapped word 0 or 1: the best case of each.
+        best = max(0.0, self.overlap_weight) + max(0.0, self.swapped_weight)
+        return (z - self.bias - self.logit_weight * self.max_logit - best) / self.cosine_weight
 
 
 def shipped_threshold(calibration: Path = MODELS_DIR / "verifier.json") -> float:
@@ -119,16 +137,17 @@ class CrossEncoderVerifier:
         feed = model_inputs(self._tokenizer.encode(*pair))
         return float(self._model.run("logits", feed, wide).reshape(-1)[0])
 
-    def scores(
-        self, candidates: list[tuple[str, str, float, float]], wide: bool = False
-    ) -> np.ndarray:
-        """Calibrated probabilities that each (new text, cached text, cosine, request-word
-        overlap) asks the same."""
+    def scores(self, candidates: list[Candidate], wide: bool = False) -> np.ndarray:
+        """Calibrated probabilities that each candidate asks the same."""
         if self.calibration is None:
             raise RuntimeError("verifier has no calibration; run scripts/train_verifier.py")
-        logits = self.logits([(new, cached) for new, cached, _, _ in candidates], wide)
-        cosines = np.array([c[2] for c in candidates])
-        return self.calibration.score(logits, cosines, np.array([c[3] for c in candidates]))
+        logits = self.logits([(c.new, c.cached) for c in candidates], wide)
+        return self.calibration.score(
+            logits,
+            np.array([c.cosine for c in candidates]),
+            np.array([c.overlap for c in candidates]),
+            np.array([c.swapped for c in candidates], dtype=np.float64),
+        )
 
 
 def model_inputs(encoding) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from embeddings import Embedder
 from embeddings.batcher import MicroBatcher, ModelWorkers
-from embeddings.verifier import CrossEncoderVerifier
+from embeddings.verifier import Candidate, CrossEncoderVerifier
 from gateway.backends import PurgeFilter, Store
 from gateway.config import SemanticConfig
 from gateway.entries import Entry
@@ -188,11 +188,11 @@ class Cache:
         with self._tracing.span("embedding"):
             return await self._embed.submit(text)
 
-    async def verify(self, asked: str, stored: str, cosine: float, overlap: float) -> float:
+    async def verify(self, candidate: Candidate) -> float:
         """The verifier's score of a candidate (the wait for its batch included)."""
         assert self._verify is not None, "no verifier is loaded"
         with self._tracing.span("verification"):
-            return float(await self._verify.submit((asked, stored, cosine, overlap)))
+            return float(await self._verify.submit(candidate))
 
     async def semantic(
         self, query: SemanticQuery, now: float, max_age: float | None
@@ -253,7 +253,9 @@ class Cache:
                 if verdict.same
                 else cosine
                 if self._verify is None
-                else await self.verify(query.text, entry.text, cosine, verdict.overlap),
+                else await self.verify(
+                    Candidate(query.text, entry.text, cosine, verdict.overlap, verdict.swapped)
+                ),
                 4,
             )
             if score >= query.threshold:

@@ -168,6 +168,7 @@ INVERTED_MARKS = frozenset({"¿", "¡", FRACTION_SLASH})
 # other (a fraction, a circled number) is a number of its own.
 DIGIT_SCRIPTS = ("<super>", "<sub>")
 MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
+VALUE_MAX = 2  # a swapped word this short is a value (a size, a grade): vetoed, not weighed
 DROPPED_MIN = 5  # letters a word needs before one dropped or added counts as a typo
 TRANSPOSED_MIN = 5  # letters a word needs before two swapped letters count as a typo
 # Joints around which two parts may trade places without changing the question ("spot
@@ -391,20 +392,32 @@ def swapped_word(a: str, b: str) -> bool:
 
     "How many people died in the earthquake?" / "... were injured in ...": a minimal edit
     like this is how a different question most often hides inside a near-identical text;
-    a rewording moves more words than that.
+    a rewording moves more words than that. But a synonym is a minimal edit too ("remove"
+    / "delete"), so this is no veto: the calibration weighs it as a feature, and such a
+    pair is served only where the verifier is sure enough to outweigh it.
     """
+    return bool(swapped_words(a, b))
+
+
+def is_value(word: str) -> bool:
+    """A size, a grade or a code rather than a word: short, or with a digit in it."""
+    return len(word) <= VALUE_MAX or any(c.isdigit() for c in word)
+
+
+def swapped_words(a: str, b: str) -> list[str]:
+    """The meaningful words of a swap (see swapped_word) on both sides, or none."""
     forms_a, forms_b = word_forms(a), word_forms(b)
     words_a, words_b = Counter(forms_a), Counter(forms_b)
     only_a, only_b = words_a - words_b, words_b - words_a
     if not 0 < only_a.total() <= 2 or not 0 < only_b.total() <= 2:
-        return False
+        return []
     if (words_a & words_b).total() < 3:
-        return False
+        return []
     if "".join(forms_a) == "".join(forms_b):
-        return False  # only spaces or hyphens moved: "e-mail" / "email", "180 C" / "180°C"
+        return []  # only spaces or hyphens moved: "e-mail" / "email", "180 C" / "180°C"
     swapped_a = [w for w in only_a if meaningful(w) and not any(one_word(w, v) for v in only_b)]
     swapped_b = [w for w in only_b if meaningful(w) and not any(one_word(w, v) for v in only_a)]
-    return bool(swapped_a) and bool(swapped_b)
+    return swapped_a + swapped_b if swapped_a and swapped_b else []
 
 
 def one_word(a: str, b: str) -> bool:
@@ -560,7 +573,9 @@ def other_unseen(a: Counter[str], b: Counter[str]) -> bool:
 
 
 def veto(new_text: str, cached_text: str) -> str | None:
-    """The name of the first guard that rejects the pair, or None when all agree."""
+    """The name of the first guard that rejects the pair, or None when all agree. (A
+    swapped word is no veto but for a short value: the calibration weighs it, see
+    swapped_word.)"""
     if other_unseen(unseen(new_text), unseen(cached_text)):
         return "unseen-characters"
     if numbers_differ(new_text, cached_text):
@@ -575,8 +590,8 @@ def veto(new_text: str, cached_text: str) -> str | None:
         return "opposites"
     if other_names(new_text, cached_text):
         return "names"
-    if swapped_word(new_text, cached_text):
-        return "swapped-word"
+    if any(is_value(word) for word in swapped_words(new_text, cached_text)):
+        return "swapped-word"  # "size M" / "size L", "#1E90FF": values the models barely see
     if swapped_roles(new_text, cached_text):
         return "swapped-roles"
     return None

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from unicodedata import normalize
 
-from policies.guards import identifiers, numbers_differ, veto, without_accents
+from policies.guards import identifiers, numbers_differ, swapped_word, veto, without_accents
 
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
@@ -1136,6 +1136,7 @@ class Verdict:
     same: bool  # only what never changes an answer differs: the cached answer is right
     guard: str | None  # the guard that vetoes the pair, if any; else the verifier decides
     overlap: float = 1.0  # request words in common (see request_overlap), for the verifier
+    swapped: bool = False  # one meaningful word swapped for another: weighed, not vetoed
 
 
 def judge(new: Prompt, cached: Prompt) -> Verdict:
@@ -1158,10 +1159,13 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     guard = mismatch(new, cached)
     if guard is None and new.language not in STOPWORDS:
         guard = "unjudged-language"
+    new_text, cached_text = americanized(new.stripped), americanized(cached.stripped)
+    guard = guard or veto(new_text, cached_text)
     return Verdict(
         False,
-        guard or veto(americanized(new.stripped), americanized(cached.stripped)),
+        guard,
         request_overlap(new, cached),
+        guard is None and swapped_word(new_text, cached_text),
     )
 
 

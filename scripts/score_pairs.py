@@ -81,7 +81,12 @@ def main() -> None:
     cosines, logits = model_outputs(pairs, args.threads)
     floor = max(COSINE_FLOOR, calibration.lowest_cosine(threshold))
     verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
-    scores = calibration.score(logits, cosines, np.array([v.overlap for v in verdicts]))
+    scores = calibration.score(
+        logits,
+        cosines,
+        np.array([v.overlap for v in verdicts]),
+        np.array([v.swapped for v in verdicts], dtype=np.float64),
+    )
     same = np.array([v.same for v in verdicts])
     passed = np.array([v.guard is None for v in verdicts])
     # The same request answers from the configured floor; others must be able to reach it.

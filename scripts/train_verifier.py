@@ -230,15 +230,15 @@ def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
 
 def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Namespace) -> None:
     """Fit the score on what ships: the quantized model's logits (one pair per run, as
-    served: the new text first, the cached one second), the int8 embedder's cosines and
-    the request-word overlap, on Quora's calib split (plus --extra-pairs) and the prompt
-    pairs' tune split, over the pairs the verifier would judge (guards passed, not the
-    same request), Quora and the prompts weighed alike. The default threshold is the
-    lowest at which what would be served (vetoed pairs count as misses, the same request
-    as a hit) reaches the target precision by the lower Wilson bound on each source:
-    Quora's calib split and the extra pairs (other questions) at --target-precision each,
-    the prompts at --prompt-target-precision. (On their union alone the bound held where
-    the extra pairs read 0.902, and held-out Quora questions 0.891.)"""
+    served: the new text first, the cached one second), the int8 embedder's cosines, the
+    request-word overlap and whether a word was swapped, on Quora's calib split (plus
+    --extra-pairs) and the prompt pairs' tune split, over the pairs the verifier would
+    judge (guards passed, not the same request), Quora and the prompts weighed alike. The
+    default threshold is the lowest at which what would be served (vetoed pairs count as
+    misses, the same request as a hit) reaches the target precision by the lower Wilson
+    bound on each source: Quora's calib split and the extra pairs (other questions) at
+    --target-precision each, the prompts at --prompt-target-precision. (On their union
+    alone the bound held where the extra pairs read 0.902, and held-out Quora 0.891.)"""
     from scripts.score_pairs import COSINE_FLOOR, FIT_FLOOR, model_outputs
 
     sources = {"quora": quora[0], "quora_extra": [p for pairs in quora[1:] for p in pairs]}
@@ -250,7 +250,9 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
         cosines, logits = model_outputs(pairs, args.threads)
         verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
         measured[name] = (
-            np.column_stack([logits, cosines, [v.overlap for v in verdicts]]),
+            np.column_stack(
+                [logits, cosines, [v.overlap for v in verdicts], [v.swapped for v in verdicts]]
+            ),
             np.array([p.label for p in pairs], dtype=np.float64),
             np.array([v.same for v in verdicts]),
             np.array([v.guard is None for v in verdicts]),
@@ -272,15 +274,22 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
     weights = np.concatenate(
         [np.full(len(y), len(features) / (len(judged) * len(y))) for _, y in judged]
     )
-    logit_weight, cosine_weight, overlap_weight, bias = fit_logistic(
+    logit_weight, cosine_weight, overlap_weight, swapped_weight, bias = fit_logistic(
         features, np.concatenate([y for _, y in judged]), weights
     )
-    scale = Calibration(logit_weight, cosine_weight, bias, 0.0, overlap_weight=overlap_weight)
+    scale = Calibration(
+        logit_weight,
+        cosine_weight,
+        bias,
+        0.0,
+        overlap_weight=overlap_weight,
+        swapped_weight=swapped_weight,
+    )
     targets = {name: args.target_precision for name in ("quora", "quora_extra")}
     targets["prompts"] = args.prompt_target_precision
     picks = {}
     for name, (x, y, same, passed) in measured.items():
-        scores = np.where(same, 1.0, scale.score(x[:, 0], x[:, 1], x[:, 2]))
+        scores = np.where(same, 1.0, scale.score(x[:, 0], x[:, 1], x[:, 2], x[:, 3]))
         served = passed & (x[:, 1] >= COSINE_FLOOR)
         picks[name] = pick_threshold(scores, y, served, targets[name], args.confidence_z)
     threshold = max(pick.threshold for pick in picks.values())
@@ -317,6 +326,7 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
         "logit_weight": logit_weight,
         "cosine_weight": cosine_weight,
         "overlap_weight": overlap_weight,
+        "swapped_weight": swapped_weight,
         "bias": bias,
         "max_logit": max_logit,
         "max_length": args.max_length,

@@ -19,6 +19,7 @@ from policies.guards import (
     ORDINALS,
     number_forms,
     swapped_roles,
+    swapped_word,
     unseen,
     veto,
 )
@@ -26,6 +27,8 @@ from policies.keys import exact_key, tenant_of
 from policies.pricing import Price, PriceTable
 
 CONFIG = Config().policy(default_threshold=0.5)  # the defaults, written once, in Config
+# One meaningful word swapped for another: no veto, a feature of the calibrated score.
+WEIGHED = "swapped word, weighed"
 json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
@@ -436,7 +439,7 @@ def test_json_depth(depth):
         (
             "How many people died in the flood?",
             "How many people were injured in the flood?",
-            "swapped-word",
+            WEIGHED,
         ),
         ("How do I lose weight fast?", "How can I lose weight fast?", None),
         ("Name two rivers in Spain", "Name 2 rivers in Spain", None),
@@ -502,7 +505,10 @@ def test_json_depth(depth):
         ),
         ('What does "!=" mean in Python?', 'What does "==" mean in Python?', "quoted"),
         ('Is "log" a good name here?', "Is catalogue a good name here?", "quoted"),
-        ("How much does a house cost?", "How much does a horse cost?", "swapped-word"),
+        ("How much does a house cost?", "How much does a horse cost?", WEIGHED),
+        # A swapped value (short, or with a digit) is vetoed outright.
+        ("Exchange my jacket for a size M", "Exchange my jacket for a size L", "swapped-word"),
+        ("Convert #1E90FF to RGB, please.", "Convert #1E90FE to RGB, please.", "swapped-word"),
         # Another spelling, form or short form of the same word is no swapped word.
         ("How do I change my e-mail address?", "How do I change my email address?", None),
         ("How are black holes formed?", "How do black holes form?", None),
@@ -517,9 +523,9 @@ def test_json_depth(depth):
         (
             "How do I remove all docker images?",
             "How do I delete all docker images?",
-            "swapped-word",
+            WEIGHED,
         ),
-        ("What should I name my dog?", "What should I feed my dog?", "swapped-word"),
+        ("What should I name my dog?", "What should I feed my dog?", WEIGHED),
         # The same words with two parts trading places: another question, unless the parts
         # only sit around "and"/"or"/"vs" or one is merely moved.
         (
@@ -556,7 +562,10 @@ def test_json_depth(depth):
     ],
 )
 def test_guards(a, b, guard):
-    assert veto(a, b) == guard
+    if guard == WEIGHED:  # no veto: the calibration weighs the swapped word
+        assert veto(a, b) is None and swapped_word(a, b)
+    else:
+        assert veto(a, b) == guard
 
 
 def test_accents_typography_and_fraction_slashes_are_seen():

@@ -97,15 +97,19 @@ def test_the_threshold_is_the_lowest_whose_served_precision_is_confidently_on_ta
     st.floats(-8.0, 0.0),
     st.floats(-5.0, 5.0),
     st.floats(-6.0, 6.0),
+    st.floats(-3.0, 3.0),
 )
 def test_under_the_lowest_cosine_no_logit_up_to_the_highest_reaches_the_threshold(
-    threshold, cosine, logit_weight, cosine_weight, bias, max_logit, overlap_weight
+    threshold, cosine, logit_weight, cosine_weight, bias, max_logit, overlap_weight, swapped_weight
 ):
-    scale = Calibration(logit_weight, cosine_weight, bias, threshold, max_logit, overlap_weight)
+    scale = Calibration(
+        logit_weight, cosine_weight, bias, threshold, max_logit, overlap_weight, swapped_weight
+    )
     lowest = scale.lowest_cosine(threshold)
-    logits = np.repeat(np.linspace(-10.0, max_logit, 50), 11)
-    overlaps = np.tile(np.linspace(0.0, 1.0, 11), 50)  # a share of words: 0 to 1
-    best = scale.score(logits, np.full(550, cosine), overlaps).max()
+    logits = np.repeat(np.linspace(-10.0, max_logit, 50), 22)
+    overlaps = np.tile(np.linspace(0.0, 1.0, 11), 100)  # a share of words: 0 to 1
+    swapped = np.tile(np.repeat([0.0, 1.0], 11), 50)  # a word swapped or not
+    best = scale.score(logits, np.full(1100, cosine), overlaps, swapped).max()
     if cosine < lowest - 1e-9:
         assert best < threshold
     elif cosine > lowest + 1e-9:
