@@ -30,7 +30,7 @@ class Candidate(NamedTuple):
     cached: str
     cosine: float
     overlap: float  # request words in common (policies/prompts.request_overlap)
-    swapped: bool  # one meaningful word swapped for another (policies/guards.swapped_word)
+    swapped: bool  # one meaningful word swapped for another (policies/guards.swapped_words)
 
 
 @dataclass(frozen=True, slots=True)

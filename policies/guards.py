@@ -386,26 +386,22 @@ def name_forms(text: str) -> set[str]:
     return {form for name in names(text) for form in word_forms(name)}
 
 
-def swapped_word(a: str, b: str) -> bool:
-    """The texts are the same but for one or two words, and a meaningful word was swapped
-    for another word (not for another spelling or form of itself: see one_word).
-
-    "How many people died in the earthquake?" / "... were injured in ...": a minimal edit
-    like this is how a different question most often hides inside a near-identical text;
-    a rewording moves more words than that. But a synonym is a minimal edit too ("remove"
-    / "delete"), so this is no veto: the calibration weighs it as a feature, and such a
-    pair is served only where the verifier is sure enough to outweigh it.
-    """
-    return bool(swapped_words(a, b))
-
-
 def is_value(word: str) -> bool:
     """A size, a grade or a code rather than a word: short, or with a digit in it."""
     return len(word) <= VALUE_MAX or any(c.isdigit() for c in word)
 
 
 def swapped_words(a: str, b: str) -> list[str]:
-    """The meaningful words of a swap (see swapped_word) on both sides, or none."""
+    """The meaningful words swapped, on both sides, where the texts are the same but for
+    one or two words and a meaningful word was swapped for another word (not for another
+    spelling or form of itself: see one_word); else none.
+
+    "How many people died in the earthquake?" / "... were injured in ...": a minimal edit
+    like this is how a different question most often hides inside a near-identical text;
+    a rewording moves more words than that. But a synonym is a minimal edit too ("remove"
+    / "delete"), so a swap is no veto but for a value: the calibration weighs it as a
+    feature, and such a pair is served only where the verifier is sure enough.
+    """
     forms_a, forms_b = word_forms(a), word_forms(b)
     words_a, words_b = Counter(forms_a), Counter(forms_b)
     only_a, only_b = words_a - words_b, words_b - words_a
@@ -572,26 +568,27 @@ def other_unseen(a: Counter[str], b: Counter[str]) -> bool:
     }
 
 
-def veto(new_text: str, cached_text: str) -> str | None:
-    """The name of the first guard that rejects the pair, or None when all agree. (A
-    swapped word is no veto but for a short value: the calibration weighs it, see
-    swapped_word.)"""
+def screen(new_text: str, cached_text: str) -> tuple[str | None, bool]:
+    """(The first guard that rejects the pair or None, whether a word was swapped for
+    another). A swapped word is no veto but for a value: the calibration weighs it (see
+    swapped_words)."""
     if other_unseen(unseen(new_text), unseen(cached_text)):
-        return "unseen-characters"
+        return "unseen-characters", False
     if numbers_differ(new_text, cached_text):
-        return "numbers"
+        return "numbers", False
     if negated(new_text) != negated(cached_text):
-        return "negation"
+        return "negation", False
     if other_quotes(new_text, cached_text):
-        return "quoted"
+        return "quoted", False
     if identifiers(new_text) != identifiers(cached_text):
-        return "identifiers"
+        return "identifiers", False
     if opposite(new_text, cached_text):
-        return "opposites"
+        return "opposites", False
     if other_names(new_text, cached_text):
-        return "names"
-    if any(is_value(word) for word in swapped_words(new_text, cached_text)):
-        return "swapped-word"  # "size M" / "size L", "#1E90FF": values the models barely see
+        return "names", False
+    swapped = swapped_words(new_text, cached_text)
+    if any(is_value(word) for word in swapped):
+        return "swapped-word", False  # "size M" / "size L", "#1E90FF": the models barely see it
     if swapped_roles(new_text, cached_text):
-        return "swapped-roles"
-    return None
+        return "swapped-roles", False
+    return None, bool(swapped)

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from unicodedata import normalize
 
-from policies.guards import identifiers, numbers_differ, swapped_word, veto, without_accents
+from policies.guards import identifiers, numbers_differ, screen, without_accents
 
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
@@ -1159,14 +1159,10 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     guard = mismatch(new, cached)
     if guard is None and new.language not in STOPWORDS:
         guard = "unjudged-language"
-    new_text, cached_text = americanized(new.stripped), americanized(cached.stripped)
-    guard = guard or veto(new_text, cached_text)
-    return Verdict(
-        False,
-        guard,
-        request_overlap(new, cached),
-        guard is None and swapped_word(new_text, cached_text),
-    )
+    if guard is not None:
+        return Verdict(False, guard, request_overlap(new, cached))
+    guard, swapped = screen(americanized(new.stripped), americanized(cached.stripped))
+    return Verdict(False, guard, request_overlap(new, cached), swapped)
 
 
 def said_words(prompt: Prompt) -> set[str]:

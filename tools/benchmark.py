@@ -1185,11 +1185,14 @@ class ModelsAlone:
         )
 
     def first_ask(self, asked: str, stored: str, stored_vector: Any, wide: bool) -> None:
+        from embeddings.verifier import Candidate
         from policies.prompts import decompose, request_overlap
 
         vector = self.embedder.encode([asked], wide)[0]
         overlap = request_overlap(decompose(asked), decompose(stored))
-        self.verifier.scores([(asked, stored, float(vector @ stored_vector), overlap)], wide)
+        cosine = float(vector @ stored_vector)
+        # Whether a word was swapped changes the score, not the time: read as not.
+        self.verifier.scores([Candidate(asked, stored, cosine, overlap, False)], wide)
 
     def measure(self, asked: list[str], stored: list[str], results: Results) -> None:
         """Each pair's first ask alone, on `idle_threads` (the gateway at concurrency 1),
