@@ -410,3 +410,16 @@ def test_slot_payload_and_language_changes_miss(real, stored, asked):
         ask(real, first, ns)
         headers, _ = ask(real, second, ns, headers={"Cache-Control": "no-store"})
         assert headers["x-cache-status"] == "MISS", (first, second)
+
+
+def test_the_bench_scores_a_first_ask_with_the_shipped_models():
+    """`make bench`'s floor under the semantic figures runs the models as the gateway does."""
+    from tools.benchmark import ModelsAlone
+
+    models = ModelsAlone.load()
+    stored = models.embedder.encode(["How do I learn Python?"], False)[0]
+    reworded = models.first_ask(
+        "What is the best way to learn Python?", "How do I learn Python?", stored, False
+    )
+    other = models.first_ask("How do I learn Rust?", "How do I learn Python?", stored, False)
+    assert 0.0 <= other < reworded <= 1.0

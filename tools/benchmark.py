@@ -1184,7 +1184,8 @@ class ModelsAlone:
             semantic.worker_count,
         )
 
-    def first_ask(self, asked: str, stored: str, stored_vector: Any, wide: bool) -> None:
+    def first_ask(self, asked: str, stored: str, stored_vector: Any, wide: bool) -> float:
+        """One first ask, as the gateway runs it: the asked text embedded, the pair scored."""
         from embeddings.verifier import Candidate
         from policies.prompts import decompose, request_overlap
 
@@ -1192,7 +1193,9 @@ class ModelsAlone:
         overlap = request_overlap(decompose(asked), decompose(stored))
         cosine = float(vector @ stored_vector)
         # Whether a word was swapped changes the score, not the time: read as not.
-        self.verifier.scores([Candidate(asked, stored, cosine, overlap, False)], wide)
+        return float(
+            self.verifier.scores([Candidate(asked, stored, cosine, overlap, False)], wide)[0]
+        )
 
     def measure(self, asked: list[str], stored: list[str], results: Results) -> None:
         """Each pair's first ask alone, on `idle_threads` (the gateway at concurrency 1),
