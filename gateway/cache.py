@@ -234,8 +234,11 @@ class Cache:
                 continue
             assert entry is not None and entry.text is not None  # servable says so
             verdict = judge(prompt, self.prompt(entry.text))
-            if verdict.guard is not None:
-                why = why or MissReason("guard_veto", verdict.guard)
+            # Only the calibrated cross-encoder weighs a swapped word: without it, it vetoes.
+            swap_vetoes = verdict.swapped and self._verify is None
+            guard = verdict.guard or ("swapped-word" if swap_vetoes else None)
+            if guard is not None:
+                why = why or MissReason("guard_veto", guard)
                 continue
             # Under `floor` only the same request can answer: no verdict could lift it.
             if cosine < floor and not verdict.same:

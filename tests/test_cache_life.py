@@ -67,6 +67,16 @@ def purge(gw: Gateway, **fields) -> httpx.Response:
     return httpx.post(f"{gw.url}/cache/purge", json=fields, headers=gw.admin)
 
 
+def test_without_a_cross_encoder_a_swapped_word_still_vetoes(on_backend):
+    """Raw cosine (`semantic.verifier: cosine`) has no calibration to weigh a swapped word."""
+    gw = on_backend()
+    run = tag()
+    assert status(gw, f"How do I rotate the API keys of my project? {run}") == "MISS"
+    team = f"How do I rotate the API keys of my team? {run}"
+    assert status(gw, team, {"X-Cache-Threshold": "0.1", **NO_STORE}) == "MISS"
+    assert status(gw, f"how do i rotate the api keys of my project?? {run}", NO_STORE) == "HIT"
+
+
 # -- tags ---------------------------------------------------------------------------------
 def test_purge_by_tag_and_by_prompt(on_backend):
     gw = on_backend()
