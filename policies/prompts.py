@@ -829,24 +829,24 @@ def language_of(text: str, fallback: str = "") -> str:
     """The language of a text by its commonest words: en, es, fr, de, pt, it, or
     OTHER_SCRIPT for letters outside the Latin script. Where none of its words tells
     ("Estrai nome ed email in JSON"), the language of `fallback`; else English."""
+    return reading_of(text, fallback)[0]
+
+
+def reading_of(text: str, fallback: str = "") -> tuple[str, frozenset[str]]:
+    """The language of a text (see language_of), and the languages its words tell apart
+    no better than the best one ("comment on conjugue aller": "comment" is French, "on"
+    English): either may be the text's. One scoring of the words serves both."""
     scores = language_scores(text)
     if scores is None:
-        return OTHER_SCRIPT
+        return OTHER_SCRIPT, frozenset()
+    top = max(scores.values())
+    if top == 0:
+        return language_of(fallback) if fallback else ENGLISH, frozenset()
+    tied = frozenset(lang for lang, score in scores.items() if score == top)
     best = max(scores, key=lambda lang: (scores[lang], lang == ENGLISH))
-    if scores[best] == 0:
-        return language_of(fallback) if fallback else ENGLISH
     if best != ENGLISH and scores[best] <= scores[ENGLISH]:
-        return ENGLISH
-    return best
-
-
-def languages_tied(text: str) -> frozenset[str]:
-    """The languages a text's words tell apart no better than the best one ("comment on
-    conjugue aller": "comment" is French, "on" English): either may be the text's."""
-    scores = language_scores(text)
-    if not scores or max(scores.values()) == 0:
-        return frozenset()
-    return frozenset(lang for lang, score in scores.items() if score == max(scores.values()))
+        return ENGLISH, tied
+    return best, tied
 
 
 def language_scores(text: str) -> dict[str, int] | None:
@@ -914,14 +914,15 @@ def decompose(text: str) -> Prompt:
         else:
             request_parts.append(instruction_spans(clause) if labels else clause)
     request = plain_request(canonical_words(" ".join(request_parts)))
+    language, tied = reading_of(head, fallback=stripped)
     if "audience:child" in instructions:  # "in simple words a 10 year old would get"
         instructions.discard("audience:beginner")
     return Prompt(
         stripped=stripped,
         smileys=without_smileys(text)[1],
         content=payload_key(stripped),
-        language=(language := language_of(head, fallback=stripped)),
-        tied=(tied := languages_tied(head)),
+        language=language,
+        tied=tied,
         asks=asked_for(head) if language != ENGLISH or tied - {ENGLISH} else None,
         tasks=tasks_named(head, instructions) if payload else frozenset(),
         request=request,
