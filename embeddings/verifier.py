@@ -33,100 +33,68 @@ class Candidate(NamedTuple):
     swapped: bool  # one meaningful word swapped for another (policies/guards.swapped_words)
 
 
-# The columns of what the calibration weighs, in order; verifier.json names each weight
-# "<feature>_weight".
-FEATURES = ("logit", "cosine", "overlap", "swapped", "length", "length_ratio")
-# Word counts past this read as this: the cross-encoder reads 96 tokens at most, and the
-# bound keeps the best case of the length features (lowest_cosine) finite.
-MOST_WORDS_COUNTED = 64
-# The range of each feature but the logit and the cosine, for their best case: a share of
-# words, a swapped word or not, the log of a word count and of a ratio of two.
-FEATURE_RANGES = {
-    "overlap": (0.0, 1.0),
-    "swapped": (0.0, 1.0),
-    "length": (0.0, math.log(MOST_WORDS_COUNTED)),
-    "length_ratio": (0.0, math.log(MOST_WORDS_COUNTED)),
-}
-
-
-def feature_rows(candidates: list[Candidate], logits: np.ndarray) -> np.ndarray:
-    """One row per candidate, the columns of FEATURES. The length is the log of the two
-    texts' mean word count, the length ratio how far apart their counts are (|log a/b|)."""
-    words = np.array(
-        [
-            [
-                len(c.new.split(maxsplit=MOST_WORDS_COUNTED)),
-                len(c.cached.split(maxsplit=MOST_WORDS_COUNTED)),
-            ]
-            for c in candidates
-        ],
-        dtype=np.float64,
-    ).reshape(-1, 2)
-    words = np.clip(words, 1, MOST_WORDS_COUNTED)
-    return np.column_stack(
-        [
-            np.asarray(logits, dtype=np.float64),
-            [c.cosine for c in candidates],
-            [c.overlap for c in candidates],
-            [float(c.swapped) for c in candidates],
-            np.log(words.mean(axis=1)),
-            np.abs(np.log(words[:, 0] / words[:, 1])),
-        ]
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """Logistic regression over FEATURES: the cross-encoder's logit, the embeddings'
-    cosine, the share of request words the two prompts have in common, whether one
-    meaningful word of an otherwise identical text was swapped for another
-    (policies/prompts.py), and the texts' lengths.
+    """Logistic regression over the cross-encoder's logit, the embeddings' cosine, the
+    share of request words the two prompts have in common and whether one meaningful word
+    of an otherwise identical text was swapped for another (policies/prompts.py).
 
     They disagree usefully: the cross-encoder reads word order and negation, the cosine
     is steadier on rewordings far from its training data, and at a given logit and cosine
     two texts that share nearly all their words are more often a hard negative (one
     detail changed) than a rewording: the overlap's weight comes out negative, and so does
-    a swapped word's ("remove" / "delete" is a synonym, "died" / "injured" is not). The
-    cosine of two long texts reads lower than that of two short ones that say as much
-    alike, so length weighs for a match; two texts of far apart lengths weigh against.
+    a swapped word's ("remove" / "delete" is a synonym, "died" / "injured" is not).
     """
 
-    weights: dict[str, float]  # by feature name; a feature not named weighs nothing
+    logit_weight: float
+    cosine_weight: float
     bias: float
     default_threshold: float
     # The highest logit the cross-encoder gives, with a margin (see scripts/train_verifier.py).
     max_logit: float = math.inf
+    overlap_weight: float = 0.0
+    swapped_weight: float = 0.0
 
     @classmethod
     def of(cls, info: dict) -> Calibration:
         """The calibration written in verifier.json."""
         return cls(
-            {name: info[f"{name}_weight"] for name in FEATURES if f"{name}_weight" in info},
+            info["logit_weight"],
+            info["cosine_weight"],
             info["bias"],
             info["default_threshold"],
             info.get("max_logit", math.inf),
+            info.get("overlap_weight", 0.0),
+            info.get("swapped_weight", 0.0),
         )
 
-    def score(self, rows: np.ndarray) -> np.ndarray:
-        """The calibrated probability of each row of FEATURES (feature_rows)."""
-        weights = np.array([self.weights.get(name, 0.0) for name in FEATURES])
-        return 1.0 / (1.0 + np.exp(-(np.atleast_2d(rows) @ weights + self.bias)))
+    def score(
+        self,
+        logits: np.ndarray,
+        cosines: np.ndarray,
+        overlaps: np.ndarray | float = 0.0,
+        swapped: np.ndarray | float = 0.0,
+    ) -> np.ndarray:
+        z = (
+            self.logit_weight * logits
+            + self.cosine_weight * cosines
+            + self.overlap_weight * np.asarray(overlaps)
+            + self.swapped_weight * np.asarray(swapped)
+            + self.bias
+        )
+        return 1.0 / (1.0 + np.exp(-z))
 
     def lowest_cosine(self, threshold: float) -> float:
         """The cosine under which a pair cannot score `threshold` even at `max_logit`: a
         candidate below it is a miss whatever the cross-encoder says, so it is not run."""
-        logit_weight = self.weights.get("logit", 0.0)
-        cosine_weight = self.weights.get("cosine", 0.0)
-        if threshold <= 0.0 or min(logit_weight, cosine_weight) <= 0.0:
+        if threshold <= 0.0 or min(self.logit_weight, self.cosine_weight) <= 0.0:
             return -math.inf
         if threshold >= 1.0:
             return math.inf
         z = math.log(threshold / (1.0 - threshold))
-        best = sum(
-            max(self.weights.get(name, 0.0) * end for end in ends)
-            for name, ends in FEATURE_RANGES.items()
-        )
-        return (z - self.bias - logit_weight * self.max_logit - best) / cosine_weight
+        # The overlap is a share (0 to 1), a swapped word 0 or 1: the best case of each.
+        best = max(0.0, self.overlap_weight) + max(0.0, self.swapped_weight)
+        return (z - self.bias - self.logit_weight * self.max_logit - best) / self.cosine_weight
 
 
 def shipped_threshold(calibration: Path = MODELS_DIR / "verifier.json") -> float:
@@ -174,7 +142,12 @@ class CrossEncoderVerifier:
         if self.calibration is None:
             raise RuntimeError("verifier has no calibration; run scripts/train_verifier.py")
         logits = self.logits([(c.new, c.cached) for c in candidates], wide)
-        return self.calibration.score(feature_rows(candidates, logits))
+        return self.calibration.score(
+            logits,
+            np.array([c.cosine for c in candidates]),
+            np.array([c.overlap for c in candidates]),
+            np.array([c.swapped for c in candidates], dtype=np.float64),
+        )
 
 
 def model_inputs(encoding) -> dict[str, np.ndarray]:

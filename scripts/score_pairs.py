@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.verifier import FEATURES, MODELS_DIR, Calibration, Candidate, feature_rows
-from policies.prompts import Verdict, decompose, judge
+from embeddings.verifier import MODELS_DIR, Calibration
+from policies.prompts import decompose, judge
 from tools.pairs import Pair, load_pairs, select
 
 CACHE = Path(".cache/pair-scores")
@@ -53,16 +53,6 @@ def model_outputs(pairs: list[Pair], threads: int) -> tuple[np.ndarray, np.ndarr
     return cosines, logits
 
 
-def pair_features(pairs: list[Pair], verdicts: list[Verdict], threads: int) -> np.ndarray:
-    """The calibration's FEATURES of each pair, as the gateway would score it."""
-    cosines, logits = model_outputs(pairs, threads)
-    candidates = [
-        Candidate(p.text_b, p.text_a, float(cosine), v.overlap, v.swapped)
-        for p, v, cosine in zip(pairs, verdicts, cosines, strict=True)
-    ]
-    return feature_rows(candidates, logits)
-
-
 def figures(hits: np.ndarray, labels: np.ndarray) -> str:
     true_hits = int((hits & (labels == 1)).sum())
     count = int(hits.sum())
@@ -88,11 +78,15 @@ def main() -> None:
     pairs = select(load_pairs(args.pairs), args.split)
     calibration = Calibration.of(json.loads(Path(args.calibration).read_text()))
     threshold = calibration.default_threshold if args.threshold is None else args.threshold
+    cosines, logits = model_outputs(pairs, args.threads)
     floor = max(COSINE_FLOOR, calibration.lowest_cosine(threshold))
     verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
-    features = pair_features(pairs, verdicts, args.threads)
-    cosines = features[:, FEATURES.index("cosine")]
-    scores = calibration.score(features)
+    scores = calibration.score(
+        logits,
+        cosines,
+        np.array([v.overlap for v in verdicts]),
+        np.array([v.swapped for v in verdicts], dtype=np.float64),
+    )
     same = np.array([v.same for v in verdicts])
     passed = np.array([v.guard is None for v in verdicts])
     # The same request answers from the configured floor; others must be able to reach it.

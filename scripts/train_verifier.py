@@ -24,9 +24,8 @@ Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pa
 2. Export it to ONNX and quantize it to int8, so the repo ships ~22 MB and a verification
    costs a few milliseconds on a CPU.
 3. Calibrate the *shipped* (quantized) model on the "calib" split: logistic regression
-   over its logit, the embedder's cosine, the word overlap, a swapped word and the
-   texts' lengths (embeddings/verifier.FEATURES) gives the probability that the cached
-   answer is right; the default threshold is the lowest score at which the pairs served (the
+   over its logit and the embedder's cosine gives the probability that the cached answer
+   is right; the default threshold is the lowest score at which the pairs served (the
    guards passed) reach the target precision on calib by the lower end of a one-sided
    Wilson interval (z = 1.645) rather than by the point estimate: calib holds only a few
    hundred hits near the threshold, and a point estimate of 0.91 there came out at 0.893
@@ -50,13 +49,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from embeddings.verifier import (
-    FEATURES,
-    Calibration,
-    CrossEncoderVerifier,
-    fit_logistic,
-    pick_threshold,
-)
+from embeddings.verifier import Calibration, CrossEncoderVerifier, fit_logistic, pick_threshold
 from policies.guards import OPPOSITES
 from policies.prompts import decompose, judge
 from tools.onnx_export import export_int8
@@ -238,16 +231,15 @@ def export(model: torch.nn.Module, tokenizer, args: argparse.Namespace) -> None:
 def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Namespace) -> None:
     """Fit the score on what ships: the quantized model's logits (one pair per run, as
     served: the new text first, the cached one second), the int8 embedder's cosines, the
-    request-word overlap, whether a word was swapped and the texts' lengths, on Quora's
-    calib split (plus --extra-pairs) and the prompt pairs' tune split, over the pairs the
-    verifier would judge (guards passed, not the same request), Quora and the prompts
-    weighed alike. The
+    request-word overlap and whether a word was swapped, on Quora's calib split (plus
+    --extra-pairs) and the prompt pairs' tune split, over the pairs the verifier would
+    judge (guards passed, not the same request), Quora and the prompts weighed alike. The
     default threshold is the lowest at which what would be served (vetoed pairs count as
     misses, the same request as a hit) reaches the target precision by the lower Wilson
     bound on each source: Quora's calib split and the extra pairs (other questions) at
     --target-precision each, the prompts at --prompt-target-precision. (On their union
     alone the bound held where the extra pairs read 0.902, and held-out Quora 0.891.)"""
-    from scripts.score_pairs import COSINE_FLOOR, FIT_FLOOR, pair_features
+    from scripts.score_pairs import COSINE_FLOOR, FIT_FLOOR, model_outputs
 
     sources = {"quora": quora[0], "quora_extra": [p for pairs in quora[1:] for p in pairs]}
     sources["prompts"] = prompts
@@ -255,18 +247,20 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
     for name, pairs in sources.items():
         if not pairs:
             continue
+        cosines, logits = model_outputs(pairs, args.threads)
         verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
         measured[name] = (
-            pair_features(pairs, verdicts, args.threads),
+            np.column_stack(
+                [logits, cosines, [v.overlap for v in verdicts], [v.swapped for v in verdicts]]
+            ),
             np.array([p.label for p in pairs], dtype=np.float64),
             np.array([v.same for v in verdicts]),
             np.array([v.guard is None for v in verdicts]),
         )
-    cosine = FEATURES.index("cosine")
 
     def judged_by_verifier(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         parts = [measured[name] for name in names if name in measured]
-        kept = [passed & ~same & (x[:, cosine] >= FIT_FLOOR) for x, _, same, passed in parts]
+        kept = [passed & ~same & (x[:, 1] >= FIT_FLOOR) for x, _, same, passed in parts]
         return (
             np.concatenate([part[0][keep] for part, keep in zip(parts, kept, strict=True)]),
             np.concatenate([part[1][keep] for part, keep in zip(parts, kept, strict=True)]),
@@ -280,14 +274,23 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
     weights = np.concatenate(
         [np.full(len(y), len(features) / (len(judged) * len(y))) for _, y in judged]
     )
-    *fitted, bias = fit_logistic(features, np.concatenate([y for _, y in judged]), weights)
-    scale = Calibration(dict(zip(FEATURES, map(float, fitted), strict=True)), float(bias), 0.0)
+    logit_weight, cosine_weight, overlap_weight, swapped_weight, bias = fit_logistic(
+        features, np.concatenate([y for _, y in judged]), weights
+    )
+    scale = Calibration(
+        logit_weight,
+        cosine_weight,
+        bias,
+        0.0,
+        overlap_weight=overlap_weight,
+        swapped_weight=swapped_weight,
+    )
     targets = {name: args.target_precision for name in ("quora", "quora_extra")}
     targets["prompts"] = args.prompt_target_precision
     picks = {}
     for name, (x, y, same, passed) in measured.items():
-        scores = np.where(same, 1.0, scale.score(x))
-        served = passed & (x[:, cosine] >= COSINE_FLOOR)
+        scores = np.where(same, 1.0, scale.score(x[:, 0], x[:, 1], x[:, 2], x[:, 3]))
+        served = passed & (x[:, 1] >= COSINE_FLOOR)
         picks[name] = pick_threshold(scores, y, served, targets[name], args.confidence_z)
     threshold = max(pick.threshold for pick in picks.values())
     previous = OUT_DIR / "verifier.json"
@@ -320,8 +323,11 @@ def calibrate(quora: list[list[Pair]], prompts: list[Pair], args: argparse.Names
         }
     )
     info = {
-        **{f"{name}_weight": weight for name, weight in scale.weights.items()},
-        "bias": scale.bias,
+        "logit_weight": logit_weight,
+        "cosine_weight": cosine_weight,
+        "overlap_weight": overlap_weight,
+        "swapped_weight": swapped_weight,
+        "bias": bias,
         "max_logit": max_logit,
         "max_length": args.max_length,
         "default_threshold": threshold,

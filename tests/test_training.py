@@ -12,15 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embeddings.verifier import (
-    FEATURES,
-    Calibration,
-    Candidate,
-    feature_rows,
-    fit_logistic,
-    pick_threshold,
-    wilson_lower_bound,
-)
+from embeddings.verifier import Calibration, fit_logistic, pick_threshold, wilson_lower_bound
 from tools.pairs import Pair, closure_pairs, select, sharing_no_question
 
 
@@ -104,38 +96,30 @@ def test_the_threshold_is_the_lowest_whose_served_precision_is_confidently_on_ta
     st.floats(0.5, 10.0),
     st.floats(-8.0, 0.0),
     st.floats(-5.0, 5.0),
-    st.lists(st.floats(-3.0, 3.0), min_size=4, max_size=4),
+    st.floats(-6.0, 6.0),
+    st.floats(-3.0, 3.0),
 )
 def test_under_the_lowest_cosine_no_logit_up_to_the_highest_reaches_the_threshold(
-    threshold, cosine, logit_weight, cosine_weight, bias, max_logit, other_weights
+    threshold, cosine, logit_weight, cosine_weight, bias, max_logit, overlap_weight, swapped_weight
 ):
-    weights = {"logit": logit_weight, "cosine": cosine_weight}
-    weights |= dict(zip(FEATURES[2:], other_weights, strict=True))
-    scale = Calibration(weights, bias, threshold, max_logit)
+    scale = Calibration(
+        logit_weight, cosine_weight, bias, threshold, max_logit, overlap_weight, swapped_weight
+    )
     lowest = scale.lowest_cosine(threshold)
-    # Texts of no words to far past the counted ones, every share of words, swapped or not.
-    candidates = [
-        Candidate("word " * new, "word " * cached, cosine, overlap, swapped)
-        for new in (0, 1, 5, 64, 300)
-        for cached in (1, 64, 500)
-        for overlap in (0.0, 0.5, 1.0)
-        for swapped in (False, True)
-    ]
-    logits = np.repeat(np.linspace(-10.0, max_logit, 20), len(candidates))
-    best = scale.score(feature_rows(candidates * 20, logits)).max()
+    logits = np.repeat(np.linspace(-10.0, max_logit, 50), 22)
+    overlaps = np.tile(np.linspace(0.0, 1.0, 11), 100)  # a share of words: 0 to 1
+    swapped = np.tile(np.repeat([0.0, 1.0], 11), 50)  # a word swapped or not
+    best = scale.score(logits, np.full(1100, cosine), overlaps, swapped).max()
     if cosine < lowest - 1e-9:
         assert best < threshold
-    # Lengths far apart are never both short or both long: the bound is tight unless the
-    # ratio weighs for a match.
-    elif cosine > lowest + 1e-9 and weights["length_ratio"] <= 0:
+    elif cosine > lowest + 1e-9:
         assert best > threshold
 
 
 def test_the_lowest_cosine_skips_nothing_without_a_bound_or_a_bar():
-    weights = {"logit": 0.6, "cosine": 5.7}
-    assert Calibration(weights, -4.5, 0.86).lowest_cosine(0.86) == -np.inf  # no max_logit
-    assert Calibration(weights, -4.5, 0.86, 3.9).lowest_cosine(0.0) == -np.inf
-    assert Calibration(weights, -4.5, 0.86, 3.9).lowest_cosine(1.0) == np.inf
+    assert Calibration(0.6, 5.7, -4.5, 0.86).lowest_cosine(0.86) == -np.inf  # no max_logit
+    assert Calibration(0.6, 5.7, -4.5, 0.86, 3.9).lowest_cosine(0.0) == -np.inf
+    assert Calibration(0.6, 5.7, -4.5, 0.86, 3.9).lowest_cosine(1.0) == np.inf
 
 
 def test_a_set_that_names_its_split_and_kinds_is_selected_and_reported_by_them(tmp_path):
