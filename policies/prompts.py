@@ -1049,6 +1049,14 @@ TASK_WORDS = {
 }
 
 
+# What a rewrite makes its text ("make this email firmer" / "... friendlier"): an end of
+# the task ("rewrite:firmer"), told apart from another end, not from another task.
+REWRITTEN_TO = re.compile(
+    r"\bmake (?:this|it|the \w+|my \w+|this \w+) (?:sound |look )?"
+    r"((?:more |less )?\w+er|(?:more|less) \w+)\b"
+)
+
+
 # Explained, rewritten or summarized for an audience ("so a 10-year-old gets it"): one task.
 RETOLD = frozenset({"explain", "rewrite", "summarize"})
 
@@ -1057,9 +1065,23 @@ def tasks_named(head: str, instructions: set[str]) -> frozenset[str]:
     """The tasks a prompt's request (the text before its inline content) names."""
     plain = without_accents(head.lower()).replace("’", "'")
     tasks = {task for task, words in TASK_WORDS.items() if words.search(plain)}
+    tasks |= {f"rewrite:{target}" for target in REWRITTEN_TO.findall(plain)}
     if tasks & RETOLD and any(i.startswith("audience:") for i in instructions):
         tasks = (tasks - RETOLD) | {"retell"}
     return frozenset(tasks)
+
+
+def tasks_apart(new: frozenset[str], cached: frozenset[str]) -> bool:
+    """Two tasks on one content: no task named on both sides, or a text rewritten to two
+    different ends ("rewrite:firmer" / "rewrite:friendlier"), each compared on its own."""
+    tasks, ends = zip(
+        *(
+            ({t for t in side if ":" not in t}, {t for t in side if ":" in t})
+            for side in (new, cached)
+        ),
+        strict=True,
+    )
+    return any(a and b and not a & b for a, b in (tasks, ends))
 
 
 def same_language(new: Prompt, cached: Prompt) -> bool:
@@ -1078,7 +1100,7 @@ def mismatch(new: Prompt, cached: Prompt) -> str | None:
         return "prompt-language"
     if not same_payload(new, cached):
         return "payload"
-    if new.tasks and cached.tasks and not new.tasks & cached.tasks:
+    if tasks_apart(new.tasks, cached.tasks):
         return "task"
     if not same_instructions(new, cached):
         return "instructions"

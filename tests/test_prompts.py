@@ -189,6 +189,10 @@ def test_the_same_request_in_other_clothes(a, b):
             "Explain this in simple words for a 10 year old: The meeting is postponed"
             " indefinitely pending budget approval.",
         ),
+        (
+            "Make this email sound firmer:\nDear landlord, the heating is broken since Monday.",
+            "Rewrite this email to be firmer:\nDear landlord, the heating is broken since Monday.",
+        ),
         # Asking what is wrong, or about a visit, gives no order to lie or to link.
         (
             "Why does my bread come out so dense?",
@@ -350,6 +354,12 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         (
             "Explain this function:\n```\ndef f(xs):\n    return sorted(set(xs))\n```",
             "Write unit tests for this function:\n```\ndef f(xs):\n    return sorted(set(xs))\n```",
+            "task",
+        ),
+        # One task to another end.
+        (
+            "Make this email firmer:\nDear landlord, the heating has not worked since Monday.",
+            "Make this email friendlier:\nDear landlord, the heating has not worked since Monday.",
             "task",
         ),
         (
