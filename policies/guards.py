@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from importlib import resources
 from itertools import groupby, zip_longest
 from unicodedata import category, decomposition, normalize
 
@@ -170,6 +171,10 @@ DIGIT_SCRIPTS = ("<super>", "<sub>")
 MISSPELT_MIN = 8  # letters a word needs before one edit of it counts as a typo
 VALUE_MAX = 2  # a swapped word this short is a value (a size, a grade): vetoed, not weighed
 DROPPED_MIN = 5  # letters a word needs before one dropped or added counts as a typo
+# The words of DROPPED_MIN letters and more that the models' vocabulary holds whole
+# (embeddings/models/tokenizer.json; a test keeps the two equal): two of them one edit
+# apart are two words ("employees" / "employers", "planet" / "plane"), not a slip.
+KNOWN_WORDS = frozenset((resources.files("policies") / "known_words.txt").read_text().split())
 TRANSPOSED_MIN = 5  # letters a word needs before two swapped letters count as a typo
 # Joints around which two parts may trade places without changing the question ("spot
 # fixing and match fixing", "Is Spanish similar to Italian?"), once the words that only
@@ -496,14 +501,16 @@ def word_forms(text: str) -> list[str]:
 
 
 def misspelt(a: str, b: str) -> bool:
-    """Two words one edit apart ("embarrassing" / "embarassing") are one word.
+    """Two words one edit apart ("embarrassing" / "embarassing") are one word, unless
+    both are KNOWN_WORDS.
 
     A letter swapped for another only in long words: among short ones that is as often
     another word (house/horse, grandma/grandpa) as a slip. A letter dropped or doubled
     ("runing", "reactt") or two neighbouring ones trading places ("imgaes") is a slip
-    from five letters; the pairs of words it joins (planet/plane, desert/dessert) go on
-    to the verifier, which reads them, rather than being served.
+    from five letters.
     """
+    if a in KNOWN_WORDS and b in KNOWN_WORDS:
+        return False
     if transposed(a, b):
         return True
     if abs(len(a) - len(b)) > 1 or a[0] != b[0] or not (a + b).isalpha():

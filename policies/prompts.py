@@ -622,6 +622,7 @@ TECH = {
         "kafka": "kafka", "graphql": "graphql", "rest": "rest", "regex": "regex regexp",
         "async": "async asyncio", "jest": "jest", "pytest": "pytest", "npm": "npm yarn pnpm",
         "pip": "pip", "conda": "conda", "java8": "java8", "python2": "python2",
+        "r": "tidyverse dplyr tidyr ggplot ggplot2 rstudio cran",
     }.items() for word in words.split()
 }
 # fmt: on
@@ -1033,8 +1034,7 @@ TASK_WORDS = {
         "fix": r"\bfix|\bcorrect|proofread|\btypos?\b|\bspelling|\bgrammar|\bcorrig|korrigier"
         r"|\bsistema|\bcorreg",
         "rewrite": r"\brewrite|\brephrase|\breword|paraphrase|\bpolish|\bimprove|\breformul"
-        r"|umformulier|\briscriv|\breescrib|\breecri|\bmake (?:this|it) (?:sound )?\w+er\b"
-        r"|\bmake (?:this|it) (?:sound )?(?:more|less)\b",
+        r"|umformulier|\briscriv|\breescrib|\breecri",
         "reply": r"\breply|\brespon[ds]|\bantwort|\brispond|\brepond|\bresponde",
         "classify": r"classif|categori|\bsentiment|positive or negative|\blabel\b|\bklassifi"
         r"|\bclasific",
@@ -1049,8 +1049,8 @@ TASK_WORDS = {
 }
 
 
-# What a rewrite makes its text ("make this email firmer" / "... friendlier"): an end of
-# the task ("rewrite:firmer"), told apart from another end, not from another task.
+# What a rewrite makes its text ("make this email firmer" / "... friendlier"): a rewrite,
+# and its end ("rewrite:firmer"), told apart from another end, not from another task.
 REWRITTEN_TO = re.compile(
     r"\bmake (?:this|it|the \w+|my \w+|this \w+) (?:sound |look )?"
     r"((?:more |less )?\w+er|(?:more|less) \w+)\b"
@@ -1065,10 +1065,16 @@ def tasks_named(head: str, instructions: set[str]) -> frozenset[str]:
     """The tasks a prompt's request (the text before its inline content) names."""
     plain = without_accents(head.lower()).replace("’", "'")
     tasks = {task for task, words in TASK_WORDS.items() if words.search(plain)}
-    tasks |= {f"rewrite:{target}" for target in REWRITTEN_TO.findall(plain)}
+    ends = {f"rewrite:{target}" for target in REWRITTEN_TO.findall(plain)}
+    tasks |= ends | ({"rewrite"} if ends else set())
     if tasks & RETOLD and any(i.startswith("audience:") for i in instructions):
         tasks = (tasks - RETOLD) | {"retell"}
     return frozenset(tasks)
+
+
+# A refactoring is code rewritten: "refactor this to be idiomatic" / "make this python
+# more pythonic" name one task.
+KIN = {"refactor": "rewrite"}
 
 
 def tasks_apart(new: frozenset[str], cached: frozenset[str]) -> bool:
@@ -1076,7 +1082,7 @@ def tasks_apart(new: frozenset[str], cached: frozenset[str]) -> bool:
     different ends ("rewrite:firmer" / "rewrite:friendlier"), each compared on its own."""
     tasks, ends = zip(
         *(
-            ({t for t in side if ":" not in t}, {t for t in side if ":" in t})
+            ({KIN.get(t, t) for t in side if ":" not in t}, {t for t in side if ":" in t})
             for side in (new, cached)
         ),
         strict=True,

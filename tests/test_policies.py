@@ -512,6 +512,17 @@ def test_json_depth(depth):
         ('What does "!=" mean in Python?', 'What does "==" mean in Python?', "quoted"),
         ('Is "log" a good name here?', "Is catalogue a good name here?", "quoted"),
         ("How much does a house cost?", "How much does a horse cost?", WEIGHED),
+        # Two words of the vocabulary one letter apart are two words, not a typo.
+        (
+            "What are the main benefits of remote work for employees?",
+            "What are the main benefits of remote work for employers?",
+            WEIGHED,
+        ),
+        (
+            "How far is the nearest planet from us?",
+            "How far is the nearest plane from us?",
+            WEIGHED,
+        ),
         # A swapped value (short, or with a digit) is vetoed outright.
         ("Exchange my jacket for a size M", "Exchange my jacket for a size L", "swapped-word"),
         ("Convert #1E90FF to RGB, please.", "Convert #1E90FE to RGB, please.", "swapped-word"),

@@ -190,6 +190,10 @@ def test_the_same_request_in_other_clothes(a, b):
             " indefinitely pending budget approval.",
         ),
         (
+            "Refactor this to be more idiomatic:\n```\nfor i in range(len(xs)): print(xs[i])\n```",
+            "make this python more pythonic:\n```\nfor i in range(len(xs)): print(xs[i])\n```",
+        ),
+        (
             "Make this email sound firmer:\nDear landlord, the heating is broken since Monday.",
             "Rewrite this email to be firmer:\nDear landlord, the heating is broken since Monday.",
         ),
@@ -269,6 +273,11 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         (
             "How do I convert a string to an int in Python?",
             "How do I convert a string to an int in JavaScript?",
+            "slots",
+        ),
+        (
+            "pandas: columns id, jan, feb, mar. How do I turn it into long format?",
+            "R tidyverse: columns id, jan, feb, mar. How do I turn it into long format?",
             "slots",
         ),
         (
@@ -356,7 +365,12 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
             "Write unit tests for this function:\n```\ndef f(xs):\n    return sorted(set(xs))\n```",
             "task",
         ),
-        # One task to another end.
+        # One task to another end, or another task named by the end it makes.
+        (
+            "Proofread this and return the corrected text:\n\nI has three years experience.",
+            "Make this paragraph sound more confident:\n\nI has three years experience.",
+            "task",
+        ),
         (
             "Make this email firmer:\nDear landlord, the heating has not worked since Monday.",
             "Make this email friendlier:\nDear landlord, the heating has not worked since Monday.",
