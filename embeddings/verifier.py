@@ -54,6 +54,10 @@ class Calibration:
     max_logit: float = math.inf
     overlap_weight: float = 0.0
     swapped_weight: float = 0.0
+    # What a prompt in another language than English adds to the threshold it must reach:
+    # the models read es/fr/de/pt/it through an English vocabulary, and the pairs in those
+    # languages that nothing was tuned on reach the prompts' target precision only higher.
+    other_language_margin: float = 0.0
 
     @classmethod
     def of(cls, info: dict) -> Calibration:
@@ -66,6 +70,7 @@ class Calibration:
             info.get("max_logit", math.inf),
             info.get("overlap_weight", 0.0),
             info.get("swapped_weight", 0.0),
+            info.get("other_language_margin", 0.0),
         )
 
     def score(

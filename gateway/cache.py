@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from gateway.semantic import SemanticIndex
 from gateway.tracing import NO_TRACING, Tracing
 from policies.decide import SemanticQuery
 from policies.keys import digest
-from policies.prompts import Prompt, decompose, judge
+from policies.prompts import ENGLISH, Prompt, decompose, judge
 
 log = logging.getLogger("cachegate.cache")
 # Verified matches remembered for repeats of the same reworded request (see Cache.semantic).
@@ -105,6 +105,20 @@ NO_ENTRY = MissReason("no_entry")
 NO_CANDIDATE = MissReason("no_candidate")
 
 
+def raised(threshold: float, margin: float) -> float:
+    """A threshold plus a language's margin, at most 1: the same request (score 1) clears it."""
+    return min(1.0, threshold + margin)
+
+
+class Match(NamedTuple):
+    """A request's verified match, remembered: a repeat is served from it without the
+    models while its score still clears the repeat's threshold plus `margin`."""
+
+    key: str
+    score: float
+    margin: float  # its language's margin (Cache.language_margin)
+
+
 @dataclass(slots=True)
 class SemanticResult:
     entry: Entry | None  # the verified match, if any
@@ -141,8 +155,8 @@ class Cache:
             MicroBatcher(verifier.scores, semantic.batch_max, self._workers) if verifier else None
         )
         self._calibration = verifier.calibration if verifier else None
-        # digest(context key, text) -> (entry key, calibrated score) of a verified match.
-        self._verdicts: dict[str, tuple[str, float]] = {}
+        # digest(context key, text) -> its verified match.
+        self._verdicts: dict[str, Match] = {}
         # Stored texts taken apart, by text (see `prompt`).
         self._prompts: dict[str, Prompt] = {}
 
@@ -214,13 +228,15 @@ class Cache:
             return SemanticResult(None, None, None, NO_ENTRY)
         asked = digest(query.context_key, query.text)
         known = self._verdicts.get(asked)
-        if known is not None and known[1] >= query.threshold:
-            entry = await self.get(known[0])
+        if known is not None and known.score >= raised(query.threshold, known.margin):
+            entry = await self.get(known.key)
             if servable(entry, now, max_age):
-                return SemanticResult(entry, known[1], None)
+                return SemanticResult(entry, known.score, None)
         vector = await self.embed(query.text)
-        floor = self.cosine_floor(query.threshold)
         prompt = decompose(query.text)
+        margin = self.language_margin(prompt)
+        bar = raised(query.threshold, margin)
+        floor = self.cosine_floor(bar)
         # Why this misses: what stopped the nearest candidate looked at, or the score of
         # the one the verifier scored (which the threshold what-if reads).
         why: MissReason | None = None
@@ -261,8 +277,8 @@ class Cache:
                 ),
                 4,
             )
-            if score >= query.threshold:
-                remember(self._verdicts, asked, (entry.key, score), VERDICTS_KEPT)
+            if score >= bar:
+                remember(self._verdicts, asked, Match(entry.key, score, margin), VERDICTS_KEPT)
                 return SemanticResult(entry, score, vector)
             why = MissReason("below_threshold", score=score)
             break
@@ -275,6 +291,13 @@ class Cache:
             known = decompose(text)
             remember(self._prompts, text, known, VERDICTS_KEPT)
         return known
+
+    def language_margin(self, prompt: Prompt) -> float:
+        """What a prompt adds to its threshold: the calibrated margin for a language other
+        than English (verifier.json), none without a cross-encoder."""
+        if self._calibration is None or prompt.language == ENGLISH:
+            return 0.0
+        return self._calibration.other_language_margin
 
     def cosine_floor(self, threshold: float) -> float:
         """The cosine a candidate needs to be worth verifying: the configured floor, or

@@ -1010,13 +1010,18 @@ def asked_for(text: str) -> str | None:
 # "what" asks for anything but a reason or a time ("qual o comando" asks how; "in che
 # anno" is read as "when"), and "how do I" and "where do I" ask for one way to do a thing.
 ASKED_ALIKE = (frozenset({"how", "where"}),)
+# What a yes-or-no question about the same thing does not answer: "Kann ich ... umtauschen?"
+# / "Bis wann kann ich ... umtauschen?".
+ASKS_A_DETAIL = frozenset({"when"})
 
 
 def asked_apart(new: str | None, cached: str | None) -> bool:
     """Two questions that ask for different things (who / when / why / how much ...)."""
     asks = frozenset({new, cached})
-    if None in asks or len(asks) == 1:
+    if len(asks) == 1:
         return False
+    if None in asks:  # a yes-or-no question (or no question) beside one asking for a detail
+        return bool(asks & ASKS_A_DETAIL)
     return bool(asks & {"why", "when"}) or ("what" not in asks and asks not in ASKED_ALIKE)
 
 

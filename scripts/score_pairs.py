@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.verifier import MODELS_DIR, Calibration
-from policies.prompts import decompose, judge
+from policies.prompts import ENGLISH, decompose, judge
 from tools.pairs import Pair, load_pairs, select
 
 CACHE = Path(".cache/pair-scores")
@@ -79,8 +79,12 @@ def main() -> None:
     calibration = Calibration.of(json.loads(Path(args.calibration).read_text()))
     threshold = calibration.default_threshold if args.threshold is None else args.threshold
     cosines, logits = model_outputs(pairs, args.threads)
-    floor = max(COSINE_FLOOR, calibration.lowest_cosine(threshold))
-    verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
+    asked = [decompose(p.text_b) for p in pairs]
+    verdicts = [judge(prompt, decompose(p.text_a)) for prompt, p in zip(asked, pairs, strict=True)]
+    # As the gateway does: another language than English clears its margin too.
+    margins = [0.0 if a.language == ENGLISH else calibration.other_language_margin for a in asked]
+    bars = np.minimum(1.0, threshold + np.array(margins))
+    floor = np.array([max(COSINE_FLOOR, calibration.lowest_cosine(bar)) for bar in bars])
     scores = calibration.score(
         logits,
         cosines,
@@ -91,11 +95,14 @@ def main() -> None:
     passed = np.array([v.guard is None for v in verdicts])
     # The same request answers from the configured floor; others must be able to reach it.
     hits = (same & (cosines >= COSINE_FLOOR)) | (
-        passed & (cosines >= floor) & (np.round(scores, 4) >= threshold)
+        passed & (cosines >= floor) & (np.round(scores, 4) >= bars)
     )
     labels = np.array([p.label for p in pairs])
     kinds = np.array([p.kind or "-" for p in pairs])
-    print(f"{args.pairs} ({args.split}) at threshold {threshold:.4f}, cosine floor {floor:.3f}")
+    print(
+        f"{args.pairs} ({args.split}) at threshold {threshold:.4f} (other languages"
+        f" +{calibration.other_language_margin:.4f}), cosine floor {floor.min():.3f}"
+    )
     print(f"  overall: {figures(hits, labels)}")
     for kind in sorted(set(kinds)):
         mine = kinds == kind

@@ -440,7 +440,9 @@ def test_what_a_question_asks_for(text, asks):
         ("what", "how", False),  # "qual comando uso" / "como faço"
         ("what", "when", True),  # "Welche Präpositionen ..." / "Wann ..." ("in che anno": when)
         ("how", "where", False),  # "cómo cambio" / "dónde cambio"
-        ("when", None, False),
+        ("when", None, True),  # "Kann ich ... umtauschen?" / "Bis wann kann ich ...?"
+        ("why", None, False),
+        ("how", None, False),
         ("why", "why", False),
     ],
 )

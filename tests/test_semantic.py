@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -12,6 +13,8 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 from conftest import Gateway
+
+from embeddings.verifier import MODELS_DIR
 
 REAL_SEMANTIC = {
     "CACHEGATE_SEMANTIC_EMBEDDER": "minilm-onnx",
@@ -148,6 +151,39 @@ def test_a_repeated_rewording_reuses_its_match_only_while_it_holds(real):
     ).json()
     assert purged == {"purged": 1}
     assert ask(real, asked, ns, headers=probe)[0]["x-cache-status"] == "MISS"
+
+
+@pytest.mark.parametrize(
+    "stored,asked,margin_applies",
+    [
+        ("¿Cómo puedo aprender Python rápido?", "¿Cómo aprendo Python rápidamente?", True),
+        ("How can I learn Python fast?", "How do I learn Python quickly?", False),
+    ],
+)
+def test_another_language_than_english_clears_the_threshold_plus_its_margin(
+    real, stored, asked, margin_applies
+):
+    """The calibrated margin (verifier.json) raises the bar for es/fr/de/pt/it prompts: at
+    a threshold a hair under the score a Spanish rewording misses, an English one hits;
+    at a threshold the margin under it both hit. A remembered match keeps the margin."""
+    margin = json.loads((MODELS_DIR / "verifier.json").read_text())["other_language_margin"]
+    assert margin > 0, "the shipped calibration gives other languages no margin"
+    ns, no_store = fresh(), {"Cache-Control": "no-store"}
+    ask(real, stored, ns)
+    probe = ask(real, asked, ns, headers={**no_store, "X-Cache-Threshold": "0.3"})[0]
+    score = float(probe["x-cache-similarity"])
+    assert score > margin + 0.3
+
+    def status(threshold: float, namespace: str) -> str:
+        bar = {**no_store, "X-Cache-Threshold": f"{threshold:.4f}"}
+        return ask(real, asked, namespace, headers=bar)[0]["x-cache-status"]
+
+    under = "MISS" if margin_applies else "HIT"
+    assert status(score - margin / 2, ns) == under, "the remembered match"
+    ns = fresh()
+    ask(real, stored, ns)
+    assert status(score - margin / 2, ns) == under, "the full lookup"
+    assert status(score - margin - 0.001, ns) == "HIT"
 
 
 def test_a_candidate_too_far_for_the_bar_is_not_verified(real):

@@ -157,7 +157,7 @@ def test_a_set_that_names_its_split_and_kinds_is_selected_and_reported_by_them(t
 
 def test_the_prompt_training_pairs_share_no_topic_or_text_with_the_measured_ones():
     """What the verifier is trained on never reaches the pairs it is tuned or reported on,
-    nor the unseen pairs it is checked on apart."""
+    nor the unseen and fresh pairs it is checked on apart."""
     data = Path(__file__).resolve().parent.parent / "bench" / "data"
 
     def rows(name: str) -> list[dict]:
@@ -168,14 +168,17 @@ def test_the_prompt_training_pairs_share_no_topic_or_text_with_the_measured_ones
 
     train = rows("prompt_train_pairs.jsonl") + rows("prompt_probe_pairs.jsonl")
     assert len(train) >= 7000 and {row["split"] for row in train} == {"train"}
-    for measured in (rows("prompt_pairs.jsonl"), rows("prompt_unseen_pairs.jsonl")):
-        assert not {row["topic"] for row in train} & {row["topic"] for row in measured}
-        assert not texts(train) & texts(measured)
-    unseen = rows("prompt_unseen_pairs.jsonl")
-    assert not {row["topic"] for row in unseen} & {
-        row["topic"] for row in rows("prompt_pairs.jsonl")
-    }
-    assert not texts(unseen) & texts(rows("prompt_pairs.jsonl"))
+    # Each set written later shares nothing with those before it.
+    written = [
+        train,
+        rows("prompt_pairs.jsonl"),
+        rows("prompt_unseen_pairs.jsonl"),
+        rows("prompt_fresh_pairs.jsonl"),
+    ]
+    for i, later in enumerate(written[1:], 1):
+        for earlier in written[:i]:
+            assert not {row["topic"] for row in earlier} & {row["topic"] for row in later}
+            assert not texts(earlier) & texts(later)
 
 
 def test_extra_training_pairs_share_no_question_with_what_is_measured(tmp_path):
