@@ -588,17 +588,34 @@ LONG_QUOTE = re.compile(r"[\"“«]([^\"”»]{40,})[\"”»]")
 
 # -- slots ------------------------------------------------------------------------------
 # fmt: off
-HUMAN_LANGUAGES = set("""
+# The five languages' names in those languages (with and without accents, German's
+# inflected forms), read as the English name: "en inglés" and "en ingles" ask alike.
+LANGUAGE_IN_ENGLISH = {
+    name: english
+    for english, names in {
+        "english": "inglés ingles anglais anglaise englisch englische englischen inglês"
+        " inglese",
+        "spanish": "español espanol espagnol espagnole spanisch spanische spanischen"
+        " espanhol spagnolo",
+        "french": "francés frances français francais française francaise französisch"
+        " franzosisch französische franzosische französischen francês francese",
+        "german": "alemán aleman allemand allemande deutsch deutsche deutschen alemão alemao"
+        " tedesco",
+        "portuguese": "portugués portugues portugais portugaise portugiesisch portugiesische"
+        " portugiesischen português portoghese",
+        "italian": "italiano italien italienne italienisch italienische italienischen",
+    }.items()
+    for name in names.split()
+}
+HUMAN_LANGUAGES = frozenset(LANGUAGE_IN_ENGLISH) | frozenset("""
 english spanish french german portuguese italian dutch russian chinese mandarin cantonese
 japanese korean arabic hindi bengali urdu turkish polish swedish norwegian danish finnish
 greek hebrew thai vietnamese indonesian malay tagalog filipino swahili ukrainian czech
 romanian hungarian persian farsi latin catalan irish welsh croatian serbian bulgarian
 slovak slovenian estonian latvian lithuanian icelandic afrikaans zulu amharic punjabi
 tamil telugu marathi gujarati nepali sinhala burmese khmer lao mongolian esperanto
-español inglés francés alemán portugués italiano anglais français allemand espagnol
-italien portugais englisch deutsch spanisch französisch italienisch portugiesisch inglês
-espanhol francês alemão italiano inglese spagnolo francese tedesco portoghese
 """.split())
+
 TECH = {
     word: alias for alias, words in {
         "python": "python python3 py", "javascript": "javascript js ecmascript",
@@ -645,8 +662,22 @@ ANSWER_LANGUAGE = re.compile(
     r"\b(?:in|into|to) (?P<language>[a-z]+)(?=\s*(?:$|[.,!?;:]|please\b|and\b|only\b))",
     re.IGNORECASE,
 )
+# The answer's language in the prompt's own language ("en inglés", "auf Englisch", "ins
+# Englische", "em inglês", "in inglese"), anywhere in a sentence: German puts the verb
+# after it ("Fasse den Text auf Englisch zusammen").
+ANSWER_LANGUAGE_ABROAD = re.compile(
+    rf"\b(?:en|em|in|auf|ins|al|ao|a|à|pro|pra|para(?: o| el)?|vers(?: l')?|nell'|nel)\s*"
+    rf"(?P<language>{'|'.join(sorted(LANGUAGE_IN_ENGLISH, key=len, reverse=True))})\b",
+    re.IGNORECASE,
+)
 # Each names the answer's language in its group "language" (when it is one).
-ANSWER_LANGUAGES = (ANSWER_LANGUAGE, LANGUAGE_ALONE, LANGUAGE_NAMED, LANGUAGE_LEADING)
+ANSWER_LANGUAGES = (
+    ANSWER_LANGUAGE,
+    LANGUAGE_ALONE,
+    LANGUAGE_NAMED,
+    LANGUAGE_LEADING,
+    ANSWER_LANGUAGE_ABROAD,
+)
 
 # Words, and runs of symbols other than sentence punctuation ("x != y" is not "x = y").
 SENTENCE_MARKS = r".,!?;:'\"()\[\]¿¡…“”‘’«»–—"
@@ -799,8 +830,8 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
         found.add(f"length:max {NUMBER_WORD.get(m.group('n'), m.group('n'))} {unit}")
     for pattern in ANSWER_LANGUAGES:
         for m in pattern.finditer(text):
-            if m.group("language").lower() in HUMAN_LANGUAGES:
-                found.add(f"answer:{m.group('language').lower()}")
+            if (language := m.group("language").lower()) in HUMAN_LANGUAGES:
+                found.add(f"answer:{LANGUAGE_IN_ENGLISH.get(language, language)}")
     return found
 
 
@@ -875,7 +906,11 @@ def language_scores(text: str) -> dict[str, int] | None:
 def slot_values(text: str) -> set[str]:
     """The languages and technologies a text names, and its links and addresses."""
     lowered = PLAIN_ENGLISH.sub(" ", text.lower().replace("’", "'"))
-    found = {f"lang:{w}" for w in re.findall(r"[^\W\d_]+", lowered) if w in HUMAN_LANGUAGES}
+    found = {
+        f"lang:{LANGUAGE_IN_ENGLISH.get(w, w)}"
+        for w in re.findall(r"[^\W\d_]+", lowered)
+        if w in HUMAN_LANGUAGES
+    }
     found |= {f"tech:{TECH[w]}" for w in TECH_TOKEN.findall(lowered) if w in TECH}
     found |= {f"ref:{m.group(0).rstrip('.,;:!?)').lower()}" for m in URL_OR_EMAIL.finditer(text)}
     return found

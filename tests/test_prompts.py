@@ -197,6 +197,15 @@ def test_the_same_request_in_other_clothes(a, b):
             "Make this email sound firmer:\nDear landlord, the heating is broken since Monday.",
             "Rewrite this email to be firmer:\nDear landlord, the heating is broken since Monday.",
         ),
+        # One target language, named with other words.
+        (
+            "Traduce al inglés: 'Nos vemos el lunes en la oficina'",
+            "pasame esto a ingles: 'Nos vemos el lunes en la oficina'",
+        ),
+        (
+            "Traduza para o inglês: 'O produto chegou com a embalagem danificada.'",
+            "traduz pro ingles: 'O produto chegou com a embalagem danificada.'",
+        ),
         # Asking what is wrong, or about a visit, gives no order to lie or to link.
         (
             "Why does my bread come out so dense?",
@@ -364,6 +373,19 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
             "Explain this function:\n```\ndef f(xs):\n    return sorted(set(xs))\n```",
             "Write unit tests for this function:\n```\ndef f(xs):\n    return sorted(set(xs))\n```",
             "task",
+        ),
+        # The answer's language asked for in the prompt's own language.
+        (
+            "Resume en una frase: 'El ayuntamiento aprobó ampliar el horario de la biblioteca.'",
+            "Resume en una frase en inglés: 'El ayuntamiento aprobó ampliar el horario de la"
+            " biblioteca.'",
+            "instructions",
+        ),
+        (
+            "Fasse den Text in drei Stichpunkten zusammen: „Unser Büro bleibt am Freitag zu.“",
+            "Fasse den Text in drei Stichpunkten auf Englisch zusammen: „Unser Büro bleibt am"
+            " Freitag zu.“",
+            "instructions",
         ),
         # One task to another end, or another task named by the end it makes.
         (
