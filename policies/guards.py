@@ -575,27 +575,26 @@ def other_unseen(a: Counter[str], b: Counter[str]) -> bool:
     }
 
 
-def screen(new_text: str, cached_text: str) -> tuple[str | None, bool]:
-    """(The first guard that rejects the pair or None, whether a word was swapped for
-    another). A swapped word is no veto but for a value: the calibration weighs it (see
-    swapped_words)."""
+def screen(new_text: str, cached_text: str) -> tuple[str | None, list[str]]:
+    """(The first guard that rejects the pair or None, the words swapped for others: see
+    swapped_words). A swapped word is no veto but for a value: the calibration weighs it."""
     if other_unseen(unseen(new_text), unseen(cached_text)):
-        return "unseen-characters", False
+        return "unseen-characters", []
     if numbers_differ(new_text, cached_text):
-        return "numbers", False
+        return "numbers", []
     if negated(new_text) != negated(cached_text):
-        return "negation", False
+        return "negation", []
     if other_quotes(new_text, cached_text):
-        return "quoted", False
+        return "quoted", []
     if identifiers(new_text) != identifiers(cached_text):
-        return "identifiers", False
+        return "identifiers", []
     if opposite(new_text, cached_text):
-        return "opposites", False
+        return "opposites", []
     if other_names(new_text, cached_text):
-        return "names", False
+        return "names", []
     swapped = swapped_words(new_text, cached_text)
     if any(is_value(word) for word in swapped):
-        return "swapped-word", False  # "size M" / "size L", "#1E90FF": the models barely see it
+        return "swapped-word", []  # "size M" / "size L", "#1E90FF": the models barely see it
     if swapped_roles(new_text, cached_text):
-        return "swapped-roles", False
-    return None, bool(swapped)
+        return "swapped-roles", []
+    return None, swapped

@@ -1005,6 +1005,7 @@ QUESTION_WORDS = {
         "when": "quand cuando wann quando",
         "how": "comment como wie come",
         "why": "pourquoi warum weshalb wieso porque perche",
+        "how-long": "howlong",
         "how-much": "combien cuanto cuanta cuantos cuantas wieviel quanto quanta quanti quantos"
         " quantas quante",
         "what": "quoi quel quelle quels quelles lequel laquelle que cual cuales was welche"
@@ -1014,9 +1015,10 @@ QUESTION_WORDS = {
     }.items()
     for word in words.split()
 }
-# Interrogatives of two words, read as one; "what year" asks when.
+# Interrogatives of two words, read as one; "what year" asks when, "wie lange" how long.
 QUESTION_PHRASES = (
     (re.compile(r"\bpor qu[eé]\b"), "porque"),
+    (re.compile(r"\b(?:wie lange?|cu[aá]nto tiempo|combien de temps|quanto tempo)\b"), "howlong"),
     (re.compile(r"\bwie viel"), "wieviel"),
     (
         re.compile(
@@ -1043,8 +1045,9 @@ def asked_for(text: str) -> str | None:
 
 
 # "what" asks for anything but a reason or a time ("qual o comando" asks how; "in che
-# anno" is read as "when"), and "how do I" and "where do I" ask for one way to do a thing.
-ASKED_ALIKE = (frozenset({"how", "where"}),)
+# anno" is read as "when"), "how do I" and "where do I" ask for one way to do a thing, and
+# "how long" is "how many minutes" ("combien de temps" / "combien de minutes").
+ASKED_ALIKE = (frozenset({"how", "where"}), frozenset({"how-long", "how-much"}))
 # What a yes-or-no question about the same thing does not answer: "Kann ich ... umtauschen?"
 # / "Bis wann kann ich ... umtauschen?".
 ASKS_A_DETAIL = frozenset({"when"})
@@ -1231,7 +1234,12 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     if guard is not None:
         return Verdict(False, guard, request_overlap(new, cached))
     guard, swapped = screen(americanized(new.stripped), americanized(cached.stripped))
-    return Verdict(False, guard, request_overlap(new, cached), swapped)
+    if new.language != ENGLISH and len(swapped) == 2:
+        # The cross-encoder weighs an English swap ("remove" / "delete" alike, "sort" /
+        # "filter" not); through its English vocabulary it cannot weigh one word for another
+        # ("ordeno" / "filtro"). Two or more moved are more often a rewording.
+        guard = guard or "swapped-word"
+    return Verdict(False, guard, request_overlap(new, cached), bool(swapped))
 
 
 def said_words(prompt: Prompt) -> set[str]:

@@ -374,6 +374,20 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
             "Write unit tests for this function:\n```\ndef f(xs):\n    return sorted(set(xs))\n```",
             "task",
         ),
+        # One word for another in a language the models read through English: vetoed,
+        # where in English the calibration weighs it.
+        (
+            "¿Cómo ordeno una lista de diccionarios por una clave en Python?",
+            "como filtro una lista de diccionarios por una clave en python",
+            "swapped-word",
+        ),
+        ("Quanti chilometri sono 10 miglia?", "Quante miglia sono 10 chilometri?", "swapped-word"),
+        # How long is not how.
+        (
+            "Wie komme ich am schnellsten vom Münchner Flughafen in die Innenstadt?",
+            "Wie lange braucht man vom Münchner Flughafen in die Innenstadt?",
+            "question-word",
+        ),
         # The answer's language asked for in the prompt's own language.
         (
             "Resume en una frase: 'El ayuntamiento aprobó ampliar el horario de la biblioteca.'",
@@ -446,6 +460,8 @@ def test_best_is_a_sign_off_only_after_a_sentence():
         ("Escribe un correo para mi jefe", "write"),
         ("Traduci in francese il mio messaggio", None),
         ("En quelle année a été peinte La Joconde ?", "when"),
+        ("wie lang ei kochen fuer weich", "how-long"),
+        ("¿Cuánto tiempo tarda el envío?", "how-long"),
     ],
 )
 def test_what_a_question_asks_for(text, asks):
@@ -463,6 +479,8 @@ def test_what_a_question_asks_for(text, asks):
         ("what", "when", True),  # "Welche Präpositionen ..." / "Wann ..." ("in che anno": when)
         ("how", "where", False),  # "cómo cambio" / "dónde cambio"
         ("when", None, True),  # "Kann ich ... umtauschen?" / "Bis wann kann ich ...?"
+        ("how-long", "how", True),  # "Wie lange braucht man" / "Wie komme ich am schnellsten"
+        ("how-long", "how-much", False),  # "combien de temps" / "combien de minutes"
         ("why", None, False),
         ("how", None, False),
         ("why", "why", False),
