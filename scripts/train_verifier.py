@@ -437,10 +437,7 @@ def main() -> None:
     parser.add_argument(
         "--language-pairs",
         nargs="*",
-        default=[
-            "bench/data/prompt_unseen_pairs.jsonl",
-            "bench/data/prompt_fresh_pairs.jsonl:tune",
-        ],
+        default=["bench/data/prompt_margin_pairs.jsonl"],
         help="labeled prompt pairs (FILE or FILE:SPLIT) whose non-English ones set the margin"
         " such prompts add to the threshold; nothing may be tuned on them",
     )

@@ -174,6 +174,8 @@ def test_the_prompt_training_pairs_share_no_topic_or_text_with_the_measured_ones
         rows("prompt_pairs.jsonl"),
         rows("prompt_unseen_pairs.jsonl"),
         rows("prompt_fresh_pairs.jsonl"),
+        rows("prompt_check_pairs.jsonl"),
+        rows("prompt_margin_pairs.jsonl"),
     ]
     for i, later in enumerate(written[1:], 1):
         for earlier in written[:i]:
