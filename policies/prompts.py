@@ -109,9 +109,15 @@ SEP = r"[\s,.!?:;\-–—…]*"
 # \b: an opener is a word of its own ("Qui a peint ...", "History of ..." keep their start).
 LEADING = re.compile(rf"^(?:{GREETING}|{OPENER})\b{SEP}(?=\S|$)", re.IGNORECASE)
 LEADING_ASK = re.compile(rf"^{ASKING}\b{SEP}", re.IGNORECASE)
-# "Best" signs off only after a sentence ("Who is the best" keeps its last word).
+# "Best" signs off only after a sentence ("Who is the best" keeps its last word), and so
+# does a kiss ("x": "solve for x" keeps it); a sign-off may carry a name ("Regards, Tom").
+SIGNED = r"[A-Z][a-z]+"
+SIGNED_OFF = r"(?:best |kind |warm )?regards|cheers|sincerely|best wishes"
 TRAILING = re.compile(
-    rf"(?:(?:^|[\s,.!?:;\-–—…]){THANKS}|(?:^|[.!?]\s*)(?:best|br)){SEP}$", re.IGNORECASE
+    rf"(?:(?:^|[\s,.!?:;\-–—…]){THANKS}|(?:^|[\s,.!?])(?:{SIGNED_OFF}),?\s+{SIGNED}"
+    rf"|(?:^|[.!?]\s*)(?:best|br|x{{1,3}}|xo(?:xo)?))"
+    rf"{SEP}$",
+    re.IGNORECASE,
 )
 POLITE = re.compile(r"\b(?:please|pls|plz|plse|kindly)\b[,]?\s*", re.IGNORECASE)
 # Smileys and hand gestures decorate; other emoji may be what is asked about ("🍕"/"🍔").
@@ -338,10 +344,13 @@ outline
 eli5
 (?:for|to) a (?:child|kid|toddler|\d+[- ]year[- ]old|(?:five|six|seven|eight|ten)[- ]year[- ]old)
 for (?:kids|children)
+for \d+[- ]?(?:year[- ]olds|yos?)\b
 (?:five|5|ten|10)[- ]year[- ]old
 """,
     "audience:beginner": r"""
 (?:for|to) (?:a |an |absolute )?(?:beginners?|novices?|newbies?|noobs?|dummies|laym[ae]n|layperson)
+i'?m (?:a |an )?(?:total |complete |absolute )?(?:beginner|novice|newbie|noob)
+an? (?:total|complete|absolute) (?:beginner|novice|newbie|noob)
 for (?:non[- ]?technical (?:people|person|audience)|someone new)
 for (?:my )?(?:grandma|granny|grandmother|grandpa|grandfather|mom|mother|dad|father)\b
 (?:in )?(?:simple|plain|layman'?s?) (?:terms|english|words|language)

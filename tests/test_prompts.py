@@ -130,6 +130,12 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "Wie finde ich große Dateien unter Linux?",
             "Wie finde ich große Dateien unter Linux? Danke im Voraus",
         ),
+        # A sign-off with a name, and a kiss after the question.
+        (
+            "Is there a fee to cancel my gym membership?",
+            "Hello, is there a fee to cancel my gym membership? Regards, Tom",
+        ),
+        ("How much caffeine is safe in pregnancy?", "How much caffeine is safe in pregnancy? x"),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
@@ -196,6 +202,15 @@ def test_the_same_request_in_other_clothes(a, b):
         (
             "Make this email sound firmer:\nDear landlord, the heating is broken since Monday.",
             "Rewrite this email to be firmer:\nDear landlord, the heating is broken since Monday.",
+        ),
+        # One audience, named in other words.
+        (
+            "Explain the rules of chess to a beginner.",
+            "I'm a total beginner, can you explain the rules of chess?",
+        ),
+        (
+            "Write a short story about a robot who learns to paint, for kids aged 6.",
+            "short story for 6 year olds about a robot learning to paint",
         ),
         # One target language, named with other words.
         (
