@@ -193,6 +193,19 @@ REQUEST_FORMS = [
         re.compile(r"^(?:how (?:do|can|could|would|should|might) (?:i|you|we|one)|how does one)\b"),
         "how to",
     ),
+    # The same "how do I" in French, Spanish, Portuguese and Italian.
+    (
+        re.compile(
+            r"^comment (?:je fais|on fait|faire|je peux|puis-je|peut-on|est-ce que je peux)"
+            r"(?: pour)?\b"
+        ),
+        "comment",
+    ),
+    (
+        re.compile(r"^c[oó]mo (?:hago para|puedo|se puede|fa[cç]o (?:para|pra)|posso|consigo)\b"),
+        "como",
+    ),
+    (re.compile(r"^come (?:faccio (?:a|per)|posso|si pu[oò])\b"), "come"),
     (re.compile(r"\b(?:a|an|the)\b"), " "),
 ]
 BRITISH_WORD = re.compile(rf"\b(?:{'|'.join(BRITISH_WORDS)})\b")
@@ -1258,7 +1271,7 @@ def said_words(prompt: Prompt) -> set[str]:
     if they also say the same words: a pattern of another kind must not hide what it
     matched ("gift ideas for my dad" / "for my mom")."""
     text = instruction_spans(prompt.stripped, kinds=("length:", "format:"))
-    words = canonical_words(text).replace("'", "").split()
+    words = plain_request(canonical_words(text)).replace("'", "").split()
     return {w for w in words if w.isalnum()} - SAID_FILLER
 
 

@@ -130,6 +130,10 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "Wie finde ich große Dateien unter Linux?",
             "Wie finde ich große Dateien unter Linux? Danke im Voraus",
         ),
+        # "How do I" in French, Spanish, Portuguese and Italian asks "how".
+        ("¿Cómo puedo cancelar mi pedido?", "como cancelar mi pedido"),
+        ("Como faço para cancelar meu pedido?", "como cancelar meu pedido"),
+        ("Come posso annullare il mio ordine?", "come annullare il mio ordine"),
         # A sign-off with a name, and a kiss after the question.
         (
             "Is there a fee to cancel my gym membership?",

@@ -401,7 +401,8 @@ def test_an_instruction_never_crosses_between_prompts(real):
             "what causes inflation, in a single sentence please",
         ),
         ("¿Cuál es la capital de Francia?", "hola, cual es la capital de francia? gracias"),
-        # A rewording in French, judged by the verifier.
+        # The same request in French: "comment je fais pour" asks "comment" (at the default
+        # a French rewording the verifier would judge is not served: docs/quality.md).
         (
             "Comment réinitialiser mon mot de passe ?",
             "comment je fais pour réinitialiser mon mot de passe",
