@@ -89,6 +89,10 @@ class Calibration:
         )
         return 1.0 / (1.0 + np.exp(-z))
 
+    def margin(self, english: bool) -> float:
+        """What a prompt's language adds to the threshold it must clear (see raised)."""
+        return 0.0 if english else self.other_language_margin
+
     def lowest_cosine(self, threshold: float) -> float:
         """The cosine under which a pair cannot score `threshold` even at `max_logit`: a
         candidate below it is a miss whatever the cross-encoder says, so it is not run."""
@@ -100,6 +104,11 @@ class Calibration:
         # The overlap is a share (0 to 1), a swapped word 0 or 1: the best case of each.
         best = max(0.0, self.overlap_weight) + max(0.0, self.swapped_weight)
         return (z - self.bias - self.logit_weight * self.max_logit - best) / self.cosine_weight
+
+
+def raised(threshold: float, margin: float) -> float:
+    """A threshold plus a language's margin, at most 1: the same request (score 1) clears it."""
+    return min(1.0, threshold + margin)
 
 
 def shipped_threshold(calibration: Path = MODELS_DIR / "verifier.json") -> float:

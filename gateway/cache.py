@@ -22,7 +22,7 @@ import numpy as np
 
 from embeddings import Embedder
 from embeddings.batcher import MicroBatcher, ModelWorkers
-from embeddings.verifier import Candidate, CrossEncoderVerifier
+from embeddings.verifier import Candidate, CrossEncoderVerifier, raised
 from gateway.backends import PurgeFilter, Store
 from gateway.config import SemanticConfig
 from gateway.entries import Entry
@@ -105,18 +105,13 @@ NO_ENTRY = MissReason("no_entry")
 NO_CANDIDATE = MissReason("no_candidate")
 
 
-def raised(threshold: float, margin: float) -> float:
-    """A threshold plus a language's margin, at most 1: the same request (score 1) clears it."""
-    return min(1.0, threshold + margin)
-
-
 class Match(NamedTuple):
     """A request's verified match, remembered: a repeat is served from it without the
     models while its score still clears the repeat's threshold plus `margin`."""
 
     key: str
     score: float
-    margin: float  # its language's margin (Cache.language_margin)
+    margin: float  # its language's margin (Calibration.margin)
 
 
 @dataclass(slots=True)
@@ -234,7 +229,9 @@ class Cache:
                 return SemanticResult(entry, known.score, None)
         vector = await self.embed(query.text)
         prompt = decompose(query.text)
-        margin = self.language_margin(prompt)
+        # A language the models read through English vocabulary clears a higher bar.
+        english = prompt.language == ENGLISH
+        margin = 0.0 if self._calibration is None else self._calibration.margin(english)
         bar = raised(query.threshold, margin)
         floor = self.cosine_floor(bar)
         # Why this misses: what stopped the nearest candidate looked at, or the score of
@@ -291,13 +288,6 @@ class Cache:
             known = decompose(text)
             remember(self._prompts, text, known, VERDICTS_KEPT)
         return known
-
-    def language_margin(self, prompt: Prompt) -> float:
-        """What a prompt adds to its threshold: the calibrated margin for a language other
-        than English (verifier.json), none without a cross-encoder."""
-        if self._calibration is None or prompt.language == ENGLISH:
-            return 0.0
-        return self._calibration.other_language_margin
 
     def cosine_floor(self, threshold: float) -> float:
         """The cosine a candidate needs to be worth verifying: the configured floor, or

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.verifier import MODELS_DIR, Calibration
+from embeddings.verifier import MODELS_DIR, Calibration, raised
 from policies.prompts import ENGLISH, decompose, judge
 from tools.pairs import Pair, load_pairs, select
 
@@ -82,8 +82,7 @@ def main() -> None:
     asked = [decompose(p.text_b) for p in pairs]
     verdicts = [judge(prompt, decompose(p.text_a)) for prompt, p in zip(asked, pairs, strict=True)]
     # As the gateway does: another language than English clears its margin too.
-    margins = [0.0 if a.language == ENGLISH else calibration.other_language_margin for a in asked]
-    bars = np.minimum(1.0, threshold + np.array(margins))
+    bars = np.array([raised(threshold, calibration.margin(a.language == ENGLISH)) for a in asked])
     floor = np.array([max(COSINE_FLOOR, calibration.lowest_cosine(bar)) for bar in bars])
     scores = calibration.score(
         logits,

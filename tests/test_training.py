@@ -125,10 +125,11 @@ def test_the_lowest_cosine_skips_nothing_without_a_bound_or_a_bar():
 def test_the_eval_curve_holds_another_language_to_its_margin():
     """The probe at threshold 0 reads a score; the gateway holds an es/fr/de/pt/it text to
     the threshold plus its margin, and so does the curve."""
-    from tools.evaluate import PairResult, language_margin, report
+    from tools.evaluate import PairResult, in_english, report
 
-    assert language_margin("How do I learn Python fast?", 0.1) == 0.0
-    assert language_margin("¿Cómo aprendo Python rápido?", 0.1) == 0.1
+    calibration = Calibration(0.6, 5.7, -4.5, 0.86, other_language_margin=0.1)
+    assert calibration.margin(in_english("How do I learn Python fast?")) == 0.0
+    assert calibration.margin(in_english("¿Cómo aprendo Python rápido?")) == 0.1
     results = [PairResult(1, True, 0.85, None, 0.0), PairResult(0, False, 0.85, None, 0.1)]
     curve = {row["threshold"]: row for row in report("t", results, np.zeros(2), 0.9)["curve"]}
     assert (curve[0.8]["hits"], curve[0.8]["precision"]) == (1, 1.0)

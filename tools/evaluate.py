@@ -35,19 +35,19 @@ class PairResult:
     hit: bool  # at the gateway's default settings
     score: float | None  # calibrated score of the candidate, if one passed floor and guards
     kind: str | None = None  # the pair's kind, where the set labels one
-    # What the asked text's language adds to a threshold (other_language_margin of the
-    # shipped verifier.json for es/fr/de/pt/it, else 0): the curve holds each pair to it.
+    # What the asked text's language adds to a threshold (Calibration.margin of the
+    # shipped verifier.json): the curve holds each pair to it.
     margin: float = 0.0
 
 
 async def run_pairs(url: str, pairs: list[Pair], model: str) -> list[PairResult]:
     import aiohttp
 
-    from embeddings.verifier import MODELS_DIR
+    from embeddings.verifier import MODELS_DIR, Calibration
 
-    # The shipped calibration's margin (a gateway at --gateway is taken to run the same).
-    calibration = json.loads((MODELS_DIR / "verifier.json").read_text())
-    other_language = float(calibration.get("other_language_margin", 0.0))
+    # The shipped calibration (a gateway at --gateway is taken to run the same): the probe
+    # at threshold 0 shows a score, not the bar its language held it to.
+    calibration = Calibration.of(json.loads((MODELS_DIR / "verifier.json").read_text()))
     run_id = uuid.uuid4().hex[:8]
     results: list[PairResult | None] = [None] * len(pairs)
     slots = asyncio.Semaphore(CONCURRENCY)
@@ -82,7 +82,7 @@ async def run_pairs(url: str, pairs: list[Pair], model: str) -> list[PairResult]
                 status == "HIT",
                 score if probe == "HIT" else None,
                 pair.kind,
-                language_margin(pair.text_b, other_language),
+                calibration.margin(in_english(pair.text_b)),
             )
             done += 1
             if done % 1000 == 0:
@@ -93,12 +93,11 @@ async def run_pairs(url: str, pairs: list[Pair], model: str) -> list[PairResult]
     return [r for r in results if r is not None]
 
 
-def language_margin(text: str, other_language: float) -> float:
-    """The margin the gateway adds to a threshold for this text (Cache.language_margin):
-    the probe at threshold 0 shows the score, not the bar it was held to."""
+def in_english(text: str) -> bool:
+    """Whether the gateway reads the text as English (its margin is then none)."""
     from policies.prompts import ENGLISH, decompose
 
-    return 0.0 if decompose(text).language == ENGLISH else other_language
+    return decompose(text).language == ENGLISH
 
 
 def precision_recall(hits: np.ndarray, labels: np.ndarray) -> tuple[float, float, int]:
@@ -145,10 +144,11 @@ def raw_cosines(pairs: list[Pair]) -> np.ndarray:
 def report(
     name: str, results: list[PairResult], cosines: np.ndarray, default_threshold: float | None
 ) -> dict:
+    from embeddings.verifier import raised
+
     labels = np.array([r.label for r in results])
     hits = np.array([r.hit for r in results])
     scores = np.array([-1.0 if r.score is None else r.score for r in results])
-    margins = np.array([r.margin for r in results])
     precision, recall, count = precision_recall(hits, labels)
     print(f"\n{name}: {len(results)} pairs ({int(labels.sum())} duplicates)")
     print(
@@ -168,7 +168,8 @@ def report(
         f"  {'threshold':>9} {'precision':>9} {'recall':>7} {'hits':>6}   (cachegate, calibrated)"
     )
     for t in CURVE:
-        p, r, n = precision_recall(scores >= np.minimum(1.0, t + margins), labels)
+        bars = np.array([raised(t, result.margin) for result in results])
+        p, r, n = precision_recall(scores >= bars, labels)
         curve.append({"threshold": t, "precision": p, "recall": r, "hits": n})
         print(f"  {t:>9.2f} {p:>9.3f} {r:>7.3f} {n:>6}")
     cosine_curve = []
