@@ -1145,14 +1145,15 @@ KIN = {"refactor": "rewrite"}
 def tasks_apart(new: frozenset[str], cached: frozenset[str]) -> bool:
     """Two tasks on one content: no task named on both sides, or a text rewritten to two
     different ends ("rewrite:firmer" / "rewrite:friendlier"), each compared on its own."""
-    tasks, ends = zip(
-        *(
-            ({KIN.get(t, t) for t in side if ":" not in t}, {t for t in side if ":" in t})
-            for side in (new, cached)
-        ),
-        strict=True,
-    )
-    return any(a and b and not a & b for a, b in (tasks, ends))
+
+    def named(side: frozenset[str]) -> set[str]:
+        return {KIN.get(t, t) for t in side if ":" not in t}
+
+    def ends(side: frozenset[str]) -> set[str]:
+        return {t for t in side if ":" in t}
+
+    pairs = ((named(new), named(cached)), (ends(new), ends(cached)))
+    return any(a and b and not a & b for a, b in pairs)
 
 
 def same_language(new: Prompt, cached: Prompt) -> bool:
