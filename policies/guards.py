@@ -175,6 +175,18 @@ DROPPED_MIN = 5  # letters a word needs before one dropped or added counts as a 
 # (embeddings/models/tokenizer.json; a test keeps the two equal): two of them one edit
 # apart are two words ("employees" / "employers", "planet" / "plane"), not a slip.
 KNOWN_WORDS = frozenset((resources.files("policies") / "known_words.txt").read_text().split())
+# Each language's words of COMMON_WORDS_MIN_LETTERS letters or more that are met at least
+# once per million words, without accents (scripts/common_words.py writes them from
+# wordfreq's lists, data CC BY-SA 4.0). Of two words one edit apart, one common and one
+# not, the other is a slip ("persne" / "persone"); two common ones are two words
+# ("hermano" / "hermana", "effected" / "affected").
+COMMON_WORDS_MIN_LETTERS = 4
+WORDS_DIR = resources.files("policies") / "words"
+COMMON_WORDS = {
+    path.name.removesuffix(".txt"): frozenset(path.read_text().split())
+    for path in WORDS_DIR.iterdir()
+    if path.name.endswith(".txt")
+}
 TRANSPOSED_MIN = 5  # letters a word needs before two swapped letters count as a typo
 # Joints around which two parts may trade places without changing the question ("spot
 # fixing and match fixing", "Is Spanish similar to Italian?"), once the words that only
@@ -521,6 +533,16 @@ def misspelt(a: str, b: str) -> bool:
     return len(long) >= DROPPED_MIN and any(
         long[:i] + long[i + 1 :] == short for i in range(len(long))
     )
+
+
+def corrected(a: str, b: str, language: str) -> str | None:
+    """Of two words one edit apart (see misspelt), the one that is a common word of the
+    language when the other is not: the other misspells it ("persne" / "persone"). None
+    for two common words ("hermano" / "hermana") or two rare ones."""
+    common = COMMON_WORDS.get(language, frozenset())
+    if not misspelt(a, b) or (a in common) == (b in common):
+        return None
+    return a if a in common else b
 
 
 def transposed(a: str, b: str) -> bool:

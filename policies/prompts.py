@@ -19,10 +19,10 @@ which the verifier judges.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from unicodedata import normalize
 
-from policies.guards import identifiers, numbers_differ, screen, without_accents
+from policies.guards import corrected, identifiers, numbers_differ, screen, without_accents
 
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
@@ -74,7 +74,7 @@ GREETING = (
     r"(?:hi|hello|hey|heya|hiya|howdy|yo|greetings|good (?:morning|afternoon|evening|day)"
     r"|dear (?:support|team|sir|madam|all)|hola|buenos d[ií]as|buenas(?: tardes| noches)?"
     r"|bonjour|bonsoir|salut|hallo|guten (?:tag|morgen|abend)|ol[aá]|oi|bom dia|boa tarde"
-    r"|ciao|buongiorno|buonasera|fala|e a[ií])"
+    r"|ciao|buongiorno|buonasera|fala|e a[ií]|holaa+|holis?|coucou|moin|servus|salve|ehi|bjr)"
     r"(?: there| team| all| everyone| folks| guys| pessoal| galera| zusammen| a todos)?"
 )
 OPENER = (
@@ -83,12 +83,24 @@ OPENER = (
     r"|i've got a question|i got a question|just wondering|i was wondering|i'm wondering"
     r"|so|ok|okay|um|uh|hmm|well|btw|by the way|sorry to bother you|sorry|excuse me"
     r"|hope you're well|hope you are well|hope you're doing well"
-    r"|(?:can|could) you help(?: me)?(?: out)?|(?:i )?need (?:some )?help|help me out)"
+    r"|(?:can|could) you help(?: me)?(?: out)?|(?:i )?need (?:some )?help|help me out"
+    # The same in es/fr/de/pt/it: "oye, una duda:", "petite question", "kurze Frage".
+    r"|oye|oiga|(?:tengo )?una (?:duda|pregunta)|pregunta r[aá]pida|disculp[ae]|perd[oó]n"
+    r"|(?:j'ai )?une (?:petite )?question|petite question|question rapide|excusez-moi|pardon"
+    r"|(?:eine |kurze |mal eine )?frage|entschuldigung"
+    r"|(?:tenho )?uma (?:d[uú]vida|pergunta)|pergunta r[aá]pida|desculp[ae]"
+    r"|(?:ho )?una domanda|domanda (?:veloce|rapida)|piccola domanda|scusa(?:te)?)"
 )
 ASKING = (
     r"(?:(?:can|could|would) you (?:please |kindly )?(?:tell me|let me know)"
     r"|(?:please )?(?:tell me|let me know)|do you know|i'd like to know|i would like to know"
-    r"|i want to know|i need to know|any idea)"
+    r"|i want to know|i need to know|any idea"
+    r"|(?:me )?puedes decir(?:me)?|me dices|quisiera saber|me gustar[ií]a saber"
+    r"|quiero saber|necesito saber|(?:tu peux|vous pouvez|pouvez-vous) me dire|dis-moi"
+    r"|dites-moi|je voudrais savoir|j'aimerais savoir|(?:kannst du|k[öo]nnen sie) mir sagen"
+    r"|sag mir|ich m[öo]chte wissen|ich w[üu]rde gerne? wissen|(?:voc[eê] )?pode me dizer"
+    r"|me diz|me diga|gostaria de saber|quero saber|(?:mi )?(?:sai|puoi) dir(?:mi|e)"
+    r"|dimmi|vorrei sapere)"
 )
 THANKS = (
     r"(?:thanks|thank you|thank u|thx|thnx|tx|ty|tyvm|cheers|much appreciated|appreciate it"
@@ -102,13 +114,15 @@ THANKS = (
     r"|thanks a bunch|thanks a ton|lol|lmao|haha|hahaha|ty in advance|un saludo|saludos"
     r"|cordialement|bien [àa] vous|mit freundlichen gr[üu](?:ß|ss)en|viele gr[üu](?:ß|ss)e"
     r"|liebe gr[üu](?:ß|ss)e|atenciosamente|cumprimentos|abra[çc]os|cordiali saluti|saluti"
-    r"|distinti saluti)"
+    r"|distinti saluti|mil gracias|merci bien|danke dir|obg|brigad[oa])"
 )
 # Separators a benign phrase may be followed by.
 SEP = r"[\s,.!?:;\-–—…]*"
 # \b: an opener is a word of its own ("Qui a peint ...", "History of ..." keep their start).
 LEADING = re.compile(rf"^(?:{GREETING}|{OPENER})\b{SEP}(?=\S|$)", re.IGNORECASE)
 LEADING_ASK = re.compile(rf"^{ASKING}\b{SEP}", re.IGNORECASE)
+# A line of thanks after the sentence that points at the content, before the content.
+THANKS_LINE = re.compile(rf"^{THANKS}[^\S\n]*[,.!?:;…]*[^\S\n]*\n", re.IGNORECASE)
 # "Best" signs off only after a sentence ("Who is the best" keeps its last word), and so
 # does a kiss ("x": "solve for x" keeps it); a sign-off may carry a name ("Regards, Tom").
 SIGNED = r"[A-Z][a-z]+"
@@ -119,7 +133,11 @@ TRAILING = re.compile(
     rf"{SEP}$",
     re.IGNORECASE,
 )
-POLITE = re.compile(r"\b(?:please|pls|plz|plse|kindly)\b[,]?\s*", re.IGNORECASE)
+POLITE = re.compile(
+    r"\b(?:please|pls|plz|plse|kindly|por favor|porfa(?:vor)?|per favore|perfavore"
+    r"|s'il (?:te|vous) pla[iî]t|(?-i:stp|svp))\b[,]?\s*",  # "SVP", "STP": a VP, a protocol
+    re.IGNORECASE,
+)
 # Smileys and hand gestures decorate; other emoji may be what is asked about ("🍕"/"🍔").
 DECORATIVE = re.compile(
     "[\U0001f600-\U0001f64f\U0001f910-\U0001f92f\U0001f970-\U0001f97a\U0001f44b-\U0001f450"
@@ -784,7 +802,7 @@ def split_payload(text: str) -> tuple[str, str]:
     lines = [line for line in text.split("\n") if line.strip()]
     if pointed and len(pointed.group("rest").split()) >= 4:
         # "Summarize this email: ...", "What does this do?\n...": what follows is the content.
-        payload_parts.append(pointed.group("rest"))
+        payload_parts.append(THANKS_LINE.sub("", pointed.group("rest"), count=1))
         text = pointed.group("head")
     elif len(lines) > 1:
         # What follows the first line of a prompt with several is what it works on.
@@ -966,7 +984,7 @@ def decompose(text: str) -> Prompt:
         instructions |= labels
         # A further question ("How do I fix it?") is more of the request, for the verifier.
         if trailing and not is_question(clause):
-            leftover = canonical_words(instruction_spans(clause)).split()
+            leftover = canonical_words(instruction_spans(clause)).replace("'", "").split()
             if any(w not in DIRECTIVE_VERBS | FILLER | HUMAN_LANGUAGES for w in leftover):
                 instructions.add("clause:" + " ".join(leftover))
         else:
@@ -1213,9 +1231,9 @@ def same_instructions(new: Prompt, cached: Prompt) -> bool:
     if any(not said_in_request(label, new, cached) for label in named):
         return False
     new_said, cached_said = clause_words(new), clause_words(cached)
-    return new_said <= set(cached.request.split()) | cached_said and cached_said <= (
-        set(new.request.split()) | new_said
-    )
+    # Clauses are read without apostrophes ("im" / "i'm"), and so are requests beside them.
+    new_asked, cached_asked = (set(p.request.replace("'", "").split()) for p in (new, cached))
+    return new_said <= cached_asked | cached_said and cached_said <= new_asked | new_said
 
 
 def said_in_request(label: str, new: Prompt, cached: Prompt) -> bool:
@@ -1244,9 +1262,11 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     ("What does 😀 mean?" / "... 😢 ...")."""
     if new.smileys - cached.smileys and cached.smileys - new.smileys:
         return Verdict(False, "unseen-characters", request_overlap(new, cached))
+    fixes = misspellings(new, cached)
+    respelled = replace(new, request=cached.request) if fixes else new
     if (
-        new == cached
-        and said_words(new) == said_words(cached)
+        respelled == cached
+        and said_words(new, fixes) == said_words(cached, fixes)
         and not numbers_differ(new.stripped, cached.stripped)
         and identifiers(new.stripped) == identifiers(cached.stripped)
     ):
@@ -1265,15 +1285,35 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     return Verdict(False, guard, request_overlap(new, cached), bool(swapped))
 
 
-def said_words(prompt: Prompt) -> set[str]:
+def misspellings(new: Prompt, cached: Prompt) -> dict[str, str]:
+    """Each word misspelt in one request where the other spells it ("subcription" /
+    "subscription", "persne" / "persone"), to the word it misspells, when those are all
+    that tells the two requests apart; else none. A technology's name is a value, not a
+    slip ("scss" / "sass", "mssql" / "mysql")."""
+    words, cached_words = new.request.split(), cached.request.split()
+    if len(words) != len(cached_words):
+        return {}
+    fixes = {}
+    for a, b in zip(words, cached_words, strict=True):
+        if a != b:
+            right = None if a in TECH or b in TECH else corrected(a, b, new.language)
+            if right is None:
+                return {}
+            fixes[b if right == a else a] = right
+    return fixes
+
+
+def said_words(prompt: Prompt, fixes: dict[str, str] | None = None) -> set[str]:
     """The words of a prompt that can carry meaning, without filler and without the
     phrases of length, format and answer language (read alike: "in one sentence" / "in a
-    single sentence"). Two prompts the decomposition reads alike are the same request only
-    if they also say the same words: a pattern of another kind must not hide what it
-    matched ("gift ideas for my dad" / "for my mom")."""
+    single sentence"), misspelt ones read as `fixes` spells them. Two prompts the
+    decomposition reads alike are the same request only if they also say the same words:
+    a pattern of another kind must not hide what it matched ("gift ideas for my dad" /
+    "for my mom")."""
     text = instruction_spans(prompt.stripped, kinds=("length:", "format:"))
     words = plain_request(canonical_words(text)).replace("'", "").split()
-    return {w for w in words if w.isalnum()} - SAID_FILLER
+    fixes = fixes or {}
+    return {fixes.get(w, w) for w in words if w.isalnum()} - SAID_FILLER
 
 
 def request_overlap(new: Prompt, cached: Prompt) -> float:

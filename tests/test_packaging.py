@@ -14,7 +14,9 @@ import pytest
 from embeddings import load_embedder
 from embeddings.verifier import MODELS_DIR
 from gateway.config import Config
-from policies.guards import DROPPED_MIN, KNOWN_WORDS
+from policies.guards import COMMON_WORDS, DROPPED_MIN, KNOWN_WORDS
+from policies.prompts import STOPWORDS
+from scripts.common_words import common_words
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,6 +35,13 @@ def test_the_known_words_are_the_whole_words_of_the_models_vocabulary():
     vocabulary = json.loads((MODELS_DIR / "tokenizer.json").read_text())["model"]["vocab"]
     whole = {w for w in vocabulary if w.isalpha() and w.isascii() and len(w) >= DROPPED_MIN}
     assert whole == KNOWN_WORDS
+
+
+def test_the_common_words_are_wordfreqs_for_each_language_the_guards_read():
+    """policies/words/<language>.txt: what scripts/common_words.py writes from wordfreq."""
+    assert set(COMMON_WORDS) == set(STOPWORDS)
+    for language, words in COMMON_WORDS.items():
+        assert words == set(common_words(language)), language
 
 
 def test_the_default_path_needs_no_pytorch():
@@ -90,6 +99,8 @@ def test_the_wheel_carries_the_configs_the_models_and_the_dashboard(tmp_path):
         "embeddings/models/verifier.json",
         "embeddings/models/tokenizer.json",
         "policies/known_words.txt",
+        "policies/words/en.txt",
+        "policies/words/it.txt",
         "gateway/__init__.py",
         "gateway/server.py",
         "gateway/static/dashboard.html",

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies.prompts import Verdict, asked_apart, asked_for, decompose, language_of, mismatch
+from policies.guards import COMMON_WORDS, KNOWN_WORDS
+from policies.prompts import (
+    TECH,
+    Verdict,
+    asked_apart,
+    asked_for,
+    decompose,
+    language_of,
+    mismatch,
+)
 from policies.prompts import judge as judge_prompts
 
 
@@ -90,6 +99,23 @@ def test_benign_noise_never_changes_the_prompt(question, greeting, thanks, upper
     assert judge(noise, question).same and judge(question, noise).same
 
 
+@given(st.sampled_from([q for q in QUESTIONS if any(len(w) >= 6 for w in q.split())]), st.data())
+def test_a_letter_dropped_is_a_slip_unless_it_leaves_another_common_word(question, data):
+    words = question.rstrip("?.").split()
+    i = data.draw(st.sampled_from([i for i, w in enumerate(words) if len(w) >= 6]))
+    word = words[i].lower()
+    j = data.draw(st.integers(1, len(word) - 1))
+    slipped = word[:j] + word[j + 1 :]
+    typed = " ".join([*words[:i], slipped, *words[i + 1 :]])
+    common = COMMON_WORDS["en"]
+    one_word = (
+        (word in common) != (slipped in common)
+        and not (word in KNOWN_WORDS and slipped in KNOWN_WORDS)
+        and word not in TECH
+    )
+    assert judge(typed, question).same == one_word == judge(question, typed).same
+
+
 @given(st.sampled_from(QUESTIONS), st.sampled_from(INSTRUCTIONS), st.sampled_from(THANKS))
 def test_an_added_instruction_always_changes_the_prompt_and_vetoes(question, instruction, thanks):
     instructed = f"{question} {instruction}{thanks}"
@@ -140,6 +166,53 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "Hello, is there a fee to cancel my gym membership? Regards, Tom",
         ),
         ("How much caffeine is safe in pregnancy?", "How much caffeine is safe in pregnancy? x"),
+        # Words misspelt: one edit from a common word of the language that is none itself.
+        (
+            "how do I get a shell inside a running docker container",
+            "how do i get a shell inside a runing docker containr",
+        ),
+        ("How do I cancel my subscription?", "How do I cancel my subcription??"),
+        (
+            "Dammi la ricetta del tiramisù per 6 persone.",
+            "dammi la ricetta del tiramisu per 6 persne",
+        ),
+        ("Qual é o maior rio do Brasil?", "qual é o maoir rio do brasil?"),
+        (
+            "Qui a peint La Liberté guidant le peuple ?",
+            "bonjour qui a peint la liberté guidant le peulpe ?",
+        ),
+        # Openers and please in the other languages.
+        (
+            "En SQL, ¿cómo selecciono los 10 clientes con más pedidos?",
+            "oye una pregunta, en sql como selecciono los 10 clientes con mas pedidos?",
+        ),
+        (
+            "In Python come inverto una stringa?",
+            "domanda veloce, in python come inverto una stringa?",
+        ),
+        (
+            "Wie finde ich große Dateien unter Linux?",
+            "Kurze Frage: wie finde ich große Dateien unter Linux?",
+        ),
+        (
+            "Écris un mail court pour prévenir mon manager que je serai en retard demain",
+            "ecris un mail court pour prevenir mon manager que je serai en retard demain stp",
+        ),
+        (
+            "Riassumi questa email in due righe: 'Ciao a tutti, la riunione di venerdì è spostata'",
+            "per favore riassumi questa email in due righe: 'Ciao a tutti, la riunione di venerdì"
+            " è spostata'",
+        ),
+        # Thanks on a line of its own before the content it points at.
+        (
+            "When is this invoice due?\nInvoice #INV-2031\nPayment terms: Net 30",
+            "when is this invoice due ? thanks\nInvoice #INV-2031\nPayment terms: Net 30",
+        ),
+        # A clause after the question, with and without its apostrophe.
+        (
+            "Is it possible to get a late checkout at 2pm on Sunday? I'm in room 418.",
+            "is it possible to get a late checkout at 2pm on sunday? im in room 418",
+        ),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
@@ -167,12 +240,7 @@ def test_the_same_request_in_other_clothes(a, b):
             "What's the weather like in Reykjavík in May?",
             "What is Reykjavik's weather like in May?",
         ),
-        # A letter dropped or doubled is a typo; the audience and the translation's
-        # language said in other words are read alike.
-        (
-            "how do I get a shell inside a running docker container",
-            "how do i get a shell inside a runing docker containr",
-        ),
+        # The audience and the translation's language said in other words are read alike.
         ("Explain the rules of chess to a beginner.", "explain chess rules for a beginner"),
         (
             "Explain photosynthesis to a 10-year-old.",
@@ -288,6 +356,31 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
     verdict = judge(a, b)
     assert not verdict.same
     assert guard_of(verdict) == guard
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        # Two common words one edit apart are two words, not a slip.
+        ("Escribe un poema para mi hermano", "Escribe un poema para mi hermana"),
+        ("Escribe un poema para nuestro abuelo", "Escribe un poema para nuestros abuelos"),
+        (
+            "How has the skill gap affected the employable mass?",
+            "How has the skill gap effected the employable mass?",
+        ),
+        ("Show me a minimal HTTP server in Go", "Show me a minimal HTTPS server in Go"),
+        # A technology's name is a value, however rare the word.
+        ("How do I connect to MySQL from Python?", "How do I connect to MSSQL from Python?"),
+        # A slip beside another change is no longer the same request.
+        ("how do I cancel my subcription", "how do I pause my subscription"),
+        # Misspelt or not, the content is compared as written.
+        ("Translate to French: 'the hose is green'", "Translate to French: 'the house is green'"),
+        # "SVP" is a senior vice president, not "s'il vous plaît".
+        ("What do a VP, SVP and CFO do?", "What do a VP and CFO do?"),
+    ],
+)
+def test_what_reads_alike_but_is_not_the_same_request(a, b):
+    assert not judge(a, b).same and not judge(b, a).same
 
 
 @pytest.mark.parametrize(
