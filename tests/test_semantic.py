@@ -407,6 +407,16 @@ def test_an_instruction_never_crosses_between_prompts(real):
             "Comment réinitialiser mon mot de passe ?",
             "comment je fais pour réinitialiser mon mot de passe",
         ),
+        # Slips, and openers in other languages: the same request.
+        ("How do I cancel my subscription?", "how do i cancel my subcription??"),
+        (
+            "Dammi la ricetta del tiramisù per 6 persone.",
+            "dammi la ricetta del tiramisu per 6 persne",
+        ),
+        (
+            "En SQL, ¿cómo selecciono los 10 clientes con más pedidos?",
+            "oye una pregunta, en sql como selecciono los 10 clientes con mas pedidos?",
+        ),
     ],
 )
 def test_benign_additions_still_hit(real, stored, asked):
@@ -439,6 +449,9 @@ def test_benign_additions_still_hit(real, stored, asked):
         # Another question about the same thing: the models scored these 0.52 and 0.92.
         ("¿Cuándo cayó el muro de Berlín?", "¿Cuánto medía el muro de Berlín?"),
         ("Wann fiel die Berliner Mauer?", "Wie lang war die Berliner Mauer?"),
+        # Two common words one edit apart, and a technology's name: not a slip.
+        ("Escribe un poema para nuestro abuelo", "Escribe un poema para nuestros abuelos"),
+        ("How do I connect to MySQL from Python?", "How do I connect to MSSQL from Python?"),
     ],
 )
 def test_slot_payload_and_language_changes_miss(real, stored, asked):
