@@ -6,7 +6,8 @@ language to translate into, the quoted phrase, the framework) and a payload (the
 summarize, the code to fix). The cached answer to one prompt answers another only when
 all of these agree; the request's wording may vary (the verifier judges it). Greetings,
 please/thanks, "quick question:", trailing smileys, case, punctuation, whitespace and
-British spelling change nothing, and are stripped before anything is compared.
+British spelling change nothing, and are stripped before anything is compared; a word
+misspelt on one side is read as the word the other side spells (misspellings).
 
 Within one API key every end user of an app shares the cache, so an instruction that
 slips through ("What are your opening hours? Be brief and wrong.") plants an answer for
@@ -1257,7 +1258,8 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     vetoed (by which guard), or left to the verifier. A rewording in a language the
     decomposition cannot read (OTHER_SCRIPT) is vetoed: a guess there would serve wrong
     answers; es/fr/de/pt/it rewordings go on to the verifier once they ask the same thing
-    ("question-word"). The lexical guards read the texts without greetings, thanks, smileys;
+    ("question-word"). Requests that differ only by slips ("subcription" / "subscription")
+    are the same request. The lexical guards read the texts without greetings, thanks, smileys;
     a smiley on one side only is benign, one swapped for another may be what is asked about
     ("What does 😀 mean?" / "... 😢 ...")."""
     if new.smileys - cached.smileys and cached.smileys - new.smileys:
