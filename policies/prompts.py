@@ -23,7 +23,14 @@ import re
 from dataclasses import dataclass, field, replace
 from unicodedata import normalize
 
-from policies.guards import corrected, identifiers, numbers_differ, screen, without_accents
+from policies.guards import (
+    QUOTED,
+    corrected,
+    identifiers,
+    numbers_differ,
+    screen,
+    without_accents,
+)
 
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
@@ -758,7 +765,7 @@ class Prompt:
 def benign_stripped(text: str) -> str:
     """The text without what never changes an answer: greetings, openers ("quick
     question:"), please, thanks and sign-offs, smileys, and extra whitespace."""
-    text = POLITE.sub("", without_smileys(text)[0])
+    text = without_please(without_smileys(text)[0])
     text = " ".join(text.split()) if "\n" not in text.strip() else text.strip()
     previous = None
     while previous != text:
@@ -767,6 +774,16 @@ def benign_stripped(text: str) -> str:
         text = LEADING_ASK.sub("", text, count=1).strip()
         text = TRAILING.sub("", text, count=1).strip()
     return text
+
+
+def without_please(text: str) -> str:
+    """The text without please, but for a quoted one: that is what is asked about
+    ("Translate 'please sit down'" / "Translate 'sit down'")."""
+    kept, end = [], 0
+    for quote in QUOTED.finditer(text):
+        kept += [POLITE.sub("", text[end : quote.start()]), quote.group(0)]
+        end = quote.end()
+    return "".join([*kept, POLITE.sub("", text[end:])])
 
 
 def without_smileys(text: str) -> tuple[str, frozenset[str]]:

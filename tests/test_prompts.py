@@ -375,6 +375,9 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         ("how do I cancel my subcription", "how do I pause my subscription"),
         # Misspelt or not, the content is compared as written.
         ("Translate to French: 'the hose is green'", "Translate to French: 'the house is green'"),
+        # A quoted please is what is asked about.
+        ("Translate 'please sit down' into French", "Translate 'sit down' into French"),
+        ("Traduce 'por favor, siéntate' al inglés", "Traduce 'siéntate' al inglés"),
         # "SVP" is a senior vice president, not "s'il vous plaît".
         ("What do a VP, SVP and CFO do?", "What do a VP and CFO do?"),
     ],

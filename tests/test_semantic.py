@@ -449,6 +449,8 @@ def test_benign_additions_still_hit(real, stored, asked):
         # Another question about the same thing: the models scored these 0.52 and 0.92.
         ("¿Cuándo cayó el muro de Berlín?", "¿Cuánto medía el muro de Berlín?"),
         ("Wann fiel die Berliner Mauer?", "Wie lang war die Berliner Mauer?"),
+        # A quoted please is part of the phrase to translate.
+        ("Translate 'please sit down' into French.", "Translate 'sit down' into French."),
         # Two common words one edit apart, and a technology's name: not a slip.
         ("Escribe un poema para nuestro abuelo", "Escribe un poema para nuestros abuelos"),
         ("How do I connect to MySQL from Python?", "How do I connect to MSSQL from Python?"),
