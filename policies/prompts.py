@@ -20,6 +20,7 @@ which the verifier judges.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from unicodedata import normalize
 
@@ -206,7 +207,8 @@ BRITISH_WORDS = {
 }
 
 # Ways of writing a request that ask the same thing (on canonical words: lowercase).
-REQUEST_FORMS = [
+COUNT_WORDS = ("one two three four five six seven eight nine ten eleven twelve").split()
+REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"\b(what|how|where|who|when|why|that|it|there|here)(?:'s|s)\b"), r"\1 is"),
     (re.compile(r"\b(i|you|we|they)'re\b"), r"\1 are"),
     (re.compile(r"\bi'm\b|\bim\b"), "i am"),
@@ -233,6 +235,8 @@ REQUEST_FORMS = [
     ),
     (re.compile(r"^come (?:faccio (?:a|per)|posso|si pu[oò])\b"), "come"),
     (re.compile(r"\b(?:a|an|the)\b"), " "),
+    # Counts to twelve in words are the digits ("for four people" / "for 4 people").
+    (re.compile(rf"\b(?:{'|'.join(COUNT_WORDS)})\b"), lambda m: str(COUNT_WORDS.index(m[0]) + 1)),
 ]
 BRITISH_WORD = re.compile(rf"\b(?:{'|'.join(BRITISH_WORDS)})\b")
 

@@ -203,6 +203,11 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "per favore riassumi questa email in due righe: 'Ciao a tutti, la riunione di venerdì"
             " è spostata'",
         ),
+        # A count in words or in digits.
+        (
+            "Create a weekly meal plan for a family of four.",
+            "create a weekly meal plan for a family of 4 :)",
+        ),
         # Thanks on a line of its own before the content it points at.
         (
             "When is this invoice due?\nInvoice #INV-2031\nPayment terms: Net 30",
@@ -375,6 +380,11 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         ("how do I cancel my subcription", "how do I pause my subscription"),
         # Misspelt or not, the content is compared as written.
         ("Translate to French: 'the hose is green'", "Translate to French: 'the house is green'"),
+        # Another count, in words or digits.
+        (
+            "Create a weekly meal plan for a family of four.",
+            "Create a weekly meal plan for a family of 5.",
+        ),
         # A quoted please is what is asked about.
         ("Translate 'please sit down' into French", "Translate 'sit down' into French"),
         ("Traduce 'por favor, siéntate' al inglés", "Traduce 'siéntate' al inglés"),
