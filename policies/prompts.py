@@ -235,6 +235,15 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     ),
     (re.compile(r"^come (?:faccio (?:a|per)|posso|si pu[oò])\b"), "come"),
     (re.compile(r"\b(?:a|an|the)\b"), " "),
+    # Text-speak spelt out ("can u", "how many ppl"), and "#" before a number ("order #5").
+    (re.compile(r"\bu\b"), "you"),
+    (re.compile(r"\bur\b"), "your"),
+    (re.compile(r"\bppl\b"), "people"),
+    (re.compile(r"\b(?:tmrw|tmr|tmrrw)\b"), "tomorrow"),
+    (re.compile(r"\babt\b"), "about"),
+    (re.compile(r"\bthru\b"), "through"),
+    (re.compile(r"\b(?:b / c|cuz|coz)\b"), "because"),
+    (re.compile(r"(?<!\S)# (?=\d)"), ""),
     # Counts to twelve in words are the digits ("for four people" / "for 4 people").
     (re.compile(rf"\b(?:{'|'.join(COUNT_WORDS)})\b"), lambda m: str(COUNT_WORDS.index(m[0]) + 1)),
 ]
@@ -912,8 +921,9 @@ def instruction_spans(text: str, kinds: tuple[str, ...] = ("",)) -> str:
 
 
 def plain_request(words: str) -> str:
-    """Request words with contractions spelt out, "how do I" / "how can I" read as "how
-    to", and no articles: ways of asking that never change what is asked."""
+    """Request words with contractions and text-speak spelt out, "how do I" / "how can I"
+    read as "how to", counts to twelve as digits, and no articles: ways of asking that
+    never change what is asked."""
     for pattern, replacement in REQUEST_FORMS:
         words = pattern.sub(replacement, words)
     return " ".join(words.split())

@@ -203,6 +203,10 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "per favore riassumi questa email in due righe: 'Ciao a tutti, la riunione di venerdì"
             " è spostata'",
         ),
+        # Text-speak, and "#" before a number.
+        ("How long does caffeine stay in your system?", "how long does caffeine stay in ur system"),
+        ("Can you explain how tides work?", "can u explain how tides work"),
+        ("Where is my order 55821?", "Where is my order #55821?"),
         # A count in words or in digits.
         (
             "Create a weekly meal plan for a family of four.",
