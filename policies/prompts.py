@@ -244,6 +244,8 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"\bthru\b"), "through"),
     (re.compile(r"\b(?:b / c|cuz|coz)\b"), "because"),
     (re.compile(r"(?<!\S)# (?=\d)"), ""),
+    # A time of day however spaced ("7 pm", "7pm", "7 p.m.").
+    (re.compile(r"\b(\d{1,2}) ?([ap]) ?m\b"), r"\1\2m"),
     # Counts to twelve in words are the digits ("for four people" / "for 4 people").
     (re.compile(rf"\b(?:{'|'.join(COUNT_WORDS)})\b"), lambda m: str(COUNT_WORDS.index(m[0]) + 1)),
 ]

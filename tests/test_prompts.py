@@ -207,6 +207,8 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ("How long does caffeine stay in your system?", "how long does caffeine stay in ur system"),
         ("Can you explain how tides work?", "can u explain how tides work"),
         ("Where is my order 55821?", "Where is my order #55821?"),
+        # A time of day however spaced.
+        ("Can I book a table for 4 people at 7 pm?", "can i book a table for 4 people at 7pm"),
         # A count in words or in digits.
         (
             "Create a weekly meal plan for a family of four.",
