@@ -207,7 +207,13 @@ BRITISH_WORDS = {
 }
 
 # Ways of writing a request that ask the same thing (on canonical words: lowercase).
-COUNT_WORDS = ("one two three four five six seven eight nine ten eleven twelve").split()
+COUNT_WORDS = "one two three four five six seven eight nine ten eleven twelve".split()
+# ("bc" is left alone: BC is a date, a province and a calculator.)
+TEXT_SPEAK = {
+    "u": "you", "ur": "your", "ppl": "people", "tmrw": "tomorrow", "tmr": "tomorrow",
+    "tmrrw": "tomorrow", "abt": "about", "thru": "through", "b / c": "because",
+    "cuz": "because", "coz": "because",
+}  # fmt: skip
 REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"\b(what|how|where|who|when|why|that|it|there|here)(?:'s|s)\b"), r"\1 is"),
     (re.compile(r"\b(i|you|we|they)'re\b"), r"\1 are"),
@@ -236,13 +242,7 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"^come (?:faccio (?:a|per)|posso|si pu[oò])\b"), "come"),
     (re.compile(r"\b(?:a|an|the)\b"), " "),
     # Text-speak spelt out ("can u", "how many ppl"), and "#" before a number ("order #5").
-    (re.compile(r"\bu\b"), "you"),
-    (re.compile(r"\bur\b"), "your"),
-    (re.compile(r"\bppl\b"), "people"),
-    (re.compile(r"\b(?:tmrw|tmr|tmrrw)\b"), "tomorrow"),
-    (re.compile(r"\babt\b"), "about"),
-    (re.compile(r"\bthru\b"), "through"),
-    (re.compile(r"\b(?:b / c|cuz|coz)\b"), "because"),
+    (re.compile(rf"\b(?:{'|'.join(map(re.escape, TEXT_SPEAK))})\b"), lambda m: TEXT_SPEAK[m[0]]),
     (re.compile(r"(?<!\S)# (?=\d)"), ""),
     # A time of day however spaced ("7 pm", "7pm", "7 p.m.").
     (re.compile(r"\b(\d{1,2}) ?([ap]) ?m\b"), r"\1\2m"),

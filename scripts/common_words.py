@@ -4,8 +4,8 @@
 
 A word is common when wordfreq (https://github.com/rspeer/wordfreq, data CC BY-SA 4.0)
 counts it at least once per million words (Zipf 3), in the language's best list. Only
-words of letters, MIN_LETTERS or more, written without accents as the guards compare
-them. Two words one edit apart of which only one is common are one word misspelt
+words of letters, COMMON_WORDS_MIN_LETTERS or more, written without accents as the guards
+compare them. Two words one edit apart of which only one is common are one word misspelt
 ("persne" / "persone"); both common, two words ("hermano" / "hermana").
 tests/test_packaging.py checks that the files are what this writes.
 """
@@ -34,10 +34,11 @@ def common_words(language: str) -> list[str]:
 
 
 def main() -> None:
-    WORDS_DIR.mkdir(exist_ok=True)
+    words_dir = Path(str(WORDS_DIR))  # the checkout's policies/words, written in place
+    words_dir.mkdir(exist_ok=True)
     for language in STOPWORDS:
         words = common_words(language)
-        (Path(WORDS_DIR) / f"{language}.txt").write_text("\n".join(words) + "\n")
+        (words_dir / f"{language}.txt").write_text("\n".join(words) + "\n")
         print(f"{language}: {len(words)} words")
 
 
