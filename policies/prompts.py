@@ -1244,19 +1244,28 @@ REVERSING = frozenset({"not", "don't", "dont", "never", "no", "without", "except
 CLAUSE = "clause:"
 
 
-def clause_words(prompt: Prompt) -> set[str]:
-    """What the free instruction clauses of a prompt say, without filler and the verbs
-    and function words of an order ("i'm on windows" says "windows")."""
+def clause_words(prompt: Prompt, orders_only: bool = False) -> set[str]:
+    """What the free instruction clauses of a prompt say (only those that give an order,
+    "show the code", when `orders_only`), without filler and the verbs and function words
+    of an order ("i'm on windows" says "windows")."""
     said = {
-        w for i in prompt.instructions if i.startswith(CLAUSE) for w in i[len(CLAUSE) :].split()
+        w
+        for i in prompt.instructions
+        if i.startswith(CLAUSE) and (not orders_only or is_directive(i[len(CLAUSE) :]))
+        for w in i[len(CLAUSE) :].split()
     }
     return said - ((FILLER | DIRECTIVE_VERBS | STOPWORDS[ENGLISH]) - REVERSING)
 
 
 def same_instructions(new: Prompt, cached: Prompt) -> bool:
-    """The same instructions, or the same named ones (format, length, audience, ...) with
-    free clauses that only restate what the other prompt asks: every word of one side's
-    clauses is in the other side's request or clauses."""
+    """The same named instructions (format, length, audience, ...), and free clauses that
+    only restate what the other prompt asks: every word of the cached prompt's clauses is
+    in the new one's request or clauses, and so is every word of the new prompt's orders
+    in the cached one's. A clause of the new prompt that tells rather than orders ("uk
+    citizen, 2 week holiday", "my oven only shows C") is context for the verifier to
+    weigh: the cached answer may still answer it. The cached prompt's context stays a
+    veto: its answer was written for that context, and a planted "btw we're closed" must
+    not reach the others who ask."""
     if new.instructions == cached.instructions:
         return True
     named = {i for i in new.instructions if not i.startswith(CLAUSE)} ^ {
@@ -1267,7 +1276,8 @@ def same_instructions(new: Prompt, cached: Prompt) -> bool:
     new_said, cached_said = clause_words(new), clause_words(cached)
     # Clauses are read without apostrophes ("im" / "i'm"), and so are requests beside them.
     new_asked, cached_asked = (set(p.request.replace("'", "").split()) for p in (new, cached))
-    return new_said <= cached_asked | cached_said and cached_said <= new_asked | new_said
+    new_orders = clause_words(new, orders_only=True)
+    return new_orders <= cached_asked | cached_said and cached_said <= new_asked | new_said
 
 
 def said_in_request(label: str, new: Prompt, cached: Prompt) -> bool:
