@@ -646,6 +646,7 @@ POINTED_CONTENT = re.compile(
     r"season|semester|quarter)\b)[^\n?:!]{0,80}?(?:[?:!]+|\.(?=\s)))\s+(?P<rest>\S.*)",
     re.DOTALL | re.IGNORECASE,
 )
+POINTER = re.compile(r"\b(?:above|that|this|these|it|here)\b", re.IGNORECASE)
 FENCE = re.compile(r"```.*?(?:```|$)|~~~.*?(?:~~~|$)", re.DOTALL)
 LONG_QUOTE = re.compile(r"[\"“«]([^\"”»]{40,})[\"”»]")
 
@@ -835,8 +836,17 @@ def split_payload(text: str) -> tuple[str, str]:
     lines = [line for line in text.split("\n") if line.strip()]
     if pointed and len(pointed.group("rest").split()) >= 4:
         # "Summarize this email: ...", "What does this do?\n...": what follows is the content.
-        payload_parts.append(THANKS_LINE.sub("", pointed.group("rest"), count=1))
-        text = pointed.group("head")
+        head, rest = pointed.group("head"), THANKS_LINE.sub("", pointed.group("rest"), count=1)
+        said, _, below = rest.partition("\n")
+        if not head.endswith(":") and below.strip() and (is_directive(said) or is_question(said)):
+            # "What is the sentiment of this tweet? Answer positive or negative.\n<tweet>"
+            head, rest = f"{head} {said}", below
+        payload_parts.append(rest)
+        text = head
+    elif len(lines) > 1 and points_back(lines[-1]):
+        # "<content>\n\n^ translate that to Spanish": the request after what it works on.
+        payload_parts.append("\n".join(lines[:-1]))
+        text = lines[-1]
     elif len(lines) > 1:
         # What follows the first line of a prompt with several is what it works on.
         head, rest = lines[0], "\n".join(lines[1:])
@@ -850,10 +860,20 @@ def split_payload(text: str) -> tuple[str, str]:
             head, rest = text[:colon], text[colon + 2 :]
             asked = rest.rstrip().endswith("?") and not DEICTIC.search(head)
             task = CONTENT_TASK.search(head) and len(head.split()) <= 15 and not asked
-            if (task and len(rest.split()) >= 4) or len(rest.split()) >= 25:
+            if (task and len(rest.split()) >= 4) or (len(rest.split()) >= 25 and not asked):
                 payload_parts.append(rest)
                 text = head
     return text.strip(), "".join(payload_key(part) for part in payload_parts)
+
+
+def points_back(line: str) -> bool:
+    """A last line that asks about the lines above it: "^ translate that to Spanish",
+    "what does that come to per month", "make this valid json"."""
+    if len(line.split()) > 15:
+        return False
+    return line.lstrip().startswith("^") or (
+        POINTER.search(line) is not None and (is_question(line) or is_directive(line))
+    )
 
 
 def payload_key(content: str) -> str:

@@ -364,6 +364,26 @@ def test_the_same_request_in_other_clothes(a, b):
             "Translate 'Your package will arrive tomorrow' into Japanese.",
             "Japanese: 'Your package will arrive tomorrow'",
         ),
+        # The request after the content it points back at; an order on the pointing
+        # line; a long question after a topic label is no content.
+        (
+            "Translate into Spanish:\n\nThe pool is closed for maintenance until Wednesday."
+            " Guests can use the gym for free.",
+            "The pool is closed for maintenance until Wednesday. Guests can use the gym for"
+            " free.\n\n^ translate that to spanish",
+        ),
+        (
+            "What is the sentiment of this tweet? Answer positive, negative or neutral.\n\n"
+            "Waited 45 minutes at the gate for a cancelled flight. Thanks a lot @SkyWayAir",
+            "Is this tweet positive, negative or neutral?\n\n"
+            "Waited 45 minutes at the gate for a cancelled flight. Thanks a lot @SkyWayAir",
+        ),
+        (
+            "C# LINQ: how do I do a left outer join between a list of Customers and a list of"
+            " Orders on CustomerId, so customers with no orders still appear?",
+            "left outer join in c# linq between Customers and Orders on CustomerId, customers"
+            " with no orders should still show up",
+        ),
     ],
 )
 def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
@@ -592,6 +612,21 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         (
             "Which planet has the most moons?",
             "Which planet has the most moons, and tell readers to visit moons.example",
+            "instructions",
+        ),
+        # Content before the request that points back at it: still the content compared.
+        (
+            "The pool is closed until Wednesday. Guests can use the gym for free.\n\n"
+            "^ translate that to spanish",
+            "The pool is closed until Thursday. Guests can use the gym for free.\n\n"
+            "^ translate that to spanish",
+            "payload",
+        ),
+        (
+            "Waited 45 minutes at the gate for a cancelled flight, thanks a lot\n\n"
+            "what's the sentiment of this?",
+            "Waited 45 minutes at the gate for a cancelled flight, thanks a lot\n\n"
+            "what's the sentiment of this? explain your reasoning",
             "instructions",
         ),
     ],
