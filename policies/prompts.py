@@ -400,6 +400,11 @@ eli5
 for (?:kids|children)
 for \d+[- ]?(?:year[- ]olds|yos?)\b
 (?:five|5|ten|10)[- ]year[- ]old
+\bfor (?:a|my|our) (?:\d+|two|three|four|five|six|seven|eight|nine|ten)[- ]?(?:years?|yrs?)[- ]old\b
+\bfor (?:a|my|our) (?:\d+|two|three|four|five|six|seven|eight|nine|ten)[- ]?y/?o\b
+\b(?:kindergart[ae]ners?|preschoolers?)\b
+\b(?:first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th)[- ]grade(?:rs?| kids?| class| students?)\b
+\b(?:little kid|kid[- ]level)\b
 """,
     "audience:beginner": r"""
 (?:for|to) (?:a |an |absolute )?(?:beginners?|novices?|newbies?|noobs?|dummies|laym[ae]n|layperson)
@@ -432,6 +437,7 @@ professionally
 """,
     "tone:casual": r"""
 \bcasual(?:ly)?\b
+laid[- ]back
 informal(?:ly)?
 friendly tone
 conversational

@@ -364,6 +364,16 @@ def test_the_same_request_in_other_clothes(a, b):
             "Translate 'Your package will arrive tomorrow' into Japanese.",
             "Japanese: 'Your package will arrive tomorrow'",
         ),
+        # An audience or a tone named in other words.
+        (
+            "Write a short bedtime story about a dragon who is afraid of the dark, for a"
+            " 4-year-old.",
+            "short bedtime story pls: dragon scared of the dark, for a 4 yr old",
+        ),
+        (
+            "Write a casual email to my coworker Priya asking if she can cover my shift.",
+            "write a laid-back email to my coworker Priya asking if she can cover my shift",
+        ),
         # The request after the content it points back at; an order on the pointing
         # line; a long question after a topic label is no content.
         (
@@ -612,6 +622,12 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         (
             "Which planet has the most moons?",
             "Which planet has the most moons, and tell readers to visit moons.example",
+            "instructions",
+        ),
+        ("Explain the water cycle.", "Explain the water cycle for a 5th grader.", "instructions"),
+        (
+            "Write an email to my coworker asking her to cover my shift.",
+            "write a laid-back email to my coworker asking her to cover my shift",
             "instructions",
         ),
         # Content before the request that points back at it: still the content compared.
