@@ -170,8 +170,8 @@ BRITISH = [
                 r"|er|ers)\b"), r"\1z\2"),
     (re.compile(r"\banalys(e|ed|es|ing)\b"), r"analyz\1"),
     (re.compile(r"\b(cent|met|theat|lit|fib|calib|somb|spect|lust|manoeuv)re(s?)\b"), r"\1er\2"),
-    (re.compile(r"\b(travel|cancel|model|label|fuel|signal|total|counsel|dial|level|channel"
-                r"|tunnel|marvel|jewel|quarrel)l(ed|ing|er|ers)\b"), r"\1\2"),
+    (re.compile(r"\b((?:re|un|mis)?(?:travel|cancel|model|label|fuel|signal|total|counsel"
+                r"|dial|level|channel|tunnel|marvel|jewel|quarrel))l(ed|ing|er|ers)\b"), r"\1\2"),
 ]  # fmt: skip
 BRITISH_WORDS = {
     "grey": "gray",
@@ -244,6 +244,8 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     # Text-speak spelt out ("can u", "how many ppl"), and "#" before a number ("order #5").
     (re.compile(rf"\b(?:{'|'.join(map(re.escape, TEXT_SPEAK))})\b"), lambda m: TEXT_SPEAK[m[0]]),
     (re.compile(r"(?<!\S)# (?=\d)"), ""),
+    # A temperature however written ("180 °C", "180°c", "180 degrees C", "180C").
+    (re.compile(r"\b(\d+) ?(?:°|degrees?|deg) ?([cf])(?:elsius|ahrenheit)?\b"), r"\1\2"),
     # A time of day however spaced ("7 pm", "7pm", "7 p.m.").
     (re.compile(r"\b(\d{1,2}) ?([ap]) ?m\b"), r"\1\2m"),
     # Counts to twelve in words are the digits ("for four people" / "for 4 people").

@@ -269,6 +269,12 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "Is it possible to get a late checkout at 2pm on Sunday? I'm in room 418.",
             "is it possible to get a late checkout at 2pm on sunday? im in room 418",
         ),
+        # A temperature however written; British doubling after a prefix.
+        (
+            "Bake at 180°C for how long for a sponge cake?",
+            "bake at 180 degrees c for how long for a sponge cake",
+        ),
+        ("What's the refuelling charge?", "What's the refueling charge?"),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
