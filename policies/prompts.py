@@ -206,6 +206,8 @@ BRITISH_WORDS = {
     "dreamt": "dreamed",
 }
 
+ELIDING = frozenset({"fr", "it"})  # languages whose articles and pronouns elide: "l'", "dell'"
+
 # Ways of writing a request that ask the same thing (on canonical words: lowercase).
 COUNT_WORDS = "one two three four five six seven eight nine ten eleven twelve".split()
 # ("bc" is left alone: BC is a date, a province and a calculator.)
@@ -959,6 +961,12 @@ def plain_request(words: str) -> str:
     return " ".join(words.split())
 
 
+def elisions_apart(words: str, language: str) -> str:
+    """French and Italian words with their elided article or pronoun set apart, as users
+    who skip the apostrophe type them ("l'australie" / "l australie", "c'est" / "c est")."""
+    return words.replace("'", " ") if language in ELIDING else words
+
+
 def language_of(text: str, fallback: str = "") -> str:
     """The language of a text by its commonest words: en, es, fr, de, pt, it, or
     OTHER_SCRIPT for letters outside the Latin script. Where none of its words tells
@@ -1051,8 +1059,8 @@ def decompose(text: str) -> Prompt:
                 instructions.add("clause:" + " ".join(leftover))
         else:
             request_parts.append(instruction_spans(clause) if labels else clause)
-    request = plain_request(canonical_words(" ".join(request_parts)))
     language, tied = reading_of(head, fallback=stripped)
+    request = elisions_apart(plain_request(canonical_words(" ".join(request_parts))), language)
     if "audience:child" in instructions:  # "in simple words a 10 year old would get"
         instructions.discard("audience:beginner")
     return Prompt(
@@ -1384,7 +1392,8 @@ def said_words(prompt: Prompt, fixes: dict[str, str] | None = None) -> set[str]:
     a pattern of another kind must not hide what it matched ("gift ideas for my dad" /
     "for my mom")."""
     text = instruction_spans(prompt.stripped, kinds=("length:", "format:"))
-    words = plain_request(canonical_words(text)).replace("'", "").split()
+    words = elisions_apart(plain_request(canonical_words(text)), prompt.language)
+    words = words.replace("'", "").split()
     fixes = fixes or {}
     return {fixes.get(w, w) for w in words if w.isalnum()} - SAID_FILLER
 

@@ -275,6 +275,8 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "bake at 180 degrees c for how long for a sponge cake",
         ),
         ("What's the refuelling charge?", "What's the refueling charge?"),
+        # A French elision typed without its apostrophe.
+        ("Quelle est la capitale de l'Australie ?", "quelle est la capitale de l australie"),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
