@@ -1392,8 +1392,8 @@ def said_words(prompt: Prompt, fixes: dict[str, str] | None = None) -> set[str]:
     a pattern of another kind must not hide what it matched ("gift ideas for my dad" /
     "for my mom")."""
     text = instruction_spans(prompt.stripped, kinds=("length:", "format:"))
-    words = elisions_apart(plain_request(canonical_words(text)), prompt.language)
-    words = words.replace("'", "").split()
+    request = elisions_apart(plain_request(canonical_words(text)), prompt.language)
+    words = request.replace("'", "").split()
     fixes = fixes or {}
     return {fixes.get(w, w) for w in words if w.isalnum()} - SAID_FILLER
 
