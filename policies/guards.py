@@ -538,8 +538,9 @@ def misspelt(a: str, b: str) -> bool:
 def corrected(a: str, b: str, language: str) -> str | None:
     """Of two words one edit apart (see misspelt), the one that is a common word of the
     language when the other is not: the other misspells it ("persne" / "persone"). None
-    for two common words ("hermano" / "hermana") or two rare ones."""
-    common = COMMON_WORDS.get(language, frozenset())
+    for two common words ("hermano" / "hermana") or two rare ones. English words count in
+    every language: prompts in any name code and things in English ("awiat" / "await")."""
+    common = COMMON_WORDS.get(language, frozenset()) | COMMON_WORDS["en"]
     if not misspelt(a, b) or (a in common) == (b in common):
         return None
     return a if a in common else b

@@ -275,6 +275,11 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "bake at 180 degrees c for how long for a sponge cake",
         ),
         ("What's the refuelling charge?", "What's the refueling charge?"),
+        # A slip of an English word in another language's prompt.
+        (
+            "Come faccio una chiamata fetch con async/await in JavaScript?",
+            "come faccio una chiamata fetch con async/awiat in javascript",
+        ),
         # A French elision typed without its apostrophe.
         ("Quelle est la capitale de l'Australie ?", "quelle est la capitale de l australie"),
     ],
