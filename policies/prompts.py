@@ -41,13 +41,13 @@ STOPWORDS = {
     "en": set("""
 the is are was were what how why when where which who does did you your my it this that
 with for of and to have has not don't be me can could should would will i i'm it's what's
-there their they an any about from whats dont im do on at or if we he she his
+there their they an any about from whats dont im do on at or if we he she his no
 her more some get best way much many
 """.split()),
     "es": set("""
 el los las es está están son qué cómo cuál cuáles por para con una mi tu que del al
 puedo hola gracias también pero muy esta este cuando dónde donde hay tengo mis sus se
-como porque quiero necesito
+como porque quiero necesito no
 """.split()),
     "fr": set("""
 le les est sont qu'est quoi comment pourquoi je vous mon ma mes une des du et pour avec

@@ -679,6 +679,9 @@ def test_what_changes_the_answer_is_vetoed(a, b, guard):
         ("Translate 'buenos días' into English", "en"),
         ("我的卡丢了怎么办", "other"),
         ("python list comprehension", "en"),
+        # "no" is English, Spanish and Portuguese: with nothing else to tell, English.
+        ("recipe: pancakes, no eggs", "en"),
+        ("hace 10 dias hice el pedido y todavia no llega", "es"),
     ],
 )
 def test_the_language_of_a_prompt(text, language):
