@@ -540,10 +540,11 @@ def corrected(a: str, b: str, language: str) -> str | None:
     language when the other is not: the other misspells it ("persne" / "persone"). None
     for two common words ("hermano" / "hermana") or two rare ones. English words count in
     every language: prompts in any name code and things in English ("awiat" / "await")."""
-    common = COMMON_WORDS.get(language, frozenset()) | COMMON_WORDS["en"]
-    if not misspelt(a, b) or (a in common) == (b in common):
+    own, english = COMMON_WORDS.get(language, frozenset()), COMMON_WORDS["en"]
+    a_common, b_common = (w in own or w in english for w in (a, b))
+    if a_common == b_common or not misspelt(a, b):
         return None
-    return a if a in common else b
+    return a if a_common else b
 
 
 def transposed(a: str, b: str) -> bool:
