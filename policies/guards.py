@@ -358,15 +358,51 @@ def undone(word: str, other: str) -> bool:
     )
 
 
+# Technologies by the names users give them ("js", "JavaScript"), to one name each. A name
+# guard leaves them to the technology slot (policies/prompts.py), which reads the aliases.
+# fmt: off
+TECH = {
+    word: alias for alias, words in {
+        "python": "python python3 py", "javascript": "javascript js ecmascript",
+        "typescript": "typescript ts", "java": "java", "c++": "c++ cpp", "c#": "c# csharp",
+        "go": "golang", "rust": "rust", "ruby": "ruby rails", "php": "php", "swift": "swift",
+        "kotlin": "kotlin", "scala": "scala", "perl": "perl", "haskell": "haskell",
+        "elixir": "elixir", "dart": "dart flutter", "lua": "lua", "matlab": "matlab",
+        "julia": "julia", "sql": "sql", "mysql": "mysql", "postgresql": "postgres postgresql psql",
+        "sqlite": "sqlite sqlite3", "mongodb": "mongodb mongo", "redis": "redis",
+        "bash": "bash sh zsh shell", "powershell": "powershell", "html": "html",
+        "css": "css scss sass tailwind", "react": "react reactjs", "vue": "vue vuejs",
+        "angular": "angular", "svelte": "svelte", "django": "django", "flask": "flask",
+        "fastapi": "fastapi", "node": "node nodejs node.js express", "spring": "spring",
+        "excel": "excel", "sheets": "sheets", "windows": "windows", "macos": "macos mac osx",
+        "linux": "linux ubuntu debian fedora", "ios": "ios iphone ipad", "android": "android",
+        "pandas": "pandas", "numpy": "numpy", "pytorch": "pytorch torch", "tensorflow":
+        "tensorflow", "docker": "docker", "kubernetes": "kubernetes k8s kubectl", "git": "git",
+        "github": "github", "aws": "aws s3 ec2 lambda", "azure": "azure", "gcp": "gcp",
+        "vim": "vim", "emacs": "emacs", "vscode": "vscode", "chrome": "chrome", "firefox":
+        "firefox", "safari": "safari", "jquery": "jquery", "nginx": "nginx", "apache": "apache",
+        "kafka": "kafka", "graphql": "graphql", "rest": "rest", "regex": "regex regexp",
+        "async": "async asyncio", "jest": "jest", "pytest": "pytest", "npm": "npm yarn pnpm",
+        "pip": "pip", "conda": "conda", "java8": "java8", "python2": "python2",
+        "r": "tidyverse dplyr tidyr ggplot ggplot2 rstudio cran",
+    }.items() for word in words.split()
+}
+# fmt: on
+
+
 def names(text: str) -> frozenset[str]:
     """Capitalized words past the first (names, places, days, parties), lowercased; not
     ordinals or Roman numerals ("the Second World War", "World War II"): numbers_differ
-    judges those."""
+    judges those; nor technologies ("JavaScript" / "JS"): the technology slot does."""
     found = NAME.findall(text)[1:] if text[:1].isupper() else NAME.findall(text)
+    lowered = ((w, w.lower()) for w in found)
     return frozenset(
-        w.lower()
-        for w in found
-        if w.lower() not in NOT_NAMES and w.lower() not in ORDINALS and not ROMAN.fullmatch(w)
+        low
+        for w, low in lowered
+        if low not in NOT_NAMES
+        and low not in TECH
+        and low not in ORDINALS
+        and not ROMAN.fullmatch(w)
     )
 
 

@@ -26,6 +26,7 @@ from unicodedata import normalize
 
 from policies.guards import (
     QUOTED,
+    TECH,
     corrected,
     identifiers,
     numbers_differ,
@@ -690,32 +691,6 @@ slovak slovenian estonian latvian lithuanian icelandic afrikaans zulu amharic pu
 tamil telugu marathi gujarati nepali sinhala burmese khmer lao mongolian esperanto
 """.split())
 
-TECH = {
-    word: alias for alias, words in {
-        "python": "python python3 py", "javascript": "javascript js ecmascript",
-        "typescript": "typescript ts", "java": "java", "c++": "c++ cpp", "c#": "c# csharp",
-        "go": "golang", "rust": "rust", "ruby": "ruby rails", "php": "php", "swift": "swift",
-        "kotlin": "kotlin", "scala": "scala", "perl": "perl", "haskell": "haskell",
-        "elixir": "elixir", "dart": "dart flutter", "lua": "lua", "matlab": "matlab",
-        "julia": "julia", "sql": "sql", "mysql": "mysql", "postgresql": "postgres postgresql psql",
-        "sqlite": "sqlite sqlite3", "mongodb": "mongodb mongo", "redis": "redis",
-        "bash": "bash sh zsh shell", "powershell": "powershell", "html": "html",
-        "css": "css scss sass tailwind", "react": "react reactjs", "vue": "vue vuejs",
-        "angular": "angular", "svelte": "svelte", "django": "django", "flask": "flask",
-        "fastapi": "fastapi", "node": "node nodejs node.js express", "spring": "spring",
-        "excel": "excel", "sheets": "sheets", "windows": "windows", "macos": "macos mac osx",
-        "linux": "linux ubuntu debian fedora", "ios": "ios iphone ipad", "android": "android",
-        "pandas": "pandas", "numpy": "numpy", "pytorch": "pytorch torch", "tensorflow":
-        "tensorflow", "docker": "docker", "kubernetes": "kubernetes k8s kubectl", "git": "git",
-        "github": "github", "aws": "aws s3 ec2 lambda", "azure": "azure", "gcp": "gcp",
-        "vim": "vim", "emacs": "emacs", "vscode": "vscode", "chrome": "chrome", "firefox":
-        "firefox", "safari": "safari", "jquery": "jquery", "nginx": "nginx", "apache": "apache",
-        "kafka": "kafka", "graphql": "graphql", "rest": "rest", "regex": "regex regexp",
-        "async": "async asyncio", "jest": "jest", "pytest": "pytest", "npm": "npm yarn pnpm",
-        "pip": "pip", "conda": "conda", "java8": "java8", "python2": "python2",
-        "r": "tidyverse dplyr tidyr ggplot ggplot2 rstudio cran",
-    }.items() for word in words.split()
-}
 # fmt: on
 TECH_TOKEN = re.compile(r"(?<![\w#+])(?:[a-z][a-z0-9]*(?:\.js)?|c\+\+|c#)(?![\w#+])")
 URL_OR_EMAIL = re.compile(

@@ -377,6 +377,11 @@ def test_the_same_request_in_other_clothes(a, b):
             "Translate 'Your package will arrive tomorrow' into Japanese.",
             "Japanese: 'Your package will arrive tomorrow'",
         ),
+        # A technology by another of its names: the technology slot reads them alike.
+        (
+            "How do I convert a string to an integer in JavaScript?",
+            "how do I turn a string into an integer in JS?",
+        ),
         # An audience or a tone named in other words.
         (
             "Write a short bedtime story about a dragon who is afraid of the dark, for a"
@@ -638,6 +643,8 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "instructions",
         ),
         ("Explain the water cycle.", "Explain the water cycle for a 5th grader.", "instructions"),
+        # A technology swapped for another is another slot, not another name.
+        ("How do I parse JSON in Python?", "How do I parse JSON in Ruby?", "slots"),
         (
             "Write an email to my coworker asking her to cover my shift.",
             "write a laid-back email to my coworker asking her to cover my shift",
