@@ -377,6 +377,11 @@ def test_the_same_request_in_other_clothes(a, b):
             "Translate 'Your package will arrive tomorrow' into Japanese.",
             "Japanese: 'Your package will arrive tomorrow'",
         ),
+        # An arrow for "to", in the order the other prompt says it.
+        (
+            "What's the best way to get from Narita Airport to Shinjuku?",
+            "best route narita airport → shinjuku?",
+        ),
         # A technology by another of its names: the technology slot reads them alike.
         (
             "How do I convert a string to an integer in JavaScript?",
@@ -643,6 +648,14 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "instructions",
         ),
         ("Explain the water cycle.", "Explain the water cycle for a 5th grader.", "instructions"),
+        # An arrow the other prompt does not confirm, or turned around.
+        (
+            "Cheapest flight from Madrid to Boston?",
+            "cheapest flight boston → madrid?",
+            "unseen-characters",
+        ),
+        ("Convert 64 fluid ounces to liters", "64 L → fl oz", "unseen-characters"),
+        ("Cheapest flight Madrid → Boston?", "Cheapest flight Boston → Madrid?", "swapped-roles"),
         # A technology swapped for another is another slot, not another name.
         ("How do I parse JSON in Python?", "How do I parse JSON in Ruby?", "slots"),
         (

@@ -477,6 +477,8 @@ def test_benign_additions_still_hit(real, stored, asked):
         # Two common words one edit apart, and a technology's name: not a slip.
         ("Escribe un poema para nuestro abuelo", "Escribe un poema para nuestros abuelos"),
         ("How do I connect to MySQL from Python?", "How do I connect to MSSQL from Python?"),
+        # An arrow turned around: the models cannot see it.
+        ("Cheapest flight from Madrid to Boston?", "cheapest flight boston → madrid?"),
         # What the asker tells that the answer depends on.
         (
             "How do I set up SSH keys on GitHub?",
