@@ -200,6 +200,7 @@ ORDER_FREE_JOINTS = frozenset(
         "compare with", "compared to", "compared with",
     ]
 )  # fmt: skip
+DIRECTED_JOINTS = frozenset({"to", "into", "than"})
 JOINT_FILLERS = frozenset({"a", "an", "the", "my", "your", "our", "their", "his", "her", "its"})
 SWAP_REACH = 3  # words past the first and last difference that a swapped part may span
 SWAP_MAX_SPAN = 30  # words from the first to the last difference; longer swaps are not sought
@@ -508,6 +509,26 @@ def swapped_roles(a: str, b: str) -> bool:
     return swapped
 
 
+def directions(text: str) -> set[tuple[str, str]]:
+    """The (from, to) word pairs a text puts around a word that orders them: "madrid to
+    boston", "celsius into fahrenheit", "faster than java" (the nearest words on either
+    side that are not function words)."""
+    words = [w for w in word_forms(text) if w not in JOINT_FILLERS]
+    return {
+        (words[i - 1], words[i + 1])
+        for i in range(1, len(words) - 1)
+        if words[i] in DIRECTED_JOINTS
+        and words[i - 1] not in FUNCTION_WORDS
+        and words[i + 1] not in FUNCTION_WORDS
+    }
+
+
+def turned_around(a: str, b: str) -> bool:
+    """One text goes from X to Y where the other goes from Y to X, however each is worded
+    ("from Madrid to Boston" / "boston to madrid?" scored 0.89): another request."""
+    return any(start != to and (to, start) in directions(b) for start, to in directions(a))
+
+
 def order_free(middle: list[str]) -> bool:
     """Parts side by side (no middle), or around an order-free joint."""
     return not middle or tuple(w for w in middle if w not in JOINT_FILLERS) in ORDER_FREE_JOINTS
@@ -679,6 +700,6 @@ def screen(new_text: str, cached_text: str) -> tuple[str | None, list[str]]:
     swapped = swapped_words(new_text, cached_text)
     if any(is_value(word) for word in swapped):
         return "swapped-word", []  # "size M" / "size L", "#1E90FF": the models barely see it
-    if swapped_roles(new_text, cached_text):
+    if swapped_roles(new_text, cached_text) or turned_around(new_text, cached_text):
         return "swapped-roles", []
     return None, swapped

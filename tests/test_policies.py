@@ -20,6 +20,7 @@ from policies.guards import (
     number_forms,
     screen,
     swapped_roles,
+    turned_around,
     unseen,
 )
 from policies.keys import exact_key, tenant_of
@@ -613,6 +614,19 @@ def test_parts_trading_places_around_a_role_word_are_vetoed(first, second, role,
     a = " ".join(["why", *first, role, *second, *tail])
     b = " ".join(["why", *second, role, *first, *tail])
     assert veto(a, b) == "swapped-roles"
+
+
+PLACES = st.sampled_from(["madrid", "boston", "celsius", "fahrenheit", "pdf", "html", "texas"])
+OPENERS = st.sampled_from(["cheapest flight from", "how do i get from", "convert", "go from"])
+
+
+@given(PLACES, PLACES, OPENERS, OPENERS, st.sampled_from(["to", "into"]))
+def test_from_x_to_y_is_turned_around_only_by_y_to_x(x, y, first, second, joint):
+    """However each side is worded around it, X to Y and Y to X go opposite ways, and X
+    to Y twice does not."""
+    a, b = f"{first} {x} {joint} {y}?", f"{y} {joint} {x}, {second}?"
+    assert turned_around(a, b) == (x != y)
+    assert not turned_around(a, f"{second} {x} {joint} {y} please")
 
 
 @given(FIRST_PART, SECOND_PART, st.sampled_from(["and", "or", "vs", "and the", ""]), TAIL)

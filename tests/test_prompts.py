@@ -382,6 +382,11 @@ def test_the_same_request_in_other_clothes(a, b):
             "What's the best way to get from Narita Airport to Shinjuku?",
             "best route narita airport → shinjuku?",
         ),
+        # "month to month" runs no direction.
+        (
+            "How much notice do I have to give before leaving a month-to-month lease?",
+            "month to month lease, how many days notice to move out",
+        ),
         # A technology by another of its names: the technology slot reads them alike.
         (
             "How do I convert a string to an integer in JavaScript?",
@@ -656,6 +661,12 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         ),
         ("Convert 64 fluid ounces to liters", "64 L → fl oz", "unseen-characters"),
         ("Cheapest flight Madrid → Boston?", "Cheapest flight Boston → Madrid?", "swapped-roles"),
+        # From X to Y, and from Y to X in other words.
+        (
+            "Cheapest flight from Madrid to Boston?",
+            "cheapest flight boston to madrid?",
+            "swapped-roles",
+        ),
         # A technology swapped for another is another slot, not another name.
         ("How do I parse JSON in Python?", "How do I parse JSON in Ruby?", "slots"),
         (
