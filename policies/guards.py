@@ -281,15 +281,31 @@ def spelt_numerals(text: str) -> str:
     return normalize("NFKC", "".join(pieces))
 
 
+ONE_OF = re.compile(r"\b(?:1|one)\s+([^\W\d_]+)", re.IGNORECASE)
+
+
+def counted_alike(digit_text: str, word_text: str) -> bool:
+    """The same count of the same thing: "1 cup" in one text, "one cup" in the other.
+    "one" alone is mostly a pronoun ("how should one prepare") and stays no number."""
+
+    def counted(text: str, one: str) -> set[str]:
+        return {m[1].lower() for m in ONE_OF.finditer(text) if m[0].lower().startswith(one)}
+
+    return bool(counted(digit_text, "1") & counted(word_text, "one"))
+
+
 def numbers_differ(a: str, b: str) -> bool:
     """A number that one text has and the other lacks, or writes to mean something else:
     "3 things" is not "the third thing", "in a second" not "in 2 seconds". "First" may
-    stand on one side alone ("the first step" / "how do I start"), as "one" is no number."""
+    stand on one side alone ("the first step" / "how do I start"), as "one" is no number
+    but before what "1" counts on the other side ("one cup" / "1 cup")."""
     forms_a, forms_b = number_forms(a), number_forms(b)
     for value in forms_a.keys() | forms_b.keys():
         kinds_a, kinds_b = forms_a.get(value, frozenset()), forms_b.get(value, frozenset())
         if not kinds_a or not kinds_b:
             if value == "1" and (kinds_a or kinds_b) == {ORDINAL}:
+                continue
+            if value == "1" and counted_alike(*((a, b) if kinds_a else (b, a))):
                 continue
             return True
         if not (read_alike(kinds_a, kinds_b) and read_alike(kinds_b, kinds_a)):

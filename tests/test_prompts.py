@@ -280,6 +280,8 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "Come faccio una chiamata fetch con async/await in JavaScript?",
             "come faccio una chiamata fetch con async/awiat in javascript",
         ),
+        # "one" before what the other side counts with "1".
+        ("How many grams is one cup of flour?", "how many grams is 1 cup of flour"),
         # A French elision typed without its apostrophe.
         ("Quelle est la capitale de l'Australie ?", "quelle est la capitale de l australie"),
     ],
@@ -661,6 +663,12 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         ),
         ("Convert 64 fluid ounces to liters", "64 L → fl oz", "unseen-characters"),
         ("Cheapest flight Madrid → Boston?", "Cheapest flight Boston → Madrid?", "swapped-roles"),
+        # "one" as a pronoun is no count beside a "1".
+        (
+            "How should one prepare for the IIFT?",
+            "How do I prepare for IIFT in 1 month?",
+            "numbers",
+        ),
         # From X to Y, and from Y to X in other words.
         (
             "Cheapest flight from Madrid to Boston?",
