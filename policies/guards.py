@@ -281,17 +281,15 @@ def spelt_numerals(text: str) -> str:
     return normalize("NFKC", "".join(pieces))
 
 
-ONE_OF = re.compile(r"\b(?:1|one)\s+([^\W\d_]+)", re.IGNORECASE)
-
-
 def counted_alike(digit_text: str, word_text: str) -> bool:
     """The same count of the same thing: "1 cup" in one text, "one cup" in the other.
     "one" alone is mostly a pronoun ("how should one prepare") and stays no number."""
+    by_digit = {m[1].lower() for m in ONE_DIGIT.finditer(digit_text)}
+    return any(m[1].lower() in by_digit for m in ONE_WORD.finditer(word_text))
 
-    def counted(text: str, one: str) -> set[str]:
-        return {m[1].lower() for m in ONE_OF.finditer(text) if m[0].lower().startswith(one)}
 
-    return bool(counted(digit_text, "1") & counted(word_text, "one"))
+ONE_DIGIT = re.compile(r"\b1\s+([^\W\d_]+)")  # "1 cup": what the 1 counts
+ONE_WORD = re.compile(r"\bone\s+([^\W\d_]+)", re.IGNORECASE)
 
 
 def numbers_differ(a: str, b: str) -> bool:
@@ -412,11 +410,10 @@ def names(text: str) -> frozenset[str]:
     ordinals or Roman numerals ("the Second World War", "World War II"): numbers_differ
     judges those; nor technologies ("JavaScript" / "JS"): the technology slot does."""
     found = NAME.findall(text)[1:] if text[:1].isupper() else NAME.findall(text)
-    lowered = ((w, w.lower()) for w in found)
     return frozenset(
         low
-        for w, low in lowered
-        if low not in NOT_NAMES
+        for w in found
+        if (low := w.lower()) not in NOT_NAMES
         and low not in TECH
         and low not in ORDINALS
         and not ROMAN.fullmatch(w)
@@ -542,7 +539,8 @@ def directions(text: str) -> set[tuple[str, str]]:
 def turned_around(a: str, b: str) -> bool:
     """One text goes from X to Y where the other goes from Y to X, however each is worded
     ("from Madrid to Boston" / "boston to madrid?" scored 0.89): another request."""
-    return any(start != to and (to, start) in directions(b) for start, to in directions(a))
+    other_way = {(to, start) for start, to in directions(b) if start != to}
+    return not directions(a).isdisjoint(other_way)
 
 
 def order_free(middle: list[str]) -> bool:
@@ -682,15 +680,17 @@ def read_arrows(text: str, other: str) -> str:
     says the two words around each arrow in the arrow's order. Else as written: the models
     cannot read an arrow, so one whose direction the other text does not confirm ("boston
     → madrid" / "from Madrid to Boston" scored 0.98) stays a character they cannot see."""
-    if not ARROW.search(text):
-        return text
+    if not ARROW.search(text) or ARROW.search(other):
+        return ARROW.sub(" to ", text)
     said = ARROW_WORD.findall(other.lower())
-    for m in ARROW.finditer(text) if not ARROW.search(other) else ():
+    for m in ARROW.finditer(text):
         before = ARROW_WORD.findall(text[: m.start()].lower())[-1:]
         after = ARROW_WORD.findall(text[m.end() :].lower())[:1]
         if not (before and after and before[0] in said and after[0] in said):
             return text
-        if said.index(before[0]) > len(said) - 1 - said[::-1].index(after[0]):
+        first_from = said.index(before[0])
+        last_to = len(said) - 1 - said[::-1].index(after[0])
+        if first_from > last_to:
             return text
     return ARROW.sub(" to ", text)
 

@@ -936,9 +936,11 @@ def plain_request(words: str) -> str:
     return " ".join(words.split())
 
 
-def elisions_apart(words: str, language: str) -> str:
-    """French and Italian words with their elided article or pronoun set apart, as users
-    who skip the apostrophe type them ("l'australie" / "l australie", "c'est" / "c est")."""
+def request_words(text: str, language: str) -> str:
+    """A text's words as requests are compared (canonical_words, then plain_request), with
+    French and Italian elided articles and pronouns set apart, as users who skip the
+    apostrophe type them ("l'australie" / "l australie", "c'est" / "c est")."""
+    words = plain_request(canonical_words(text))
     return words.replace("'", " ") if language in ELIDING else words
 
 
@@ -1035,7 +1037,7 @@ def decompose(text: str) -> Prompt:
         else:
             request_parts.append(instruction_spans(clause) if labels else clause)
     language, tied = reading_of(head, fallback=stripped)
-    request = elisions_apart(plain_request(canonical_words(" ".join(request_parts))), language)
+    request = request_words(" ".join(request_parts), language)
     if "audience:child" in instructions:  # "in simple words a 10 year old would get"
         instructions.discard("audience:beginner")
     return Prompt(
@@ -1367,8 +1369,7 @@ def said_words(prompt: Prompt, fixes: dict[str, str] | None = None) -> set[str]:
     a pattern of another kind must not hide what it matched ("gift ideas for my dad" /
     "for my mom")."""
     text = instruction_spans(prompt.stripped, kinds=("length:", "format:"))
-    request = elisions_apart(plain_request(canonical_words(text)), prompt.language)
-    words = request.replace("'", "").split()
+    words = request_words(text, prompt.language).replace("'", "").split()
     fixes = fixes or {}
     return {fixes.get(w, w) for w in words if w.isalnum()} - SAID_FILLER
 
