@@ -11,33 +11,28 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from fractions import Fraction
 from importlib import resources
 from itertools import groupby, zip_longest
 from unicodedata import category, decomposition, normalize
 
-# Not "one": "how can one ..." uses it as a pronoun far more often than as a number.
-NUMBER_WORDS = {
-    "zero": "0",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-    "ten": "10",
-    "eleven": "11",
-    "twelve": "12",
-    "twenty": "20",
-    "thirty": "30",
-    "forty": "40",
-    "fifty": "50",
-    "hundred": "100",
-    "thousand": "1000",
-    "million": "1000000",
-    "billion": "1000000000",
+# Numbers in words, read whole ("sixty-four", "five hundred", "ten thousand"). "one" alone
+# is no number: "how can one ..." uses it as a pronoun far more often (see spelt_numbers).
+SMALL_NUMBERS = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen"
+        " fourteen fifteen sixteen seventeen eighteen nineteen".split()
+    )
 }
+TENS = {
+    word: 10 * value
+    for value, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)
+}
+SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
+MULTIPLIERS = {**SCALES, "dozen": 12}
+SPELT_WORDS = frozenset(SMALL_NUMBERS) | frozenset(TENS) | frozenset(MULTIPLIERS)
+NUMBER_WORDS = SPELT_WORDS - {"one"}
 # Ordinal words are numbers written as ordinals: see numbers_differ.
 ORDINALS = {
     "first": "1",
@@ -207,6 +202,7 @@ SWAP_MAX_SPAN = 30  # words from the first to the last difference; longer swaps 
 NAME = re.compile(r"\b[A-Z][A-Za-z'’.-]*[a-zA-Z]")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+DIGIT = re.compile(r"\d")
 # Roman numerals of two or more letters from I, V and X: "World War II", "Henry VIII".
 # Not a lone "I" (the pronoun), nor ones with C, D, L or M (CV, DC, ML, CLI are acronyms),
 # nor lowercase ones ("xi", "vi" and "iv" are more often a name, an editor, a drip).
@@ -234,28 +230,100 @@ MONTH_BEFORE = re.compile(rf"\b(?:{MONTH})\.?\s+$")
 MONTH_AFTER = re.compile(rf"^(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{MONTH})\b")
 
 
-def number_forms(text: str) -> dict[str, frozenset[str]]:
+def number_forms(text: str, thousands: bool = False) -> dict[str, frozenset[str]]:
     """Each number of the text, normalized ("2" == "two" == "II" == "second", "1,000" ==
-    "1000"), with the ways the text writes it (CARDINAL, ORDINAL, ROMAN_FORM)."""
+    "1000" == "one thousand", "2pm" == "14:00"; "1k" too when `thousands`), with the ways
+    the text writes it (CARDINAL, ORDINAL, ROMAN_FORM)."""
     text = spelt_numerals(text)
     forms: dict[str, set[str]] = {}
-    for m in NUMBER.finditer(text):
-        suffix, after = text[m.end() : m.end() + 2].lower(), text[m.end() + 2 : m.end() + 3]
-        dated = bool(
-            MONTH_BEFORE.search(text[max(0, m.start() - 12) : m.start()])
-            or MONTH_AFTER.match(text[m.end() : m.end() + 16])
-        )
-        ranked = suffix in ORDINAL_SUFFIXES and not after.isalnum() and not dated
-        value = m.group(0).replace(",", "").rstrip(".")
-        forms.setdefault(value, set()).add(ORDINAL if ranked else CARDINAL)
-    for word in WORD.findall(text.lower()):
-        if word in NUMBER_WORDS:
-            forms.setdefault(NUMBER_WORDS[word], set()).add(CARDINAL)
-        elif word in ORDINALS:
+    if DIGIT.search(text):
+        read_to = 0
+        for m in NUMBER.finditer(text):
+            if m.start() >= read_to:  # not the minutes of a time read whole
+                value, kind, read_to = number_at(text, m, thousands)
+                forms.setdefault(value, set()).add(kind)
+    run: list[str] = []  # number words in a row ("sixty", "four"), "and" between them
+    for word in [*WORD.findall(text.lower()), ""]:
+        if word in SPELT_WORDS or (run and word == "and"):
+            run.append(word)
+            continue
+        if run:
+            for value in spelt_numbers(run):
+                forms.setdefault(value, set()).add(CARDINAL)
+            run = []
+        if word in ORDINALS:
             forms.setdefault(ORDINALS[word], set()).add(ORDINAL)
     for m in ROMAN.finditer(text):
         forms.setdefault(str(roman_value(m.group(0))), set()).add(ROMAN_FORM)
     return {value: frozenset(kinds) for value, kinds in forms.items()}
+
+
+# What follows digits and makes them a time of day, read on a 24-hour clock ("2pm", "2 p.m.",
+# "2:00 PM" and "14:00" are one), or scales them ("3 million", "1.5 billion"; "12k" or
+# "$350K" where the other text reads it so: "5k" is also a race, "401k" a pension plan).
+TIME_AFTER = re.compile(r"(?::(?P<minute>[0-5]\d)(?!\d))?(?: ?(?P<half>[ap])\.? ?m\b\.?)?", re.I)
+SCALE_AFTER = re.compile(r" ?(?P<scale>thousand|million|billion)\b|(?P<k>[kK])\b")
+THOUSANDS = re.compile(r"\d[kK]\b")
+
+
+def number_at(text: str, m: re.Match[str], thousands: bool) -> tuple[str, str, int]:
+    """The number whose digits NUMBER matched in `m`: its value, how it is written
+    (CARDINAL or ORDINAL) and where in the text it ends."""
+    digits = m.group(0).replace(",", "").rstrip(".")
+    time = TIME_AFTER.match(text, m.end())
+    if time and digits.isdigit() and (time["minute"] or time["half"]):
+        hour = int(digits)
+        if time["half"] and 1 <= hour <= 12:
+            hour = hour % 12 + (12 if time["half"].lower() == "p" else 0)
+            return f"{hour}:{time['minute'] or '00'}", CARDINAL, time.end()
+        if not time["half"] and hour <= 23:
+            return f"{hour}:{time['minute']}", CARDINAL, time.end()
+    scaled = SCALE_AFTER.match(text, m.end())
+    if scaled and (scaled["scale"] or thousands):
+        value = Fraction(digits) * SCALES.get(scaled["scale"], 1000)
+        written = str(value.numerator) if value.denominator == 1 else str(float(value))
+        return written, CARDINAL, scaled.end()
+    suffix, after = text[m.end() : m.end() + 2].lower(), text[m.end() + 2 : m.end() + 3]
+    dated = bool(
+        MONTH_BEFORE.search(text[max(0, m.start() - 12) : m.start()])
+        or MONTH_AFTER.match(text[m.end() : m.end() + 16])
+    )
+    ranked = suffix in ORDINAL_SUFFIXES and not after.isalnum() and not dated
+    return digits, ORDINAL if ranked else CARDINAL, m.end()
+
+
+def spelt_numbers(words: list[str]) -> list[str]:
+    """The numbers a run of number words says: ["sixty", "four"] is 64, ["five", "hundred"]
+    500, ["two", "three"] two numbers (2 and 3); "one" alone says none (a pronoun)."""
+    numbers: list[str] = []
+    read: list[str] = []  # the words of the number being read
+    total = current = 0
+    for word in [*words, ""]:
+        if word == "and":
+            continue
+        small = SMALL_NUMBERS.get(word, TENS.get(word))
+        multiplies = word in MULTIPLIERS
+        # A small number after another starts a new number, but for "twenty one".
+        added = (
+            small is not None
+            and bool(read)
+            and (read[-1] in MULTIPLIERS or (read[-1] in TENS and 0 < small < 10))
+        )
+        if read and not (multiplies or added):
+            if read != ["one"]:
+                numbers.append(str(total + current))
+            total = current = 0
+            read = []
+        if not word:
+            break
+        if word in ("dozen", "hundred"):
+            current = (current or 1) * MULTIPLIERS[word]
+        elif multiplies:
+            total, current = total + (current or 1) * SCALES[word], 0
+        else:
+            current += small or 0
+        read.append(word)
+    return numbers
 
 
 def spelt_numerals(text: str) -> str:
@@ -296,8 +364,19 @@ def numbers_differ(a: str, b: str) -> bool:
     """A number that one text has and the other lacks, or writes to mean something else:
     "3 things" is not "the third thing", "in a second" not "in 2 seconds". "First" may
     stand on one side alone ("the first step" / "how do I start"), as "one" is no number
-    but before what "1" counts on the other side ("one cup" / "1 cup")."""
-    forms_a, forms_b = number_forms(a), number_forms(b)
+    but before what "1" counts on the other side ("one cup" / "1 cup"). "12k" is 12,000
+    when that reading makes the two agree."""
+    if (THOUSANDS.search(a) or THOUSANDS.search(b)) and not forms_differ(
+        a, b, number_forms(a, True), number_forms(b, True)
+    ):
+        return False
+    return forms_differ(a, b, number_forms(a), number_forms(b))
+
+
+def forms_differ(
+    a: str, b: str, forms_a: dict[str, frozenset[str]], forms_b: dict[str, frozenset[str]]
+) -> bool:
+    """Whether texts `a` and `b`, whose numbers are `forms_a` and `forms_b`, differ on one."""
     for value in forms_a.keys() | forms_b.keys():
         kinds_a, kinds_b = forms_a.get(value, frozenset()), forms_b.get(value, frozenset())
         if not kinds_a or not kinds_b:

@@ -271,11 +271,12 @@ UNIT = (
     r"|points|tweets?|steps|items|examples|reasons|tips|ideas|sentence summary)"
 )
 LENGTH_COUNT = re.compile(
-    rf"\b(?:in|using|with|within|as|give me|list|only)?\s*{COUNT}[\s-]+{UNIT}\b"
+    rf"\b(?:in|using|with|within|as|give me|list|only)?\s*{COUNT}[\s-]+{UNIT}\b", re.IGNORECASE
 )
 LENGTH_LIMIT = re.compile(
     rf"\b(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
-    rf"not more than|below|limit(?:ed)? to)\s+(?P<n>\d+|[a-z]+)\s+{UNIT}"
+    rf"not more than|below|limit(?:ed)? to)\s+(?P<n>\d+|[a-z]+)\s+{UNIT}",
+    re.IGNORECASE,
 )
 # Each group of phrases (regular expressions, one a line) means one instruction; the
 # label names what it asks for.

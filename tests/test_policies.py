@@ -482,6 +482,26 @@ def test_json_depth(depth):
         ("How do I add 1½ cups of flour?", "How do I add 11/2 cups of flour?", "numbers"),
         ("How do I add 1½ cups of flour?", "How do I add 1 1/2 cups of flour?", None),
         ("What are steps ①② of the recipe?", "What are steps 12 of the recipe?", "numbers"),
+        # Numbers spelt out whole, times of day on one clock, "12k" where it reads 12,000.
+        ("Convert 64 fluid ounces to liters", "what is sixty-four fl oz in liters?", None),
+        ("Convert 64 fluid ounces to liters", "what is sixty-five fl oz in liters?", "numbers"),
+        (
+            "I sent $500 to the wrong account",
+            "I sent five hundred dollars to the wrong account",
+            None,
+        ),
+        (
+            "I sent $500 to the wrong account",
+            "I sent five thousand dollars to the wrong account",
+            "numbers",
+        ),
+        ("Can I send $12,000 today?", "can i send 12k today?", None),
+        ("Can I send $12,000 today?", "can i send 120k today?", "numbers"),
+        ("What happens to my 401(k) if I quit?", "what happens to my 401k if i quit", None),
+        ("Can I check out at 2pm?", "can i check out at 14:00", None),
+        ("Can I check out at 2pm?", "can i check out at 2am", "numbers"),
+        ("Move the 10am meeting", "Move the 10:30 AM meeting", "numbers"),
+        ("How long to boil a dozen eggs?", "How long to boil 12 eggs?", None),
         # Characters the models do not see (an unknown token each, or "≠" stripped to "="),
         # and negations of other languages.
         ("Is it true that x ≠ y here?", "Is it true that x = y here?", "unseen-characters"),
@@ -685,6 +705,36 @@ def test_a_fraction_after_digits_is_a_number_of_its_own(whole, fraction):
     assert number_forms(f"Add {fraction} cups") == number_forms(f"Add {spelt} cups")
     assert number_forms(text) == number_forms(f"Add {whole} {spelt} cups")
     assert veto(text, f"Add {whole}{spelt} cups") == "numbers"
+
+
+UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen".split()
+)
+UNITS += "fifteen sixteen seventeen eighteen nineteen".split()
+TENS_WORDS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def spelt(number: int) -> str:
+    """An independent spelling of 0..999,999 in English words, for the oracle below."""
+    if number < 20:
+        return UNITS[number]
+    if number < 100:
+        tens, units = divmod(number, 10)
+        return TENS_WORDS[tens - 2] + (f"-{UNITS[units]}" if units else "")
+    if number < 1000:
+        hundreds, rest = divmod(number, 100)
+        return f"{UNITS[hundreds]} hundred" + (f" and {spelt(rest)}" if rest else "")
+    thousands, rest = divmod(number, 1000)
+    return f"{spelt(thousands)} thousand" + (f" {spelt(rest)}" if rest else "")
+
+
+@given(st.integers(0, 999_999))
+def test_numbers_spelt_out_are_their_digits(number):
+    """ "one" alone is a pronoun, never the number 1."""
+    expected = {} if number == 1 else {str(number): frozenset({"cardinal"})}
+    assert number_forms(f"Send me {spelt(number)} boxes") == expected
+    assert veto(f"Send me {spelt(number)} boxes", f"Send me {number:,} boxes") is None
+    assert veto(f"Send me {spelt(number)} boxes", f"Send me {number + 2} boxes") == "numbers"
 
 
 def test_acronyms_of_numeral_letters_are_not_numbers():

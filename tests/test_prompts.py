@@ -284,6 +284,12 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ("How many grams is one cup of flour?", "how many grams is 1 cup of flour"),
         # A French elision typed without its apostrophe.
         ("Quelle est la capitale de l'Australie ?", "quelle est la capitale de l australie"),
+        # A length limit however capitalized.
+        (
+            "How do credit scores work? Two sentences max.",
+            "how do credit scores work? 2 sentences max",
+        ),
+        ("In one sentence, what does a VPN do?", "What does a VPN do? Answer in one sentence."),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
