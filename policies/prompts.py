@@ -706,10 +706,11 @@ LANGUAGE_ALONE = re.compile(
 LANGUAGE_NAMED = re.compile(r"\b(?P<language>[a-z]+) (?:translation|version)\b", re.IGNORECASE)
 LANGUAGE_LEADING = re.compile(r"^\W*(?P<language>[a-z]+)(?: for\b|:)", re.IGNORECASE)
 PLAIN_ENGLISH = re.compile(r"\b(?:plain|simple) english\b")
-# "in French" closing a clause asks for the answer in French ("the French Revolution" is
-# a subject, a slot).
+# "in French" closing a clause (or before "for me") asks for the answer in French ("the
+# French Revolution" is a subject, a slot).
 ANSWER_LANGUAGE = re.compile(
-    r"\b(?:in|into|to) (?P<language>[a-z]+)(?=\s*(?:$|[.,!?;:]|please\b|and\b|only\b))",
+    r"\b(?:in|into|to) (?P<language>[a-z]+)"
+    r"(?=\s*(?:$|[.,!?;:]|please\b|and\b|only\b|for (?:me|us)\b))",
     re.IGNORECASE,
 )
 # The answer's language in the prompt's own language ("en inglés", "auf Englisch", "ins

@@ -430,6 +430,11 @@ def test_the_same_request_in_other_clothes(a, b):
             "left outer join in c# linq between Customers and Orders on CustomerId, customers"
             " with no orders should still show up",
         ),
+        # The language to translate to, however it is asked for.
+        (
+            'Translate "Where is the train station?" into Spanish.',
+            'Can you render "Where is the train station?" in Spanish for me?',
+        ),
     ],
 )
 def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
@@ -703,6 +708,7 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "what's the sentiment of this? explain your reasoning",
             "instructions",
         ),
+        ("What causes rain?", "What causes rain? Answer in Spanish for me.", "instructions"),
     ],
 )
 def test_what_changes_the_answer_is_vetoed(a, b, guard):
