@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from unicodedata import normalize
 
 from policies.guards import (
+    COMMON_WORDS,
+    COMMON_WORDS_MIN_LETTERS,
     QUOTED,
     TECH,
     corrected,
@@ -962,12 +964,27 @@ def reading_of(text: str, fallback: str = "") -> tuple[str, frozenset[str]]:
         return OTHER_SCRIPT, frozenset()
     top = max(scores.values())
     if top == 0:
-        return language_of(fallback) if fallback else ENGLISH, frozenset()
+        if fallback:
+            return language_of(fallback), frozenset()
+        return common_language(text), frozenset()
     tied = frozenset(lang for lang, score in scores.items() if score == top)
     best = max(scores, key=lambda lang: (scores[lang], lang == ENGLISH))
     if best != ENGLISH and scores[best] <= scores[ENGLISH]:
         return ENGLISH, tied
     return best, tied
+
+
+def common_language(text: str) -> str:
+    """The language most of a text's longer words are common in, English on a tie: a
+    terse prompt no common word tells ("recette pate a crepe 4 pers", "valori normali
+    pressione adulto?") is not English for want of "the"; the models cannot judge it."""
+    words = re.findall(r"[^\W\d_]+", without_accents(text).lower())
+    counts = {
+        lang: sum(w in common for w in words if len(w) >= COMMON_WORDS_MIN_LETTERS)
+        for lang, common in COMMON_WORDS.items()
+    }
+    best = max(counts, key=lambda lang: (counts[lang], lang == ENGLISH))
+    return best if counts[best] > counts[ENGLISH] else ENGLISH
 
 
 def language_scores(text: str) -> dict[str, int] | None:

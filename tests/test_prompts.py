@@ -733,10 +733,22 @@ def test_what_changes_the_answer_is_vetoed(a, b, guard):
         # "no" is English, Spanish and Portuguese: with nothing else to tell, English.
         ("recipe: pancakes, no eggs", "en"),
         ("hace 10 dias hice el pedido y todavia no llega", "es"),
+        # With no common word to tell, the language most of its words are common in.
+        ("valori normali pressione adulto?", "it"),
+        ("recette pate a crepe 4 pers", "fr"),
+        ("kartoffelsalat rezept ohne mayo 6 pers", "de"),
+        ("docker compose env file", "en"),
     ],
 )
 def test_the_language_of_a_prompt(text, language):
     assert language_of(text) == language
+
+
+def test_a_terse_prompt_in_another_language_is_not_judged_as_english():
+    """The models read English; a French request with no French stopword was judged as
+    English and reached the cross-encoder beside its English counterpart (0.94)."""
+    verdict = judge("Explique-moi la Révolution française.", "Explain the French Revolution.")
+    assert verdict.guard == "prompt-language"
 
 
 def test_best_is_a_sign_off_only_after_a_sentence():
