@@ -273,7 +273,8 @@ UNIT = (
     r"|points|tweets?|steps|items|examples|reasons|tips|ideas|sentence summary)"
 )
 LENGTH_COUNT = re.compile(
-    rf"\b(?:in|using|with|within|as|give me|list|only)?\s*{COUNT}[\s-]+{UNIT}\b", re.IGNORECASE
+    rf"\b(?:in|using|with|within|as|give me|list|only)?\s*{COUNT}[\s-]+{UNIT}\b",
+    re.IGNORECASE,
 )
 LENGTH_LIMIT = re.compile(
     rf"\b(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
@@ -1050,7 +1051,8 @@ def decompose(text: str) -> Prompt:
         instructions |= labels
         # A further question ("How do I fix it?") is more of the request, for the verifier.
         if trailing and not is_question(clause):
-            leftover = canonical_words(instruction_spans(clause)).replace("'", "").split()
+            leftover = plain_request(canonical_words(instruction_spans(clause)))
+            leftover = leftover.replace("'", "").split()
             if any(w not in DIRECTIVE_VERBS | FILLER | HUMAN_LANGUAGES for w in leftover):
                 instructions.add("clause:" + " ".join(leftover))
         else:
@@ -1078,7 +1080,7 @@ def decompose(text: str) -> Prompt:
 FILLER = set("""
 it its the a an to in on with me my your you answer this that all please of as and or
 for is are be so keep make give write use reply respond also then your answer response
-output text under less fewer than below exactly most max maximum only just
+output text under less fewer than below exactly most max maximum only just looking am
 """.split())  # fmt: skip
 
 

@@ -430,6 +430,19 @@ def test_the_same_request_in_other_clothes(a, b):
             "left outer join in c# linq between Customers and Orders on CustomerId, customers"
             " with no orders should still show up",
         ),
+        # What a stored prompt's clause says, read as requests are ("one" is "1").
+        (
+            "What's the difference between weather and climate? One short paragraph.",
+            "difference weather climate, 1 short paragraph",
+        ),
+        (
+            "What's on in Berlin the weekend of March 21-22? Looking for concerts.",
+            "What concerts are on in Berlin the weekend of March 21-22?",
+        ),
+        (
+            "How do I set up SSH keys on GitHub? I'm on Windows.",
+            "on windows - how do I set up ssh keys for github?",
+        ),
         # The language to translate to, however it is asked for.
         (
             'Translate "Where is the train station?" into Spanish.',
@@ -709,6 +722,11 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "instructions",
         ),
         ("What causes rain?", "What causes rain? Answer in Spanish for me.", "instructions"),
+        (
+            "What's on in Berlin the weekend of March 21-22? Looking for concerts.",
+            "What's on in Berlin the weekend of March 21-22? Looking for museums.",
+            "instructions",
+        ),
     ],
 )
 def test_what_changes_the_answer_is_vetoed(a, b, guard):
