@@ -402,9 +402,24 @@ def roman_value(numeral: str) -> int:
 
 
 def negated(text: str) -> bool:
-    """Whether the text holds an odd number of negations ("not" and "n't" alike)."""
-    words = [w.replace("'", "").replace("’", "") for w in WORD.findall(text.lower())]
-    return sum(w in NEGATIONS for w in words) % 2 == 1
+    """Whether the text holds an odd number of negations ("not" and "n't" alike; "egg-free"
+    and "w/o eggs" say "without eggs"; "at no charge" and "invoice no" negate nothing)."""
+    text = NOT_NEGATING.sub(" ", text.lower())
+    words = [w.replace("'", "").replace("’", "") for w in WORD.findall(text)]
+    return (sum(w in NEGATIONS for w in words) + len(WITHOUT.findall(text))) % 2 == 1
+
+
+# "No" that negates nothing: a price of nothing, or short for "number".
+NOT_NEGATING = re.compile(
+    r"\b(?:at|for|with|of) no (?:extra |additional )?(?:charge|cost|fee)s?\b"
+    r"|\b(?:invoice|order|account|policy|phone|reference|ref|serial|tracking|case|ticket"
+    r"|room|flight|seat|item|model|part) no\b"
+)
+# "Without" in other words: "w/o", "egg-free", "gluten free", "eggless".
+FREE_OF = "gluten|dairy|sugar|egg|eggs|nut|nuts|fat|caffeine|alcohol|lactose|meat|soy|salt|oil"
+WITHOUT = re.compile(
+    rf"\bw/o\b|\b(?:{FREE_OF})[- ]free\b|\b(?:egg|sugar|meat|seed|bone|salt)less\b"
+)
 
 
 def quoted(text: str) -> frozenset[str]:

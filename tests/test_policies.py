@@ -482,6 +482,13 @@ def test_json_depth(depth):
         ("How do I add 1½ cups of flour?", "How do I add 11/2 cups of flour?", "numbers"),
         ("How do I add 1½ cups of flour?", "How do I add 1 1/2 cups of flour?", None),
         ("What are steps ①② of the recipe?", "What are steps 12 of the recipe?", "numbers"),
+        # "Without" in other words, and "no" that negates nothing.
+        ("Give me a recipe for pancakes without eggs", "egg-free pancake recipe pls", None),
+        ("Give me a recipe for banana bread without eggs", "eggless banana bread recipe?", None),
+        ("Recipe for banana bread without eggs", "recipe for banana bread w/o eggs", None),
+        ("Give me a recipe for pancakes", "Give me a recipe for gluten-free pancakes", "negation"),
+        ("Can I switch flights for free?", "can i switch flights at no charge?", None),
+        ("What is my invoice number?", "whats my invoice no", None),
         # Numbers spelt out whole, times of day on one clock, "12k" where it reads 12,000.
         ("Convert 64 fluid ounces to liters", "what is sixty-four fl oz in liters?", None),
         ("Convert 64 fluid ounces to liters", "what is sixty-five fl oz in liters?", "numbers"),
