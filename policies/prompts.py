@@ -1051,8 +1051,8 @@ def decompose(text: str) -> Prompt:
         instructions |= labels
         # A further question ("How do I fix it?") is more of the request, for the verifier.
         if trailing and not is_question(clause):
-            leftover = plain_request(canonical_words(instruction_spans(clause)))
-            leftover = leftover.replace("'", "").split()
+            said = plain_request(canonical_words(instruction_spans(clause)))
+            leftover = said.replace("'", "").split()
             if any(w not in DIRECTIVE_VERBS | FILLER | HUMAN_LANGUAGES for w in leftover):
                 instructions.add("clause:" + " ".join(leftover))
         else:
