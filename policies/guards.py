@@ -201,7 +201,8 @@ SWAP_REACH = 3  # words past the first and last difference that a swapped part m
 SWAP_MAX_SPAN = 30  # words from the first to the last difference; longer swaps are not sought
 NAME = re.compile(r"\b[A-Z][A-Za-z'’.-]*[a-zA-Z]")
 WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
-NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# Digits, with thousands after commas ("1,500"; "[10,9,1]" is three numbers) and decimals.
+NUMBER = re.compile(r"\d+(?:,\d{3}(?!\d))*(?:\.\d+)*")
 DIGIT = re.compile(r"\d")
 # Roman numerals of two or more letters from I, V and X: "World War II", "Henry VIII".
 # Not a lone "I" (the pronoun), nor ones with C, D, L or M (CV, DC, ML, CLI are acronyms),
@@ -239,6 +240,8 @@ def number_forms(text: str, thousands: bool = False) -> dict[str, frozenset[str]
     if DIGIT.search(text):
         read_to = 0
         for m in NUMBER.finditer(text):
+            if text[m.start() - 1 : m.start()].isalpha() and text[m.end() : m.end() + 1].isalpha():
+                continue  # digits inside a word are a name: "k8s", "i18n", "e2e"
             if m.start() >= read_to:  # not the minutes of a time read whole
                 value, kind, read_to = number_at(text, m, thousands)
                 forms.setdefault(value, set()).add(kind)
@@ -444,7 +447,19 @@ def other_quotes(a: str, b: str) -> bool:
 
 
 def identifiers(text: str) -> frozenset[str]:
-    return frozenset(IDENTIFIER.findall(text))
+    """Code identifiers, and the camel-cased names however they are cased ("iPhone" /
+    "iphone" is one phone; a phone named on one side only is still a veto)."""
+    code = {i for i in IDENTIFIER.findall(text) if i.lower() not in CAMEL_CASED_NAMES}
+    return frozenset(code | set(CAMEL_CASED_NAME.findall(text.lower())))
+
+
+CAMEL_CASED_NAMES = frozenset(
+    """
+iphone ipad ipod imac ios ipados icloud itunes imessage ebay macos watchos tvos visionos
+jquery esim mrna
+""".split()
+)
+CAMEL_CASED_NAME = re.compile(rf"\b(?:{'|'.join(sorted(CAMEL_CASED_NAMES))})(?![a-z])")
 
 
 def opposite(a: str, b: str) -> bool:

@@ -482,6 +482,25 @@ def test_json_depth(depth):
         ("How do I add 1½ cups of flour?", "How do I add 11/2 cups of flour?", "numbers"),
         ("How do I add 1½ cups of flour?", "How do I add 1 1/2 cups of flour?", None),
         ("What are steps ①② of the recipe?", "What are steps 12 of the recipe?", "numbers"),
+        # Digits inside a word are a name; commas group thousands only.
+        (
+            "Why does [10,9,1].sort() give [1,10,9]?",
+            "why does [10, 9, 1].sort() give [1, 10, 9]",
+            None,
+        ),
+        # A camel-cased name is one name however it is cased, and named on one side only
+        # it is still a veto.
+        ("How do I factory reset my iPhone 13?", "how do i factory reset my iphone13", None),
+        (
+            "What are the best productivity apps?",
+            "What is the best iPhone app for productivity?",
+            "identifiers",
+        ),
+        (
+            'Rename the key "user_name" to "userName"',
+            'Rename the key "user_name" to "username"',
+            "identifiers",
+        ),
         # "Without" in other words, and "no" that negates nothing.
         ("Give me a recipe for pancakes without eggs", "egg-free pancake recipe pls", None),
         ("Give me a recipe for banana bread without eggs", "eggless banana bread recipe?", None),
@@ -742,6 +761,11 @@ def test_numbers_spelt_out_are_their_digits(number):
     assert number_forms(f"Send me {spelt(number)} boxes") == expected
     assert veto(f"Send me {spelt(number)} boxes", f"Send me {number:,} boxes") is None
     assert veto(f"Send me {spelt(number)} boxes", f"Send me {number + 2} boxes") == "numbers"
+
+
+def test_digits_inside_a_word_are_no_number():
+    assert number_forms("restart a k8s deployment, i18n and e2e tests") == {}
+    assert set(number_forms("reset my iphone13, convert to mp3")) == {"13", "3"}
 
 
 def test_acronyms_of_numeral_letters_are_not_numbers():
