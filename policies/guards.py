@@ -209,6 +209,8 @@ DIGIT = re.compile(r"\d")
 # nor lowercase ones ("xi", "vi" and "iv" are more often a name, an editor, a drip).
 ROMAN = re.compile(r"\b(?=[IVX]{2,}\b)X{0,3}(?:IX|IV|V?I{0,3})\b(?<=[IVX])")
 ROMAN_VALUES = {"I": 1, "V": 5, "X": 10}
+# The two world wars however abbreviated: a lone "I" is otherwise the pronoun.
+WORLD_WAR = re.compile(r"\b(?:[Ww]orld [Ww]ar |WW)(II|I)\b")
 # Single quotes too, but only around words: not the apostrophe of "don't" or "kids' toys".
 QUOTED = re.compile(
     r"\"([^\"]{1,200})\"|`([^`]{1,200})`|“([^”]{1,200})”|‘([^’]{1,200})’"
@@ -258,6 +260,8 @@ def number_forms(text: str, thousands: bool = False) -> dict[str, frozenset[str]
             forms.setdefault(ORDINALS[word], set()).add(ORDINAL)
     for m in ROMAN.finditer(text):
         forms.setdefault(str(roman_value(m.group(0))), set()).add(ROMAN_FORM)
+    for m in WORLD_WAR.finditer(text):
+        forms.setdefault(str(len(m[1])), set()).add(ROMAN_FORM)
     return {value: frozenset(kinds) for value, kinds in forms.items()}
 
 

@@ -482,6 +482,8 @@ def test_json_depth(depth):
         ("How do I add 1½ cups of flour?", "How do I add 11/2 cups of flour?", "numbers"),
         ("How do I add 1½ cups of flour?", "How do I add 1 1/2 cups of flour?", None),
         ("What are steps ①② of the recipe?", "What are steps 12 of the recipe?", "numbers"),
+        ("Summarize the causes of World War I", "sum up why world war 1 started", None),
+        ("What caused WWI?", "What caused WWII?", "numbers"),
         # Digits inside a word are a name; commas group thousands only.
         (
             "Why does [10,9,1].sort() give [1,10,9]?",
