@@ -1088,11 +1088,19 @@ output text under less fewer than below exactly most max maximum only just looki
 COMPACT_THANKS = re.compile(rf"[\W_]*(?:{THANKS.replace(' ', '')})[\W_]*", re.IGNORECASE)
 
 
+def translated_alike(a: str, b: str) -> bool:
+    """Two texts to translate that differ only in case and a closing mark have one
+    translation (not so a text to proofread: its capitals may be the fault)."""
+    return a.rstrip(".!?").lower() == b.rstrip(".!?").lower()
+
+
 def same_payload(new: Prompt, cached: Prompt) -> bool:
-    """The same inline content: equal, each in the other's text (the request put after
-    the content), or one inside the other with only thanks left over ("as JSON. thank
+    """The same inline content: equal (to translate, in any case), each in the other's text
+    (the request put after the content), or one inside the other with only thanks left over ("as JSON. thank
     you! Booking ref: ..." took the thanks for content)."""
     if new.payload == cached.payload:
+        return True
+    if "translate" in new.tasks & cached.tasks and translated_alike(new.payload, cached.payload):
         return True
     if new.payload in cached.content and cached.payload in new.content:
         return True

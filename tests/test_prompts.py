@@ -443,6 +443,11 @@ def test_the_same_request_in_other_clothes(a, b):
             "How do I set up SSH keys on GitHub? I'm on Windows.",
             "on windows - how do I set up ssh keys for github?",
         ),
+        # A text to translate in another case, without its closing mark.
+        (
+            "Translate to Korean: 'My flight was cancelled and I would like a full refund.'",
+            "korean translation needed: 'my flight was cancelled and i would like a full refund'",
+        ),
         # The language to translate to, however it is asked for.
         (
             'Translate "Where is the train station?" into Spanish.',
