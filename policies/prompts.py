@@ -1095,9 +1095,9 @@ def translated_alike(a: str, b: str) -> bool:
 
 
 def same_payload(new: Prompt, cached: Prompt) -> bool:
-    """The same inline content: equal (to translate, in any case), each in the other's text
-    (the request put after the content), or one inside the other with only thanks left over ("as JSON. thank
-    you! Booking ref: ..." took the thanks for content)."""
+    """The same inline content: equal (to translate, in any case), each in the other's
+    text (the request put after the content), or one inside the other with only thanks
+    left over ("as JSON. thank you! Booking ref: ..." took the thanks for content)."""
     if new.payload == cached.payload:
         return True
     if "translate" in new.tasks & cached.tasks and translated_alike(new.payload, cached.payload):
