@@ -124,6 +124,7 @@ NOT_NAMES = frozenset("""
 a am an and are at be but can could did do does for he her here his how i if in is it its
 may might must my of on or our shall she should that the their there these they this those
 to was we were what when where which who whom whose why will would you your
+i'm i'll i'd i've i’m i’ll i’d i’ve prof professor dr doctor mr mrs ms miss
 """.split())
 # fmt: on
 # Words that carry little meaning of their own: swapping them rewords, not changes, a text.
@@ -563,7 +564,19 @@ def listed_beside(added: set[str], shared: set[str], text: str) -> bool:
 
 
 def name_forms(text: str) -> set[str]:
-    return {form for name in names(text) for form in word_forms(name)}
+    """The forms of a text's names: "Wi-Fi" is "WiFi", "Jan" is "January"."""
+    return {
+        MONTH_NAMES.get(form, form)
+        for name in names(text)
+        for form in word_forms(name.replace("-", ""))
+    }
+
+
+MONTH_NAMES = {
+    month[:3]: month
+    for month in "january february march april june july august september october november"
+    " december".split()
+} | {"sept": "september"}
 
 
 def is_value(word: str) -> bool:

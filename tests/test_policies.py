@@ -503,6 +503,12 @@ def test_json_depth(depth):
             'Rename the key "user_name" to "username"',
             "identifiers",
         ),
+        # A name's other spellings: hyphens, a title's short form, a month's; "I'm" and
+        # "I'll" are no names.
+        ("How do I change my WiFi password?", "How do I change my Wi-Fi password?", None),
+        ("Write an email to Professor Hahn", "write an email to Prof. Hahn", None),
+        ("Reply that I'm back on January 15.", "reply that I'll be back Jan 15", None),
+        ("Reply that I'm back on January 15.", "reply that I'll be back June 15", "names"),
         # "Without" in other words, and "no" that negates nothing.
         ("Give me a recipe for pancakes without eggs", "egg-free pancake recipe pls", None),
         ("Give me a recipe for banana bread without eggs", "eggless banana bread recipe?", None),
