@@ -412,9 +412,12 @@ def roman_value(numeral: str) -> int:
 def negated(text: str) -> bool:
     """Whether the text holds an odd number of negations ("not" and "n't" alike; "egg-free"
     and "w/o eggs" say "without eggs"; "at no charge" and "invoice no" negate nothing)."""
-    text = NOT_NEGATING.sub(" ", text.lower())
+    text = text.lower()
+    if " no" in text:
+        text = NOT_NEGATING.sub(" ", text)
     words = [w.replace("'", "").replace("’", "") for w in WORD.findall(text)]
-    return (sum(w in NEGATIONS for w in words) + len(WITHOUT.findall(text))) % 2 == 1
+    without = len(WITHOUT.findall(text)) if "free" in text or "less" in text or "w/o" in text else 0
+    return (sum(w in NEGATIONS for w in words) + without) % 2 == 1
 
 
 # "No" that negates nothing: a price of nothing, or short for "number".

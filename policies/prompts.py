@@ -272,15 +272,15 @@ UNIT = (
     r"(?P<unit>sentences?|lines?|paragraphs?|words?|characters?|chars|bullet points?|bullets?"
     r"|points|tweets?|steps|items|examples|reasons|tips|ideas|sentence summary)"
 )
+# Read on lowercase text; taken out of the request in any case ("Two sentences max.").
 LENGTH_COUNT = re.compile(
-    rf"\b(?:in|using|with|within|as|give me|list|only)?\s*{COUNT}[\s-]+{UNIT}\b",
-    re.IGNORECASE,
+    rf"\b(?:in|using|with|within|as|give me|list|only)?\s*{COUNT}[\s-]+{UNIT}\b"
 )
 LENGTH_LIMIT = re.compile(
     rf"\b(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
-    rf"not more than|below|limit(?:ed)? to)\s+(?P<n>\d+|[a-z]+)\s+{UNIT}",
-    re.IGNORECASE,
+    rf"not more than|below|limit(?:ed)? to)\s+(?P<n>\d+|[a-z]+)\s+{UNIT}"
 )
+LENGTHS_IN_ANY_CASE = [re.compile(p.pattern, re.IGNORECASE) for p in (LENGTH_COUNT, LENGTH_LIMIT)]
 # Each group of phrases (regular expressions, one a line) means one instruction; the
 # label names what it asks for.
 PHRASES: dict[str, str] = {
@@ -924,12 +924,13 @@ def instruction_spans(text: str, kinds: tuple[str, ...] = ("",)) -> str:
     for label, pattern in INSTRUCTION.items():
         if label not in CLAUSE_ONLY and label.startswith(kinds):
             text = pattern.sub(" ", text)
-    text = LENGTH_COUNT.sub(" ", text)
+    count, limit = LENGTHS_IN_ANY_CASE
+    text = count.sub(" ", text)
     for pattern in ANSWER_LANGUAGES:
         text = pattern.sub(
             lambda m: " " if m.group("language").lower() in HUMAN_LANGUAGES else m.group(0), text
         )
-    return LENGTH_LIMIT.sub(" ", text)
+    return limit.sub(" ", text)
 
 
 def plain_request(words: str) -> str:
