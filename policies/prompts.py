@@ -280,7 +280,8 @@ LENGTH_LIMIT = re.compile(
     rf"\b(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
     rf"not more than|below|limit(?:ed)? to)\s+(?P<n>\d+|[a-z]+)\s+{UNIT}"
 )
-LENGTHS_IN_ANY_CASE = [re.compile(p.pattern, re.IGNORECASE) for p in (LENGTH_COUNT, LENGTH_LIMIT)]
+LENGTH_COUNT_ANY_CASE = re.compile(LENGTH_COUNT.pattern, re.IGNORECASE)
+LENGTH_LIMIT_ANY_CASE = re.compile(LENGTH_LIMIT.pattern, re.IGNORECASE)
 # Each group of phrases (regular expressions, one a line) means one instruction; the
 # label names what it asks for.
 PHRASES: dict[str, str] = {
@@ -924,13 +925,12 @@ def instruction_spans(text: str, kinds: tuple[str, ...] = ("",)) -> str:
     for label, pattern in INSTRUCTION.items():
         if label not in CLAUSE_ONLY and label.startswith(kinds):
             text = pattern.sub(" ", text)
-    count, limit = LENGTHS_IN_ANY_CASE
-    text = count.sub(" ", text)
+    text = LENGTH_COUNT_ANY_CASE.sub(" ", text)
     for pattern in ANSWER_LANGUAGES:
         text = pattern.sub(
             lambda m: " " if m.group("language").lower() in HUMAN_LANGUAGES else m.group(0), text
         )
-    return limit.sub(" ", text)
+    return LENGTH_LIMIT_ANY_CASE.sub(" ", text)
 
 
 def plain_request(words: str) -> str:
