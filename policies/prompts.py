@@ -302,6 +302,7 @@ short and sweet
 keep it simple
 quick answer
 one[- ]liner
+short version
 """,
     "length:long": r"""
 in (?:great |more |full )?detail
@@ -490,7 +491,7 @@ academic tone
 \btone\b
 """,
     "extra:examples": r"""
-with (?:an? |some )?(?:[\w-]+ )?examples?
+(?:with|using) (?:an? |some )?(?:[\w-]+ )?examples?
 give (?:me )?(?:an? )?examples?
 include (?:an? |some )?(?:[\w-]+ )?examples?
 for example

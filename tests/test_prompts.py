@@ -443,6 +443,12 @@ def test_the_same_request_in_other_clothes(a, b):
             "How do I set up SSH keys on GitHub? I'm on Windows.",
             "on windows - how do I set up ssh keys for github?",
         ),
+        # A named instruction in other words.
+        (
+            "Explain opportunity cost with an everyday example.",
+            "Explain opportunity cost using an example from daily life.",
+        ),
+        ("What causes inflation? Keep it short.", "what causes inflation?? short version please"),
         # A text to translate in another case, without its closing mark.
         (
             "Translate to Korean: 'My flight was cancelled and I would like a full refund.'",
@@ -727,6 +733,11 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "instructions",
         ),
         ("What causes rain?", "What causes rain? Answer in Spanish for me.", "instructions"),
+        (
+            "Explain Big O notation.",
+            "Explain Big O notation using Python examples.",
+            "instructions",
+        ),
         (
             "What's on in Berlin the weekend of March 21-22? Looking for concerts.",
             "What's on in Berlin the weekend of March 21-22? Looking for museums.",
