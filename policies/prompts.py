@@ -431,6 +431,8 @@ dumb(?:ed)? (?:it )?down
 non[- ]?technical
 no jargon
 without jargon
+new (?:coder|programmer|developer) here
+(?:aren'?t|not) (?:very )?(?:techy|tech[- ]savvy|technical)
 """,
     "audience:expert": r"""
 for (?:an? )?(?:experts?|phd|professionals?|specialists?|scientists?|engineers?|developers?)
@@ -445,6 +447,7 @@ professional (?:tone|style|way)
 more professional
 sound professional
 professionally
+(?:professional|official)[- ]sounding
 """,
     "tone:casual": r"""
 \bcasual(?:ly)?\b
@@ -512,8 +515,10 @@ footnotes
 \band compare\b
 compare (?:it|them|this) (?:with|to)
 and contrast
-pros and cons
+pros (?:and|&|vs\.?|/) cons
+pros/cons
 advantages and disadvantages
+upsides and downsides
 """,
     "extra:why": r"""
 and (?:explain )?why

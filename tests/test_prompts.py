@@ -449,6 +449,14 @@ def test_the_same_request_in_other_clothes(a, b):
             "Explain opportunity cost using an example from daily life.",
         ),
         ("What causes inflation? Keep it short.", "what causes inflation?? short version please"),
+        (
+            "Give me the pros and cons of electric cars in a table.",
+            "table format: electric car pros vs cons",
+        ),
+        (
+            "Write an opening paragraph for a junior analyst cover letter. Professional tone.",
+            "I need a professional-sounding opening paragraph for a junior analyst cover letter",
+        ),
         # A text to translate in another case, without its closing mark.
         (
             "Translate to Korean: 'My flight was cancelled and I would like a full refund.'",
