@@ -374,11 +374,23 @@ def numbers_differ(a: str, b: str) -> bool:
     stand on one side alone ("the first step" / "how do I start"), as "one" is no number
     but before what "1" counts on the other side ("one cup" / "1 cup"). "12k" is 12,000
     when that reading makes the two agree."""
-    if (THOUSANDS.search(a) or THOUSANDS.search(b)) and not forms_differ(
-        a, b, number_forms(a, True), number_forms(b, True)
-    ):
-        return False
+    if THOUSANDS.search(a) or THOUSANDS.search(b):
+        if not forms_differ(a, b, number_forms(a, True), number_forms(b, True)):
+            return False
+        if thousands_apart(a, b) or thousands_apart(b, a):
+            return True  # "5 followers" / "5k followers"
     return forms_differ(a, b, number_forms(a), number_forms(b))
+
+
+def thousands_apart(a: str, b: str) -> bool:
+    """A number `a` writes with a "k" that `b` writes bare, with nothing after it that
+    reads as the same "k" ("401(k)", "5km")."""
+    counted = {m[1] for m in K_NUMBER.finditer(a)}
+    return any(m[1] in counted for m in BARE_NUMBER.finditer(b))
+
+
+K_NUMBER = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)[kK]\b")
+BARE_NUMBER = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)(?![\d.,]*[\w(])")
 
 
 def forms_differ(

@@ -532,6 +532,12 @@ def test_json_depth(depth):
         ("Can I send $12,000 today?", "can i send 12k today?", None),
         ("Can I send $12,000 today?", "can i send 120k today?", "numbers"),
         ("What happens to my 401(k) if I quit?", "what happens to my 401k if i quit", None),
+        ("I have 5 followers, how do I grow?", "I have 5k followers, how do I grow?", "numbers"),
+        (
+            "Monthly payment on a 350 loan at 6%?",
+            "monthly payment on a 350k loan at 6%?",
+            "numbers",
+        ),
         ("Can I check out at 2pm?", "can i check out at 14:00", None),
         ("Can I check out at 2pm?", "can i check out at 2am", "numbers"),
         ("Move the 10am meeting", "Move the 10:30 AM meeting", "numbers"),
