@@ -28,6 +28,7 @@ from policies.guards import (
     COMMON_WORDS,
     COMMON_WORDS_MIN_LETTERS,
     QUOTED,
+    SMALL_NUMBERS,
     TECH,
     corrected,
     identifiers,
@@ -212,7 +213,7 @@ BRITISH_WORDS = {
 ELIDING = frozenset({"fr", "it"})  # languages whose articles and pronouns elide: "l'", "dell'"
 
 # Ways of writing a request that ask the same thing (on canonical words: lowercase).
-COUNT_WORDS = "one two three four five six seven eight nine ten eleven twelve".split()
+COUNT_WORDS = {word: value for word, value in SMALL_NUMBERS.items() if 1 <= value <= 12}
 # ("bc" is left alone: BC is a date, a province and a calculator.)
 TEXT_SPEAK = {
     "u": "you", "ur": "your", "ppl": "people", "tmrw": "tomorrow", "tmr": "tomorrow",
@@ -254,7 +255,7 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     # A time of day however spaced ("7 pm", "7pm", "7 p.m.").
     (re.compile(r"\b(\d{1,2}) ?([ap]) ?m\b"), r"\1\2m"),
     # Counts to twelve in words are the digits ("for four people" / "for 4 people").
-    (re.compile(rf"\b(?:{'|'.join(COUNT_WORDS)})\b"), lambda m: str(COUNT_WORDS.index(m[0]) + 1)),
+    (re.compile(rf"\b(?:{'|'.join(COUNT_WORDS)})\b"), lambda m: str(COUNT_WORDS[m[0]])),
 ]
 BRITISH_WORD = re.compile(rf"\b(?:{'|'.join(BRITISH_WORDS)})\b")
 
