@@ -274,8 +274,11 @@ UNIT = (
     r"|points|tweets?|steps|items|examples|reasons|tips|ideas|sentence summary)"
 )
 # Read on lowercase text; taken out of the request in any case ("Two sentences max.").
+# A count of points is a length only when asked for ("in 3 points"): "10 points and 12
+# rebounds" is a score. A count of lines "at a time" is how to read, not how long to write.
 LENGTH_COUNT = re.compile(
-    rf"\b(?:in|using|with|within|as|give me|list|only)?\s*{COUNT}[\s-]+{UNIT}\b"
+    rf"\b(?:(?P<lead>in|using|with|within|as|give me|list|only)\s*)?{COUNT}[\s-]+{UNIT}"
+    r"(?(lead)|(?<!\d points))(?!\s+at\s+a\s+time)\b"
 )
 LENGTH_LIMIT = re.compile(
     rf"\b(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
@@ -444,7 +447,7 @@ for an? (?:economics |physics |cs )?(?:phd|grad(?:uate)?) student
 """,
     "tone:formal": r"""
 \bformal(?:ly)?\b
-professional (?:tone|style|way)
+professional (?:tone|style|way|e-?mail|letter|message)
 more professional
 sound professional
 professionally
@@ -452,6 +455,7 @@ professionally
 """,
     "tone:casual": r"""
 \bcasual(?:ly)?\b
+\bchill (?:e-?mail|message|note|text|reply|tone|vibe)
 laid[- ]back
 informal(?:ly)?
 friendly tone

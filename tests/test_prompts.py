@@ -457,6 +457,20 @@ def test_the_same_request_in_other_clothes(a, b):
             "Write an opening paragraph for a junior analyst cover letter. Professional tone.",
             "I need a professional-sounding opening paragraph for a junior analyst cover letter",
         ),
+        (
+            "Write a formal email declining a meeting invitation for Thursday afternoon.",
+            "draft a professional email turning down a meeting invite for thursday afternoon",
+        ),
+        (
+            "Write a casual email to my coworker asking if she can cover my Saturday shift.",
+            "hey can u write a chill email to my coworker asking her to cover my saturday shift",
+        ),
+        # A score in points and reading one line at a time are no lengths of the answer.
+        ("How does the F1 points system work?", "can someone explain the Formula 1 points system?"),
+        (
+            "How do I read a file line by line in Go?",
+            "idiomatic Go way to read a file one line at a time?",
+        ),
         # A text to translate in another case, without its closing mark.
         (
             "Translate to Korean: 'My flight was cancelled and I would like a full refund.'",
@@ -740,6 +754,12 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "what's the sentiment of this? explain your reasoning",
             "instructions",
         ),
+        (
+            "Summarize the causes of World War I.",
+            "Summarize the causes of WWI in 3 points.",
+            "instructions",
+        ),
+        ("Write an email to my team.", "Write a chill email to my team.", "instructions"),
         ("What causes rain?", "What causes rain? Answer in Spanish for me.", "instructions"),
         (
             "Explain Big O notation.",
