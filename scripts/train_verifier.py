@@ -137,7 +137,7 @@ def train(args: argparse.Namespace) -> None:
     train_pairs += synthetic_pairs(questions, rng, int(len(train_pairs) * args.synthetic))
     if args.quora_limit and len(train_pairs) > args.quora_limit:  # a CPU-sized share
         train_pairs = rng.sample(train_pairs, args.quora_limit)
-    prompt_pairs = [p for path in args.prompt_train_pairs for p in load_pairs(path)]
+    prompt_pairs = [p for named in args.prompt_train_pairs for p in named_pairs(named)]
     train_pairs += prompt_pairs * args.prompt_repeat
     print(
         f"train {len(train_pairs)} pairs ({len(prompt_pairs)} prompt pairs x"
@@ -336,7 +336,7 @@ def calibrate(
         else {
             "pairs_file": Path(args.pairs).name,
             "quora_limit": args.quora_limit,
-            "prompt_pairs_files": [Path(path).name for path in args.prompt_train_pairs],
+            "prompt_pairs_files": [Path(named).name for named in args.prompt_train_pairs],
             "prompt_repeat": args.prompt_repeat,
             "epochs": args.epochs,
             "lr": args.lr,
@@ -393,13 +393,14 @@ def calibration_pairs(
     if args.extra_pairs and args.extra_limit:
         quora.append(load_pairs(args.extra_pairs)[: args.extra_limit])
     prompts = select(load_pairs(args.prompt_pairs), "tune") if args.prompt_pairs else []
-    other_language = [
-        pair
-        for named in args.language_pairs
-        for path, _, split in [named.partition(":")]
-        for pair in select(load_pairs(path), split or "all")
-    ]
+    other_language = [pair for named in args.language_pairs for pair in named_pairs(named)]
     return quora, prompts, other_language
+
+
+def named_pairs(named: str) -> list[Pair]:
+    """The pairs of FILE, or of one split of it with FILE:SPLIT."""
+    path, _, split = named.partition(":")
+    return select(load_pairs(path), split or "all")
 
 
 def main() -> None:
@@ -427,8 +428,8 @@ def main() -> None:
         "--prompt-train-pairs",
         nargs="*",
         default=["bench/data/prompt_train_pairs.jsonl", "bench/data/prompt_probe_pairs.jsonl"],
-        help="files of labeled prompt pairs written for training only (none of their topics"
-        " is in prompt_pairs.jsonl); none for Quora alone",
+        help="files (FILE or FILE:SPLIT) of labeled prompt pairs to train on (none of their"
+        " topics is in prompt_pairs.jsonl); none for Quora alone",
     )
     parser.add_argument(
         "--prompt-repeat", type=int, default=2, help="times each prompt training pair is seen"
