@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PAIRS ?= ../shared/data/qqp_dev.jsonl
 # What the verifier trains on besides Quora.
-PROMPT_TRAIN := bench/data/prompt_train_pairs.jsonl bench/data/prompt_probe_pairs.jsonl
+PROMPT_TRAIN := bench/data/prompt_train_pairs.jsonl bench/data/prompt_probe_pairs.jsonl \
+  bench/data/prompt_unseen_pairs.jsonl bench/data/prompt_fresh_pairs.jsonl:tune \
+  bench/data/prompt_language_pairs.jsonl
 
 .PHONY: install run demo test lint bench eval train-verifier clean
 

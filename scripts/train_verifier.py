@@ -16,9 +16,11 @@ Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pa
      shares a question with a calibrated or held-out pair,
    - the prompt pairs written for training (bench/data/prompt_train_pairs.jsonl and the
      red-team prompt_probe_pairs.jsonl: instruction, slot, payload and language changes,
-     rewordings; none of their topics is in prompt_pairs.jsonl), each seen
-     --prompt-repeat times.
-   On a 2-core CPU that is ~2,800 steps, about 35 minutes; a run saves its progress every
+     rewordings), and since 2026-12-04 the sets written later to tune the guards on
+     (prompt_unseen_pairs.jsonl, the tune split of prompt_fresh_pairs.jsonl,
+     prompt_language_pairs.jsonl); none of their topics or texts is in a set reported
+     on. Each is seen --prompt-repeat times.
+   On a 2-core CPU that is ~3,100 steps, about 50 minutes; a run saves its progress every
    200 steps and `--resume` goes on from there. (--init continues from a checkpoint, for a
    second stage; the last one tried ranked worse than the first stage alone.)
 2. Export it to ONNX and quantize it to int8, so the repo ships ~22 MB and a verification
