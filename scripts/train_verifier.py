@@ -429,7 +429,13 @@ def main() -> None:
     parser.add_argument(
         "--prompt-train-pairs",
         nargs="*",
-        default=["bench/data/prompt_train_pairs.jsonl", "bench/data/prompt_probe_pairs.jsonl"],
+        default=[
+            "bench/data/prompt_train_pairs.jsonl",
+            "bench/data/prompt_probe_pairs.jsonl",
+            "bench/data/prompt_unseen_pairs.jsonl",
+            "bench/data/prompt_fresh_pairs.jsonl:tune",
+            "bench/data/prompt_language_pairs.jsonl",
+        ],
         help="files (FILE or FILE:SPLIT) of labeled prompt pairs to train on (none of their"
         " topics is in prompt_pairs.jsonl); none for Quora alone",
     )
