@@ -170,8 +170,9 @@ def test_a_set_that_names_its_split_and_kinds_is_selected_and_reported_by_them(t
 
 
 def test_the_prompt_training_pairs_share_no_topic_or_text_with_the_measured_ones():
-    """What the verifier is trained on never reaches the pairs it is tuned or reported on,
-    nor the unseen and fresh pairs it is checked on apart."""
+    """No prompt set shares a topic or a text with another: what the verifier is trained on
+    (the training and probe pairs, and since session 36 the unseen, fresh tune and language
+    pairs) never reaches the pairs it is calibrated or reported on."""
     data = Path(__file__).resolve().parent.parent / "bench" / "data"
 
     def rows(name: str) -> list[dict]:
@@ -190,11 +191,16 @@ def test_the_prompt_training_pairs_share_no_topic_or_text_with_the_measured_ones
         rows("prompt_fresh_pairs.jsonl"),
         rows("prompt_check_pairs.jsonl"),
         rows("prompt_margin_pairs.jsonl"),
+        rows("prompt_language_pairs.jsonl"),
     ]
     for i, later in enumerate(written[1:], 1):
         for earlier in written[:i]:
             assert not {row["topic"] for row in earlier} & {row["topic"] for row in later}
             assert not texts(earlier) & texts(later)
+    # The fresh set's tune split is trained on, its report split reported on.
+    fresh = rows("prompt_fresh_pairs.jsonl")
+    tune, report = ([row for row in fresh if row["split"] == s] for s in ("tune", "report"))
+    assert tune and report and not texts(tune) & texts(report)
 
 
 def test_extra_training_pairs_share_no_question_with_what_is_measured(tmp_path):
