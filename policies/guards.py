@@ -760,6 +760,16 @@ def corrected(a: str, b: str, language: str) -> str | None:
     return a if a_common else b
 
 
+def tech_slip(a: str, b: str) -> str | None:
+    """Of a technology's name and the same name with two neighbouring letters traded that
+    is no common word ("python" / "pyhton"), the name; None for two names ("scss" /
+    "sass", "mssql" / "mysql") or any other edit: those are values."""
+    if (a in TECH) == (b in TECH) or not transposed(a, b):
+        return None
+    name, slip = (a, b) if a in TECH else (b, a)
+    return None if slip in COMMON_WORDS["en"] or slip in KNOWN_WORDS else name
+
+
 def transposed(a: str, b: str) -> bool:
     """The same word of five letters or more with two neighbouring letters swapped."""
     if len(a) != len(b) or len(a) < TRANSPOSED_MIN or a == b:

@@ -34,6 +34,7 @@ from policies.guards import (
     identifiers,
     numbers_differ,
     screen,
+    tech_slip,
     without_accents,
 )
 
@@ -1362,9 +1363,11 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     if new.smileys - cached.smileys and cached.smileys - new.smileys:
         return Verdict(False, "unseen-characters", request_overlap(new, cached))
     fixes = misspellings(new, cached)
-    respelled = replace(new, request=cached.request) if fixes else new
+    # A language's or technology's name spelt right names its slot too ("pyhton" / "python").
+    named = frozenset(slot_values(" ".join(fixes.values())))
+    respelled = replace(new, request=cached.request, slots=new.slots | named) if fixes else new
     if (
-        respelled == cached
+        respelled == (replace(cached, slots=cached.slots | named) if fixes else cached)
         and said_words(new, fixes) == said_words(cached, fixes)
         and not numbers_differ(new.stripped, cached.stripped)
         and identifiers(new.stripped) == identifiers(cached.stripped)
@@ -1388,14 +1391,15 @@ def misspellings(new: Prompt, cached: Prompt) -> dict[str, str]:
     """Each word misspelt in one request where the other spells it ("subcription" /
     "subscription", "persne" / "persone"), to the word it misspells, when those are all
     that tells the two requests apart; else none. A technology's name is a value, not a
-    slip ("scss" / "sass", "mssql" / "mysql")."""
+    slip ("scss" / "sass", "mssql" / "mysql"), unless two of its letters only traded
+    places ("pyhton")."""
     words, cached_words = new.request.split(), cached.request.split()
     if len(words) != len(cached_words):
         return {}
     fixes = {}
     for a, b in zip(words, cached_words, strict=True):
         if a != b:
-            right = None if a in TECH or b in TECH else corrected(a, b, new.language)
+            right = tech_slip(a, b) if a in TECH or b in TECH else corrected(a, b, new.language)
             if right is None:
                 return {}
             fixes[b if right == a else a] = right

@@ -217,6 +217,9 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "how do i get a shell inside a runing docker containr",
         ),
         ("How do I cancel my subscription?", "How do I cancel my subcription??"),
+        # A technology's name with two neighbouring letters traded, in the request and its slot.
+        ("How do I reverse a list in Python?", "How do I reverse a list in Pyhton?"),
+        ("wann benutzt man den Dativ im Deutschen?", "wann benutzt man den Dativ im deutchen?"),
         (
             "Dammi la ricetta del tiramisù per 6 persone.",
             "dammi la ricetta del tiramisu per 6 persne",
