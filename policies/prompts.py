@@ -1363,11 +1363,14 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     if new.smileys - cached.smileys and cached.smileys - new.smileys:
         return Verdict(False, "unseen-characters", request_overlap(new, cached))
     fixes = misspellings(new, cached)
-    # A language's or technology's name spelt right names its slot too ("pyhton" / "python").
-    named = frozenset(slot_values(" ".join(fixes.values())))
-    respelled = replace(new, request=cached.request, slots=new.slots | named) if fixes else new
+    respelled, compared = new, cached
+    if fixes:
+        # A language's or technology's name spelt right names its slot too ("pyhton").
+        named = frozenset(slot_values(" ".join(fixes.values())))
+        respelled = replace(new, request=cached.request, slots=new.slots | named)
+        compared = replace(cached, slots=cached.slots | named)
     if (
-        respelled == (replace(cached, slots=cached.slots | named) if fixes else cached)
+        respelled == compared
         and said_words(new, fixes) == said_words(cached, fixes)
         and not numbers_differ(new.stripped, cached.stripped)
         and identifiers(new.stripped) == identifiers(cached.stripped)
