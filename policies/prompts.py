@@ -278,12 +278,13 @@ UNIT = (
 # A count of points is a length only when asked for ("in 3 points"): "10 points and 12
 # rebounds" is a score. A count of lines "at a time" is how to read, not how long to write.
 LENGTH_COUNT = re.compile(
-    rf"\b(?:(?P<lead>in|using|with|within|as|give me|list|only)\s*)?{COUNT}[\s-]+{UNIT}"
+    rf"\b(?:(?P<lead>in|using|with|within|as|give me|list|only)\s*)?{COUNT}[\s-]+"
+    rf"(?:(?:short|brief|concise|quick|simple)\s+)?{UNIT}"
     r"(?(lead)|(?<!\d points))(?!\s+at\s+a\s+time)\b"
 )
 LENGTH_LIMIT = re.compile(
-    rf"\b(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
-    rf"not more than|below|limit(?:ed)? to)\s+(?P<n>\d+|[a-z]+)\s+{UNIT}"
+    rf"(?:\b(?:in\s+)?(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
+    rf"not more than|below|limit(?:ed)? to)\s+|≤\s*)(?P<n>\d+|[a-z]+)\s+{UNIT}"
 )
 LENGTH_COUNT_ANY_CASE = re.compile(LENGTH_COUNT.pattern, re.IGNORECASE)
 LENGTH_LIMIT_ANY_CASE = re.compile(LENGTH_LIMIT.pattern, re.IGNORECASE)
@@ -308,6 +309,15 @@ keep it simple
 quick answer
 one[- ]liner
 short version
+\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:e-?mail|emial|message|msg|note|text)s?\b)
+\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:reply|response|letter|post|caption|bio)s?\b)
+\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:explanation|description|paragraph)s?\b)
+\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:intro|introduction|apology|speech)s?\b)
+\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:toast|blurb)s?\b)
+very short summary
+less wordy
+cut (?:out )?the fluff
+(?:get|gets|straight) to the point
 """,
     "length:long": r"""
 in (?:great |more |full )?detail
@@ -427,15 +437,22 @@ for \d+[- ]?(?:year[- ]olds|yos?)\b
 i'?m (?:a |an )?(?:total |complete |absolute )?(?:beginner|novice|newbie|noob)
 an? (?:total|complete|absolute) (?:beginner|novice|newbie|noob)
 for (?:non[- ]?technical (?:people|person|audience)|someone new)
-for (?:my )?(?:grandma|granny|grandmother|grandpa|grandfather|mom|mother|dad|father)\b
+for (?:my )?(?:grandma|granny|grandmother|grandpa|grandfather)\b
 (?:in )?(?:simple|plain|layman'?s?) (?:terms|english|words|language)
+\b(?:simple,? )?(?:everyday|normal|plain)(?:,? simple)? (?:words|wording|language|terms)
+plain[- ]english
 simply put
 explain (?:it )?simply
 \bsimply[.!?]*$
 dumb(?:ed)? (?:it )?down
 non[- ]?technical
-no jargon
-without jargon
+non[- ](?:tech|techie|scientist|expert|specialist)s?\b
+\bno (?:\w+ )?jargon
+\bjargon[- ]free
+(?:without|skip(?:ping)?|avoid(?:ing)?) (?:the |any )?(?:\w+ )?(?:jargon|legalese|technical terms)
+\bno legalese
+(?:no|without (?:a|any)) (?:\w+ )?background
+assume i know nothing
 new (?:coder|programmer|developer) here
 (?:aren'?t|not) (?:very )?(?:techy|tech[- ]savvy|technical)
 """,
@@ -618,12 +635,12 @@ advertis
 \bdo not\b
 \bnever\b
 \bwithout\b
-\bno more\b
+\bno more\b(?! than)
 \bavoid\b
 \bexclude\b
 \bexcept\b
-\bonly\b
-\bjust\b
+(?<!\bthe )(?<!\bmy )(?<!\bour )\bonly\b
+\bjust\b(?! (?:got|[a-z]+ed)\b)
 \bmust\b
 \balways\b
 """,
@@ -917,13 +934,9 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
             if pattern.search(text):
                 found.add(label)
     for m in LENGTH_COUNT.finditer(text.lower()):
-        unit = m.group("unit").removesuffix("s")
-        if unit in {"sentence summary", "point", "bullet point", "bullet"}:
-            unit = "sentence" if unit == "sentence summary" else "point"
-        found.add(f"length:{NUMBER_WORD.get(m.group('n'), m.group('n'))} {unit}")
+        found.add(f"length:{length_of(m)}")
     for m in LENGTH_LIMIT.finditer(text.lower()):
-        unit = m.group("unit").removesuffix("s")
-        found.add(f"length:max {NUMBER_WORD.get(m.group('n'), m.group('n'))} {unit}")
+        found.add(f"length:max {length_of(m)}")
     for pattern in ANSWER_LANGUAGES:
         for m in pattern.finditer(text):
             if (language := m.group("language").lower()) in HUMAN_LANGUAGES:
@@ -931,18 +944,29 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
     return found
 
 
+def length_of(count: re.Match[str]) -> str:
+    """A length read by LENGTH_COUNT or LENGTH_LIMIT, as "3 point": a bullet, a bullet
+    point and a point are one unit, and so are a sentence and a sentence summary."""
+    unit = count.group("unit").removesuffix("s")
+    if unit in {"sentence summary", "point", "bullet point", "bullet"}:
+        unit = "sentence" if unit == "sentence summary" else "point"
+    return f"{NUMBER_WORD.get(count.group('n'), count.group('n'))} {unit}"
+
+
 def instruction_spans(text: str, kinds: tuple[str, ...] = ("",)) -> str:
     """The text with its instruction phrases (of labels starting with one of `kinds`)
     taken out (what is left is the request), and its length limits and answer language."""
+    # Lengths first, a limit before a count: "no more than 5 bullet points" holds both,
+    # and "bullet points" alone is a format.
+    text = LENGTH_COUNT_ANY_CASE.sub(" ", LENGTH_LIMIT_ANY_CASE.sub(" ", text))
     for label, pattern in INSTRUCTION.items():
         if label not in CLAUSE_ONLY and label.startswith(kinds):
             text = pattern.sub(" ", text)
-    text = LENGTH_COUNT_ANY_CASE.sub(" ", text)
     for pattern in ANSWER_LANGUAGES:
         text = pattern.sub(
             lambda m: " " if m.group("language").lower() in HUMAN_LANGUAGES else m.group(0), text
         )
-    return LENGTH_LIMIT_ANY_CASE.sub(" ", text)
+    return text
 
 
 def plain_request(words: str) -> str:

@@ -162,6 +162,8 @@ def test_context_told_in_a_stored_prompt_never_reaches_the_plain_one(question, c
             "Do UK citizens need a visa to visit Japan for two weeks?",
         ),
         ("Why do cats purr? my cat does it constantly lol", "Why do cats purr?"),
+        # "just got" tells when: context, not a restriction.
+        ("How do I reset my router? I just got it yesterday.", "How do I reset my router?"),
     ],
 )
 def test_context_told_in_the_new_prompt_is_the_verifiers_to_weigh(asked, stored):
@@ -293,6 +295,15 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "how do credit scores work? 2 sentences max",
         ),
         ("In one sentence, what does a VPN do?", "What does a VPN do? Answer in one sentence."),
+        # A limit and its count are one length, however the limit is written.
+        (
+            "What started the French Revolution? Max 4 bullet points.",
+            "what started the french revolution, at most four bullets",
+        ),
+        (
+            "Write a toast for my sister's wedding. Under 90 words.",
+            "Write a toast for my sister's wedding - below 90 words",
+        ),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
@@ -484,6 +495,24 @@ def test_the_same_request_in_other_clothes(a, b):
             'Translate "Where is the train station?" into Spanish.',
             'Can you render "Where is the train station?" in Spanish for me?',
         ),
+        # Plain words asked for in other words; a short note asked for as a brief one.
+        ("Explain inflation in plain English.", "explain inflation in everyday words"),
+        ("What is a mortgage? Simple terms please.", "what's a mortgage, in normal words?"),
+        ("Explain DNS to a non-technical founder.", "DNS explained for a non-tech founder"),
+        (
+            "Write a short note to my neighbour about the fence.",
+            "write a brief note to my neighbor about the fence",
+        ),
+        (
+            "Make this more concise: the gym is closed Monday for repairs, back Tuesday at 6am.",
+            "Cut the fluff from this: the gym is closed Monday for repairs, back Tuesday at 6am.",
+        ),
+        (
+            "Explain tides in one short paragraph.",
+            "In a single brief paragraph, how do tides work?",
+        ),
+        # A parent named is whom the answer is for, not a simpler answer.
+        ("Gift ideas for my dad who likes fishing?", "what to get my dad, he likes fishing"),
     ],
 )
 def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
@@ -774,6 +803,18 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "What's on in Berlin the weekend of March 21-22? Looking for museums.",
             "instructions",
         ),
+        ("Explain what a 401k is.", "Explain what a 401k is in everyday language.", "instructions"),
+        (
+            "Write a thank-you email to my coach.",
+            "Write a short thank-you email to my coach.",
+            "instructions",
+        ),
+        (
+            "Explain what this does: ls -la | wc -l",
+            "Explain in one short sentence what this does: ls -la | wc -l",
+            "instructions",
+        ),
+        ("How do I reset my router?", "How do I reset my router? Just the steps.", "instructions"),
     ],
 )
 def test_what_changes_the_answer_is_vetoed(a, b, guard):
