@@ -226,9 +226,15 @@ CARDINAL, ORDINAL, ROMAN_FORM = "cardinal", "ordinal", "roman"
 ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
 # A day of a month is one number however it is written: "June 14", "14th June", "the 14th
 # of June" (a capital May only: "may" is a verb as often).
+MONTHS = (
+    "january february march april may june july august september october november december"
+).split()
+# A month's name or its first three letters ("sept" too), in any case but for May.
+MONTH_NAMES = {month[:3]: month for month in MONTHS if month != "may"} | {"sept": "september"}
 MONTH = (
-    r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|june?|july?|aug(?:ust)?"
-    r"|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)|May"
+    "(?i:"
+    + "|".join(f"{short}(?:{month[len(short) :]})?" for short, month in MONTH_NAMES.items())
+    + ")|May"
 )
 MONTH_BEFORE = re.compile(rf"\b(?:{MONTH})\.?\s+$")
 MONTH_AFTER = re.compile(rf"^(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{MONTH})\b")
@@ -586,13 +592,6 @@ def name_forms(text: str) -> set[str]:
         for name in names(text)
         for form in word_forms(name.replace("-", ""))
     }
-
-
-MONTH_NAMES = {
-    month[:3]: month
-    for month in "january february march april june july august september october november"
-    " december".split()
-} | {"sept": "september"}
 
 
 def is_value(word: str) -> bool:

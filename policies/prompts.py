@@ -763,6 +763,8 @@ ANSWER_LANGUAGES = (
     ANSWER_LANGUAGE_ABROAD,
 )
 
+# A word's letters: no digits, no underscores.
+LETTERS = re.compile(r"[^\W\d_]+")
 # Words, and runs of symbols other than sentence punctuation ("x != y" is not "x = y").
 SENTENCE_MARKS = r".,!?;:'\"()\[\]¿¡…“”‘’«»–—"
 WORD = re.compile(rf"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]*[^\w\s{SENTENCE_MARKS}][^\w\s]*")
@@ -1016,7 +1018,7 @@ def common_language(text: str) -> str:
     """The language most of a text's longer words are common in, English on a tie: a
     terse prompt no common word tells ("recette pate a crepe 4 pers", "valori normali
     pressione adulto?") is not English for want of "the"; the models cannot judge it."""
-    words = re.findall(r"[^\W\d_]+", without_accents(text).lower())
+    words = LETTERS.findall(without_accents(text).lower())
     counts = {
         lang: sum(w in common for w in words if len(w) >= COMMON_WORDS_MIN_LETTERS)
         for lang, common in COMMON_WORDS.items()
@@ -1052,7 +1054,7 @@ def slot_values(text: str) -> set[str]:
     lowered = PLAIN_ENGLISH.sub(" ", text.lower().replace("’", "'"))
     found = {
         f"lang:{LANGUAGE_IN_ENGLISH.get(w, w)}"
-        for w in re.findall(r"[^\W\d_]+", lowered)
+        for w in LETTERS.findall(lowered)
         if w in HUMAN_LANGUAGES
     }
     found |= {f"tech:{TECH[w]}" for w in TECH_TOKEN.findall(lowered) if w in TECH}
@@ -1189,7 +1191,7 @@ def asked_for(text: str) -> str | None:
     lowered = text.lower()
     for pattern, replacement in QUESTION_PHRASES:
         lowered = pattern.sub(replacement, lowered)
-    for word in re.findall(r"[^\W\d_]+", lowered):
+    for word in LETTERS.findall(lowered):
         if word != "où":
             word = without_accents(word)
         if word in QUESTION_WORDS:
