@@ -57,7 +57,7 @@ eval: install
 # with, and the prompt pairs the script trains on by default (x3), as shipped; a second
 # stage at a lower learning rate was tried on 2026-12-02 and ranked worse (docs/quality.md).
 train-verifier: install
-	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --train-extra --prompt-repeat 3 --resume
+	$(BIN)/python -m scripts.train_verifier --pairs $(PAIRS) --train-extra --resume
 
 clean:
 	rm -rf .cachegate .pytest_cache .ruff_cache .mypy_cache test-artifacts

