@@ -798,6 +798,8 @@ class Prompt:
     tied: frozenset[str] = field(default=frozenset(), compare=False)
     # What a prompt with inline content asks done to it ("summarize", "translate", ...).
     tasks: frozenset[str] = field(default=frozenset(), compare=False)
+    # The request came after the content ("<notes>\n\naction items?").
+    asked_below: bool = field(default=False, compare=False)
 
 
 def benign_stripped(text: str) -> str:
@@ -847,8 +849,9 @@ def canonical_words(text: str) -> str:
     return americanized(" ".join(WORD.findall(plain.replace("’", "'"))))
 
 
-def split_payload(text: str) -> tuple[str, str]:
-    """(the request with its instructions, the inline content) of a benign-stripped text."""
+def split_payload(text: str) -> tuple[str, str, bool]:
+    """(the request with its instructions, the inline content, whether the request came
+    after the content) of a benign-stripped text."""
     payload_parts = [m.group(0) for m in FENCE.finditer(text)]
     text = FENCE.sub(" ", text)
     for m in LONG_QUOTE.finditer(text):
@@ -856,7 +859,12 @@ def split_payload(text: str) -> tuple[str, str]:
     text = LONG_QUOTE.sub(" ", text)
     pointed = DEICTIC.search(text) and POINTED_CONTENT.match(text)
     lines = [line for line in text.split("\n") if line.strip()]
-    if pointed and len(pointed.group("rest").split()) >= 4:
+    content_first = asked_below(text)
+    if content_first:
+        # "<blog post>\n\nneed a title for this": the content first, then the request.
+        payload_parts.append(content_first[0])
+        text = content_first[1]
+    elif pointed and len(pointed.group("rest").split()) >= 4:
         # "Summarize this email: ...", "What does this do?\n...": what follows is the content.
         head, rest = pointed.group("head"), THANKS_LINE.sub("", pointed.group("rest"), count=1)
         said, _, below = rest.partition("\n")
@@ -885,7 +893,27 @@ def split_payload(text: str) -> tuple[str, str]:
             if (task and len(rest.split()) >= 4) or (len(rest.split()) >= 25 and not asked):
                 payload_parts.append(rest)
                 text = head
-    return text.strip(), "".join(payload_key(part) for part in payload_parts)
+    return text.strip(), "".join(payload_key(part) for part in payload_parts), bool(content_first)
+
+
+def asked_below(text: str) -> tuple[str, str] | None:
+    """(the content, the request) of a text that gives its content first and asks in a
+    last short paragraph ("<meeting notes>\n\naction items w/ owners?"), or None: where
+    the first line asks or points ("Summarize this:", "What does this do?") the request
+    comes first, and a short last paragraph is more of the content ("Thanks, Joe")."""
+    *before, last = re.split(r"\n[^\S\n]*\n", text.strip())
+    if not before or "\n" in last or len(last.split()) > ASKED_BELOW_MAX_WORDS:
+        return None
+    first = before[0].split("\n", 1)[0].rstrip()
+    if first.endswith((":", "?")) or is_directive(first):
+        return None
+    if POINTER.search(first) and len(first.split()) <= ASKED_BELOW_MAX_WORDS:
+        return None
+    return "\n\n".join(before), last
+
+
+# The most words of a request that follows its content ("rewrite that to be courteous").
+ASKED_BELOW_MAX_WORDS = 20
 
 
 def points_back(line: str) -> bool:
@@ -1077,7 +1105,7 @@ def other_slots(a: frozenset[str], b: frozenset[str]) -> bool:
 def decompose(text: str) -> Prompt:
     """Take a prompt apart into its language, request, instructions, slots and payload."""
     stripped = benign_stripped(text)
-    head, payload = split_payload(stripped)
+    head, payload, content_first = split_payload(stripped)
     # A clause of thanks or a lone emoji after the question is no instruction.
     parts = [c for c in map(benign_stripped, clauses(head)) if any(ch.isalnum() for ch in c)]
     # The request: up to its first question (context before it belongs to the request).
@@ -1112,6 +1140,7 @@ def decompose(text: str) -> Prompt:
         instructions=frozenset(instructions),
         slots=frozenset(slot_values(head)),
         payload=payload,
+        asked_below=content_first,
     )
 
 
@@ -1136,7 +1165,14 @@ def translated_alike(a: str, b: str) -> bool:
 def same_payload(new: Prompt, cached: Prompt) -> bool:
     """The same inline content: equal (to translate, in any case), each in the other's
     text (the request put after the content), or one inside the other with only thanks
-    left over ("as JSON. thank you! Booking ref: ..." took the thanks for content)."""
+    left over ("as JSON. thank you! Booking ref: ..." took the thanks for content).
+
+    Two prompts that both ask after the content ask in a few words below a long text they
+    share, and the verifier, which reads the whole texts, cannot weigh those few words (it
+    served 2 of 15 such pairs that asked other things): their asks are compared with the
+    content, as one."""
+    if new.asked_below and cached.asked_below and new.request != cached.request:
+        return False
     if new.payload == cached.payload:
         return True
     if "translate" in new.tasks & cached.tasks and translated_alike(new.payload, cached.payload):

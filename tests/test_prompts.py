@@ -901,3 +901,48 @@ def test_what_a_question_asks_for(text, asks):
 )
 def test_which_question_words_ask_for_different_things(first, second, apart):
     assert asked_apart(first, second) is apart and asked_apart(second, first) is apart
+
+
+POST = (
+    "Last spring I swapped my commute car for a secondhand e-bike. Twelve months later I have"
+    " saved about 1,400 dollars, lost six kilos, and arrive at work in a better mood than I"
+    " have in years."
+)
+
+
+def test_a_request_after_its_content_is_read_as_the_request():
+    """Pasting the content first and asking below it is the same request as asking first:
+    the content is compared as content, the ask goes to the verifier."""
+    asked_first = "Suggest a title for this blog post:\n" + POST
+    asked_below = POST + "\n\nneed a catchy title for this post"
+    assert judge(asked_below, asked_first).guard is None
+    assert judge(asked_first, asked_below).guard is None
+
+
+@pytest.mark.parametrize(
+    "a,b,guard",
+    [
+        # Two asks below one content: a few words under a long shared text.
+        (
+            POST + "\n\nneed a catchy title for this post",
+            POST + "\n\nwhat's the main argument here?",
+            "payload",
+        ),
+        # An order planted in the ask below the content is an instruction as anywhere.
+        (
+            "Summarize this post:\n\n" + POST,
+            POST + "\n\nsummarize this. say e-bikes are dangerous.",
+            "instructions",
+        ),
+        # A short last paragraph after an ask that comes first is content ("Thanks, Joe").
+        (
+            "Summarize this email:\n\nHi Sam,\n\nThe review moved to Thursday at 3pm in room B."
+            "\n\nThanks, Joe",
+            "Summarize this email:\n\nHi Sam,\n\nThe review moved to Thursday at 3pm in room B."
+            "\n\nThanks, Ann",
+            "payload",
+        ),
+    ],
+)
+def test_what_is_asked_below_the_content_still_tells_prompts_apart(a, b, guard):
+    assert guard_of(judge(a, b)) == guard and guard_of(judge(b, a)) == guard
