@@ -1011,9 +1011,29 @@ def plain_request(words: str) -> str:
 def request_words(text: str, language: str) -> str:
     """A text's words as requests are compared (canonical_words, then plain_request), with
     French and Italian elided articles and pronouns set apart, as users who skip the
-    apostrophe type them ("l'australie" / "l australie", "c'est" / "c est")."""
+    apostrophe type them ("l'australie" / "l australie", "c'est" / "c est"), the text-speak
+    of the prompt's language spelt out ("q hago" / "que hago"), and German umlauts typed
+    as two letters read as the one ("muenchen" / "münchen", "grösser" / "groesser")."""
     words = plain_request(canonical_words(text))
+    if language == "de":
+        words = UMLAUT_TYPED.sub(lambda m: m[0][0], words.replace("ß", "ss"))
+    if spoken := TEXT_SPEAK_ABROAD.get(language):
+        words = " ".join(spoken.get(w, w) for w in words.split())
     return words.replace("'", " ") if language in ELIDING else words
+
+
+# "ae", "oe", "ue" for "ä", "ö", "ü" (whose accents canonical_words has left out).
+UMLAUT_TYPED = re.compile(r"(?<=\w)(?:ae|oe|ue)|(?<!\w)(?:ae|oe|ue)(?=\w)")
+# Text-speak of es/pt/it/fr/de, word for word.
+TEXT_SPEAK_ABROAD = {
+    "es": {"q": "que", "pq": "porque", "xq": "porque", "tb": "tambien", "tmb": "tambien"},
+    "pt": {"q": "que", "pq": "porque", "vc": "voce", "vcs": "voces", "pra": "para",
+           "tb": "tambem", "tbm": "tambem", "td": "tudo", "hj": "hoje"},
+    "it": {"x": "per", "ke": "che", "cmq": "comunque", "nn": "non", "xke": "perche",
+           "xche": "perche"},
+    "fr": {"pk": "pourquoi", "pq": "pourquoi", "qd": "quand", "bcp": "beaucoup", "tt": "tout"},
+    "de": {"nich": "nicht", "is": "ist", "hab": "habe"},
+}  # fmt: skip
 
 
 def language_of(text: str, fallback: str = "") -> str:

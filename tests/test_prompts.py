@@ -295,6 +295,17 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "how do credit scores work? 2 sentences max",
         ),
         ("In one sentence, what does a VPN do?", "What does a VPN do? Answer in one sentence."),
+        # Umlauts typed as two letters, and the text-speak of the prompt's language.
+        (
+            "Wann schließt die Bücherei in Köln am Samstag?",
+            "wann schliesst die buecherei in koeln am samstag",
+        ),
+        (
+            "No sé qué hacer si pierdo el pasaporte en Roma",
+            "no se q hacer si pierdo el pasaporte en roma",
+        ),
+        ("Come si fa il pane per due giorni?", "come si fa il pane x due giorni"),
+        ("Você sabe onde fica o consulado em Lisboa?", "vc sabe onde fica o consulado em lisboa?"),
         # A limit and its count are one length, however the limit is written.
         (
             "What started the French Revolution? Max 4 bullet points.",
