@@ -1018,10 +1018,39 @@ def request_words(text: str, language: str) -> str:
     if language == "de":
         words = UMLAUT_TYPED.sub(lambda m: m[0][0], words.replace("ß", "ss"))
     if spoken := TEXT_SPEAK_ABROAD.get(language):
-        words = " ".join(spoken.get(w, w) for w in words.split())
+        counts = COUNTS_ABROAD[language]
+        words = " ".join(counts.get(w, spoken.get(w, w)) for w in words.split())
     return words.replace("'", " ") if language in ELIDING else words
 
 
+def counted_in_digits(text: str, language: str) -> str:
+    """The text with the counts from two to twelve that its language spells written in
+    digits, as the lexical guards read numbers ("per quattro persone" / "per 4 persone")."""
+    counts = COUNTS_ABROAD.get(language)
+    if counts is None:
+        return text
+    return COUNT_ABROAD[language].sub(lambda m: counts[m[0].lower()], text)
+
+
+def counts_from_two(words: str) -> dict[str, str]:
+    return {word: str(value) for value, word in enumerate(words.split(), 2)}
+
+
+# The counts from two to twelve of es/fr/de/pt/it ("one" is also the article there), with
+# and without their accents.
+COUNTS_ABROAD = {
+    "es": counts_from_two("dos tres cuatro cinco seis siete ocho nueve diez once doce"),
+    "fr": counts_from_two("deux trois quatre cinq six sept huit neuf dix onze douze"),
+    "de": counts_from_two("zwei drei vier fünf sechs sieben acht neun zehn elf zwölf")
+    | {"funf": "5", "zwolf": "12"},
+    "pt": counts_from_two("dois três quatro cinco seis sete oito nove dez onze doze")
+    | {"tres": "3", "duas": "2"},
+    "it": counts_from_two("due tre quattro cinque sei sette otto nove dieci undici dodici"),
+}
+COUNT_ABROAD = {
+    language: re.compile(rf"\b(?:{'|'.join(counts)})\b", re.IGNORECASE)
+    for language, counts in COUNTS_ABROAD.items()
+}
 # "ae", "oe", "ue" for "ä", "ö", "ü" (whose accents canonical_words has left out).
 UMLAUT_TYPED = re.compile(r"(?<=\w)(?:ae|oe|ue)|(?<!\w)(?:ae|oe|ue)(?=\w)")
 # Text-speak of es/pt/it/fr/de, word for word.
@@ -1149,7 +1178,7 @@ def decompose(text: str) -> Prompt:
     if "audience:child" in instructions:  # "in simple words a 10 year old would get"
         instructions.discard("audience:beginner")
     return Prompt(
-        stripped=stripped,
+        stripped=counted_in_digits(stripped, language),
         smileys=without_smileys(text)[1],
         content=payload_key(stripped),
         language=language,

@@ -306,6 +306,12 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ),
         ("Come si fa il pane per due giorni?", "come si fa il pane x due giorni"),
         ("Você sabe onde fica o consulado em Lisboa?", "vc sabe onde fica o consulado em lisboa?"),
+        # A count spelt in the prompt's language is its digits.
+        (
+            "Dame una receta de lentejas para 4 personas",
+            "dame una receta de lentejas para cuatro personas",
+        ),
+        ("Wie koche ich Reis für drei Personen?", "wie koche ich reis für 3 personen"),
         # A limit and its count are one length, however the limit is written.
         (
             "What started the French Revolution? Max 4 bullet points.",
@@ -815,6 +821,11 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "instructions",
         ),
         ("Explain what a 401k is.", "Explain what a 401k is in everyday language.", "instructions"),
+        (
+            "Come unisco due branch in git senza conflitti?",
+            "Come unisco tre branch in git senza conflitti?",
+            "numbers",
+        ),
         (
             "Write a thank-you email to my coach.",
             "Write a short thank-you email to my coach.",
