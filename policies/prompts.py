@@ -844,9 +844,14 @@ def americanized(words: str) -> str:
 
 def canonical_words(text: str) -> str:
     """Lowercase words, British spelling written the American way, punctuation gone
-    (but symbols between words kept: "x != y" is not "x = y")."""
-    plain = without_accents(text.lower())
+    (but symbols between words kept: "x != y" is not "x = y"), and a hyphen between two
+    words read as a space ("git-commit" / "git commit", "Firmen-VPN" / "Firmen VPN")."""
+    plain = COMPOUND_HYPHEN.sub(" ", without_accents(text.lower()))
     return americanized(" ".join(WORD.findall(plain.replace("’", "'"))))
+
+
+# A hyphen between two words of two letters or more ("ENFP-A" keeps its letter).
+COMPOUND_HYPHEN = re.compile(r"(?<=[^\W\d_]{2})-(?=[^\W\d_]{2})")
 
 
 def split_payload(text: str) -> tuple[str, str, bool]:

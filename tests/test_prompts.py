@@ -306,6 +306,12 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ),
         ("Come si fa il pane per due giorni?", "come si fa il pane x due giorni"),
         ("Você sabe onde fica o consulado em Lisboa?", "vc sabe onde fica o consulado em lisboa?"),
+        # Two words joined by a hyphen or a space.
+        ("Write a thank-you note to my neighbour.", "write a thank you note to my neighbor"),
+        (
+            "Das Firmen-VPN verbindet sich nicht, was tun?",
+            "das firmen vpn verbindet sich nicht, was tun?",
+        ),
         # A count spelt in the prompt's language is its digits.
         (
             "Dame una receta de lentejas para 4 personas",
@@ -603,6 +609,8 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
             "Create a weekly meal plan for a family of four.",
             "Create a weekly meal plan for a family of 5.",
         ),
+        # A letter hyphened to a name is part of it ("ENFP-A"), not an article.
+        ("What is an ENFP-A personality?", "What is an ENFP personality?"),
         # A quoted please is what is asked about.
         ("Translate 'please sit down' into French", "Translate 'sit down' into French"),
         ("Traduce 'por favor, siéntate' al inglés", "Traduce 'siéntate' al inglés"),
