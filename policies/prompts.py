@@ -27,6 +27,7 @@ from unicodedata import normalize
 from policies.guards import (
     COMMON_WORDS,
     COMMON_WORDS_MIN_LETTERS,
+    FUNCTION_WORDS,
     QUOTED,
     SMALL_NUMBERS,
     TECH,
@@ -827,12 +828,27 @@ def without_please(text: str) -> str:
 
 
 def without_smileys(text: str) -> tuple[str, frozenset[str]]:
-    """The text in NFKC with each smiley replaced by a space, and the smileys taken out."""
+    """The text in NFKC with each smiley replaced by a space, and the smileys taken out;
+    an emoji that closes the text after a sentence or a word that carries meaning is one
+    too ("carbonara for 2 🍝"), but not one a function word asks for ("a slice of 🍕")."""
     text, found = normalize("NFKC", text), []
     for smiley in SMILEYS:
         found += smiley.findall(text)
         text = smiley.sub(" ", text)
+    closing = CLOSING_EMOJI.search(text)
+    if closing:
+        said = text[: closing.start()].rstrip()
+        last = said.split()[-1].lower() if said.split() else ""
+        if said.endswith((".", "!", "?")) or (last.isalpha() and last not in FUNCTION_WORDS):
+            found.append(closing.group().strip())
+            text = said
     return text, frozenset(found) - EMOJI_JOINERS
+
+
+# Emoji (pictographs, symbols, with their modifiers) closing a text.
+CLOSING_EMOJI = re.compile(
+    "(?:\\s*[\U0001f300-\U0001faff\u2600-\u27bf][\ufe0f\u200d\U0001f3fb-\U0001f3ff]*)+\\s*$"
+)
 
 
 def americanized(words: str) -> str:

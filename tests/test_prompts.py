@@ -306,6 +306,8 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ),
         ("Come si fa il pane per due giorni?", "come si fa il pane x due giorni"),
         ("Você sabe onde fica o consulado em Lisboa?", "vc sabe onde fica o consulado em lisboa?"),
+        # An emoji closing the prompt is decoration.
+        ("Give me 3 fun facts about Mars.", "give me 3 fun facts about mars 🪐"),
         # Two words joined by a hyphen or a space.
         ("Write a thank-you note to my neighbour.", "write a thank you note to my neighbor"),
         (
@@ -565,6 +567,11 @@ def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
             "instructions",
         ),
         ("Calories in a slice of 🍕?", "Calories in a slice of 🍔?", "unseen-characters"),
+        (
+            "How many calories in a slice of 🍕",
+            "How many calories in a slice of 🍔",
+            "unseen-characters",
+        ),
         # Smileys are stripped as decoration, but one swapped for another is the question.
         ("What does 😀 mean in a text?", "What does 😢 mean in a text?", "unseen-characters"),
         ("What does :) mean in a text?", "What does :( mean in a text?", "unseen-characters"),
