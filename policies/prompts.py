@@ -291,8 +291,13 @@ LENGTH_COUNT_ANY_CASE = re.compile(LENGTH_COUNT.pattern, re.IGNORECASE)
 LENGTH_LIMIT_ANY_CASE = re.compile(LENGTH_LIMIT.pattern, re.IGNORECASE)
 # Each group of phrases (regular expressions, one a line) means one instruction; the
 # label names what it asks for.
+# What is written short when a "brief" or "quick" one is asked for ("a quick email").
+WRITTEN_PIECES = (
+    "e-?mail|emial|message|msg|note|text|reply|response|letter|post|caption|bio"
+    "|explanation|description|paragraph|intro|introduction|apology|speech|toast|blurb"
+)
 PHRASES: dict[str, str] = {
-    "length:short": r"""
+    "length:short": rf"""
 be brief
 briefly
 brief answer
@@ -310,11 +315,7 @@ keep it simple
 quick answer
 one[- ]liner
 short version
-\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:e-?mail|emial|message|msg|note|text)s?\b)
-\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:reply|response|letter|post|caption|bio)s?\b)
-\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:explanation|description|paragraph)s?\b)
-\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:intro|introduction|apology|speech)s?\b)
-\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:toast|blurb)s?\b)
+\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:{WRITTEN_PIECES})s?\b)
 very short summary
 less wordy
 cut (?:out )?the fluff
