@@ -289,13 +289,13 @@ LENGTH_LIMIT = re.compile(
 )
 LENGTH_COUNT_ANY_CASE = re.compile(LENGTH_COUNT.pattern, re.IGNORECASE)
 LENGTH_LIMIT_ANY_CASE = re.compile(LENGTH_LIMIT.pattern, re.IGNORECASE)
-# Each group of phrases (regular expressions, one a line) means one instruction; the
-# label names what it asks for.
 # What is written short when a "brief" or "quick" one is asked for ("a quick email").
 WRITTEN_PIECES = (
     "e-?mail|emial|message|msg|note|text|reply|response|letter|post|caption|bio"
     "|explanation|description|paragraph|intro|introduction|apology|speech|toast|blurb"
 )
+# Each group of phrases (regular expressions, one a line) means one instruction; the
+# label names what it asks for.
 PHRASES: dict[str, str] = {
     "length:short": rf"""
 be brief
@@ -789,7 +789,8 @@ class Prompt:
     # The whole text normalized as the payload is: where the other prompt's payload must
     # appear when the two drew the line between request and content in other places.
     content: str = field(default="", compare=False)
-    # The text without greetings, thanks and smileys, as the lexical guards read it.
+    # The text without greetings, thanks and smileys, as the lexical guards read it (counts
+    # spelt in es/fr/de/pt/it written in digits).
     stripped: str = field(default="", compare=False)
     # The smileys taken out: one side's are benign, two different ones are not.
     smileys: frozenset[str] = field(default=frozenset(), compare=False)
@@ -836,20 +837,36 @@ def without_smileys(text: str) -> tuple[str, frozenset[str]]:
     for smiley in SMILEYS:
         found += smiley.findall(text)
         text = smiley.sub(" ", text)
-    closing = CLOSING_EMOJI.search(text)
-    if closing:
-        said = text[: closing.start()].rstrip()
-        last = said.split()[-1].lower() if said.split() else ""
-        if said.endswith((".", "!", "?")) or (last.isalpha() and last not in FUNCTION_WORDS):
-            found.append(closing.group().strip())
-            text = said
+    start = closing_emoji(text)
+    said = text[:start].rstrip()
+    last = said.split()[-1].lower() if said.split() else ""
+    if start < len(text) and (
+        said.endswith((".", "!", "?")) or (last.isalpha() and last not in FUNCTION_WORDS)
+    ):
+        found.append("".join(text[start:].split()))
+        text = said
     return text, frozenset(found) - EMOJI_JOINERS
 
 
-# Emoji (pictographs, symbols, with their modifiers) closing a text.
-CLOSING_EMOJI = re.compile(
-    "(?:\\s*[\U0001f300-\U0001faff\u2600-\u27bf][\ufe0f\u200d\U0001f3fb-\U0001f3ff]*)+\\s*$"
-)
+def closing_emoji(text: str) -> int:
+    """Where the emoji that close a text start (with their modifiers and the spaces between
+    them), or the text's length where none does. A walk back, not a pattern searched from
+    every position: that took seconds on a long run of spaces."""
+    start = end = len(text.rstrip())
+    while start > 0 and (is_emoji(text[start - 1]) or text[start - 1].isspace()):
+        start -= 1
+    while start < end and text[start].isspace():
+        start += 1
+    return start if start < end else len(text)
+
+
+def is_emoji(character: str) -> bool:
+    """A pictograph or symbol, or a part of one (a joiner, a variation selector, a skin tone)."""
+    return (
+        "\U0001f300" <= character <= "\U0001faff"
+        or "\u2600" <= character <= "\u27bf"
+        or (character in EMOJI_JOINERS)
+    )
 
 
 def americanized(words: str) -> str:
