@@ -249,6 +249,8 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     ),
     (re.compile(r"^come (?:faccio (?:a|per)|posso|si pu[oò])\b"), "come"),
     (re.compile(r"\b(?:a|an|the)\b"), " "),
+    # Hedges that ask nothing more ("what exactly is", "have you ever", "is it really").
+    (re.compile(r"\b(?:actually|exactly|really|basically|ever)\b"), " "),
     # Text-speak spelt out ("can u", "how many ppl"), and "#" before a number ("order #5").
     (re.compile(rf"\b(?:{'|'.join(map(re.escape, TEXT_SPEAK))})\b"), lambda m: TEXT_SPEAK[m[0]]),
     (re.compile(r"(?<!\S)# (?=\d)"), ""),

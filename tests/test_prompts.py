@@ -306,6 +306,9 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ),
         ("Come si fa il pane per due giorni?", "come si fa il pane x due giorni"),
         ("Você sabe onde fica o consulado em Lisboa?", "vc sabe onde fica o consulado em lisboa?"),
+        # Hedges that ask nothing more.
+        ("What is a hedge fund?", "what exactly is a hedge fund"),
+        ("Why is the sky blue?", "why is the sky actually blue?"),
         # An emoji closing the prompt is decoration.
         ("Give me 3 fun facts about Mars.", "give me 3 fun facts about mars 🪐"),
         # Two words joined by a hyphen or a space.
