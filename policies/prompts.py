@@ -941,12 +941,17 @@ def asked_below(text: str) -> tuple[str, str] | None:
     """(the content, the request) of a text that gives its content first and asks in a
     last short paragraph ("<meeting notes>\n\naction items w/ owners?"), or None: where
     the first line asks or points ("Summarize this:", "What does this do?") the request
-    comes first, and a short last paragraph is more of the content ("Thanks, Joe")."""
+    comes first, and a short last paragraph is more of the content ("Thanks, Joe"); a
+    first line that only opens the content ("Traceback (most recent call last):") asks
+    nothing."""
     *before, last = re.split(r"\n[^\S\n]*\n", text.strip())
     if not before or "\n" in last or len(last.split()) > ASKED_BELOW_MAX_WORDS:
         return None
     first = before[0].split("\n", 1)[0].rstrip()
-    if first.endswith((":", "?")) or is_directive(first):
+    if first.endswith("?") or is_directive(first):
+        return None
+    # "Translate to French:", "Fix:" ask; "Traceback (most recent call last):" does not.
+    if first.endswith(":") and CONTENT_TASK.search(first):
         return None
     if POINTER.search(first) and len(first.split()) <= ASKED_BELOW_MAX_WORDS:
         return None
@@ -1242,8 +1247,10 @@ output text under less fewer than below exactly most max maximum only just looki
 """.split())  # fmt: skip
 
 
-# Thanks as payload_key writes it (no whitespace), when it is taken into the payload.
+# Thanks and greetings as payload_key writes them (no whitespace), when they are taken
+# into the payload.
 COMPACT_THANKS = re.compile(rf"[\W_]*(?:{THANKS.replace(' ', '')})[\W_]*", re.IGNORECASE)
+COMPACT_GREETING = re.compile(rf"(?:{GREETING.replace(' ', '')})[\W_]*", re.IGNORECASE)
 
 
 def translated_alike(a: str, b: str) -> bool:
@@ -1270,7 +1277,14 @@ def same_payload(new: Prompt, cached: Prompt) -> bool:
     if new.payload in cached.content and cached.payload in new.content:
         return True
     short, long = sorted((new.payload, cached.payload), key=len)
-    return bool(short) and COMPACT_THANKS.fullmatch(long.replace(short, "", 1)) is not None
+    left = long.replace(short, "", 1) if short else None
+    if left is None or left == long:
+        return False
+    # Content pasted first loses its opening "Hi all," to the prompt's greeting.
+    lost_greeting = (new.asked_below or cached.asked_below) and long.startswith(left)
+    return bool(
+        COMPACT_THANKS.fullmatch(left) or (lost_greeting and COMPACT_GREETING.fullmatch(left))
+    )
 
 
 # What each interrogative of es/fr/de/pt/it asks for, accents left out (but for "où":

@@ -986,3 +986,36 @@ def test_a_request_after_its_content_is_read_as_the_request():
 )
 def test_what_is_asked_below_the_content_still_tells_prompts_apart(a, b, guard):
     assert guard_of(judge(a, b)) == guard and guard_of(judge(b, a)) == guard
+
+
+@pytest.mark.parametrize(
+    "asked_first,asked_below",
+    [
+        # Content pasted first loses its opening greeting to the prompt's.
+        (
+            "Summarize this email:\n\nHi all, the review moved to Thursday at 3pm in room B,"
+            " bring the budget sheet.",
+            "Hi all, the review moved to Thursday at 3pm in room B, bring the budget sheet."
+            "\n\nsummarize this email for me",
+        ),
+        # A first line that opens the content ends with a colon but asks nothing.
+        (
+            "What does this error mean?\n\nTraceback (most recent call last):\n"
+            '  File "app.py", line 3, in <module>\nZeroDivisionError: division by zero',
+            'Traceback (most recent call last):\n  File "app.py", line 3, in <module>\n'
+            "ZeroDivisionError: division by zero\n\nhelp, what causes that error",
+        ),
+    ],
+)
+def test_content_pasted_first_is_the_same_content(asked_first, asked_below):
+    assert judge(asked_below, asked_first).guard is None
+    assert judge(asked_first, asked_below).guard is None
+
+
+def test_a_greeting_inside_content_asked_first_is_content():
+    """Only content pasted before its request loses a greeting to the prompt's."""
+    verdict = judge(
+        "Translate to French:\nHi all,\nThe review moved to Thursday at 3pm, bring the budget.",
+        "Translate to French:\nThe review moved to Thursday at 3pm, bring the budget.",
+    )
+    assert not verdict.same and verdict.guard is not None
