@@ -444,7 +444,7 @@ for (?:non[- ]?technical (?:people|person|audience)|someone new)
 for (?:my )?(?:grandma|granny|grandmother|grandpa|grandfather)\b
 (?:in )?(?:simple|plain|layman'?s?) (?:terms|english|words|language)
 \b(?:simple,? )?(?:everyday|normal|plain)(?:,? simple)? (?:words|wording|language|terms)
-plain[- ]english
+plain-english
 simply put
 explain (?:it )?simply
 \bsimply[.!?]*$
@@ -841,7 +841,7 @@ def without_smileys(text: str) -> tuple[str, frozenset[str]]:
         text = smiley.sub(" ", text)
     start = closing_emoji(text)
     said = text[:start].rstrip()
-    last = said.split()[-1].lower() if said.split() else ""
+    last = said.rsplit(maxsplit=1)[-1].lower() if said else ""
     if start < len(text) and (
         said.endswith((".", "!", "?")) or (last.isalpha() and last not in FUNCTION_WORDS)
     ):
@@ -1063,9 +1063,8 @@ def request_words(text: str, language: str) -> str:
     words = plain_request(canonical_words(text))
     if language == "de":
         words = UMLAUT_TYPED.sub(lambda m: m[0][0], words.replace("ß", "ss"))
-    if spoken := TEXT_SPEAK_ABROAD.get(language):
-        counts = COUNTS_ABROAD[language]
-        words = " ".join(counts.get(w, spoken.get(w, w)) for w in words.split())
+    if spelt := SPELT_ABROAD.get(language):
+        words = " ".join(spelt.get(w, w) for w in words.split())
     return words.replace("'", " ") if language in ELIDING else words
 
 
@@ -1109,6 +1108,10 @@ TEXT_SPEAK_ABROAD = {
     "fr": {"pk": "pourquoi", "pq": "pourquoi", "qd": "quand", "bcp": "beaucoup", "tt": "tout"},
     "de": {"nich": "nicht", "is": "ist", "hab": "habe"},
 }  # fmt: skip
+# Each word of es/fr/de/pt/it text-speak or counts, as request_words writes it.
+SPELT_ABROAD = {
+    language: TEXT_SPEAK_ABROAD[language] | counts for language, counts in COUNTS_ABROAD.items()
+}
 
 
 def language_of(text: str, fallback: str = "") -> str:
