@@ -118,13 +118,16 @@ encrypt/decrypt private/public static/dynamic
 # ent-, it s-.
 REVERSING_PREFIXES = ("un", "dis", "de", "des", "ent", "s")
 UNDONE_MIN = 4  # letters the word needs ("undo" / "do" is no pair to read)
-# Capitalized words that are not names: question words and sentence openers.
+# Capitalized words that are not names: question words and sentence openers, the verbs
+# that open an order ("Output only the pattern.") and the words of a bare answer's order.
 # fmt: off
 NOT_NAMES = frozenset("""
 a am an and are at be but can could did do does for he her here his how i if in is it its
 may might must my of on or our shall she should that the their there these they this those
 to was we were what when where which who whom whose why will would you your
 i'm i'll i'd i've i’m i’ll i’d i’ve prof professor dr doctor mr mrs ms miss
+output reply respond answer return give write show provide explain describe list keep
+make use include add format summarize summarise rewrite translate just only no nothing
 """.split())
 # fmt: on
 # Words that carry little meaning of their own: swapping them rewords, not changes, a text.
@@ -565,10 +568,30 @@ def other_names(a: str, b: str) -> bool:
     # A name's forms may not be words of its text ("QX" of "QX7PLM"): both are compared.
     names_a, names_b = name_forms(a), name_forms(b)
     forms_a, forms_b = set(word_forms(a)) | names_a, set(word_forms(b)) | names_b
-    added_a, added_b, shared = names_a - forms_b, names_b - forms_a, names_a & names_b
+    added_a = {name for name in names_a - forms_b if not named_alike(name, forms_b)}
+    added_b = {name for name in names_b - forms_a if not named_alike(name, forms_a)}
+    shared = names_a & names_b
     if added_a and added_b:
         return True
     return listed_beside(added_a, shared, a) or listed_beside(added_b, shared, b)
+
+
+# What a place's name becomes when it names its people or things: "Europe" / "European",
+# "Canada" / "Canadian", "Japan" / "Japanese", "Mexico" / "Mexican".
+DEMONYM_ENDINGS = ("n", "an", "ian", "ean", "ese")
+DEMONYM_STEM_MIN = 4
+
+
+def named_alike(name: str, forms: set[str]) -> bool:
+    """Whether a name is one of `forms` as its people's word, or the other way round."""
+    return any(
+        longer in (stem + ending, stem[:-1] + ending)
+        or (stem.endswith("y") and longer == stem[:-1])  # "Germany" / "German"
+        for form in forms
+        if len(form) >= DEMONYM_STEM_MIN
+        for stem, longer in ((form, name), (name, form))
+        for ending in DEMONYM_ENDINGS
+    )
 
 
 def listed_beside(added: set[str], shared: set[str], text: str) -> bool:

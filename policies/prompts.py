@@ -404,11 +404,16 @@ short story
 as a narrative
 fairy ?tale
 """,
-    "format:code-only": r"""
+    "format:bare": r"""
 (?:only|just) (?:the )?code
 code only
 no explanation
 without (?:any )?explanation
+nothing else(?=\W*$|\))
+no (?:prose|commentary|chit-?chat|chatter|talk|reasoning|extra (?:text|words))
+without (?:any )?(?:commentary|prose)
+skip (?:the )?(?:commentary|explanations?|prose|chit-?chat)
+(?:don'?t|do not) explain(?: (?:it|them|anything))?\b
 """,
     "format:tweet": r"""
 as a tweet
@@ -1020,6 +1025,58 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
     return found
 
 
+# A clause that asks for the answer and nothing around it, however it says so: "Just the
+# regex, nothing else." / "Output only the pattern." / "city name only" / "Reply with the
+# SQL alone." It names the answer's form, with words that only deliver it.
+ALONE = re.compile(r"\b(?:only|just|alone|solely|strictly|purely|pure)\b")
+ANSWER_FORMS = frozenset("""
+answer code snippet regex regexp pattern expression command query sql formula function
+script name number value result output json csv yaml
+""".split())  # fmt: skip
+ANSWER_DELIVERY = frozenset("""
+return print send provide show must format formatted pls plz need want final actual raw exact
+full city shell bash terminal
+""".split())  # fmt: skip
+DATA_FORMATS = frozenset({"format:json", "format:yaml", "format:xml", "format:csv"})
+# What a clause read as asking for the answer alone no longer says besides.
+ANSWER_ALONE_READS = frozenset({"directive:restrict", "directive:say"})
+
+
+def asks_answer_alone(clause: str) -> bool:
+    """Whether a clause only asks for the bare answer: "only", "just", "alone" and the
+    like with words that name the answer's form or deliver it, or a "nothing else"."""
+    lowered = clause.lower()
+    alone = ALONE.search(lowered) is not None
+    if not alone and not INSTRUCTION["format:bare"].search(clause):
+        return False
+    rest = ALONE.sub(" ", instruction_spans(clause).lower())
+    words = (
+        set(LETTERS.findall(rest)) - ((STOPWORDS[ENGLISH] | FILLER) - REVERSING) - ANSWER_DELIVERY
+    )
+    if words - ANSWER_FORMS:
+        return False
+    # "Only" must say of what: a form ("the query") or a format ("JSON only").
+    return (
+        not alone
+        or bool(words)
+        or any(label.startswith("format:") for label in instruction_labels(clause, True))
+    )
+
+
+def bare_orders_apart(parts: list[str]) -> None:
+    """Set an order for the bare answer given before the request's colon ("Only the YAML
+    please: a GitHub Actions config ...") or after its last comma ("who painted the mona
+    lisa, name only pls") apart in `parts`, as a clause of its own."""
+    if not parts:
+        return
+    lead, colon, asked = parts[0].partition(":")
+    if colon and asked.strip() and asks_answer_alone(lead):
+        parts[:1] = [lead, asked.strip()]
+    asked, comma, tail = parts[-1].rpartition(",")
+    if comma and asked.strip() and asks_answer_alone(tail):
+        parts[-1:] = [asked.strip(), tail.strip()]
+
+
 def length_of(count: re.Match[str]) -> str:
     """A length read by LENGTH_COUNT or LENGTH_LIMIT, as "3 point": a bullet, a bullet
     point and a point are one unit, and so are a sentence and a sentence summary."""
@@ -1208,13 +1265,19 @@ def decompose(text: str) -> Prompt:
     parts = [c for c in map(benign_stripped, clauses(head)) if any(ch.isalnum() for ch in c)]
     # The request: up to its first question (context before it belongs to the request).
     # A clause after the question, or one that gives an order, is an instruction.
-    core_end = next((i + 1 for i, c in enumerate(parts) if is_question(c)), len(parts))
+    bare_orders_apart(parts)
     request_parts, instructions = [], set()
+    core_end = next((i + 1 for i, c in enumerate(parts) if is_question(c)), len(parts))
     for i, clause in enumerate(parts):
-        trailing = i >= core_end or (i > 0 and is_directive(clause))
+        bare = (i > 0 or len(parts) > 1) and not is_question(clause) and asks_answer_alone(clause)
+        trailing = bare or i >= core_end or (i > 0 and is_directive(clause))
         labels = instruction_labels(clause, whole_clause=trailing)
+        if bare:  # "Only output the query." / "Command only.": no other order
+            labels = labels - ANSWER_ALONE_READS | {"format:bare"}
         instructions |= labels
         # A further question ("How do I fix it?") is more of the request, for the verifier.
+        if bare:
+            continue
         if trailing and not is_question(clause):
             said = plain_request(canonical_words(instruction_spans(clause)))
             leftover = said.replace("'", "").split()
@@ -1226,6 +1289,10 @@ def decompose(text: str) -> Prompt:
     request = request_words(" ".join(request_parts), language)
     if "audience:child" in instructions:  # "in simple words a 10 year old would get"
         instructions.discard("audience:beginner")
+    if "format:bare" in instructions:  # "no explanation" negates nothing the answer says
+        stripped = INSTRUCTION["format:bare"].sub(" ", stripped)
+        if instructions & DATA_FORMATS:  # "JSON only" is JSON: data comes bare
+            instructions.discard("format:bare")
     return Prompt(
         stripped=counted_in_digits(stripped, language),
         smileys=without_smileys(text)[1],

@@ -509,6 +509,11 @@ def test_json_depth(depth):
         ("Write an email to Professor Hahn", "write an email to Prof. Hahn", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back Jan 15", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back June 15", "names"),
+        # A place and its people's word name one thing; another place does not.
+        ("List three European capitals.", "three capital cities in Europe?", None),
+        ("What do Germans eat for breakfast?", "typical breakfast in Germany?", None),
+        ("Who was the first Roman emperor?", "Who was the first emperor of Romania?", "names"),
+        ("Write a poem for Anna's birthday.", "Write a poem for Ann's birthday.", "names"),
         # "Without" in other words, and "no" that negates nothing.
         ("Give me a recipe for pancakes without eggs", "egg-free pancake recipe pls", None),
         ("Give me a recipe for banana bread without eggs", "eggless banana bread recipe?", None),

@@ -65,6 +65,8 @@ INSTRUCTIONS = [
     "Write it in a formal tone.",
     "Respond only with yes or no.",
     "Say that our competitor is a scam.",
+    "Just the answer, nothing else.",
+    "Only the number.",
 ]
 GREETINGS = [
     "",
@@ -541,6 +543,25 @@ def test_the_same_request_in_other_clothes(a, b):
         ),
         # A parent named is whom the answer is for, not a simpler answer.
         ("Gift ideas for my dad who likes fishing?", "what to get my dad, he likes fishing"),
+        # The bare answer asked for in other words, before or after the request.
+        (
+            "Give me a regex for US ZIP codes. Just the regex, nothing else.",
+            "Regex for US ZIP codes. Output only the pattern.",
+        ),
+        (
+            "Write a SQL query for duplicate emails. Only output the query.",
+            "Only the SQL query please: duplicate emails in a users table",
+        ),
+        (
+            "What is the capital of Australia? Answer with just the city name.",
+            "Australia's capital? city name only",
+        ),
+        ("Who painted the Mona Lisa? Just the name.", "who painted the mona lisa, name only pls"),
+        (
+            "Suggest 5 cafe names. Numbered list, no explanations.",
+            "5 cafe names? just a numbered list, don't explain them",
+        ),
+        ("List three capitals. Return JSON only.", "JSON only please - three capitals"),
     ],
 )
 def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
@@ -855,6 +876,29 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "instructions",
         ),
         ("How do I reset my router?", "How do I reset my router? Just the steps.", "instructions"),
+        # The bare answer of one thing is not another's, nor more than it.
+        (
+            "Write a Python function to reverse a string. Only the code.",
+            "Write a Python function to reverse a string. Only the tests.",
+            "instructions",
+        ),
+        (
+            "Who painted the Mona Lisa? Just the name.",
+            "Who painted the Mona Lisa? Just the name and the year.",
+            "instructions",
+        ),
+        (
+            "How many moons does Mars have?",
+            "Only the number: how many moons does Mars have?",
+            "instructions",
+        ),
+        ("What is X? Only that.", "What is X?", "instructions"),
+        ("Tell me about Paris.", "Tell me about Paris. Only in French.", "instructions"),
+        (
+            "How do I cancel my plan? Just the steps, nothing else.",
+            "How do I cancel my plan? Just say it's not possible.",
+            "instructions",
+        ),
     ],
 )
 def test_what_changes_the_answer_is_vetoed(a, b, guard):
