@@ -381,14 +381,44 @@ def numbers_differ(a: str, b: str) -> bool:
     """A number that one text has and the other lacks, or writes to mean something else:
     "3 things" is not "the third thing", "in a second" not "in 2 seconds". "First" may
     stand on one side alone ("the first step" / "how do I start"), as "one" is no number
-    but before what "1" counts on the other side ("one cup" / "1 cup"). "12k" is 12,000
-    when that reading makes the two agree."""
+    but before what "1" counts on the other side ("one cup" / "1 cup"). "12k" is 12,000,
+    and "two weeks" 14 days, when that reading makes the two agree."""
     if THOUSANDS.search(a) or THOUSANDS.search(b):
         if not forms_differ(a, b, number_forms(a, True), number_forms(b, True)):
             return False
         if thousands_apart(a, b) or thousands_apart(b, a):
             return True  # "5 followers" / "5k followers"
-    return forms_differ(a, b, number_forms(a), number_forms(b))
+    if not forms_differ(a, b, number_forms(a), number_forms(b)):
+        return False
+    if LONG_SPAN.search(a) or LONG_SPAN.search(b):
+        a, b = in_short_units(a), in_short_units(b)
+        return forms_differ(a, b, number_forms(a), number_forms(b))
+    return True
+
+
+# A span of time counted in a longer unit than the other text counts it in: "two weeks" /
+# "14 days", "a fortnight", "a year" / "12 months".
+SPAN_COUNTS = {**SMALL_NUMBERS, "a": 1, "an": 1, "couple of": 2}
+LONG_SPAN = re.compile(
+    rf"\b(?:(?P<n>\d+|{'|'.join(SPAN_COUNTS)}) (?P<unit>weeks?|years?)"
+    r"|(?P<fortnight>a fortnight))\b",
+    re.IGNORECASE,
+)
+SHORT_UNITS = {"week": (7, "days"), "year": (12, "months")}
+
+
+def in_short_units(text: str) -> str:
+    """The text with its spans of weeks and years counted in days and months."""
+
+    def shorter(m: re.Match[str]) -> str:
+        if m["fortnight"]:
+            return "14 days"
+        count = m["n"].lower()
+        n = int(count) if count.isdigit() else SPAN_COUNTS[count]
+        factor, unit = SHORT_UNITS[m["unit"].lower().removesuffix("s")]
+        return f"{n * factor} {unit}"
+
+    return LONG_SPAN.sub(shorter, text)
 
 
 def thousands_apart(a: str, b: str) -> bool:

@@ -475,6 +475,21 @@ def test_json_depth(depth):
         ("How do I add ½ cup of sugar?", "How do I add ¼ cup of sugar?", "numbers"),
         ("What is step ① of the recipe?", "What is step ② of the recipe?", "numbers"),
         ("What is ½ of 10?", "What is 1/2 of 10?", None),
+        # A span of time in weeks or years is the same span in days or months, no other.
+        ("Do I need a visa for two weeks in Japan?", "visa for 14 days in japan?", None),
+        ("What should I pack for a week in Rome?", "packing list for 7 days in rome", None),
+        ("What should I pack for a week in Rome?", "packing list for 8 days in rome", "numbers"),
+        (
+            "Refund still missing, returned it a fortnight ago",
+            "refund missing, returned 14 days ago",
+            None,
+        ),
+        (
+            "Monthly payment on a loan over 5 years?",
+            "monthly payment on a loan over 60 months?",
+            None,
+        ),
+        ("Is my 2 year old talking late?", "is my 18 month old talking late?", "numbers"),
         # ... and apart from the digits beside them: NFKC alone writes "3²" as "32".
         ("What is 3² + 4²?", "What is 32 + 42?", "numbers"),
         ("What is 2¹⁰?", "What is 210?", "numbers"),
