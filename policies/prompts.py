@@ -391,6 +391,7 @@ in verse
 """,
     "format:haiku": r"""
 haiku
+5-7-5
 """,
     "format:limerick": r"""
 limerick
@@ -1037,6 +1038,7 @@ ANSWER_DELIVERY = frozenset("""
 return print send provide show must format formatted pls plz need want final actual raw exact
 full city shell bash terminal
 """.split())  # fmt: skip
+POEM_FORMS = frozenset({"format:haiku", "format:limerick", "format:sonnet"})
 DATA_FORMATS = frozenset({"format:json", "format:yaml", "format:xml", "format:csv"})
 # What a clause read as asking for the answer alone no longer says besides.
 ANSWER_ALONE_READS = frozenset({"directive:restrict", "directive:say"})
@@ -1077,12 +1079,19 @@ def bare_orders_apart(parts: list[str]) -> None:
         parts[-1:] = [asked.strip(), tail.strip()]
 
 
+UNIT_NAMES = {
+    "sentence summary": "sentence",
+    "bullet point": "point",
+    "bullet": "point",
+    "char": "character",
+}
+
+
 def length_of(count: re.Match[str]) -> str:
     """A length read by LENGTH_COUNT or LENGTH_LIMIT, as "3 point": a bullet, a bullet
-    point and a point are one unit, and so are a sentence and a sentence summary."""
-    unit = count.group("unit").removesuffix("s")
-    if unit in {"sentence summary", "point", "bullet point", "bullet"}:
-        unit = "sentence" if unit == "sentence summary" else "point"
+    point and a point are one unit, and so are a sentence and a sentence summary, a
+    character and a char."""
+    unit = UNIT_NAMES.get(unit := count.group("unit").removesuffix("s"), unit)
     return f"{NUMBER_WORD.get(count.group('n'), count.group('n'))} {unit}"
 
 
@@ -1289,6 +1298,8 @@ def decompose(text: str) -> Prompt:
     request = request_words(" ".join(request_parts), language)
     if "audience:child" in instructions:  # "in simple words a 10 year old would get"
         instructions.discard("audience:beginner")
+    if instructions & POEM_FORMS:  # "a 5-7-5 poem" is a haiku
+        instructions.discard("format:poem")
     if "format:bare" in instructions:  # "no explanation" negates nothing the answer says
         stripped = INSTRUCTION["format:bare"].sub(" ", stripped)
         if instructions & DATA_FORMATS:  # "JSON only" is JSON: data comes bare

@@ -543,6 +543,8 @@ def test_the_same_request_in_other_clothes(a, b):
         ),
         # A parent named is whom the answer is for, not a simpler answer.
         ("Gift ideas for my dad who likes fishing?", "what to get my dad, he likes fishing"),
+        # A length in another unit's short name.
+        ("Regex for a password of at least 8 characters", "regex for a password, min 8 chars"),
         # The bare answer asked for in other words, before or after the request.
         (
             "Give me a regex for US ZIP codes. Just the regex, nothing else.",
@@ -876,6 +878,7 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "instructions",
         ),
         ("How do I reset my router?", "How do I reset my router? Just the steps.", "instructions"),
+        ("Write a haiku about the sea", "Write a 5-7-5 limerick about the sea", "instructions"),
         # The bare answer of one thing is not another's, nor more than it.
         (
             "Write a Python function to reverse a string. Only the code.",
@@ -905,6 +908,14 @@ def test_what_changes_the_answer_is_vetoed(a, b, guard):
     verdict = judge(a, b)
     assert not verdict.same
     assert guard_of(verdict) == guard
+
+
+def test_a_poem_by_its_form_is_that_form():
+    haiku = decompose("Write a haiku about an old lighthouse")
+    assert (
+        decompose("compose a 5-7-5 poem about an old lighthouse").instructions == haiku.instructions
+    )
+    assert decompose("Write a sonnet poem about the sea").instructions == {"format:sonnet"}
 
 
 @pytest.mark.parametrize(
