@@ -134,7 +134,9 @@ THANKS = (
 # Separators a benign phrase may be followed by.
 SEP = r"[\s,.!?:;\-–—…]*"
 # \b: an opener is a word of its own ("Qui a peint ...", "History of ..." keep their start).
-LEADING = re.compile(rf"^(?:{GREETING}|{OPENER})\b{SEP}(?=\S|$)", re.IGNORECASE)
+# An emoji may follow a greeting ("holaa ☕ dame 3 ideas ...").
+EMOJI_SEP = r"[\s,.!?:;\-–—…\U0001f300-\U0001faff\u2600-\u27bf\ufe0f\u200d]*"
+LEADING = re.compile(rf"^(?:{GREETING}|{OPENER})\b{EMOJI_SEP}(?=\S|$)", re.IGNORECASE)
 LEADING_ASK = re.compile(rf"^{ASKING}\b{SEP}", re.IGNORECASE)
 # A line of thanks after the sentence that points at the content, before the content.
 THANKS_LINE = re.compile(rf"^{THANKS}[^\S\n]*[,.!?:;…]*[^\S\n]*\n", re.IGNORECASE)
@@ -249,8 +251,16 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     ),
     (re.compile(r"^come (?:faccio (?:a|per)|posso|si pu[oò])\b"), "come"),
     (re.compile(r"\b(?:a|an|the)\b"), " "),
-    # Hedges that ask nothing more ("what exactly is", "have you ever", "is it really").
-    (re.compile(r"\b(?:actually|exactly|really|basically|ever)\b"), " "),
+    # Hedges that ask nothing more ("what exactly is", "have you ever", "is it really"),
+    # in es/fr/de/pt/it too ("wann benutzt man eigentlich ...").
+    (
+        re.compile(
+            r"\b(?:actually|exactly|really|basically|ever|eigentlich|en realidad|en fait"
+            r"|na verdade|in realt[aà]|realmente|vraiment|davvero|exactamente|exactement"
+            r"|esattamente|exatamente)\b"
+        ),
+        " ",
+    ),
     # Text-speak spelt out ("can u", "how many ppl"), and "#" before a number ("order #5").
     (re.compile(rf"\b(?:{'|'.join(map(re.escape, TEXT_SPEAK))})\b"), lambda m: TEXT_SPEAK[m[0]]),
     (re.compile(r"(?<!\S)# (?=\d)"), ""),

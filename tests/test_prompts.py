@@ -334,6 +334,13 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "Write a toast for my sister's wedding. Under 90 words.",
             "Write a toast for my sister's wedding - below 90 words",
         ),
+        # An emoji after a greeting, a hedge in another language.
+        (
+            "Dame 3 ideas de nombres para una cafetería",
+            "holaa ☕ dame 3 ideas de nombres para una cafetería",
+        ),
+        ("Wann benutzt man den Dativ?", "wann benutzt man eigentlich den dativ? danke"),
+        ("Comment marche un VPN ?", "comment marche vraiment un VPN ?"),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
