@@ -486,9 +486,16 @@ WITHOUT = re.compile(
 
 
 def quoted(text: str) -> frozenset[str]:
+    """The strings a text quotes; a fenced block's fences and language tag are no quotes
+    ("```python" does not quote "python\ndef f(xs): ...")."""
+    if "```" in text or "~~~" in text:
+        text = CODE_FENCE.sub(" ", text)
     return frozenset(
         next(g for g in m.groups() if g).strip().lower() for m in QUOTED.finditer(text)
     )
+
+
+CODE_FENCE = re.compile(r"(?:```|~~~)[\w+#-]*")
 
 
 def other_quotes(a: str, b: str) -> bool:

@@ -524,6 +524,17 @@ def test_json_depth(depth):
         ("Write an email to Professor Hahn", "write an email to Prof. Hahn", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back Jan 15", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back June 15", "names"),
+        # A fenced block's fences and language tag quote nothing; what it holds still counts.
+        (
+            "Explain this function:\ndef f(xs):\n    return xs[::-1]",
+            "explain this?\n```python\ndef f(xs):\n    return xs[::-1]\n```",
+            None,
+        ),
+        (
+            "What does this print?\n```js\nconsole.log(`a${b}`)\n```",
+            "What does this print?\n```js\nconsole.log(`b${a}`)\n```",
+            "quoted",
+        ),
         # A place and its people's word name one thing; another place does not.
         ("List three European capitals.", "three capital cities in Europe?", None),
         ("What do Germans eat for breakfast?", "typical breakfast in Germany?", None),
