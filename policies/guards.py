@@ -520,6 +520,24 @@ def identifiers(text: str) -> frozenset[str]:
     return frozenset(code | set(CAMEL_CASED_NAME.findall(text.lower())))
 
 
+def identifiers_differ(a: str, b: str) -> bool:
+    """Whether one text has an identifier the other lacks; a text typed all in lowercase
+    holds it lowercased ("Promise.allSettled" / "promise.allsettled", "mAh" / "mah"),
+    where one that writes capitals elsewhere means the case ("userName" / "username")."""
+    ids_a, ids_b = identifiers(a), identifiers(b)
+    return ids_a != ids_b and not (
+        lowercased_in(ids_a - ids_b, b) and lowercased_in(ids_b - ids_a, a)
+    )
+
+
+def lowercased_in(names: frozenset[str], text: str) -> bool:
+    """Whether a text typed all in lowercase holds each of `names` lowercased."""
+    return not names or (
+        text == text.lower()
+        and all(re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", text) for name in names)
+    )
+
+
 CAMEL_CASED_NAMES = frozenset(
     """
 iphone ipad ipod imac ios ipados icloud itunes imessage ebay macos watchos tvos visionos
@@ -918,7 +936,7 @@ def screen(new_text: str, cached_text: str) -> tuple[str | None, list[str]]:
         return "negation", []
     if other_quotes(new_text, cached_text):
         return "quoted", []
-    if identifiers(new_text) != identifiers(cached_text):
+    if identifiers_differ(new_text, cached_text):
         return "identifiers", []
     if opposite(new_text, cached_text):
         return "opposites", []

@@ -32,7 +32,7 @@ from policies.guards import (
     SMALL_NUMBERS,
     TECH,
     corrected,
-    identifiers,
+    identifiers_differ,
     numbers_differ,
     screen,
     tech_slip,
@@ -1630,7 +1630,7 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
         respelled == compared
         and said_words(new, fixes) == said_words(cached, fixes)
         and not numbers_differ(new.stripped, cached.stripped)
-        and identifiers(new.stripped) == identifiers(cached.stripped)
+        and not identifiers_differ(new.stripped, cached.stripped)
     ):
         return Verdict(True, None)
     guard = mismatch(new, cached)

@@ -524,6 +524,13 @@ def test_json_depth(depth):
         ("Write an email to Professor Hahn", "write an email to Prof. Hahn", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back Jan 15", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back June 15", "names"),
+        # Typed all in lowercase, an identifier is the same one; with capitals elsewhere, not.
+        (
+            "What's the difference between Promise.all and Promise.allSettled?",
+            "whats the difference between promise.all and promise.allsettled",
+            None,
+        ),
+        ("Why does my useEffect run twice?", "Why does my UseEffect run twice?", "identifiers"),
         # A fenced block's fences and language tag quote nothing; what it holds still counts.
         (
             "Explain this function:\ndef f(xs):\n    return xs[::-1]",
