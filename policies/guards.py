@@ -924,10 +924,34 @@ def read_arrows(text: str, other: str) -> str:
     return ARROW.sub(" to ", text)
 
 
+# The words for a currency whose sign the models cannot read ("150 €" / "150 euros").
+CURRENCY_WORDS = {
+    "€": ("euro", "euros", "eur"),
+    "£": ("pound", "pounds", "gbp", "quid"),
+    "¥": ("yen", "jpy", "yuan", "cny", "rmb"),
+    "₹": ("rupee", "rupees", "inr"),
+}
+
+
+def read_currencies(text: str, other: str) -> str:
+    """The text with a currency's sign written as the currency's word the other text uses
+    for it ("150 €" / "150 euros"); a sign the other text does not name stays unseen."""
+    for sign, names in CURRENCY_WORDS.items():
+        if sign in text and sign not in other:
+            said = [name for name in names if re.search(rf"\b{name}\b", other, re.IGNORECASE)]
+            if said:
+                text = text.replace(sign, f" {said[0]} ")
+    return text
+
+
 def screen(new_text: str, cached_text: str) -> tuple[str | None, list[str]]:
     """(The first guard that rejects the pair or None, the words swapped for others: see
     swapped_words). A swapped word is no veto but for a value: the calibration weighs it."""
     new_text, cached_text = read_arrows(new_text, cached_text), read_arrows(cached_text, new_text)
+    new_text, cached_text = (
+        read_currencies(new_text, cached_text),
+        read_currencies(cached_text, new_text),
+    )
     if other_unseen(unseen(new_text), unseen(cached_text)):
         return "unseen-characters", []
     if numbers_differ(new_text, cached_text):

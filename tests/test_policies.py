@@ -524,6 +524,9 @@ def test_json_depth(depth):
         ("Write an email to Professor Hahn", "write an email to Prof. Hahn", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back Jan 15", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back June 15", "names"),
+        # A currency's sign is its word where the other text says it, else unseen.
+        ("Convert 150 euros to dollars", "150€ in dollars?", None),
+        ("How much is 20 pounds in dollars?", "20 € in dollars?", "unseen-characters"),
         # Typed all in lowercase, an identifier is the same one; with capitals elsewhere, not.
         (
             "What's the difference between Promise.all and Promise.allSettled?",
