@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from unicodedata import normalize
 
 from policies.guards import (
+    CODE_FENCE,
     COMMON_WORDS,
     COMMON_WORDS_MIN_LETTERS,
     FUNCTION_WORDS,
@@ -991,7 +992,7 @@ def points_back(line: str) -> bool:
 def payload_key(content: str) -> str:
     """Inline content as compared: without code fences and their language tag, quotes,
     backticks, whitespace and commas (a list written on lines or with commas)."""
-    content = re.sub(r"(?:```|~~~)[\w+#-]*", "", normalize("NFKC", content))
+    content = CODE_FENCE.sub("", normalize("NFKC", content))
     return re.sub(r"[\s,;`\"“”'‘’«»]+", "", content)
 
 
@@ -1044,9 +1045,11 @@ ANSWER_FORMS = frozenset("""
 answer code snippet regex regexp pattern expression command query sql formula function
 script name number value result output json csv yaml
 """.split())  # fmt: skip
+# Words that only deliver the answer or qualify its form ("the final answer", "the city
+# name", "the shell command").
 ANSWER_DELIVERY = frozenset("""
-return print send provide show must format formatted pls plz need want final actual raw exact
-full city shell bash terminal
+return print send provide show must format formatted pls plz need want
+final actual raw exact full city shell bash terminal
 """.split())  # fmt: skip
 POEM_FORMS = frozenset({"format:haiku", "format:limerick", "format:sonnet"})
 DATA_FORMATS = frozenset({"format:json", "format:yaml", "format:xml", "format:csv"})
@@ -1292,11 +1295,10 @@ def decompose(text: str) -> Prompt:
         trailing = bare or i >= core_end or (i > 0 and is_directive(clause))
         labels = instruction_labels(clause, whole_clause=trailing)
         if bare:  # "Only output the query." / "Command only.": no other order
-            labels = labels - ANSWER_ALONE_READS | {"format:bare"}
+            instructions |= labels - ANSWER_ALONE_READS | {"format:bare"}
+            continue
         instructions |= labels
         # A further question ("How do I fix it?") is more of the request, for the verifier.
-        if bare:
-            continue
         if trailing and not is_question(clause):
             said = plain_request(canonical_words(instruction_spans(clause)))
             leftover = said.replace("'", "").split()
@@ -1310,12 +1312,13 @@ def decompose(text: str) -> Prompt:
         instructions.discard("audience:beginner")
     if instructions & POEM_FORMS:  # "a 5-7-5 poem" is a haiku
         instructions.discard("format:poem")
+    lexical = stripped
     if "format:bare" in instructions:  # "no explanation" negates nothing the answer says
-        stripped = INSTRUCTION["format:bare"].sub(" ", stripped)
+        lexical = INSTRUCTION["format:bare"].sub(" ", stripped)
         if instructions & DATA_FORMATS:  # "JSON only" is JSON: data comes bare
             instructions.discard("format:bare")
     return Prompt(
-        stripped=counted_in_digits(stripped, language),
+        stripped=counted_in_digits(lexical, language),
         smileys=without_smileys(text)[1],
         content=payload_key(stripped),
         language=language,
