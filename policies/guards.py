@@ -622,9 +622,10 @@ def other_names(a: str, b: str) -> bool:
     """
     # A name's forms may not be words of its text ("QX" of "QX7PLM"): both are compared.
     names_a, names_b = name_forms(a), name_forms(b)
-    forms_a, forms_b = set(word_forms(a)) | names_a, set(word_forms(b)) | names_b
-    added_a = {name for name in names_a - forms_b if not named_alike(name, forms_b)}
-    added_b = {name for name in names_b - forms_a if not named_alike(name, forms_a)}
+    words_a, words_b = word_forms(a), word_forms(b)
+    forms_a, forms_b = set(words_a) | names_a, set(words_b) | names_b
+    added_a = {n for n in names_a - forms_b if not named_alike(n, forms_b, words_b)}
+    added_b = {n for n in names_b - forms_a if not named_alike(n, forms_a, words_a)}
     shared = names_a & names_b
     if added_a and added_b:
         return True
@@ -635,10 +636,20 @@ def other_names(a: str, b: str) -> bool:
 # "Canada" / "Canadian", "Japan" / "Japanese", "Mexico" / "Mexican".
 DEMONYM_ENDINGS = ("n", "an", "ian", "ean", "ese")
 DEMONYM_STEM_MIN = 4
+ABBREVIATION_MIN, ABBREVIATION_MAX = 2, 5  # letters of a name read as initials
+DOTTED_INITIALS = re.compile(r"(?:[a-z]\.)+[a-z]\.?")
 
 
-def named_alike(name: str, forms: set[str]) -> bool:
-    """Whether a name is one of `forms` as its people's word, or the other way round."""
+def named_alike(name: str, forms: set[str], words: list[str]) -> bool:
+    """Whether a name is one of `forms` as its people's word, or the other way round, or
+    the initials of consecutive `words` ("SLC" / "Salt Lake City", "WW" / "World War")."""
+    if ABBREVIATION_MIN <= len(name) <= ABBREVIATION_MAX and name.isalpha():
+        for i in range(len(words) - len(name) + 1):
+            spelt = words[i : i + len(name)]
+            if spelt[0] in FUNCTION_WORDS or spelt[-1] in FUNCTION_WORDS:
+                continue
+            if "".join(word[0] for word in spelt) == name:
+                return True
     return any(
         longer in (stem + ending, stem[:-1] + ending)
         or (stem.endswith("y") and longer == stem[:-1])  # "Germany" / "German"
@@ -664,11 +675,13 @@ def listed_beside(added: set[str], shared: set[str], text: str) -> bool:
 
 
 def name_forms(text: str) -> set[str]:
-    """The forms of a text's names: "Wi-Fi" is "WiFi", "Jan" is "January"."""
+    """The forms of a text's names: "Wi-Fi" is "WiFi", "Jan" is "January", "U.S." is "US"."""
     return {
         MONTH_NAMES.get(form, form)
         for name in names(text)
-        for form in word_forms(name.replace("-", ""))
+        for form in word_forms(
+            name.replace(".", "") if DOTTED_INITIALS.fullmatch(name) else name.replace("-", "")
+        )
     }
 
 
@@ -697,9 +710,18 @@ def swapped_words(a: str, b: str) -> list[str]:
         return []
     if "".join(forms_a) == "".join(forms_b):
         return []  # only spaces or hyphens moved: "e-mail" / "email", "180 C" / "180°C"
+    if initials_of(list(only_a.elements()), [w for w in forms_b if w in only_b]) or initials_of(
+        list(only_b.elements()), [w for w in forms_a if w in only_a]
+    ):
+        return []  # "the UK" / "the United Kingdom"
     swapped_a = [w for w in only_a if meaningful(w) and not any(one_word(w, v) for v in only_b)]
     swapped_b = [w for w in only_b if meaningful(w) and not any(one_word(w, v) for v in only_a)]
     return swapped_a + swapped_b if swapped_a and swapped_b else []
+
+
+def initials_of(short: list[str], words: list[str]) -> bool:
+    """Whether `short` is one word spelt by the first letters of `words`, in order."""
+    return len(short) == 1 and len(words) > 1 and short[0] == "".join(w[0] for w in words)
 
 
 def one_word(a: str, b: str) -> bool:

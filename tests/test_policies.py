@@ -545,6 +545,12 @@ def test_json_depth(depth):
             "What does this print?\n```js\nconsole.log(`b${a}`)\n```",
             "quoted",
         ),
+        # A name and its initials name one thing ("U.S." is "US"); other initials do not.
+        ("Drive time from Denver to Salt Lake City?", "Denver to SLC drive time?", None),
+        ("Deadline to file US taxes for 2024?", "Deadline to file U.S. taxes for 2024?", None),
+        ("Send money from the UK to India?", "Send money from the United Kingdom to India?", None),
+        ("Cheap flights from Madrid to Boston", "Cheap flights from Madrid to LA", "names"),
+        ("Best pizza in New York?", "Best pizza in NJ?", "names"),
         # A place and its people's word name one thing; another place does not.
         ("List three European capitals.", "three capital cities in Europe?", None),
         ("What do Germans eat for breakfast?", "typical breakfast in Germany?", None),
