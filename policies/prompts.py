@@ -314,7 +314,7 @@ PHRASES: dict[str, str] = {
 be brief
 briefly
 brief answer
-keep it (?:short|brief)
+(?:keep|make) it (?:short|brief)
 short answer
 (?:in )?short(?:ly)?[.!]?$
 concise(?:ly)?
@@ -328,7 +328,7 @@ keep it simple
 quick answer
 one[- ]liner
 short version
-\b(?:short|brief|quick|concise)(?= (?:[a-z-]+ )?(?:{WRITTEN_PIECES})s?\b)
+\b(?:short|brief|quick|concise)(?=,? (?:[a-z-]+ )?(?:{WRITTEN_PIECES})s?\b)
 very short summary
 less wordy
 cut (?:out )?the fluff
@@ -575,7 +575,8 @@ explain your answer
     "extra:more": r"""
 (?:,|\band|\bthen|\balso) (?:then )?(?:explain|describe|list|include|add|give|show)\b
 (?:,|\band|\bthen|\balso) (?:then )?(?:compare|summari[sz]e|rank|sort)\b
-(?:,|\band|\bthen|\balso) (?:then )?(?:make|rewrite|turn|translate|format)\b
+(?:,|\band|\bthen|\balso) (?:then )?(?:rewrite|turn|translate|format)\b
+(?:,|\band|\bthen|\balso) (?:then )?make\b(?! it (?:short|brief|casual|formal|funny|simple)\b)
 """,
     "extra:summary": r"""
 with a summary
@@ -1103,9 +1104,12 @@ UNIT_NAMES = {
 def length_of(count: re.Match[str]) -> str:
     """A length read by LENGTH_COUNT or LENGTH_LIMIT, as "3 point": a bullet, a bullet
     point and a point are one unit, and so are a sentence and a sentence summary, a
-    character and a char."""
+    character and a char, one line and one sentence."""
     unit = UNIT_NAMES.get(unit := count.group("unit").removesuffix("s"), unit)
-    return f"{NUMBER_WORD.get(count.group('n'), count.group('n'))} {unit}"
+    n = NUMBER_WORD.get(count.group("n"), count.group("n"))
+    if n == "1" and unit == "line":  # "in one line" asks what "in one sentence" asks
+        unit = "sentence"
+    return f"{n} {unit}"
 
 
 def instruction_spans(text: str, kinds: tuple[str, ...] = ("",)) -> str:
@@ -1598,8 +1602,14 @@ def same_instructions(new: Prompt, cached: Prompt) -> bool:
 def said_in_request(label: str, new: Prompt, cached: Prompt) -> bool:
     """An instruction read only in clauses after the request (CLAUSE_ONLY) that the other
     prompt gives inside its request: the same order, put elsewhere ("Find duplicate emails
-    with SQL. Only output the query." / "Only give me the query: find duplicate emails")."""
+    with SQL. Only output the query." / "Only give me the query: find duplicate emails").
+    Likewise a task added to the request ("..., and explain the science behind it") that
+    the other prompt orders in a clause of its own ("... Explain the science.")."""
     lacking = cached if label in new.instructions else new
+    if label == "extra:more":
+        having = new if lacking is cached else cached
+        said = clause_words(lacking, orders_only=True)
+        return bool(said) and said <= set(having.request.replace("'", "").split())
     return label in CLAUSE_ONLY and INSTRUCTION[label].search(lacking.request) is not None
 
 

@@ -550,6 +550,17 @@ def test_the_same_request_in_other_clothes(a, b):
         ),
         # A parent named is whom the answer is for, not a simpler answer.
         ("Gift ideas for my dad who likes fishing?", "what to get my dad, he likes fishing"),
+        # One line is one sentence; "make it short" is a length, and no added task.
+        ("Explain what a blockchain is in one sentence.", "Sum up blockchain in a single line."),
+        (
+            "Write an apology text to a friend I hurt, make it short and casual.",
+            "write a short, casual apology text to a friend i hurt",
+        ),
+        # A task added inside the request on one side, in a clause of its own on the other.
+        (
+            "How long should I boil an egg for a runny yolk? Explain the science.",
+            "how long to boil an egg for a runny yolk, and explain the science behind it",
+        ),
         # A length in another unit's short name.
         ("Regex for a password of at least 8 characters", "regex for a password, min 8 chars"),
         # The bare answer asked for in other words, before or after the request.
@@ -886,6 +897,21 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         ),
         ("How do I reset my router?", "How do I reset my router? Just the steps.", "instructions"),
         ("Write a haiku about the sea", "Write a 5-7-5 limerick about the sea", "instructions"),
+        (
+            "Write a poem about the sea in one line.",
+            "Write a poem about the sea in four lines.",
+            "instructions",
+        ),
+        (
+            "How long should I boil an egg? Explain the science.",
+            "how long to boil an egg, and compare it with frying",
+            "instructions",
+        ),
+        (
+            "Write an apology text to a friend.",
+            "Write an apology text to a friend, make it short.",
+            "instructions",
+        ),
         # The bare answer of one thing is not another's, nor more than it.
         (
             "Write a Python function to reverse a string. Only the code.",
