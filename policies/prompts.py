@@ -450,8 +450,12 @@ for \d+[- ]?(?:year[- ]olds|yos?)\b
 \bfor (?:a|my|our) (?:\d+|two|three|four|five|six|seven|eight|nine|ten)[- ]?(?:years?|yrs?)[- ]old\b
 \bfor (?:a|my|our) (?:\d+|two|three|four|five|six|seven|eight|nine|ten)[- ]?y/?o\b
 \b(?:kindergart[ae]ners?|preschoolers?)\b
-\b(?:first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th)[- ]grade(?:rs?| kids?| class| students?)\b
+\b(?:first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th)[- ]grade(?:rs?| kids?| class)\b
+\b(?:first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th)[- ]grade (?:students?|level)\b
 \b(?:little kid|kid[- ]level)\b
+\b(?:small|young|little) (?:child|children|kids?)\b
+\b(?:so|that) (?:a|my) (?:[1-9]|1[0-2]|two|three|four|five|six|seven|eight|ten)[- ]year[- ]old\b
+\beli(?:[1-9]|1[0-2])\b
 """,
     "audience:beginner": r"""
 (?:for|to) (?:a |an |absolute )?(?:beginners?|novices?|newbies?|noobs?|dummies|laym[ae]n|layperson)
@@ -474,6 +478,7 @@ non[- ](?:tech|techie|scientist|expert|specialist)s?\b
 \bno legalese
 (?:no|without (?:a|any)) (?:\w+ )?background
 assume i know nothing
+\b(?:an? )?(?:easy|simple|layman'?s) explanation
 new (?:coder|programmer|developer) here
 (?:aren'?t|not) (?:very )?(?:techy|tech[- ]savvy|technical)
 """,
@@ -1599,13 +1604,19 @@ def same_instructions(new: Prompt, cached: Prompt) -> bool:
     return new_orders <= cached_asked | cached_said and cached_said <= new_asked | new_said
 
 
+BEGINNERS = re.compile(r"\b(?:beginners?|novices?|newbies?)\b")
+
+
 def said_in_request(label: str, new: Prompt, cached: Prompt) -> bool:
     """An instruction read only in clauses after the request (CLAUSE_ONLY) that the other
     prompt gives inside its request: the same order, put elsewhere ("Find duplicate emails
     with SQL. Only output the query." / "Only give me the query: find duplicate emails").
     Likewise a task added to the request ("..., and explain the science behind it") that
-    the other prompt orders in a clause of its own ("... Explain the science.")."""
+    the other prompt orders in a clause of its own ("... Explain the science."), and
+    beginners named in the other prompt's request ("a beginner workout plan")."""
     lacking = cached if label in new.instructions else new
+    if label == "audience:beginner" and BEGINNERS.search(lacking.request):
+        return True  # "a workout plan for beginners" / "a beginner workout plan"
     if label == "extra:more":
         having = new if lacking is cached else cached
         said = clause_words(lacking, orders_only=True)

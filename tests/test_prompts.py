@@ -561,6 +561,22 @@ def test_the_same_request_in_other_clothes(a, b):
             "How long should I boil an egg for a runny yolk? Explain the science.",
             "how long to boil an egg for a runny yolk, and explain the science behind it",
         ),
+        # An audience in other words: beginners named in the request, a grade's level, ELI10.
+        ("Give me a 4-week workout plan for beginners.", "4 week beginner workout plan please"),
+        (
+            "Describe the water cycle for a 5th grader.",
+            "describe the water cycle at a 5th-grade level",
+        ),
+        ("Explain Big O notation like I'm 10.", "ELI10: Big O notation"),
+        (
+            "Explain photosynthesis in simple terms.",
+            "give me an easy explanation of photosynthesis",
+        ),
+        # An age asked about is no audience.
+        (
+            "How old is a 7 year old labrador in dog years?",
+            "how old is a 7 yr old lab in dog years",
+        ),
         # A length in another unit's short name.
         ("Regex for a password of at least 8 characters", "regex for a password, min 8 chars"),
         # The bare answer asked for in other words, before or after the request.
@@ -897,6 +913,11 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         ),
         ("How do I reset my router?", "How do I reset my router? Just the steps.", "instructions"),
         ("Write a haiku about the sea", "Write a 5-7-5 limerick about the sea", "instructions"),
+        (
+            "Explain photosynthesis.",
+            "Explain photosynthesis so a 7-year-old can follow.",
+            "instructions",
+        ),
         (
             "Write a poem about the sea in one line.",
             "Write a poem about the sea in four lines.",
