@@ -369,6 +369,7 @@ html format
 """,
     "format:table": r"""
 (?:as|in|into) a (?:markdown )?table
+\bmarkdown table\b
 in table form
 tabular
 table format
@@ -443,7 +444,8 @@ outline
 (?:explain (?:it )?)?like i'?m (?:five|5|a child|a kid|ten|10|six|6|seven|eight|a toddler)
 (?:explain (?:it )?)?like (?:i am|you'?re talking to) (?:five|5|a child|a kid)
 eli5
-(?:for|to) a (?:child|kid|toddler|\d+[- ]year[- ]old|(?:five|six|seven|eight|ten)[- ]year[- ]old)
+(?:for|to) a (?:child|kid|toddler)(?! (?:component|process|node|element|class|thread|window)s?\b)
+(?:for|to) a (?:\d+|five|six|seven|eight|ten)[- ]year[- ]old
 for (?:kids|children)
 for \d+[- ]?(?:year[- ]olds|yos?)\b
 (?:five|5|ten|10)[- ]year[- ]old
@@ -496,6 +498,8 @@ more professional
 sound professional
 professionally
 (?:professional|official)[- ]sounding
+\btone (?:is |should be |to be |must be )?(?:formal|professional)\b
+(?:keep|make) (?:it|the tone|things) (?:formal|professional)\b
 """,
     "tone:casual": r"""
 \bcasual(?:ly)?\b
@@ -540,6 +544,9 @@ motivational
 inspirational
 romantic(?:ally)?
 academic tone
+""",
+    # A tone asked for without naming one ("watch the tone"); a named tone says more.
+    "tone:some": r"""
 \btone\b
 """,
     "extra:examples": r"""
@@ -690,7 +697,7 @@ FAULT_QUESTION = re.compile(
 )
 # Instructions in the request itself are a property of the request ("What does 'not'
 # mean?" asks about a word): "directive:restrict" is only read in clauses outside it.
-CLAUSE_ONLY = {"directive:restrict", "tone:other", "format:tweet", "format:outline"}
+CLAUSE_ONLY = {"directive:restrict", "tone:other", "tone:some", "format:tweet", "format:outline"}
 
 # A clause is a directive when it starts with one of these (after "and", "but", "also").
 DIRECTIVE_VERBS = set("""
@@ -1321,6 +1328,8 @@ def decompose(text: str) -> Prompt:
         instructions.discard("audience:beginner")
     if instructions & POEM_FORMS:  # "a 5-7-5 poem" is a haiku
         instructions.discard("format:poem")
+    if any(i.startswith("tone:") and i != "tone:some" for i in instructions):
+        instructions.discard("tone:some")  # "keep the tone professional" names it
     lexical = stripped
     if "format:bare" in instructions:  # "no explanation" negates nothing the answer says
         lexical = INSTRUCTION["format:bare"].sub(" ", stripped)

@@ -572,6 +572,17 @@ def test_the_same_request_in_other_clothes(a, b):
             "Explain photosynthesis in simple terms.",
             "give me an easy explanation of photosynthesis",
         ),
+        # A tone named in other words; a table asked for in a lead.
+        (
+            "Write a cover letter opening for a data analyst job. Professional tone.",
+            "Draft a cover letter opening for a data analyst job? Keep the tone professional.",
+        ),
+        ("Give me a 3-day workout plan as a markdown table.", "markdown table: 3 day workout plan"),
+        # A child component is no child audience.
+        (
+            "In React, how do I pass data from a child component to its parent?",
+            "React: best way for a child component to send data up to its parent?",
+        ),
         # An age asked about is no audience.
         (
             "How old is a 7 year old labrador in dog years?",
@@ -916,6 +927,16 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         (
             "Explain photosynthesis.",
             "Explain photosynthesis so a 7-year-old can follow.",
+            "instructions",
+        ),
+        (
+            "Write a cover letter opening. Professional tone.",
+            "Write a cover letter opening. Casual tone.",
+            "instructions",
+        ),
+        (
+            "Write a cover letter opening.",
+            "Write a cover letter opening. Keep an eye on the tone.",
             "instructions",
         ),
         (
