@@ -648,7 +648,7 @@ def named_alike(name: str, forms: set[str], words: list[str]) -> bool:
             spelt = words[i : i + len(name)]
             if spelt[0] in FUNCTION_WORDS or spelt[-1] in FUNCTION_WORDS:
                 continue
-            if "".join(word[0] for word in spelt) == name:
+            if initials(spelt) == name:
                 return True
     return any(
         longer in (stem + ending, stem[:-1] + ending)
@@ -710,18 +710,22 @@ def swapped_words(a: str, b: str) -> list[str]:
         return []
     if "".join(forms_a) == "".join(forms_b):
         return []  # only spaces or hyphens moved: "e-mail" / "email", "180 C" / "180°C"
-    if initials_of(list(only_a.elements()), [w for w in forms_b if w in only_b]) or initials_of(
-        list(only_b.elements()), [w for w in forms_a if w in only_a]
-    ):
+    if spelt_out(only_a, only_b, forms_b) or spelt_out(only_b, only_a, forms_a):
         return []  # "the UK" / "the United Kingdom"
     swapped_a = [w for w in only_a if meaningful(w) and not any(one_word(w, v) for v in only_b)]
     swapped_b = [w for w in only_b if meaningful(w) and not any(one_word(w, v) for v in only_a)]
     return swapped_a + swapped_b if swapped_a and swapped_b else []
 
 
-def initials_of(short: list[str], words: list[str]) -> bool:
-    """Whether `short` is one word spelt by the first letters of `words`, in order."""
-    return len(short) == 1 and len(words) > 1 and short[0] == "".join(w[0] for w in words)
+def spelt_out(short: Counter[str], long: Counter[str], forms: list[str]) -> bool:
+    """Whether the one word of `short` is the initials of the words of `long`, in the
+    order `forms` (their text's words) holds them."""
+    words = [w for w in forms if w in long]
+    return short.total() == 1 and len(words) > 1 and next(iter(short)) == initials(words)
+
+
+def initials(words: list[str]) -> str:
+    return "".join(word[0] for word in words)
 
 
 def one_word(a: str, b: str) -> bool:
