@@ -686,8 +686,19 @@ def name_forms(text: str) -> set[str]:
 
 
 def is_value(word: str) -> bool:
-    """A size, a grade or a code rather than a word: short, or with a digit in it."""
-    return len(word) <= VALUE_MAX or any(c.isdigit() for c in word)
+    """A size, a grade, a code or a unit rather than a word: short, with a digit in it, or
+    what a number counts ("8 weeks old" / "8 months old": the number alone agrees)."""
+    return len(word) <= VALUE_MAX or any(c.isdigit() for c in word) or word in UNITS
+
+
+# Units, as word_forms writes them (singular, "inches" as "inche").
+UNITS = frozenset("""
+second minute hour day week month year decade century millisecond
+mm cm meter metre km inch inche foot feet yard mile millimeter centimeter kilometer kilometre
+gram kg kilo kilogram pound lb lbs ounce oz ton tonne
+ml liter litre milliliter millilitre gallon cup tablespoon teaspoon tbsp tsp pint quart
+byte kb mb gb tb
+""".split())  # fmt: skip
 
 
 def swapped_words(a: str, b: str) -> list[str]:
@@ -992,7 +1003,8 @@ def screen(new_text: str, cached_text: str) -> tuple[str | None, list[str]]:
         return "opposites", []
     if other_names(new_text, cached_text):
         return "names", []
-    swapped = swapped_words(new_text, cached_text)
+    # A span in weeks against the same span in days is no unit swapped ("5 years" / "60 months").
+    swapped = swapped_words(in_short_units(new_text), in_short_units(cached_text))
     if any(is_value(word) for word in swapped):
         return "swapped-word", []  # "size M" / "size L", "#1E90FF": the models barely see it
     if swapped_roles(new_text, cached_text) or turned_around(new_text, cached_text):

@@ -1692,11 +1692,21 @@ def misspellings(new: Prompt, cached: Prompt) -> dict[str, str]:
     fixes = {}
     for a, b in zip(words, cached_words, strict=True):
         if a != b:
+            if a in members(new.stripped) or b in members(cached.stripped):
+                return {}  # code: "array.slice" / "array.splice" are two methods
             right = tech_slip(a, b) if a in TECH or b in TECH else corrected(a, b, new.language)
             if right is None:
                 return {}
             fixes[b if right == a else a] = right
     return fixes
+
+
+MEMBER = re.compile(r"(?<=\w)\.([A-Za-z_]\w*)")
+
+
+def members(text: str) -> set[str]:
+    """The names a text writes after a dot, as code does ("array.slice"), lowercased."""
+    return {name.lower() for name in MEMBER.findall(text)} if "." in text else set()
 
 
 def said_words(prompt: Prompt, fixes: dict[str, str] | None = None) -> set[str]:

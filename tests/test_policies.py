@@ -524,6 +524,13 @@ def test_json_depth(depth):
         ("Write an email to Professor Hahn", "write an email to Prof. Hahn", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back Jan 15", None),
         ("Reply that I'm back on January 15.", "reply that I'll be back June 15", "names"),
+        # A unit swapped for another is another value, whatever the number says.
+        (
+            "my puppy is 8 weeks old, how often should she eat",
+            "my puppy is 8 months old, how often should she eat",
+            "swapped-word",
+        ),
+        ("Convert 2.5 cups to liters.", "Convert 2.5 cups to milliliters.", "swapped-word"),
         # A currency's sign is its word where the other text says it, else unseen.
         ("Convert 150 euros to dollars", "150€ in dollars?", None),
         ("How much is 20 pounds in dollars?", "20 € in dollars?", "unseen-characters"),

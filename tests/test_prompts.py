@@ -694,6 +694,8 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         ("Traduce 'por favor, siéntate' al inglés", "Traduce 'siéntate' al inglés"),
         # "SVP" is a senior vice president, not "s'il vous plaît".
         ("What do a VP, SVP and CFO do?", "What do a VP and CFO do?"),
+        # A name written after a dot is code: one letter apart is another method, no slip.
+        ("array.slice explained simply", "array.splice explained simply"),
     ],
 )
 def test_what_reads_alike_but_is_not_the_same_request(a, b):
