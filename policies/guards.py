@@ -390,10 +390,10 @@ def numbers_differ(a: str, b: str) -> bool:
             return True  # "5 followers" / "5k followers"
     if not forms_differ(a, b, number_forms(a), number_forms(b)):
         return False
-    if LONG_SPAN.search(a) or LONG_SPAN.search(b):
-        a, b = in_short_units(a), in_short_units(b)
-        return forms_differ(a, b, number_forms(a), number_forms(b))
-    return True
+    shorter_a, shorter_b = in_short_units(a), in_short_units(b)
+    if shorter_a == a and shorter_b == b:
+        return True
+    return forms_differ(shorter_a, shorter_b, number_forms(shorter_a), number_forms(shorter_b))
 
 
 # A span of time counted in a longer unit than the other text counts it in: "two weeks" /

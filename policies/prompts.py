@@ -135,8 +135,12 @@ THANKS = (
 # Separators a benign phrase may be followed by.
 SEP = r"[\s,.!?:;\-–—…]*"
 # \b: an opener is a word of its own ("Qui a peint ...", "History of ..." keep their start).
+EMOJI_JOINERS = frozenset({"\ufe0f", "\u200d"})  # parts of an emoji, not smileys of their own
+# Pictographs and symbols, and the parts of one (a joiner, a variation selector, a skin tone).
+EMOJI_CHARACTERS = f"\U0001f300-\U0001faff\u2600-\u27bf{''.join(sorted(EMOJI_JOINERS))}"
+EMOJI = re.compile(f"[{EMOJI_CHARACTERS}]")
 # An emoji may follow a greeting ("holaa ☕ dame 3 ideas ...").
-EMOJI_SEP = r"[\s,.!?:;\-–—…\U0001f300-\U0001faff\u2600-\u27bf\ufe0f\u200d]*"
+EMOJI_SEP = rf"[\s,.!?:;\-–—…{EMOJI_CHARACTERS}]*"
 LEADING = re.compile(rf"^(?:{GREETING}|{OPENER})\b{EMOJI_SEP}(?=\S|$)", re.IGNORECASE)
 LEADING_ASK = re.compile(rf"^{ASKING}\b{SEP}", re.IGNORECASE)
 # A line of thanks after the sentence that points at the content, before the content.
@@ -165,7 +169,6 @@ DECORATIVE = re.compile(
 ASCII_SMILEY = re.compile(r"(?<!\S)(?:[:;=]-?[)(DPp3]|\(:|xD|XD|<3)(?!\S)")
 # In this order: an emoji taken out may leave an ASCII smiley standing alone ("😀:)").
 SMILEYS = (DECORATIVE, ASCII_SMILEY)
-EMOJI_JOINERS = frozenset({"\ufe0f", "\u200d"})  # parts of an emoji, not smileys of their own
 
 # British spellings written the American way, so the two read as one text.
 BRITISH = [
@@ -894,11 +897,7 @@ def closing_emoji(text: str) -> int:
 
 def is_emoji(character: str) -> bool:
     """A pictograph or symbol, or a part of one (a joiner, a variation selector, a skin tone)."""
-    return (
-        "\U0001f300" <= character <= "\U0001faff"
-        or "\u2600" <= character <= "\u27bf"
-        or (character in EMOJI_JOINERS)
-    )
+    return EMOJI.match(character) is not None
 
 
 def americanized(words: str) -> str:
