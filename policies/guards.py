@@ -220,7 +220,11 @@ QUOTED = re.compile(
     r"\"([^\"]{1,200})\"|`([^`]{1,200})`|“([^”]{1,200})”|‘([^’]{1,200})’"
     r"|(?<!\w)'([^'\n]{1,200})'(?!\w)"
 )
-IDENTIFIER = re.compile(r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]*|\w+\(\))")
+# A snake_case or camelCase name, a call, or a regex character class with a range, whose
+# case is what it matches ("[A-Z]" / "[a-z]").
+IDENTIFIER = re.compile(
+    r"\b(?:[a-z]+_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]*|\w+\(\))|\[\^?[^\]\s]{0,20}\w-\w[^\]\s]{0,20}\]"
+)
 
 
 # How a number is written: "3" and "three" count, "3rd" and "third" rank, and a Roman

@@ -630,6 +630,12 @@ def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
             'Rename the key "user_name" to "userName" in this JSON: {"user_name": 1}',
             "identifiers",
         ),
+        # A regex's character class matches what its case says (was the same request).
+        (
+            r"what does this regex match: ^(?=.*[A-Z])(?=.*\d).{8,}$",
+            r"what does this regex match: ^(?=.*[a-z])(?=.*\d).{8,}$",
+            "identifiers",
+        ),
         # A clause the cached prompt adds (its answer was written for it), emoji swapped,
         # thanks plus an order.
         (
