@@ -151,7 +151,7 @@ pw/password db/database env/environment dept/department approx/approximately
 exam/examination lab/laboratory photo/photograph phone/telephone bike/bicycle
 fridge/refrigerator math/mathematic stat/statistic bio/biography func/function
 var/variable arg/argument param/parameter dir/directory img/image vid/video
-char/character bday/birthday thru/through
+char/character bday/birthday thru/through bc/because go/golang
 """.split())}
 # fmt: on
 # Endings that make another form of one word ("form" / "formed", "sleep" / "sleeping",
@@ -392,19 +392,24 @@ def numbers_differ(a: str, b: str) -> bool:
             return False
         if thousands_apart(a, b) or thousands_apart(b, a):
             return True  # "5 followers" / "5k followers"
+    counted_a, counted_b = spans_compared(a, b)
+    return forms_differ(counted_a, counted_b, number_forms(counted_a), number_forms(counted_b))
+
+
+def spans_compared(a: str, b: str) -> tuple[str, str]:
+    """The two texts with their spans of weeks and years counted in days and months where
+    their numbers differ as written ("two weeks" / "14 days"); else as written, so a unit
+    swapped under one number stays a swapped word ("17 years old" / "17 months old")."""
     if not forms_differ(a, b, number_forms(a), number_forms(b)):
-        return False
-    shorter_a, shorter_b = in_short_units(a), in_short_units(b)
-    if shorter_a == a and shorter_b == b:
-        return True
-    return forms_differ(shorter_a, shorter_b, number_forms(shorter_a), number_forms(shorter_b))
+        return a, b
+    return in_short_units(a), in_short_units(b)
 
 
 # A span of time counted in a longer unit than the other text counts it in: "two weeks" /
 # "14 days", "a fortnight", "a year" / "12 months".
 SPAN_COUNTS = {**SMALL_NUMBERS, "a": 1, "an": 1, "couple of": 2}
 LONG_SPAN = re.compile(
-    rf"\b(?:(?P<n>\d+|{'|'.join(SPAN_COUNTS)}) (?P<unit>weeks?|years?)"
+    rf"\b(?:(?P<n>\d+|{'|'.join(SPAN_COUNTS)})[ -](?P<unit>weeks?|years?)"
     r"|(?P<fortnight>a fortnight))\b",
     re.IGNORECASE,
 )
@@ -1011,7 +1016,7 @@ def screen(new_text: str, cached_text: str) -> tuple[str | None, list[str]]:
     if other_names(new_text, cached_text):
         return "names", []
     # A span in weeks against the same span in days is no unit swapped ("5 years" / "60 months").
-    swapped = swapped_words(in_short_units(new_text), in_short_units(cached_text))
+    swapped = swapped_words(*spans_compared(new_text, cached_text))
     if any(is_value(word) for word in swapped):
         return "swapped-word", []  # "size M" / "size L", "#1E90FF": the models barely see it
     if swapped_roles(new_text, cached_text) or turned_around(new_text, cached_text):

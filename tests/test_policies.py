@@ -531,6 +531,31 @@ def test_json_depth(depth):
             "swapped-word",
         ),
         ("Convert 2.5 cups to liters.", "Convert 2.5 cups to milliliters.", "swapped-word"),
+        # ... also where the span in months would make the numbers differ instead, or
+        # hyphens join it; a hyphen alone changes nothing.
+        (
+            "Is my 17 year old daughter a minor?",
+            "Is my 17 month old daughter a minor?",
+            "swapped-word",
+        ),
+        (
+            "Is my 17-year-old daughter a minor?",
+            "Is my 17-month-old daughter a minor?",
+            "swapped-word",
+        ),
+        ("Is my 17-year-old daughter a minor?", "is my 17 year old daughter a minor", None),
+        ("Plan a 2-week trip to Japan", "plan a 14 day trip to japan", None),
+        # A short form is the word it shortens; "golang" is Go.
+        (
+            "Can I refill my prescription early because I'm going on vacation?",
+            "can i refill my prescription early bc i'm going on vacation",
+            None,
+        ),
+        (
+            "How do I read a file line by line in Go?",
+            "how do i read a file line by line in golang",
+            None,
+        ),
         # A currency's sign is its word where the other text says it, else unseen.
         ("Convert 150 euros to dollars", "150€ in dollars?", None),
         ("How much is 20 pounds in dollars?", "20 € in dollars?", "unseen-characters"),
