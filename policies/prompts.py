@@ -1364,14 +1364,19 @@ COMPACT_THANKS = re.compile(rf"[\W_]*(?:{THANKS.replace(' ', '')})[\W_]*", re.IG
 COMPACT_GREETING = re.compile(rf"(?:{GREETING.replace(' ', '')})[\W_]*", re.IGNORECASE)
 
 
-def translated_alike(a: str, b: str) -> bool:
-    """Two texts to translate that differ only in case and a closing mark have one
-    translation (not so a text to proofread: its capitals may be the fault)."""
+# Tasks whose answer does not depend on how the text was cased: a text retyped in
+# lowercase has one translation, summary, rewording, reply or label (not so a text to
+# proofread: its capitals may be the fault).
+CASE_FREE_TASKS = frozenset({"translate", "summarize", "rewrite", "reply", "classify"})
+
+
+def cased_alike(a: str, b: str) -> bool:
+    """Two texts that differ only in case and a closing mark."""
     return a.rstrip(".!?").lower() == b.rstrip(".!?").lower()
 
 
 def same_payload(new: Prompt, cached: Prompt) -> bool:
-    """The same inline content: equal (to translate, in any case), each in the other's
+    """The same inline content: equal (to translate or summarize, in any case), each in the other's
     text (the request put after the content), or one inside the other with only thanks
     left over ("as JSON. thank you! Booking ref: ..." took the thanks for content).
 
@@ -1383,7 +1388,7 @@ def same_payload(new: Prompt, cached: Prompt) -> bool:
         return False
     if new.payload == cached.payload:
         return True
-    if "translate" in new.tasks & cached.tasks and translated_alike(new.payload, cached.payload):
+    if new.tasks & cached.tasks & CASE_FREE_TASKS and cased_alike(new.payload, cached.payload):
         return True
     if new.payload in cached.content and cached.payload in new.content:
         return True

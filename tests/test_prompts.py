@@ -609,6 +609,11 @@ def test_the_same_request_in_other_clothes(a, b):
             "5 cafe names? just a numbered list, don't explain them",
         ),
         ("List three capitals. Return JSON only.", "JSON only please - three capitals"),
+        # A text retyped in lowercase has one summary, rewording, translation.
+        (
+            'Paraphrase: "The committee postponed the vote until more data was available."',
+            'paraphrase pls - "the committee postponed the vote until more data was available"',
+        ),
     ],
 )
 def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
@@ -661,6 +666,12 @@ def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
         (
             "Summarize this: The launch moved to Friday.",
             "Summarize this: The launch moved to Friday. thanks, and add a joke",
+            "payload",
+        ),
+        # A text to proofread in another case is another text: its capitals may be the fault.
+        (
+            'Fix the grammar: "Me and him goes to the store every weekends."',
+            'fix the grammar: "me and him goes to the store every weekends."',
             "payload",
         ),
     ],
