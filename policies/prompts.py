@@ -294,8 +294,10 @@ UNIT = (
 # Read on lowercase text; taken out of the request in any case ("Two sentences max.").
 # A count of points is a length only when asked for ("in 3 points"): "10 points and 12
 # rebounds" is a score. A count of lines "at a time" is how to read, not how long to write.
+# A range is one length: "2-3 sentences", "two or three sentences".
+RANGE_LOW = r"(?:(?P<low>\d+|one|two|three|four|five|six|seven|eight|nine|ten)\s*(?:-|–|to|or)\s*)?"
 LENGTH_COUNT = re.compile(
-    rf"\b(?:(?P<lead>in|using|with|within|as|give me|list|only)\s*)?{COUNT}[\s-]+"
+    rf"\b(?:(?P<lead>in|using|with|within|as|give me|list|only)\s*)?{RANGE_LOW}{COUNT}[\s-]+"
     rf"(?:(?:short|brief|concise|quick|simple)\s+)?{UNIT}"
     r"(?(lead)|(?<!\d points))(?!\s+at\s+a\s+time)\b"
 )
@@ -1113,11 +1115,13 @@ UNIT_NAMES = {
 
 
 def length_of(count: re.Match[str]) -> str:
-    """A length read by LENGTH_COUNT or LENGTH_LIMIT, as "3 point": a bullet, a bullet
-    point and a point are one unit, and so are a sentence and a sentence summary, a
-    character and a char, one line and one sentence."""
+    """A length read by LENGTH_COUNT or LENGTH_LIMIT, as "3 point" or "2-3 sentence": a
+    bullet, a bullet point and a point are one unit, and so are a sentence and a sentence
+    summary, a character and a char, one line and one sentence."""
     unit = UNIT_NAMES.get(unit := count.group("unit").removesuffix("s"), unit)
     n = NUMBER_WORD.get(count.group("n"), count.group("n"))
+    if low := count.groupdict().get("low"):
+        n = f"{NUMBER_WORD.get(low, low)}-{n}"
     if n == "1" and unit == "line":  # "in one line" asks what "in one sentence" asks
         unit = "sentence"
     return f"{n} {unit}"

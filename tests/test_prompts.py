@@ -1012,6 +1012,17 @@ def test_a_poem_by_its_form_is_that_form():
     assert decompose("Write a sonnet poem about the sea").instructions == {"format:sonnet"}
 
 
+def test_a_range_of_lengths_is_one_length_however_written():
+    asked = {"length:2-3 sentence"}
+    assert decompose("What causes ocean tides? Answer in 2-3 sentences.").instructions == asked
+    assert (
+        decompose("Why does the sea have tides? Keep it to 2 or 3 sentences.").instructions == asked
+    )
+    assert decompose("What causes tides? Answer in 3 sentences.").instructions == {
+        "length:3 sentence"
+    }
+
+
 @pytest.mark.parametrize(
     "text,language",
     [
