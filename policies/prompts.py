@@ -312,6 +312,8 @@ WRITTEN_PIECES = (
     "e-?mail|emial|message|msg|note|text|reply|response|letter|post|caption|bio"
     "|explanation|description|paragraph|intro|introduction|apology|speech|toast|blurb"
 )
+# Where an order ends: "no intro, just the answer", not "no introduction fee".
+ORDER_ENDS = r"(?=\W*$|\s*[,.;!)—-]|\s+(?:please|pls|just|only|and)\b)"
 # Each group of phrases (regular expressions, one a line) means one instruction; the
 # label names what it asks for.
 PHRASES: dict[str, str] = {
@@ -422,7 +424,7 @@ short story
 as a narrative
 fairy ?tale
 """,
-    "format:bare": r"""
+    "format:bare": rf"""
 (?:only|just) (?:the )?code
 code only
 no explanation
@@ -432,6 +434,8 @@ no (?:prose|commentary|chit-?chat|chatter|talk|reasoning|extra (?:text|words))
 without (?:any )?(?:commentary|prose)
 skip (?:the )?(?:commentary|explanations?|prose|chit-?chat)
 (?:don'?t|do not) explain(?: (?:it|them|anything))?\b
+no (?:intro(?:duction)?|preamble|fluff)\b{ORDER_ENDS}
+(?:skip|without) (?:the |any |an )?(?:intro(?:duction)?|preamble|fluff)\b{ORDER_ENDS}
 """,
     "format:tweet": r"""
 as a tweet

@@ -609,6 +609,12 @@ def test_the_same_request_in_other_clothes(a, b):
             "5 cafe names? just a numbered list, don't explain them",
         ),
         ("List three capitals. Return JSON only.", "JSON only please - three capitals"),
+        # No intro, no preamble: the bare answer, however said.
+        (
+            "What's the capital of Australia? No intro, just the answer.",
+            "Just tell me the capital of Australia, nothing else",
+        ),
+        ("capital of australia, skip the preamble", "Capital of Australia? No fluff."),
         # A text retyped in lowercase has one summary, rewording, translation.
         (
             'Paraphrase: "The committee postponed the vote until more data was available."',
@@ -1010,6 +1016,10 @@ def test_a_poem_by_its_form_is_that_form():
         decompose("compose a 5-7-5 poem about an old lighthouse").instructions == haiku.instructions
     )
     assert decompose("Write a sonnet poem about the sea").instructions == {"format:sonnet"}
+
+
+def test_an_introduction_named_as_a_thing_is_no_order_against_one():
+    assert decompose("Is there no introduction fee?").instructions == frozenset()
 
 
 def test_a_range_of_lengths_is_one_length_however_written():
