@@ -1384,9 +1384,10 @@ def cased_alike(a: str, b: str) -> bool:
 
 
 def same_payload(new: Prompt, cached: Prompt) -> bool:
-    """The same inline content: equal (to translate or summarize, in any case), each in the other's
-    text (the request put after the content), or one inside the other with only thanks
-    left over ("as JSON. thank you! Booking ref: ..." took the thanks for content).
+    """The same inline content: equal (in any case for a task whose answer is case-free:
+    CASE_FREE_TASKS), each in the other's text (the request put after the content), or
+    one inside the other with only thanks left over ("as JSON. thank you! Booking ref:
+    ..." took the thanks for content).
 
     Two prompts that both ask after the content ask in a few words below a long text they
     share, and the verifier, which reads the whole texts, cannot weigh those few words (it
