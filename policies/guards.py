@@ -399,10 +399,12 @@ def numbers_differ(a: str, b: str) -> bool:
 def spans_compared(a: str, b: str) -> tuple[str, str]:
     """The two texts with their spans of weeks and years counted in days and months where
     their numbers differ as written ("two weeks" / "14 days"); else as written, so a unit
-    swapped under one number stays a swapped word ("17 years old" / "17 months old")."""
-    if not forms_differ(a, b, number_forms(a), number_forms(b)):
+    swapped under one number stays a swapped word ("17 years old" / "17 months old").
+    Most texts hold no such span: the numbers are then read once, by the caller."""
+    shorter_a, shorter_b = in_short_units(a), in_short_units(b)
+    if (shorter_a, shorter_b) == (a, b) or not forms_differ(a, b, number_forms(a), number_forms(b)):
         return a, b
-    return in_short_units(a), in_short_units(b)
+    return shorter_a, shorter_b
 
 
 # A span of time counted in a longer unit than the other text counts it in: "two weeks" /
