@@ -312,6 +312,13 @@ WRITTEN_PIECES = (
     "e-?mail|emial|message|msg|note|text|reply|response|letter|post|caption|bio"
     "|explanation|description|paragraph|intro|introduction|apology|speech|toast|blurb"
 )
+# What a task gives back by itself, so asking for it adds nothing: "proofread this and give
+# me the corrected version", "... and give it to me in JSON" (the format is read apart).
+DELIVERED = (
+    r"(?:me |it |them )?(?:back )?(?:to me )?(?:back )?"
+    r"(?:(?:the |a |an )?(?:corrected|fixed|edited|revised|updated|improved|cleaned|proofread"
+    r"|rewritten|polished|final|result)\b|(?:it|them) (?:back )?(?:to me )?(?:in|as)\b)"
+)
 # Where an order ends: "no intro, just the answer", not "no introduction fee".
 ORDER_ENDS = r"(?=\W*$|\s*[,.;!)—-]|\s+(?:please|pls|just|only|and)\b)"
 # Each group of phrases (regular expressions, one a line) means one instruction; the
@@ -593,8 +600,9 @@ justify
 with (?:an? )?explanation
 explain your answer
 """,
-    "extra:more": r"""
-(?:,|\band|\bthen|\balso) (?:then )?(?:explain|describe|list|include|add|give|show)\b
+    "extra:more": rf"""
+(?:,|\band|\bthen|\balso) (?:then )?(?:explain|describe|list|include|add|show)\b
+(?:,|\band|\bthen|\balso) (?:then )?give\b(?! {DELIVERED})
 (?:,|\band|\bthen|\balso) (?:then )?(?:compare|summari[sz]e|rank|sort)\b
 (?:,|\band|\bthen|\balso) (?:then )?(?:rewrite|turn|translate|format)\b
 (?:,|\band|\bthen|\balso) (?:then )?make\b(?! it (?:short|brief|casual|formal|funny|simple)\b)
@@ -1044,6 +1052,8 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
                 continue
             if pattern.search(text):
                 found.add(label)
+    if "extra:more" in found and not adds_to_request(text):
+        found.discard("extra:more")
     for m in LENGTH_COUNT.finditer(text.lower()):
         found.add(f"length:{length_of(m)}")
     for m in LENGTH_LIMIT.finditer(text.lower()):
@@ -1053,6 +1063,32 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
             if (language := m.group("language").lower()) in HUMAN_LANGUAGES:
                 found.add(f"answer:{LANGUAGE_IN_ENGLISH.get(language, language)}")
     return found
+
+
+def adds_to_request(text: str) -> bool:
+    """Whether an order read as "extra:more" comes after a request it adds to: "Write a poem,
+    and explain its meter" adds one; after a comma that follows no question and no order
+    it is the request itself ("From the notes below, give me a list of tasks",
+    "photosynthesis, explain like I'm five", "charged 35 for overdraft, explain"), unless
+    it says it adds ("recipe for guacamole, give the calories too")."""
+    for m in INSTRUCTION["extra:more"].finditer(text):
+        before, after = text[: m.start()], text[m.end() :]
+        if not m.group(0).startswith(",") or ASKS.search(before) or ordered(before):
+            return True
+        if ADDED.search(after):
+            return True
+    return False
+
+
+# A question anywhere before the order ("In pandas, how do I group by region, then sort").
+ASKS = re.compile(r"\?|\b(?:how|what|why|which|when|where|who|whom|whose)\b", re.IGNORECASE)
+ADDED = re.compile(r"\b(?:too|as well|also|in addition|besides)\b", re.IGNORECASE)
+
+
+def ordered(text: str) -> bool:
+    """Whether a text gives an order: a directive verb or a content task among its words."""
+    words = set(LETTERS.findall(text.lower()))
+    return bool(words & DIRECTIVE_VERBS) or CONTENT_TASK.search(DEICTIC.sub(" ", text)) is not None
 
 
 # A clause that asks for the answer and nothing around it, however it says so: "Just the

@@ -620,6 +620,22 @@ def test_the_same_request_in_other_clothes(a, b):
             'Paraphrase: "The committee postponed the vote until more data was available."',
             'paraphrase pls - "the committee postponed the vote until more data was available"',
         ),
+        # What the task gives back anyway is asked for, not added.
+        (
+            "Fix the grammar in this paragraph:\n\nMe and my brother has been running the bakery"
+            " since 2015, and we wakes up at 4am.",
+            "Could you proofread this and give me back the corrected version?\n\nMe and my"
+            " brother has been running the bakery since 2015, and we wakes up at 4am.",
+        ),
+        (
+            "Extract the name and email from this and return them as JSON: 'Hi, I'm Dana,"
+            " reach me at dana@example.com today.'",
+            "Pull out name, email from this and give it to me in JSON: 'Hi, I'm Dana, reach"
+            " me at dana@example.com today.'",
+        ),
+        # An order after a comma that follows no request is the request.
+        ("Explain photosynthesis in simple terms.", "photosynthesis, explain in simple terms"),
+        ("Why was I charged a $35 overdraft fee?", "bank took 35 bucks for overdraft, explain"),
     ],
 )
 def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
@@ -1000,6 +1016,27 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         (
             "How do I cancel my plan? Just the steps, nothing else.",
             "How do I cancel my plan? Just say it's not possible.",
+            "instructions",
+        ),
+        # An order after a comma adds to a request before it, or says it adds.
+        (
+            "In pandas, how do I group by region and sum sales?",
+            "In pandas, how do I group by region and sum sales, then sort descending?",
+            "instructions",
+        ),
+        (
+            "recipe for guacamole using 3 avocados",
+            "recipe for guacamole using 3 avocados, give the calories per serving too",
+            "instructions",
+        ),
+        (
+            "Write a poem about the sea.",
+            "Write a poem about the sea, explain its meter",
+            "instructions",
+        ),
+        (
+            "Proofread this and give me the corrected text:\n\nWe was late to the meeting.",
+            "Proofread this and give me a list of the fixes:\n\nWe was late to the meeting.",
             "instructions",
         ),
     ],
