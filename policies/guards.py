@@ -482,7 +482,7 @@ def negated(text: str) -> bool:
     if " no" in text:
         text = NOT_NEGATING.sub(" ", text)
     words = [w.replace("'", "").replace("’", "") for w in WORD.findall(text)]
-    without = len(WITHOUT.findall(text)) if "free" in text or "less" in text or "w/o" in text else 0
+    without = len(WITHOUT.findall(text)) if any(form in text for form in WITHOUT_HINTS) else 0
     return (sum(w in NEGATIONS for w in words) + without) % 2 == 1
 
 
@@ -492,11 +492,17 @@ NOT_NEGATING = re.compile(
     r"|\b(?:invoice|order|account|policy|phone|reference|ref|serial|tracking|case|ticket"
     r"|room|flight|seat|item|model|part) no\b"
 )
-# "Without" in other words: "w/o", "egg-free", "gluten free", "eggless".
-FREE_OF = "gluten|dairy|sugar|egg|eggs|nut|nuts|fat|caffeine|alcohol|lactose|meat|soy|salt|oil"
+# "Without" in other words: "w/o", "egg-free", "gluten free", "emoji-free", "eggless", and
+# leaving something out ("skip the hashtags", "leave out any comments", "skipping two rows").
+FREE_OF = (
+    "gluten|dairy|sugar|egg|eggs|nut|nuts|fat|caffeine|alcohol|lactose|meat|soy|salt|oil"
+    "|emoji|emojis|hashtag|hashtags|jargon|chemical|chemicals|fee|fees|tax|duty|ad|ads|fever"
+)
 WITHOUT = re.compile(
     rf"\bw/o\b|\b(?:{FREE_OF})[- ]free\b|\b(?:egg|sugar|meat|seed|bone|salt)less\b"
+    r"|\b(?:skip(?:s|ped|ping)?|leave out|leaving out|omit(?:s|ted|ting)?)\b"
 )
+WITHOUT_HINTS = ("free", "less", "w/o", "skip", "leav", "omit")
 
 
 def quoted(text: str) -> frozenset[str]:

@@ -593,6 +593,12 @@ def test_json_depth(depth):
         ("Give me a recipe for banana bread without eggs", "eggless banana bread recipe?", None),
         ("Recipe for banana bread without eggs", "recipe for banana bread w/o eggs", None),
         ("Give me a recipe for pancakes", "Give me a recipe for gluten-free pancakes", "negation"),
+        ("Unclog a sink without chemicals?", "chemical-free way to unclog a sink?", None),
+        ("Tweet about our launch, no hashtags.", "tweet about our launch, skip the hashtags", None),
+        ("Palindrome check, no comments.", "palindrome check, leave out comments", None),
+        ("Read a CSV and skip the first 2 rows", "read a CSV, skipping its first two rows", None),
+        ("Shorten this to 25 words", "Shorten this to 25 words, leave out the price", "negation"),
+        ("Can I make a payment on my loan?", "Can I skip a payment on my loan?", "negation"),
         ("Can I switch flights for free?", "can i switch flights at no charge?", None),
         ("What is my invoice number?", "whats my invoice no", None),
         # Numbers spelt out whole, times of day on one clock, "12k" where it reads 12,000.
