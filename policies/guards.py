@@ -252,6 +252,8 @@ def number_forms(text: str, thousands: bool = False) -> dict[str, frozenset[str]
     "1000" == "one thousand", "2pm" == "14:00"; "1k" too when `thousands`), with the ways
     the text writes it (CARDINAL, ORDINAL, ROMAN_FORM)."""
     text = spelt_numerals(text)
+    if "/2" in text or "⁄2" in text or "half" in text:
+        text = AND_A_HALF.sub(r"\1.5", text)
     forms: dict[str, set[str]] = {}
     if DIGIT.search(text):
         read_to = 0
@@ -277,6 +279,11 @@ def number_forms(text: str, thousands: bool = False) -> dict[str, frozenset[str]
     for m in WORLD_WAR.finditer(text):
         forms.setdefault(str(len(m[1])), set()).add(ROMAN_FORM)
     return {value: frozenset(kinds) for value, kinds in forms.items()}
+
+
+# A whole number and a half is one number: "2 1/2 cups" and "2½" are "2.5", as is "59 and a
+# half".
+AND_A_HALF = re.compile(r"\b(\d+)(?:[ -]+1 ?[/⁄] ?2| and a half)\b")
 
 
 # What follows digits and makes them a time of day, read on a 24-hour clock ("2pm", "2 p.m.",
