@@ -1709,7 +1709,7 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
         respelled = replace(new, request=cached.request, slots=new.slots | named)
         compared = replace(cached, slots=cached.slots | named)
     if (
-        respelled == compared
+        (respelled == compared or reordered(respelled, compared))
         and said_words(new, fixes) == said_words(cached, fixes)
         and not numbers_differ(new.stripped, cached.stripped)
         and not identifiers_differ(new.stripped, cached.stripped)
@@ -1727,6 +1727,36 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
         # ("ordeno" / "filtro"). Two or more moved are more often a rewording.
         guard = guard or "swapped-word"
     return Verdict(False, guard, request_overlap(new, cached), bool(swapped))
+
+
+def reordered(new: Prompt, cached: Prompt) -> bool:
+    """The same prompt but for the order of the things a request lists: "the difference
+    between == and ===" / "... === and ==", "I know SQL, Python and Tableau" / "... Python,
+    Tableau and SQL", "an interface vs a type alias" / "a type alias vs an interface". The
+    words that tell apart, all in one stretch, are the same words, joined by "and", "or" or
+    "vs", with none that gives a direction ("from Boston to NYC" / "from NYC to Boston",
+    "A better than B", "10 divided by 2")."""
+    if replace(new, request=cached.request) != cached:
+        return False
+    words, cached_words = new.request.split(), cached.request.split()
+    if len(words) != len(cached_words) or words == cached_words:
+        return False
+    apart = [i for i, (a, b) in enumerate(zip(words, cached_words, strict=True)) if a != b]
+    first, last = apart[0], apart[-1]
+    stretch, cached_stretch = words[first : last + 1], cached_words[first : last + 1]
+    return (
+        sorted(stretch) == sorted(cached_stretch)
+        and bool(COORDINATORS & set(stretch))
+        and not DIRECTED & set(words[max(0, first - 1) : last + 2])
+    )
+
+
+COORDINATORS = frozenset({"and", "or", "vs", "versus", "&", "nor"})
+# Words that make the order of two things mean something: "from A to B", "A than B".
+DIRECTED = frozenset(
+    """to into from than before after then over under instead by of minus divided per times
+    against onto toward towards""".split()
+)
 
 
 def misspellings(new: Prompt, cached: Prompt) -> dict[str, str]:

@@ -341,6 +341,19 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ),
         ("Wann benutzt man den Dativ?", "wann benutzt man eigentlich den dativ? danke"),
         ("Comment marche un VPN ?", "comment marche vraiment un VPN ?"),
+        # What a request lists, in another order.
+        (
+            "What's the difference between == and === in JavaScript?",
+            "what's the difference between === and == in javascript?",
+        ),
+        (
+            "In TypeScript, when should I use an interface vs a type alias?",
+            "In TypeScript, when should I use a type alias vs an interface?",
+        ),
+        (
+            "Cover letter for a data analyst job, I know SQL, Python and Tableau",
+            "Cover letter for a data analyst job, I know Python, Tableau and SQL",
+        ),
     ],
 )
 def test_the_same_request_in_other_clothes(a, b):
@@ -735,6 +748,13 @@ def test_what_the_same_request_check_must_not_let_through(a, b, guard):
         ("What do a VP, SVP and CFO do?", "What do a VP and CFO do?"),
         # A name written after a dot is code: one letter apart is another method, no slip.
         ("array.slice explained simply", "array.splice explained simply"),
+        # Things in another order where the order gives a direction.
+        (
+            "Should I move from Boston to Denver or stay?",
+            "Should I move from Denver to Boston or stay?",
+        ),
+        ("Is a cat faster than a dog or a horse?", "Is a dog faster than a cat or a horse?"),
+        ("What is 10 divided by 2 and 5?", "What is 2 divided by 10 and 5?"),
     ],
 )
 def test_what_reads_alike_but_is_not_the_same_request(a, b):
