@@ -226,13 +226,20 @@ COUNT_WORDS = {word: value for word, value in SMALL_NUMBERS.items() if 1 <= valu
 TEXT_SPEAK = {
     "u": "you", "ur": "your", "ppl": "people", "tmrw": "tomorrow", "tmr": "tomorrow",
     "tmrrw": "tomorrow", "abt": "about", "thru": "through", "b / c": "because",
-    "cuz": "because", "coz": "because",
+    "cuz": "because", "coz": "because", "tho": "though", "altho": "although",
 }  # fmt: skip
+RANK_WORDS = {
+    word: f"{n}{'st' if n == 1 else 'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
+    for n, word in enumerate(
+        "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split(),
+        1,
+    )
+}
 REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"\b(what|how|where|who|when|why|that|it|there|here)(?:'s|s)\b"), r"\1 is"),
     (re.compile(r"\b(i|you|we|they)'re\b"), r"\1 are"),
     (re.compile(r"\bi'm\b|\bim\b"), "i am"),
-    (re.compile(r"\b(i|you|we|they)'ve\b"), r"\1 have"),
+    (re.compile(r"\b(i|you|we|they)'?ve\b"), r"\1 have"),
     (re.compile(r"\b(i|you|we|they|it)'ll\b"), r"\1 will"),
     (re.compile(r"\b(do|does|did|is|are|was|were|have|has|should|could|would)n'?t\b"), r"\1 not"),
     (re.compile(r"\bcan'?t\b|\bcannot\b"), "can not"),
@@ -272,8 +279,14 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"\b(\d+) ?(?:°|degrees?|deg) ?([cf])(?:elsius|ahrenheit)?\b"), r"\1\2"),
     # A time of day however spaced ("7 pm", "7pm", "7 p.m.").
     (re.compile(r"\b(\d{1,2}) ?([ap]) ?m\b"), r"\1\2m"),
-    # Counts to twelve in words are the digits ("for four people" / "for 4 people").
+    # Counts to twelve in words are the digits ("for four people" / "for 4 people"), and
+    # ranks too ("the second highest" / "the 2nd highest").
     (re.compile(rf"\b(?:{'|'.join(COUNT_WORDS)})\b"), lambda m: str(COUNT_WORDS[m[0]])),
+    (re.compile(rf"\b(?:{'|'.join(RANK_WORDS)})\b"), lambda m: RANK_WORDS[m[0]]),
+    # A share however written ("10%", "10 percent"), and a possessive typed without its
+    # apostrophe ("my companys VAT number").
+    (re.compile(r"\b(\d+) ?(?:%|percent|per cent|pct)\.?(?!\S)"), r"\1 %"),
+    (re.compile(r"(?<=\w)'s\b"), "s"),
 ]
 BRITISH_WORD = re.compile(rf"\b(?:{'|'.join(BRITISH_WORDS)})\b")
 

@@ -341,6 +341,14 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
         ),
         ("Wann benutzt man den Dativ?", "wann benutzt man eigentlich den dativ? danke"),
         ("Comment marche un VPN ?", "comment marche vraiment un VPN ?"),
+        # A share, a rank, a possessive and a contraction however typed.
+        ("What's a 15% tip on a $64 bill?", "what's a 15 percent tip on a $64 bill"),
+        ("SQL to find the second highest salary", "sql to find the 2nd highest salary"),
+        ("How do I add my company's VAT number?", "how do i add my companys vat number"),
+        (
+            "I've checked spam, though. Where is the reset email?",
+            "ive checked spam tho, where is the reset email?",
+        ),
         # What a request lists, in another order.
         (
             "What's the difference between == and === in JavaScript?",
@@ -709,6 +717,8 @@ def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
             'fix the grammar: "me and him goes to the store every weekends."',
             "payload",
         ),
+        # A rank in words and in digits is read as one, and another rank is another number.
+        ("SQL to find the second highest salary", "sql to find the 3rd highest salary", "numbers"),
     ],
 )
 def test_what_the_same_request_check_must_not_let_through(a, b, guard):
