@@ -324,6 +324,7 @@ LENGTH_LIMIT_ANY_CASE = re.compile(LENGTH_LIMIT.pattern, re.IGNORECASE)
 WRITTEN_PIECES = (
     "e-?mail|emial|message|msg|note|text|reply|response|letter|post|caption|bio"
     "|explanation|description|paragraph|intro|introduction|apology|speech|toast|blurb"
+    "|announcement|memo"
 )
 # What a task gives back by itself, so asking for it adds nothing: "proofread this and give
 # me the corrected version", "... and give it to me in JSON" (the format is read apart).
@@ -355,7 +356,7 @@ keep it simple
 quick answer
 one[- ]liner
 short version
-\b(?:short|brief|quick|concise)(?=,? (?:[a-z-]+ )?(?:{WRITTEN_PIECES})s?\b)
+\b(?:short|brief|quick|concise)(?=,? (?:[a-z-]+ ){{0,2}}(?:{WRITTEN_PIECES})s?\b)
 very short summary
 less wordy
 cut (?:out )?the fluff
@@ -1386,6 +1387,9 @@ def decompose(text: str) -> Prompt:
         instructions.discard("format:poem")
     if any(i.startswith("tone:") and i != "tone:some" for i in instructions):
         instructions.discard("tone:some")  # "keep the tone professional" names it
+    tasks = tasks_named(head, instructions) if payload else frozenset()
+    if "summarize" in tasks:
+        instructions.discard("length:short")  # a summary is short: "tl;dr", "briefly"
     lexical = stripped
     if "format:bare" in instructions:  # "no explanation" negates nothing the answer says
         lexical = INSTRUCTION["format:bare"].sub(" ", stripped)
@@ -1398,7 +1402,7 @@ def decompose(text: str) -> Prompt:
         language=language,
         tied=tied,
         asks=asked_for(head) if language != ENGLISH or tied - {ENGLISH} else None,
-        tasks=tasks_named(head, instructions) if payload else frozenset(),
+        tasks=tasks,
         request=request,
         instructions=frozenset(instructions),
         slots=frozenset(slot_values(head)),
@@ -1539,7 +1543,7 @@ TASK_WORDS = {
     task: re.compile(rf"(?:{words})", re.IGNORECASE)
     for task, words in {
         "summarize": r"summar|\btl;?dr|\bsum (?:it )?up|\bgist\b|\brecap|\bresum|riassum"
-        r"|zusammenfass|fasse\b.*\bzusammen|\bcondense|\bshorten|\bshorter\b",
+        r"|\bshort version\b|zusammenfass|fasse\b.*\bzusammen|\bcondense|\bshorten|\bshorter\b",
         "translate": r"translat|\btradu[cizs]|ubersetz|\bhow do (?:i|you) say\b",
         "explain": r"\bexplain|\bwhat does (?:this|it|the)\b.*\bdo\b|\bwalk me through|line by line"
         r"|\berklar|\bexpli[cq]|\bspiega",

@@ -654,6 +654,19 @@ def test_the_same_request_in_other_clothes(a, b):
             "Pull out name, email from this and give it to me in JSON: 'Hi, I'm Dana, reach"
             " me at dana@example.com today.'",
         ),
+        # A summary is short however it is asked for: "tl;dr", "briefly", "the short version".
+        (
+            "Summarize this Slack thread:\n[alex] deploy is failing on staging again\n[mia]"
+            " it's the migration, column user_tz already exists",
+            "tldr of this thread?\n[alex] deploy is failing on staging again\n[mia] it's the"
+            " migration, column user_tz already exists",
+        ),
+        (
+            "TL;DR this refund policy:\n\nRefunds are available within 30 days of purchase"
+            " for unused items in original packaging.",
+            "Give me the short version of this policy:\n\nRefunds are available within 30"
+            " days of purchase for unused items in original packaging.",
+        ),
         # An order after a comma that follows no request is the request.
         ("Explain photosynthesis in simple terms.", "photosynthesis, explain in simple terms"),
         ("Why was I charged a $35 overdraft fee?", "bank took 35 bucks for overdraft, explain"),
@@ -1048,6 +1061,8 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "How do I cancel my plan? Just say it's not possible.",
             "instructions",
         ),
+        # A tl;dr asks for brevity where there is nothing to summarize.
+        ("Explain quantum computing.", "Explain quantum computing. tl;dr", "instructions"),
         # An order after a comma adds to a request before it, or says it adds.
         (
             "In pandas, how do I group by region and sum sales?",
