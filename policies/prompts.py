@@ -1747,12 +1747,13 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
 
 
 def reordered(new: Prompt, cached: Prompt) -> bool:
-    """The same prompt but for the order of the things a request lists: "the difference
-    between == and ===" / "... === and ==", "I know SQL, Python and Tableau" / "... Python,
-    Tableau and SQL", "an interface vs a type alias" / "a type alias vs an interface". The
-    words that tell apart, all in one stretch, are the same words, joined by "and", "or" or
-    "vs", with none that gives a direction ("from Boston to NYC" / "from NYC to Boston",
-    "A better than B", "10 divided by 2")."""
+    """The same prompt but for the two things a request joins, in the other order: "the
+    difference between == and ===" / "... === and ==", "an interface vs a type alias" /
+    "a type alias vs an interface". Both sides of the "and", "or" or "vs" trade places
+    whole, with no word beside them that gives a direction ("from Boston to NYC" / "from
+    NYC to Boston", "A better than B", "10 divided by 2"); words that trade places across
+    it are another request ("return the shoes and keep the shirt" / "return the shirt and
+    keep the shoes")."""
     if replace(new, request=cached.request) != cached:
         return False
     words, cached_words = new.request.split(), cached.request.split()
@@ -1760,11 +1761,14 @@ def reordered(new: Prompt, cached: Prompt) -> bool:
         return False
     apart = [i for i, (a, b) in enumerate(zip(words, cached_words, strict=True)) if a != b]
     first, last = apart[0], apart[-1]
-    stretch, cached_stretch = words[first : last + 1], cached_words[first : last + 1]
-    return (
-        sorted(stretch) == sorted(cached_stretch)
-        and bool(COORDINATORS & set(stretch))
-        and not DIRECTED & set(words[max(0, first - 1) : last + 2])
+    if DIRECTED & set(words[max(0, first - 1) : last + 2]):
+        return False
+    return any(
+        cached_words[start:end] == [*words[joint + 1 : end], words[joint], *words[start:joint]]
+        for joint in range(first, last + 1)
+        if words[joint] in COORDINATORS
+        for start in range(first + 1)
+        for end in range(last + 1, len(words) + 1)
     )
 
 
