@@ -1761,10 +1761,12 @@ def reordered(new: Prompt, cached: Prompt) -> bool:
         return False
     apart = [i for i, (a, b) in enumerate(zip(words, cached_words, strict=True)) if a != b]
     first, last = apart[0], apart[-1]
-    if DIRECTED & set(words[max(0, first - 1) : last + 2]):
+    # Sides that trade places whole hold the same words between the first and last change.
+    if sorted(words[first : last + 1]) != sorted(cached_words[first : last + 1]):
         return False
     return any(
         cached_words[start:end] == [*words[joint + 1 : end], words[joint], *words[start:joint]]
+        and not DIRECTED & set(words[max(0, start - 1) : end + 1])
         for joint in range(first, last + 1)
         if words[joint] in COORDINATORS
         for start in range(first + 1)
