@@ -1072,11 +1072,22 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
         found.add(f"length:{length_of(m)}")
     for m in LENGTH_LIMIT.finditer(text.lower()):
         found.add(f"length:max {length_of(m)}")
+    if ONE_TWEET.search(text):
+        found.add("length:1 tweet")  # as "a tweet" reads in LENGTH_COUNT
     for pattern in ANSWER_LANGUAGES:
         for m in pattern.finditer(text):
             if (language := m.group("language").lower()) in HUMAN_LANGUAGES:
                 found.add(f"answer:{LANGUAGE_IN_ENGLISH.get(language, language)}")
     return found
+
+
+# A tweet to write named otherwise than "a tweet": "tweet for our launch", "the announcement
+# tweet", "a post for Twitter/X", "an X post" (not "Tweet sentiment:", a tweet to read).
+ONE_TWEET = re.compile(
+    r"^\W*tweet (?:for|about|announcing|saying|on)\b|\b(?:announcement|launch|promo) tweet\b"
+    r"|\b(?:twitter|x)(?: ?/ ?(?:twitter|x))? post\b|\bpost for (?:twitter|x)\b",
+    re.IGNORECASE,
+)
 
 
 def adds_to_request(text: str) -> bool:

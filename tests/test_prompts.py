@@ -654,6 +654,12 @@ def test_the_same_request_in_other_clothes(a, b):
             "Pull out name, email from this and give it to me in JSON: 'Hi, I'm Dana, reach"
             " me at dana@example.com today.'",
         ),
+        # A tweet to write, however it is named.
+        ("Write a tweet announcing our app's launch.", "tweet for our app launch"),
+        (
+            "Write a tweet announcing our app's launch.",
+            "Draft a post for Twitter/X: our app launched",
+        ),
         # A summary is short however it is asked for: "tl;dr", "briefly", "the short version".
         (
             "Summarize this Slack thread:\n[alex] deploy is failing on staging again\n[mia]"
@@ -1064,6 +1070,12 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         (
             "How do I cancel my plan? Just the steps, nothing else.",
             "How do I cancel my plan? Just say it's not possible.",
+            "instructions",
+        ),
+        # A tweet to write is a length; a tweet to read is content.
+        (
+            "Write about our app's launch.",
+            "Write an X post about our app's launch.",
             "instructions",
         ),
         # A tl;dr asks for brevity where there is nothing to summarize.
