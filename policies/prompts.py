@@ -696,7 +696,7 @@ recommend(?:ing)? (?:our|my|\w+'s)
 advertis
 """,
     "directive:restrict": r"""
-\bdon'?t\b
+\bdon'?t\b(?! (?:get|understand|know|see|remember)\b)
 \bdo not\b
 \bnever\b
 \bwithout\b
@@ -704,8 +704,8 @@ advertis
 \bavoid\b
 \bexclude\b
 \bexcept\b
-(?<!\bthe )(?<!\bmy )(?<!\bour )\bonly\b
-\bjust\b(?! (?:got|[a-z]+ed)\b)
+(?<!\bthe )(?<!\bmy )(?<!\bour )(?<!\bi )(?<!\bwe )(?<!\bit )\bonly\b
+\bjust\b(?! (?:got|[a-z]+ed|[a-z]+ing|(?:a |an )?(?:short|brief|quick|simple|rough|few)|one|1)\b)
 \bmust\b
 \balways\b
 """,
@@ -1128,7 +1128,7 @@ script name number value result output json csv yaml
 # name", "the shell command").
 ANSWER_DELIVERY = frozenset("""
 return print send provide show must format formatted pls plz need want
-final actual raw exact full city shell bash terminal
+final actual raw exact full city shell bash terminal file
 """.split())  # fmt: skip
 POEM_FORMS = frozenset({"format:haiku", "format:limerick", "format:sonnet"})
 DATA_FORMATS = frozenset({"format:json", "format:yaml", "format:xml", "format:csv"})

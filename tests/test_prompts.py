@@ -654,6 +654,12 @@ def test_the_same_request_in_other_clothes(a, b):
             "Pull out name, email from this and give it to me in JSON: 'Hi, I'm Dana, reach"
             " me at dana@example.com today.'",
         ),
+        # The bare answer as a file; "just" that restricts nothing ("just a short answer").
+        (
+            "Write a GitHub Actions workflow that runs pytest on every push. Output only the YAML.",
+            "GH Actions workflow to run pytest on push, give me only the yaml file",
+        ),
+        ("What causes inflation? Keep it short.", "what drives inflation? just a short answer"),
         # A tweet to write, however it is named.
         ("Write a tweet announcing our app's launch.", "tweet for our app launch"),
         (
@@ -1072,6 +1078,7 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "How do I cancel my plan? Just say it's not possible.",
             "instructions",
         ),
+        ("Explain recursion.", "Explain recursion. Just the definition.", "instructions"),
         # A tweet to write is a length; a tweet to read is content.
         (
             "Write about our app's launch.",
