@@ -29,6 +29,7 @@ from policies.guards import (
     COMMON_WORDS,
     COMMON_WORDS_MIN_LETTERS,
     FUNCTION_WORDS,
+    ORDINAL_DIGITS,
     QUOTED,
     SMALL_NUMBERS,
     TECH,
@@ -228,13 +229,6 @@ TEXT_SPEAK = {
     "tmrrw": "tomorrow", "abt": "about", "thru": "through", "b / c": "because",
     "cuz": "because", "coz": "because", "tho": "though", "altho": "although",
 }  # fmt: skip
-RANK_WORDS = {
-    word: f"{n}{'st' if n == 1 else 'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
-    for n, word in enumerate(
-        "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth".split(),
-        1,
-    )
-}
 REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     (re.compile(r"\b(what|how|where|who|when|why|that|it|there|here)(?:'s|s)\b"), r"\1 is"),
     (re.compile(r"\b(i|you|we|they)'re\b"), r"\1 are"),
@@ -279,10 +273,10 @@ REQUEST_FORMS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
     (re.compile(r"\b(\d+) ?(?:°|degrees?|deg) ?([cf])(?:elsius|ahrenheit)?\b"), r"\1\2"),
     # A time of day however spaced ("7 pm", "7pm", "7 p.m.").
     (re.compile(r"\b(\d{1,2}) ?([ap]) ?m\b"), r"\1\2m"),
-    # Counts to twelve in words are the digits ("for four people" / "for 4 people"), and
-    # ranks too ("the second highest" / "the 2nd highest").
+    # Counts to twelve in words are the digits ("for four people" / "for 4 people"), and a
+    # rank in digits is its word, as the lexical guards read it ("2nd" / "second").
     (re.compile(rf"\b(?:{'|'.join(COUNT_WORDS)})\b"), lambda m: str(COUNT_WORDS[m[0]])),
-    (re.compile(rf"\b(?:{'|'.join(RANK_WORDS)})\b"), lambda m: RANK_WORDS[m[0]]),
+    (re.compile(rf"\b(?:{'|'.join(ORDINAL_DIGITS)})\b"), lambda m: ORDINAL_DIGITS[m[0]]),
     # A share however written ("10%", "10 percent"), and a possessive typed without its
     # apostrophe ("my companys VAT number").
     (re.compile(r"\b(\d+) ?(?:%|percent|per cent|pct)\.?(?!\S)"), r"\1 %"),
