@@ -310,7 +310,8 @@ LENGTH_COUNT = re.compile(
 )
 LENGTH_LIMIT = re.compile(
     rf"(?:\b(?:in\s+)?(?:under|fewer than|less than|at most|no more than|max(?:imum)?|up to|within|"
-    rf"not more than|below|limit(?:ed)? to)\s+|≤\s*)(?P<n>\d+|[a-z]+)\s+{UNIT}"
+    rf"not more than|below|limit(?:ed)? to|fits? (?:in(?:to)?|within))\s+|[≤<]\s*)"
+    rf"(?P<n>\d+|[a-z]+)\s+{UNIT}"
 )
 LENGTH_COUNT_ANY_CASE = re.compile(LENGTH_COUNT.pattern, re.IGNORECASE)
 LENGTH_LIMIT_ANY_CASE = re.compile(LENGTH_LIMIT.pattern, re.IGNORECASE)
@@ -796,13 +797,20 @@ LANGUAGE_ALONE = re.compile(
 # "Arabic translation of ...", "Spanish for '...'", "Japanese: '...'": the language asked
 # for, named before what is to be translated.
 LANGUAGE_NAMED = re.compile(r"\b(?P<language>[a-z]+) (?:translation|version)\b", re.IGNORECASE)
-LANGUAGE_LEADING = re.compile(r"^\W*(?P<language>[a-z]+)(?: for\b|:)", re.IGNORECASE)
+# "What's the Korean for '...'?", "the Vietnamese way to say: ...".
+LANGUAGE_FOR = re.compile(
+    r"\bthe (?P<language>[a-z]+) (?:for|word for|phrase for|way to say)\b", re.IGNORECASE
+)
+LANGUAGE_LEADING = re.compile(
+    r"^\W*(?P<language>[a-z]+)(?: please| pls| plz)?(?: for\b|:)", re.IGNORECASE
+)
 PLAIN_ENGLISH = re.compile(r"\b(?:plain|simple) english\b")
-# "in French" closing a clause (or before "for me") asks for the answer in French ("the
-# French Revolution" is a subject, a slot).
+# "in French" closing a clause (or before "please", "asap", a dash or "for our sign") asks
+# for the answer in French ("the French Revolution" is a subject, a slot).
 ANSWER_LANGUAGE = re.compile(
     r"\b(?:in|into|to) (?P<language>[a-z]+)"
-    r"(?=\s*(?:$|[.,!?;:]|please\b|and\b|only\b|for (?:me|us)\b))",
+    r"(?=\s*(?:$|[.,!?;:—–→]|- |please\b|pls\b|plz\b|asap\b|thx\b|thanks\b|and\b|only\b"
+    r"|for (?:me|us|my|our|an?|the)\b))",
     re.IGNORECASE,
 )
 # The answer's language in the prompt's own language ("en inglés", "auf Englisch", "ins
@@ -818,6 +826,7 @@ ANSWER_LANGUAGES = (
     ANSWER_LANGUAGE,
     LANGUAGE_ALONE,
     LANGUAGE_NAMED,
+    LANGUAGE_FOR,
     LANGUAGE_LEADING,
     ANSWER_LANGUAGE_ABROAD,
 )
@@ -978,14 +987,26 @@ def split_payload(text: str) -> tuple[str, str, bool]:
         text = " ".join(text.split())
         colon = text.find(": ")
         if colon > 0:
-            # "Translate to French: ..." is content; "one sentence: what is X?" a question.
+            # "Translate to French: ..." and "French pls: ..." are content; "one sentence:
+            # what is X?" a question.
             head, rest = text[:colon], text[colon + 2 :]
             asked = rest.rstrip().endswith("?") and not DEICTIC.search(head)
-            task = CONTENT_TASK.search(head) and len(head.split()) <= 15 and not asked
+            task = (
+                (CONTENT_TASK.search(head) or language_alone(head))
+                and len(head.split()) <= 15
+                and not asked
+            )
             if (task and len(rest.split()) >= 4) or (len(rest.split()) >= 25 and not asked):
                 payload_parts.append(rest)
                 text = head
     return text.strip(), "".join(payload_key(part) for part in payload_parts), bool(content_first)
+
+
+def language_alone(text: str) -> bool:
+    """Whether a text only names a language ("Japanese", "italian pls"): one to translate
+    into, before the text to translate."""
+    named = LANGUAGE_ALONE.match(text)
+    return named is not None and named.group("language").lower() in HUMAN_LANGUAGES
 
 
 def asked_below(text: str) -> tuple[str, str] | None:
@@ -1075,11 +1096,15 @@ def instruction_labels(text: str, whole_clause: bool) -> set[str]:
     return found
 
 
+# A tweet's own length, said of a tweet.
+TWEET_LENGTHS = frozenset({"length:280 character", "length:max 280 character"})
 # A tweet to write named otherwise than "a tweet": "tweet for our launch", "the announcement
-# tweet", "a post for Twitter/X", "an X post" (not "Tweet sentiment:", a tweet to read).
+# tweet", "a post for Twitter/X", "an X post", "tweet-length" (not "Tweet sentiment:", a
+# tweet to read).
 ONE_TWEET = re.compile(
     r"^\W*tweet (?:for|about|announcing|saying|on)\b|\b(?:announcement|launch|promo) tweet\b"
-    r"|\b(?:twitter|x)(?: ?/ ?(?:twitter|x))? post\b|\bpost for (?:twitter|x)\b",
+    r"|\b(?:twitter|x)(?: ?/ ?(?:twitter|x))? post\b|\bpost for (?:twitter|x)\b"
+    r"|\btweet[- ]length\b",
     re.IGNORECASE,
 )
 
@@ -1388,6 +1413,8 @@ def decompose(text: str) -> Prompt:
     request = request_words(" ".join(request_parts), language)
     if "audience:child" in instructions:  # "in simple words a 10 year old would get"
         instructions.discard("audience:beginner")
+    if "length:1 tweet" in instructions:  # "a tweet under 280 characters" says it twice
+        instructions -= TWEET_LENGTHS
     if instructions & POEM_FORMS:  # "a 5-7-5 poem" is a haiku
         instructions.discard("format:poem")
     if any(i.startswith("tone:") and i != "tone:some" for i in instructions):

@@ -666,6 +666,32 @@ def test_the_same_request_in_other_clothes(a, b):
             "Write a tweet announcing our app's launch.",
             "Draft a post for Twitter/X: our app launched",
         ),
+        # A tweet's own length, said of a tweet, is no other length.
+        (
+            "Write a tweet announcing our app's dark mode. Under 280 characters.",
+            "tweet for our app's dark mode launch, must fit in 280 chars",
+        ),
+        (
+            "Write a tweet announcing our app's dark mode, under 280 characters.",
+            "tweet-length (<280 characters) announcement of our app's dark mode",
+        ),
+        # The language to translate into, however it is named.
+        (
+            "Translate into Japanese: 'Please leave the package with my neighbor in 4B.'",
+            "Need this in Japanese asap: 'Please leave the package with my neighbor in 4B.'",
+        ),
+        (
+            "Translate this notice into German: 'Our shop will be closed from December 24.'",
+            "put this into German for our window sign: 'Our shop will be closed from December 24.'",
+        ),
+        (
+            'Translate "I\'d like to reschedule my dentist appointment" into Korean.',
+            "What's the Korean for \"I'd like to reschedule my dentist appointment\"?",
+        ),
+        (
+            "Translate into Italian: 'Happy 90th birthday, Nonna! We love you and miss you.'",
+            "italian pls: 'Happy 90th birthday, Nonna! We love you and miss you.'",
+        ),
         # A summary is short however it is asked for: "tl;dr", "briefly", "the short version".
         (
             "Summarize this Slack thread:\n[alex] deploy is failing on staging again\n[mia]"
@@ -1083,6 +1109,17 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         (
             "Write about our app's launch.",
             "Write an X post about our app's launch.",
+            "instructions",
+        ),
+        # 280 characters of another piece are not a tweet; an answer language added is one.
+        (
+            "Write a tweet announcing our app's dark mode. Under 280 characters.",
+            "Write a LinkedIn post announcing our app's dark mode. Under 280 characters.",
+            "instructions",
+        ),
+        (
+            "Write a birthday message for my sister who is turning 30.",
+            "Write a birthday message in Italian for my sister who is turning 30.",
             "instructions",
         ),
         # A tl;dr asks for brevity where there is nothing to summarize.
