@@ -230,6 +230,7 @@ IDENTIFIER = re.compile(
 # How a number is written: "3" and "three" count, "3rd" and "third" rank, and a Roman
 # numeral does either ("World War II" is "World War 2" and "the Second World War").
 CARDINAL, ORDINAL, ROMAN_FORM = "cardinal", "ordinal", "roman"
+AGE_FORMS = frozenset({CARDINAL, ORDINAL})
 ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
 # A day of a month is one number however it is written: "June 14", "14th June", "the 14th
 # of June" (a capital May only: "may" is a verb as often).
@@ -378,14 +379,34 @@ def spelt_numerals(text: str) -> str:
 
 
 def counted_alike(digit_text: str, word_text: str) -> bool:
-    """The same count of the same thing: "1 cup" in one text, "one cup" in the other.
-    "one" alone is mostly a pronoun ("how should one prepare") and stays no number."""
-    by_digit = {m[1].lower() for m in ONE_DIGIT.finditer(digit_text)}
-    return any(m[1].lower() in by_digit for m in ONE_WORD.finditer(word_text))
+    """The same count of the same thing: "1 cup" in one text, "one cup" in the other, or
+    after the same word where at most one side says what it counts ("for 1 person" / "for
+    one", "into 1" / "into one", "Formula 1" / "formula one"; not "for 1 day" / "for one
+    week"). "one" alone is mostly a pronoun ("how should one prepare") and stays no
+    number."""
+    return any(
+        (counts and counts == other_counts)
+        or (before and before == other_before and not (counts and other_counts))
+        for before, counts in ones(ONE_DIGIT, digit_text)
+        for other_before, other_counts in ones(ONE_WORD, word_text)
+    )
 
 
-ONE_DIGIT = re.compile(r"\b1\s+([^\W\d_]+)")  # "1 cup": what the 1 counts
-ONE_WORD = re.compile(r"\bone\s+([^\W\d_]+)", re.IGNORECASE)
+def ones(pattern: re.Pattern[str], text: str) -> list[tuple[str | None, str | None]]:
+    """The word before each "1" (or "one") that `pattern` finds, and what it counts (in
+    the singular)."""
+    return [
+        (m["before"], m["counts"] and m["counts"].removesuffix("s"))
+        for m in pattern.finditer(text.lower())
+    ]
+
+
+# "1 cup", "1-liter", "into 1" (not a time, "at 1:30", or a decimal: other numbers).
+ONE_DIGIT = re.compile(
+    r"(?:\b(?P<before>[^\W\d_]+)\s+)?(?<![\d.,])\b1\b(?![.,:]\d)"
+    r"(?:[\s-]+(?P<counts>[^\W\d_]+))?"
+)
+ONE_WORD = re.compile(r"(?:\b(?P<before>[^\W\d_]+)\s+)?\bone\b(?:[\s-]+(?P<counts>[^\W\d_]+))?")
 
 
 def numbers_differ(a: str, b: str) -> bool:
@@ -466,8 +487,14 @@ def forms_differ(
                 continue
             return True
         if not (read_alike(kinds_a, kinds_b) and read_alike(kinds_b, kinds_a)):
+            if kinds_a | kinds_b == AGE_FORMS and AGE.search(a) and AGE.search(b):
+                continue  # "her 30th birthday" / "turning 30"
             return True
     return False
+
+
+# Where an ordinal counts years, as a cardinal does: "my sister's 30th" / "turning 30".
+AGE = re.compile(r"\b(?:birthdays?|bday|b-day|anniversary|turn(?:s|ing)?)\b", re.IGNORECASE)
 
 
 def read_alike(kinds: frozenset[str], other: frozenset[str]) -> bool:

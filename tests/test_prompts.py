@@ -666,6 +666,16 @@ def test_the_same_request_in_other_clothes(a, b):
             "Write a tweet announcing our app's launch.",
             "Draft a post for Twitter/X: our app launched",
         ),
+        # "1" and "one" after the same word; an age as an ordinal and as a cardinal.
+        ("Overnight oats recipe for 1 person, no dairy.", "dairy-free overnight oats for one?"),
+        (
+            "How do I squash my last 3 commits into one in git?",
+            "how can i squash my last 3 git commits into 1",
+        ),
+        (
+            "Write a birthday message for my sister who is turning 30.",
+            "birthday msg for my sister's 30th",
+        ),
         # A tweet's own length, said of a tweet, is no other length.
         (
             "Write a tweet announcing our app's dark mode. Under 280 characters.",
@@ -1111,6 +1121,14 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "Write an X post about our app's launch.",
             "instructions",
         ),
+        # One of another thing; a rank that is no age.
+        ("How much to rent a car for 1 day?", "How much to rent a car for one week?", "numbers"),
+        (
+            "Plan a party for my son's 7th birthday.",
+            "Plan a party for my son's 8th birthday.",
+            "numbers",
+        ),
+        ("Who came 3rd in the race?", "Who came in 3 races?", "numbers"),
         # 280 characters of another piece are not a tweet; an answer language added is one.
         (
             "Write a tweet announcing our app's dark mode. Under 280 characters.",
