@@ -7,6 +7,14 @@ For each pair `text_a` is the stored text and `text_b` the new one, as in the ev
 protocol, with one entry in the partition: a hit needs the cosine over the floor, then the
 guards' pass, then the calibrated score at the threshold (or the same request, score 1).
 Model outputs are kept in .cache/pair-scores/, so a second run re-judges in seconds.
+
+A verdict diff, the check each guard change gets: write every pair's verdict with --rows
+before the change, then judge again with --against those rows to list the pairs whose
+verdict moved (hit or miss, guard, same request):
+
+    scripts/score_pairs.py --pairs F --split all --rows /tmp/before.jsonl
+    # ... change policies/ ...
+    scripts/score_pairs.py --pairs F --split all --against /tmp/before.jsonl
 """
 
 from __future__ import annotations
@@ -74,6 +82,10 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--show", default=None, help="print the misjudged pairs of this kind")
+    parser.add_argument("--rows", default=None, help="append each pair's verdict here (JSON lines)")
+    parser.add_argument(
+        "--against", default=None, help="verdict rows of an earlier run: print what moved"
+    )
     args = parser.parse_args()
     pairs = select(load_pairs(args.pairs), args.split)
     calibration = Calibration.of(json.loads(Path(args.calibration).read_text()))
@@ -113,6 +125,24 @@ def main() -> None:
         print(f"  guards on {side}: {dict(counts.most_common())}")
     wrong = int((same & (labels == 0)).sum())
     print(f"  same-request pairs: {int(same.sum())} ({wrong} of them negatives)")
+    rows = [
+        {
+            "set": f"{args.pairs}:{args.split}",
+            "label": pair.label,
+            "hit": bool(hits[i]),
+            "same": bool(same[i]),
+            "guard": verdicts[i].guard,
+            "score": round(float(scores[i]), 4),
+            "text_a": pair.text_a,
+            "text_b": pair.text_b,
+        }
+        for i, pair in enumerate(pairs)
+    ]
+    if args.rows:
+        with open(args.rows, "a", encoding="utf-8") as out:
+            out.writelines(json.dumps(row) + "\n" for row in rows)
+    if args.against:
+        moved(rows, args.against)
     if args.show:
         for i, pair in enumerate(pairs):
             if pair.kind == args.show and hits[i] != bool(pair.label):
@@ -121,6 +151,35 @@ def main() -> None:
                     f"score={scores[i]:.3f} cos={cosines[i]:.3f}\n  A: {pair.text_a!r}\n"
                     f"  B: {pair.text_b!r}"
                 )
+
+
+def moved(rows: list[dict], earlier_path: str) -> None:
+    """Print the pairs whose verdict moved since the rows of `earlier_path` (same set)."""
+    with open(earlier_path, encoding="utf-8") as earlier_file:
+        earlier = [r for r in map(json.loads, earlier_file) if r["set"] == rows[0]["set"]]
+    if [(r["text_a"], r["text_b"]) for r in earlier] != [(r["text_a"], r["text_b"]) for r in rows]:
+        raise SystemExit(f"{earlier_path} holds other pairs for {rows[0]['set']}")
+    counts: Counter[str] = Counter()
+    for before, now in zip(earlier, rows, strict=True):
+        if (before["hit"], before["guard"], before["same"]) == (
+            now["hit"],
+            now["guard"],
+            now["same"],
+        ):
+            continue
+        side = "positive" if now["label"] else "negative"
+        change = (
+            ("served" if now["hit"] else "no longer served")
+            if before["hit"] != now["hit"]
+            else "moved"
+        )
+        counts[f"{side} {change}"] += 1
+        print(
+            f"\n[{now['label']}] {change}: guard {before['guard']} -> {now['guard']}, same"
+            f" {before['same']} -> {now['same']}, score {now['score']:.3f}\n"
+            f"  A: {now['text_a']!r}\n  B: {now['text_b']!r}"
+        )
+    print(f"\n  verdicts moved: {dict(counts) or 'none'}")
 
 
 if __name__ == "__main__":
