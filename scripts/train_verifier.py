@@ -19,9 +19,9 @@ Reproduces embeddings/models/verifier.onnx and verifier.json from the labeled pa
      rewordings), and since 2026-12-04 the sets written later to tune the guards on
      (prompt_unseen_pairs.jsonl, the tune split of prompt_fresh_pairs.jsonl,
      prompt_language_pairs.jsonl); none of their topics or texts is in a set reported
-     on. Each is seen --prompt-repeat times. (The shipped model predates the third batch
-     of prompt_train_pairs.jsonl and the second of prompt_language_pairs.jsonl, both
-     written 2026-12-05: see bench/data/README.md.)
+     on. Each is seen --prompt-repeat times. (The shipped model, of 2026-12-06, is the
+     first trained on the third batch of prompt_train_pairs.jsonl and the second of
+     prompt_language_pairs.jsonl: see bench/data/README.md.)
    On a 2-core CPU that is ~3,100 steps, about 50 minutes; a run saves its progress every
    200 steps and `--resume` goes on from there. (--init continues from a checkpoint, for a
    second stage; the last one tried ranked worse than the first stage alone.)
