@@ -577,10 +577,25 @@ def identifiers(text: str) -> frozenset[str]:
 def identifiers_differ(a: str, b: str) -> bool:
     """Whether one text has an identifier the other lacks; a text typed all in lowercase
     holds it lowercased ("Promise.allSettled" / "promise.allsettled", "mAh" / "mah"),
-    where one that writes capitals elsewhere means the case ("userName" / "username")."""
+    where one that writes capitals elsewhere means the case ("userName" / "username").
+    A unit of data is bits or bytes by its case ("100 Mbps" / "100 MBps")."""
     ids_a, ids_b = identifiers(a), identifiers(b)
-    return ids_a != ids_b and not (
-        lowercased_in(ids_a - ids_b, b) and lowercased_in(ids_b - ids_a, a)
+    return data_units_recased(a, b) or (
+        ids_a != ids_b and not (lowercased_in(ids_a - ids_b, b) and lowercased_in(ids_b - ids_a, a))
+    )
+
+
+# Bits or bytes, kilo to peta: "Mb" is a megabit, "MB" a megabyte ("mb" may be either).
+DATA_UNIT = re.compile(r"\b[kKmMgGtTpP]i?[bB](?:ps|/s)?\b")
+
+
+def data_units_recased(a: str, b: str) -> bool:
+    """Whether the two texts write one unit of data in cases that tell bits from bytes."""
+    units_a = {unit.lower(): unit for unit in DATA_UNIT.findall(a) if unit != unit.lower()}
+    units_b = {unit.lower(): unit for unit in DATA_UNIT.findall(b) if unit != unit.lower()}
+    return any(
+        units_a[key][1:].replace("i", "") != units_b[key][1:].replace("i", "")
+        for key in units_a.keys() & units_b.keys()
     )
 
 

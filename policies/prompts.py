@@ -1593,6 +1593,8 @@ TASK_WORDS = {
         "review": r"\breview|\bbugs?\b|\bissues?\b|\banything wrong|\bwhat'?s wrong|\bsecurity"
         r"|vulnerab",
         "calculate": r"\bcalcul|\badd (?:it |them |this )?up|\baverage|\bsplit\b",
+        "expand": r"\bexpand|\belaborate|\bflesh (?:it |this )?out|\blengthen"
+        r"|\bturn (?:it |this )?into a (?:full|longer)\b",
     }.items()
 }
 

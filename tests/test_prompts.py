@@ -761,6 +761,12 @@ def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
         # Smileys are stripped as decoration, but one swapped for another is the question.
         ("What does 😀 mean in a text?", "What does 😢 mean in a text?", "unseen-characters"),
         ("What does :) mean in a text?", "What does :( mean in a text?", "unseen-characters"),
+        # Bits or bytes by the case of the unit.
+        (
+            "How long to download a 50 GB file on a 100 Mbps connection?",
+            "How long to download a 50 GB file on a 100 MBps connection?",
+            "identifiers",
+        ),
         # A phrase in single quotes is a slot: one word of it changes the answer.
         (
             "Translate 'Where is the train station?' into German.",
@@ -1129,6 +1135,13 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "numbers",
         ),
         ("Who came 3rd in the race?", "Who came in 3 races?", "numbers"),
+        # Another task on the same text: to lengthen it is not to proofread it.
+        (
+            "proofread: I am writting to apply for the Junior Data Analyst position at Norvale.",
+            "expand this into a full cover letter: I am writting to apply for the Junior Data"
+            " Analyst position at Norvale.",
+            "task",
+        ),
         # 280 characters of another piece are not a tweet; an answer language added is one.
         (
             "Write a tweet announcing our app's dark mode. Under 280 characters.",
