@@ -398,10 +398,10 @@ tabular
 table format
 as a grid
 """,
-    "format:list": r"""
+    "format:list": rf"""
 bullet(?:ed)?(?: points?| list)?
 as a list
-in a list
+in a list{ORDER_ENDS}
 numbered list
 as bullets
 list form
@@ -414,6 +414,9 @@ timeline
 chronological(?:ly)?
 in (?:the )?order (?:of|they)
 (?:sorted|ordered|ranked) by
+in date order
+(?:earliest|oldest|soonest|newest|latest|most recent|most urgent)(?: \w+)? (?:first|on top)
+(?:earliest|oldest|soonest) to (?:the )?(?:newest|latest)
 """,
     "format:steps": r"""
 step[- ]by[- ]step
@@ -575,7 +578,7 @@ academic tone
 \btone\b
 """,
     "extra:examples": r"""
-(?:with|using) (?:an? |some )?(?:[\w-]+ )?examples?
+(?:with|w/|using) (?:an? |some )?(?:step by step |[\w-]+ )?examples?
 give (?:me )?(?:an? )?examples?
 include (?:an? |some )?(?:[\w-]+ )?examples?
 for example

@@ -676,6 +676,21 @@ def test_the_same_request_in_other_clothes(a, b):
             "Write a birthday message for my sister who is turning 30.",
             "birthday msg for my sister's 30th",
         ),
+        # An example asked for "w/" or "step by step"; an order of dates in other words; a
+        # list named in the question is no list asked for.
+        (
+            "explain python decorators with a simple example",
+            "pls explain python decorators w/ a simple example, thx!",
+        ),
+        (
+            "Sort these events in chronological order:\nQ3 report - Sep 30\nTeam photo - Jul 14",
+            "Put these in date order, earliest first:\nQ3 report - Sep 30\nTeam photo - Jul 14",
+        ),
+        (
+            'React warning: Each child in a list should have a unique "key" prop. What does it'
+            " mean?",
+            'what does the react warning "Each child in a list should have a unique key prop" mean',
+        ),
         # A tweet's own length, said of a tweet, is no other length.
         (
             "Write a tweet announcing our app's dark mode. Under 280 characters.",
@@ -1135,6 +1150,14 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "numbers",
         ),
         ("Who came 3rd in the race?", "Who came in 3 races?", "numbers"),
+        # An order of the answer added.
+        (
+            "Extract all the dates from this email: 'Hi Priya, the venue tour is on May 3,"
+            " the tasting has moved to May 17.'",
+            "Extract all the dates from this email, latest first: 'Hi Priya, the venue tour is"
+            " on May 3, the tasting has moved to May 17.'",
+            "instructions",
+        ),
         # Another task on the same text: to lengthen it is not to proofread it.
         (
             "proofread: I am writting to apply for the Junior Data Analyst position at Norvale.",
