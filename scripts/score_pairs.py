@@ -155,17 +155,15 @@ def main() -> None:
 
 def moved(rows: list[dict], earlier_path: str) -> None:
     """Print the pairs whose verdict moved since the rows of `earlier_path` (same set)."""
+    if not rows:
+        return
     with open(earlier_path, encoding="utf-8") as earlier_file:
         earlier = [r for r in map(json.loads, earlier_file) if r["set"] == rows[0]["set"]]
     if [(r["text_a"], r["text_b"]) for r in earlier] != [(r["text_a"], r["text_b"]) for r in rows]:
         raise SystemExit(f"{earlier_path} holds other pairs for {rows[0]['set']}")
     counts: Counter[str] = Counter()
     for before, now in zip(earlier, rows, strict=True):
-        if (before["hit"], before["guard"], before["same"]) == (
-            now["hit"],
-            now["guard"],
-            now["same"],
-        ):
+        if all(before[field] == now[field] for field in ("hit", "guard", "same")):
             continue
         side = "positive" if now["label"] else "negative"
         change = (
