@@ -743,10 +743,19 @@ def listed_beside(added: set[str], shared: set[str], text: str) -> bool:
     )
 
 
+# Other names of one country or service, as people write them (the forms name_forms reads).
+NAME_ALIASES = {
+    "america": "us", "american": "us", "usa": "us", "britain": "uk", "british": "uk",
+    "fb": "facebook", "ig": "instagram",
+}  # fmt: skip
+SAME_NAMES = MONTH_NAMES | NAME_ALIASES
+
+
 def name_forms(text: str) -> set[str]:
-    """The forms of a text's names: "Wi-Fi" is "WiFi", "Jan" is "January", "U.S." is "US"."""
+    """The forms of a text's names: "Wi-Fi" is "WiFi", "Jan" is "January", "U.S." is "US",
+    "American" is "US"."""
     return {
-        MONTH_NAMES.get(form, form)
+        SAME_NAMES.get(form, form)
         for name in names(text)
         for form in word_forms(
             name.replace(".", "") if DOTTED_INITIALS.fullmatch(name) else name.replace("-", "")

@@ -691,6 +691,19 @@ def test_the_same_request_in_other_clothes(a, b):
             " mean?",
             'what does the react warning "Each child in a list should have a unique key prop" mean',
         ),
+        # A country or a service by its other names.
+        (
+            "Do US citizens need a visa to visit Japan as tourists?",
+            "I'm American, going to Japan on vacation. do i need a visa?",
+        ),
+        (
+            "What's the cheapest way to send money from the UK to India?",
+            "Lowest-fee method for sending money from Britain to India?",
+        ),
+        (
+            "Write an Instagram caption for our bakery's new cinnamon rolls.",
+            "Need a caption for an IG post about our bakery's new cinnamon rolls",
+        ),
         # A tweet's own length, said of a tweet, is no other length.
         (
             "Write a tweet announcing our app's dark mode. Under 280 characters.",
@@ -1150,6 +1163,12 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "numbers",
         ),
         ("Who came 3rd in the race?", "Who came in 3 races?", "numbers"),
+        # Another country is another name, however the first is written.
+        (
+            "Do American citizens need a visa for Japan?",
+            "Do Canadian citizens need a visa for Japan?",
+            "names",
+        ),
         # An order of the answer added.
         (
             "Extract all the dates from this email: 'Hi Priya, the venue tour is on May 3,"
