@@ -695,12 +695,23 @@ def other_names(a: str, b: str) -> bool:
     forms_a, forms_b = set(words_a) | names_a, set(words_b) | names_b
     added_a = {n for n in names_a - forms_b if not named_alike(n, forms_b, words_b)}
     added_b = {n for n in names_b - forms_a if not named_alike(n, forms_a, words_a)}
+    # A name misspelt on one side ("Farenheit" / "Fahrenheit") is the same name; among
+    # short names one letter more is as often another name ("Paris" / "PARI").
+    slips = {
+        (x, y)
+        for x in added_a
+        for y in added_b
+        if max(len(x), len(y)) >= NAME_SLIP_MIN and misspelt(x, y)
+    }
+    added_a -= {x for x, _ in slips}
+    added_b -= {y for _, y in slips}
     shared = names_a & names_b
     if added_a and added_b:
         return True
     return listed_beside(added_a, shared, a) or listed_beside(added_b, shared, b)
 
 
+NAME_SLIP_MIN = 6  # letters of the longer of two names one edit apart, to read a slip
 # What a place's name becomes when it names its people or things: "Europe" / "European",
 # "Canada" / "Canadian", "Japan" / "Japanese", "Mexico" / "Mexican".
 DEMONYM_ENDINGS = ("n", "an", "ian", "ean", "ese")

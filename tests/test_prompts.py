@@ -704,6 +704,11 @@ def test_the_same_request_in_other_clothes(a, b):
             "Write an Instagram caption for our bakery's new cinnamon rolls.",
             "Need a caption for an IG post about our bakery's new cinnamon rolls",
         ),
+        # A long name misspelt.
+        (
+            "Convert 25 degrees Celsius to Fahrenheit.",
+            "Convert 25 degress Celsius to Farenheit pls",
+        ),
         # A tweet's own length, said of a tweet, is no other length.
         (
             "Write a tweet announcing our app's dark mode. Under 280 characters.",
@@ -1167,6 +1172,12 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
         (
             "Do American citizens need a visa for Japan?",
             "Do Canadian citizens need a visa for Japan?",
+            "names",
+        ),
+        # A short name one letter longer is another name.
+        (
+            "How can I get an internship in a Paris museum?",
+            "How do I get an internship in PARI Robotics?",
             "names",
         ),
         # An order of the answer added.
