@@ -591,12 +591,18 @@ DATA_UNIT = re.compile(r"\b[kKmMgGtTpP]i?[bB](?:ps|/s)?\b")
 
 def data_units_recased(a: str, b: str) -> bool:
     """Whether the two texts write one unit of data in cases that tell bits from bytes."""
-    units_a = {unit.lower(): unit for unit in DATA_UNIT.findall(a) if unit != unit.lower()}
-    units_b = {unit.lower(): unit for unit in DATA_UNIT.findall(b) if unit != unit.lower()}
-    return any(
-        units_a[key][1:].replace("i", "") != units_b[key][1:].replace("i", "")
-        for key in units_a.keys() & units_b.keys()
-    )
+    units_a, units_b = data_units(a), data_units(b)
+    return any(units_a[unit] != units_b[unit] for unit in units_a.keys() & units_b.keys())
+
+
+def data_units(text: str) -> dict[str, str]:
+    """Each unit of data a text writes with a capital, lowercased, to its bits-or-bytes part
+    as written ("MBps" -> "Bps"; "GiB" is "B", as "GB" is); "mb" tells neither."""
+    return {
+        unit.lower(): unit[1:].replace("i", "")
+        for unit in DATA_UNIT.findall(text)
+        if unit != unit.lower()
+    }
 
 
 def lowercased_in(names: frozenset[str], text: str) -> bool:
