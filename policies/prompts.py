@@ -56,24 +56,36 @@ her more some get best way much many
 el los las es está están son qué cómo cuál cuáles por para con una mi tu que del al
 puedo hola gracias también pero muy esta este cuando dónde donde hay tengo mis sus se
 como porque quiero necesito no
+y el del hace hacer tiene tienen eso esto ese esa usted cuánto cuánta cuántos cuántas
+cuanto cuanta cuantos cuantas también tambien después despues ahora nada mejor otro otra
+sirve debo puede pueden estoy hasta desde mucho
 """.split()),
     "fr": set("""
 le les est sont qu'est quoi comment pourquoi je vous mon ma mes une des du et pour avec
 dans ce cette pas ne sur bonjour merci est-ce il elle c'est j'ai quel quelle où peux
 suis ai
+au aux ou mais ça fait faire il dois faut veux peut sais moi toi nous leur comme quand
+aussi très sans chez notre votre qui lui être avoir ils elles
 """.split()),
     "de": set("""
 der die das ist sind was wie warum wann wo ich du sie mein meine ein eine und mit für
 nicht zu den dem des auf kann es bitte danke hallo hat habe welche welcher mir mich
 ich's gibt wird kann man
+auch oder aber noch schon wenn dass sich einen einem einer bei nach zum zur vom über
+ueber wir ihr kein keine dein sein muss soll viel
 """.split()),
     "pt": set("""
 os é são como por para com um uma meu minha não do da dos das em no na você olá
 obrigado obrigada qual quando onde posso isso está estou tenho meus minhas vocês
+ele ela seu sua pra mas também tambem então entao já até depois agora muito fazer tem tá
+pelo pela ao aos às numa nao voce quanto quantos quantas devo preciso aqui ainda vou que
+faço
 """.split()),
     "it": set("""
 il lo gli è sono che come perché quando dove io mio mia una di del della con per non
 ciao grazie qual posso questo questa sono ho mi ti cosa della nel ed solo
+gli dei delle degli nella nelle alla alle allo anche sei hai voglio vorrei quale quali
+tuo suo dopo oggi perche perchè poi più piu molto senza essere ancora devo
 """.split()),
 }
 # fmt: on
@@ -1357,6 +1369,11 @@ def language_scores(text: str) -> dict[str, int] | None:
         scores["pt"] += 2
     if re.search(r"[äöüß]", text.lower()):
         scores["de"] += 2
+    if "ç" in text.lower():  # "diferença", "français": neither Spanish nor Italian
+        scores["pt"] += 1
+        scores["fr"] += 1
+    if re.search(r"[ìò]", text.lower()):  # "così", "però"
+        scores["it"] += 1
     return scores
 
 
@@ -1645,13 +1662,13 @@ def tasks_apart(new: frozenset[str], cached: frozenset[str]) -> bool:
 
 
 def same_language(new: Prompt, cached: Prompt) -> bool:
-    """One language, or a text read as English only for want of words that tell ("comment
-    on conjugue aller": "comment" is French, "on" English) beside a text in the other
-    language it may be. Two other languages stay apart: es, pt and it share many words."""
+    """One language, or a text whose words tell its language no better than the other
+    text's: "comment on conjugue aller" ("comment" is French, "on" English) beside a French
+    text, "meu pedido ta atrasado o que eu faço" (as Spanish as Portuguese) beside a
+    Portuguese one."""
     if new.language == cached.language:
         return True
-    english, other = (new, cached) if new.language == ENGLISH else (cached, new)
-    return english.language == ENGLISH and other.language in english.tied
+    return new.language in cached.tied or cached.language in new.tied
 
 
 def mismatch(new: Prompt, cached: Prompt) -> str | None:

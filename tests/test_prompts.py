@@ -1281,6 +1281,13 @@ def test_a_range_of_lengths_is_one_length_however_written():
         ("recette pate a crepe 4 pers", "fr"),
         ("kartoffelsalat rezept ohne mayo 6 pers", "de"),
         ("docker compose env file", "en"),
+        # Spanish, Portuguese and Italian share their commonest words; the next ones tell.
+        ("Meu pedido está atrasado, o que devo fazer?", "pt"),
+        ("query sql pra contar clientes distintos que compraram por mes em 2024", "pt"),
+        ("riassunto breve dei Promessi Sposi", "it"),
+        ("Qual a diferença entre LEFT JOIN e INNER JOIN?", "pt"),
+        ("¿cuánta agua le pongo a 2 tazas de arroz blanco?", "es"),
+        ("Why is the EU VAT rate on ebooks so high?", "en"),
     ],
 )
 def test_the_language_of_a_prompt(text, language):
@@ -1292,6 +1299,18 @@ def test_a_terse_prompt_in_another_language_is_not_judged_as_english():
     English and reached the cross-encoder beside its English counterpart (0.94)."""
     verdict = judge("Explique-moi la Révolution française.", "Explain the French Revolution.")
     assert verdict.guard == "prompt-language"
+
+
+@pytest.mark.parametrize(
+    "cached,new",
+    [
+        # "ta", "eu" and "faço" tell Portuguese from Spanish no better than "que" and "meu".
+        ("Meu pedido está atrasado, o que devo fazer?", "meu pedido ta atrasado o que eu faço"),
+        ("Perché il cielo è blu?", "perche il cielo e blu"),
+    ],
+)
+def test_a_text_whose_words_tell_two_languages_apart_no_better_may_be_either(cached, new):
+    assert judge(new, cached).guard != "prompt-language"
 
 
 def test_best_is_a_sign_off_only_after_a_sentence():
