@@ -35,6 +35,11 @@ from policies.prompts import ENGLISH, Prompt, decompose, judge
 log = logging.getLogger("cachegate.cache")
 # Verified matches remembered for repeats of the same reworded request (see Cache.semantic).
 VERDICTS_KEPT = 20_000
+# The same request is answered by construction, not verified, so the cosine floor, which
+# spares the verifier, does not bound it: a slip can pull a short prompt's cosine under
+# it ("cancel my subcription": 0.59 on CPUs without VNNI). Down to this cosine the nearest
+# candidates are read for the same request only.
+SAME_REQUEST_FLOOR = 0.5
 
 Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
@@ -238,15 +243,20 @@ class Cache:
         # the one the verifier scored (which the threshold what-if reads).
         why: MissReason | None = None
         for key, cosine in self.index.search(query.context_key, vector):
-            if cosine < self._semantic.cosine_floor:
+            if cosine < min(SAME_REQUEST_FLOOR, self._semantic.cosine_floor):
                 break
+            # Under the configured floor only the same request is looked for; such a
+            # candidate is no reason for a miss (no_candidate stays "none over the floor").
+            under_floor = cosine < self._semantic.cosine_floor
             entry = await self.get(key)
             if not servable(entry, now, max_age):
-                if entry is not None and entry.text is not None:
+                if entry is not None and entry.text is not None and not under_floor:
                     why = why or MissReason("expired", entry.too_old(now))
                 continue
             assert entry is not None and entry.text is not None  # servable says so
             verdict = judge(prompt, self.prompt(entry.text))
+            if under_floor and not verdict.same:
+                continue
             # Only the calibrated cross-encoder weighs a swapped word: without it, it vetoes.
             swap_vetoes = verdict.swapped and self._verify is None
             guard = verdict.guard or ("swapped-word" if swap_vetoes else None)

@@ -5,7 +5,8 @@ loop for tuning guards and calibration (the official figures come from `cachegat
 
 For each pair `text_a` is the stored text and `text_b` the new one, as in the eval
 protocol, with one entry in the partition: a hit needs the cosine over the floor, then the
-guards' pass, then the calibrated score at the threshold (or the same request, score 1).
+guards' pass, then the calibrated score at the threshold; or the same request (score 1),
+whose cosine needs only SAME_REQUEST_FLOOR.
 Model outputs are kept in .cache/pair-scores/, so a second run re-judges in seconds.
 
 A verdict diff, the check each guard change gets: write every pair's verdict with --rows
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.verifier import MODELS_DIR, Calibration, raised
+from gateway.cache import SAME_REQUEST_FLOOR
 from policies.prompts import ENGLISH, decompose, judge
 from tools.pairs import Pair, load_pairs, select
 
@@ -104,8 +106,8 @@ def main() -> None:
     )
     same = np.array([v.same for v in verdicts])
     passed = np.array([v.guard is None for v in verdicts])
-    # The same request answers from the configured floor; others must be able to reach it.
-    hits = (same & (cosines >= COSINE_FLOOR)) | (
+    # The same request answers from its own floor; others must be able to reach the bar.
+    hits = (same & (cosines >= SAME_REQUEST_FLOOR)) | (
         passed & (cosines >= floor) & (np.round(scores, 4) >= bars)
     )
     labels = np.array([p.label for p in pairs])

@@ -186,6 +186,32 @@ def test_another_language_than_english_clears_the_threshold_plus_its_margin(
     assert status(score - margin - 0.001, ns) == "HIT"
 
 
+def test_the_same_request_is_served_under_the_cosine_floor(make_gateway):
+    """The floor spares the verifier; the same request needs none. A slip moves a short
+    prompt's cosine a long way (0.59 for "cancel my subcription" on a CPU without VNNI):
+    under the floor the same request still hits, a rewording the verifier would judge
+    does not."""
+    gw = make_gateway(env={**REAL_SEMANTIC, "CACHEGATE_SEMANTIC_COSINE_FLOOR": "0.95"})
+    ns = fresh()
+    ask(gw, "How do I cancel my Netflix subscription?", ns)
+    slip = ask(gw, "how do i cancel my netflix subcription??", ns)[0]  # cosine 0.90
+    assert (slip["x-cache-status"], slip["x-cache-similarity"]) == ("HIT", "1.0000")
+    reworded = ask(gw, "What's the way to end my Netflix membership?", ns)[0]
+    assert reworded["x-cache-status"] == "MISS"
+
+
+def test_a_rewording_in_another_language_is_served_over_its_margin(real):
+    """Since the margin pairs bound it, an es/fr/de/pt/it rewording the verifier is sure of
+    is served at the shipped default, not only the same request; another name misses."""
+    ns = fresh()
+    ask(real, "Wie kann ich mein Passwort bei Amazon ändern?", ns)
+    headers = ask(real, "wie ändere ich mein amazon passwort", ns)[0]
+    assert (headers["x-cache-status"], headers["x-cache-tier"]) == ("HIT", "semantic")
+    assert float(headers["x-cache-similarity"]) < 1, "judged, not the same request"
+    other = ask(real, "Wie kann ich mein Passwort bei Ebay ändern?", ns)[0]
+    assert other["x-cache-status"] == "MISS"
+
+
 def test_a_candidate_too_far_for_the_bar_is_not_verified(real):
     """A neighbour whose cosine no verdict could lift to the threshold costs no verifier
     run; a lower bar lowers that floor, and the same neighbour is verified."""
@@ -436,9 +462,10 @@ def test_a_claim_told_beside_a_stored_question_never_reaches_the_plain_one(real)
         ),
         # What the asker tells beside the request, when it changes nothing asked.
         ("Why do cats purr?", "Quick question - why do cats purr? my cat does it constantly lol"),
+        # ("..., 2 week holiday" read 0.855 on a CPU without VNNI, under the default.)
         (
             "Do UK citizens need a visa to visit Japan for two weeks?",
-            "do i need a visa for japan? uk citizen, 2 week holiday",
+            "do i need a visa for japan? uk citizen, going for 2 weeks",
         ),
     ],
 )
