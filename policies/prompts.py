@@ -56,15 +56,15 @@ her more some get best way much many
 el los las es está están son qué cómo cuál cuáles por para con una mi tu que del al
 puedo hola gracias también pero muy esta este cuando dónde donde hay tengo mis sus se
 como porque quiero necesito no
-y el del hace hacer tiene tienen eso esto ese esa usted cuánto cuánta cuántos cuántas
-cuanto cuanta cuantos cuantas también tambien después despues ahora nada mejor otro otra
-sirve debo puede pueden estoy hasta desde mucho
+y hace hacer tiene tienen eso esto ese esa usted cuánto cuánta cuántos cuántas cuanto
+cuanta cuantos cuantas tambien después despues ahora nada mejor otro otra sirve debo
+puede pueden estoy hasta desde mucho
 """.split()),
     "fr": set("""
 le les est sont qu'est quoi comment pourquoi je vous mon ma mes une des du et pour avec
 dans ce cette pas ne sur bonjour merci est-ce il elle c'est j'ai quel quelle où peux
 suis ai
-au aux ou mais ça fait faire il dois faut veux peut sais moi toi nous leur comme quand
+au aux ou mais ça fait faire dois faut veux peut sais moi toi nous leur comme quand
 aussi très sans chez notre votre qui lui être avoir ils elles
 """.split()),
     "de": set("""
@@ -84,8 +84,8 @@ faço
     "it": set("""
 il lo gli è sono che come perché quando dove io mio mia una di del della con per non
 ciao grazie qual posso questo questa sono ho mi ti cosa della nel ed solo
-gli dei delle degli nella nelle alla alle allo anche sei hai voglio vorrei quale quali
-tuo suo dopo oggi perche perchè poi più piu molto senza essere ancora devo
+dei delle degli nella nelle alla alle allo anche sei hai voglio vorrei quale quali tuo
+suo dopo oggi perche perchè poi più piu molto senza essere ancora devo
 """.split()),
 }
 # fmt: on
