@@ -242,8 +242,9 @@ class Cache:
         # Why this misses: what stopped the nearest candidate looked at, or the score of
         # the one the verifier scored (which the threshold what-if reads).
         why: MissReason | None = None
+        lowest = min(SAME_REQUEST_FLOOR, self._semantic.cosine_floor)
         for key, cosine in self.index.search(query.context_key, vector):
-            if cosine < min(SAME_REQUEST_FLOOR, self._semantic.cosine_floor):
+            if cosine < lowest:
                 break
             # Under the configured floor only the same request is looked for; such a
             # candidate is no reason for a miss (no_candidate stays "none over the floor").

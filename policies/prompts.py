@@ -1358,21 +1358,22 @@ def language_scores(text: str) -> dict[str, int] | None:
         latin = sum(normalize("NFD", c)[0].isascii() for c in letters)
         if latin < 0.8 * len(letters):
             return None
-    words = re.findall(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", text.lower().replace("’", "'"))
+    lowered = text.lower()
+    words = re.findall(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", lowered.replace("’", "'"))
     scores = {
         lang: sum(w in stop for w in words) + sum(w in TELLTALE.get(lang, ()) for w in words)
         for lang, stop in STOPWORDS.items()
     }
-    if "¿" in text or "¡" in text or "ñ" in text.lower():
+    if "¿" in text or "¡" in text or "ñ" in lowered:
         scores["es"] += 2
-    if re.search(r"[ãõ]", text.lower()):
+    if re.search(r"[ãõ]", lowered):
         scores["pt"] += 2
-    if re.search(r"[äöüß]", text.lower()):
+    if re.search(r"[äöüß]", lowered):
         scores["de"] += 2
-    if "ç" in text.lower():  # "diferença", "français": neither Spanish nor Italian
+    if "ç" in lowered:  # "diferença", "français": neither Spanish nor Italian
         scores["pt"] += 1
         scores["fr"] += 1
-    if re.search(r"[ìò]", text.lower()):  # "così", "però"
+    if re.search(r"[ìò]", lowered):  # "così", "però"
         scores["it"] += 1
     return scores
 
