@@ -409,6 +409,34 @@ ONE_DIGIT = re.compile(
 ONE_WORD = re.compile(r"(?:\b(?P<before>[^\W\d_]+)\s+)?\bone\b(?:[\s-]+(?P<counts>[^\W\d_]+))?")
 
 
+# A number of degrees and its scale, however written: "75 °F", "75F", "75 degrees
+# Fahrenheit", "75 graus Celsius", "20 ºC", "20 grados centígrados".
+TEMPERATURE = re.compile(
+    r"(?<![\w.,])(\d+(?:[.,]\d+)?)\s*(?:[°º]\s*|(?:degrees?|deg|graus?|grados?|grad|degr[ée]s?"
+    r"|gradi)\s+)?(c|celsius|centigrade|cent[ií]grados?|f|fahrenheit|kelvin)\b",
+    re.IGNORECASE,
+)
+
+
+def temperature_scales(text: str) -> dict[str, set[str]]:
+    """Each number of degrees in the text and the scales it is read on ("c", "f", "k")."""
+    scales: dict[str, set[str]] = {}
+    for number, scale in TEMPERATURE.findall(text):
+        scales.setdefault(number.replace(",", "."), set()).add(scale[0].lower())
+    return scales
+
+
+def other_scales(a: str, b: str) -> bool:
+    """The same number of degrees on another scale: "Convert 75 °F to Celsius" / "What is
+    75 °C in Fahrenheit?" names the same number and both scales, so the models read the
+    two alike (0.96); the conversion goes the other way."""
+    scales_a = temperature_scales(a)
+    if not scales_a:
+        return False
+    scales_b = temperature_scales(b)
+    return any(number in scales_b and scales_b[number] != s for number, s in scales_a.items())
+
+
 def numbers_differ(a: str, b: str) -> bool:
     """A number that one text has and the other lacks, or writes to mean something else:
     "3 things" is not "the third thing", "in a second" not "in 2 seconds". "First" may
@@ -1076,9 +1104,13 @@ def read_currencies(text: str, other: str) -> str:
     return text
 
 
-def screen(new_text: str, cached_text: str) -> tuple[str | None, list[str]]:
+def screen(
+    new_text: str, cached_text: str, negation_vetoes: bool = True
+) -> tuple[str | None, list[str]]:
     """(The first guard that rejects the pair or None, the words swapped for others: see
-    swapped_words). A swapped word is no veto but for a value: the calibration weighs it."""
+    swapped_words). A swapped word is no veto but for a value: the calibration weighs it.
+    With `negation_vetoes` false, a negation on one side only is left to the verifier (for
+    rewordings: see policies.prompts.judge)."""
     new_text, cached_text = read_arrows(new_text, cached_text), read_arrows(cached_text, new_text)
     new_text, cached_text = (
         read_currencies(new_text, cached_text),
@@ -1086,9 +1118,9 @@ def screen(new_text: str, cached_text: str) -> tuple[str | None, list[str]]:
     )
     if other_unseen(unseen(new_text), unseen(cached_text)):
         return "unseen-characters", []
-    if numbers_differ(new_text, cached_text):
+    if numbers_differ(new_text, cached_text) or other_scales(new_text, cached_text):
         return "numbers", []
-    if negated(new_text) != negated(cached_text):
+    if negation_vetoes and negated(new_text) != negated(cached_text):
         return "negation", []
     if other_quotes(new_text, cached_text):
         return "quoted", []

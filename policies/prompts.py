@@ -44,6 +44,11 @@ from policies.guards import (
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
 OTHER_SCRIPT = "other"
+# Requests sharing fewer of their words than this (Jaccard) are rewordings, where a
+# negation on one side only is weighed by the verifier, not vetoed (see judge). Of the
+# prompt pairs the guards are tuned on, those the negation guard vetoed were 165 rewordings
+# and 68 other asks under 0.3, and 84 rewordings and 324 other asks above it.
+REWORDED_BELOW = 0.3
 # fmt: off
 STOPWORDS = {
     "en": set("""
@@ -1792,13 +1797,22 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
         guard = "unjudged-language"
     if guard is not None:
         return Verdict(False, guard, request_overlap(new, cached))
-    guard, swapped = screen(americanized(new.stripped), americanized(cached.stripped))
+    overlap = request_overlap(new, cached)
+    # A negation on one side of a rewording is more often the same ask put another way
+    # ("still hasn't arrived" / "still waiting on it", "no ha llegado" / "sigue sin llegar")
+    # than another ask: there the verifier weighs it. Where the requests share most words,
+    # one "not" is what differs, and it vetoes.
+    guard, swapped = screen(
+        americanized(new.stripped),
+        americanized(cached.stripped),
+        negation_vetoes=overlap >= REWORDED_BELOW,
+    )
     if new.language != ENGLISH and len(swapped) == 2:
         # The cross-encoder weighs an English swap ("remove" / "delete" alike, "sort" /
         # "filter" not); through its English vocabulary it cannot weigh one word for another
         # ("ordeno" / "filtro"). Two or more moved are more often a rewording.
         guard = guard or "swapped-word"
-    return Verdict(False, guard, request_overlap(new, cached), bool(swapped))
+    return Verdict(False, guard, overlap, bool(swapped))
 
 
 def reordered(new: Prompt, cached: Prompt) -> bool:

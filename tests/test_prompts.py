@@ -751,6 +751,7 @@ def test_the_same_request_in_other_clothes(a, b):
         # An order after a comma that follows no request is the request.
         ("Explain photosynthesis in simple terms.", "photosynthesis, explain in simple terms"),
         ("Why was I charged a $35 overdraft fee?", "bank took 35 bucks for overdraft, explain"),
+        ("Convert 20 degrees Celsius to Fahrenheit", "20°C to F?"),
     ],
 )
 def test_what_does_not_change_the_answer_is_not_vetoed(a, b):
@@ -1229,12 +1230,49 @@ def test_what_reads_alike_but_is_not_the_same_request(a, b):
             "Proofread this and give me a list of the fixes:\n\nWe was late to the meeting.",
             "instructions",
         ),
+        # The same number of degrees on the other scale: the conversion goes the other way.
+        ("Convert 75 F to C", "what is 75 °C in Fahrenheit?", "numbers"),
+        ("¿Cuánto son 30 grados centígrados en Fahrenheit?", "pasa 30 °F a centígrados", "numbers"),
     ],
 )
 def test_what_changes_the_answer_is_vetoed(a, b, guard):
     verdict = judge(a, b)
     assert not verdict.same
     assert guard_of(verdict) == guard
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "My parcel still hasn't arrived after ten days, how can I track it?",
+            "been waiting 10 days on my package, where is it now?",
+        ),
+        (
+            "No puedo entrar en mi cuenta del banco desde la app, ¿qué hago?",
+            "la app del banco me da error al iniciar sesión, ayuda",
+        ),
+        ("Mein Drucker druckt nicht mehr, was kann ich tun?", "drucker streikt plötzlich, tipps?"),
+    ],
+)
+def test_a_negation_in_a_rewording_is_the_verifiers_to_weigh(a, b):
+    assert judge(a, b).guard is None and judge(b, a).guard is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"),
+        ("Why is my sourdough starter not rising?", "Why is my sourdough starter rising so fast?"),
+        (
+            "Which countries don't need a visa for Indian citizens?",
+            "Which countries need a visa for Indian citizens?",
+        ),
+        ("How do I open the file without locking it?", "How do I open the file and lock it?"),
+    ],
+)
+def test_a_negation_where_the_requests_share_most_words_vetoes(a, b):
+    assert guard_of(judge(a, b)) == guard_of(judge(b, a)) == "negation"
 
 
 def test_a_poem_by_its_form_is_that_form():
