@@ -55,8 +55,8 @@ class Calibration:
     overlap_weight: float = 0.0
     swapped_weight: float = 0.0
     # What a prompt in another language than English adds to the threshold it must reach:
-    # the models read es/fr/de/pt/it through an English vocabulary, and the pairs in those
-    # languages that nothing was tuned on reach the prompts' target precision only higher.
+    # the pairs in es/fr/de/pt/it that nothing was tuned on set their own bar, and the
+    # default's is set by Quora's English questions; negative where theirs is lower.
     other_language_margin: float = 0.0
 
     @classmethod
@@ -90,7 +90,8 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-z))
 
     def margin(self, english: bool) -> float:
-        """What a prompt's language adds to the threshold it must clear (see raised)."""
+        """What a prompt's language adds to the threshold it must clear (see raised):
+        negative where the other languages' pairs hold a lower bar than the default."""
         return 0.0 if english else self.other_language_margin
 
     def lowest_cosine(self, threshold: float) -> float:
@@ -107,7 +108,8 @@ class Calibration:
 
 
 def raised(threshold: float, margin: float) -> float:
-    """A threshold plus a language's margin, at most 1: the same request (score 1) clears it."""
+    """A threshold plus a language's margin (which may be negative), at most 1: the same
+    request (score 1) clears it."""
     return min(1.0, threshold + margin)
 
 

@@ -234,7 +234,7 @@ class Cache:
                 return SemanticResult(entry, known.score, None)
         vector = await self.embed(query.text)
         prompt = decompose(query.text)
-        # A language the models read through English vocabulary clears a higher bar.
+        # Prompts in other languages clear their own bar (Calibration.margin).
         english = prompt.language == ENGLISH
         margin = 0.0 if self._calibration is None else self._calibration.margin(english)
         bar = raised(query.threshold, margin)

@@ -40,10 +40,12 @@ FIT_FLOOR = 0.5
 
 
 def model_outputs(pairs: list[Pair], threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine, verifier logit) of each pair, as served: the new text first."""
+    """(cosine, verifier logit) of each pair, as served: the new text first. Kept in
+    CACHE under the pairs and the tails of both model files."""
     key = hashlib.sha1(
         json.dumps([(p.text_a, p.text_b) for p in pairs]).encode()
         + (MODELS_DIR / "verifier.onnx").read_bytes()[-4096:]
+        + (MODELS_DIR / "minilm.int8.onnx").read_bytes()[-4096:]
     ).hexdigest()[:16]
     path = CACHE / f"{key}.npz"
     if path.exists():

@@ -249,10 +249,12 @@ def calibrate(
     --target-precision each, the prompts at --prompt-target-precision. (On their union
     alone the bound held where the extra pairs read 0.902, and held-out Quora 0.891.)
 
-    A prompt in another language than English must reach the default plus a margin: as
-    far above it as the non-English --language-pairs (rewordings and one-detail changes
-    nothing was tuned on) need to reach --prompt-target-precision by the same bound. They
-    are neither fitted on nor part of the default's pick.
+    A prompt in another language than English clears the default plus a margin: the
+    lowest score at which the non-English --language-pairs (rewordings and one-detail
+    changes nothing was tuned on) reach --prompt-target-precision by the same bound, less
+    the default. The margin is negative where those languages hold the bar lower: the
+    default is set by Quora, English questions that no prompt in another language is.
+    They are neither fitted on nor part of the default's pick.
 
     With --keep-scale the shipped weights stay, and only the threshold and the margin are
     picked again. A change of the guards moves pairs between the same request and the
@@ -325,7 +327,7 @@ def calibrate(
         picks[name] = pick_threshold(scores, y, served, targets[name], args.confidence_z)
     threshold = max(pick.threshold for name, pick in picks.items() if name != "other_language")
     language = picks.get("other_language")
-    margin = round(max(0.0, language.threshold - threshold), 4) if language else 0.0
+    margin = round(language.threshold - threshold, 4) if language else 0.0
     # The highest logit, seen on calib questions against themselves, where the model is
     # surest; a shipped model keeps the one measured when it was made.
     if args.calibrate_only and "max_logit" in known:

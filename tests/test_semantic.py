@@ -156,7 +156,7 @@ def test_a_repeated_rewording_reuses_its_match_only_while_it_holds(real):
 @pytest.mark.parametrize(
     "stored,asked,margin_applies",
     [
-        ("¿Cómo puedo aprender Python rápido?", "¿Cómo aprendo Python rápidamente?", True),
+        ("¿Cómo puedo aprender Python rápido?", "¿Cómo se aprende Python de forma rápida?", True),
         ("How can I learn Python fast?", "How do I learn Python quickly?", False),
     ],
 )
@@ -164,17 +164,16 @@ def test_another_language_than_english_clears_the_threshold_plus_its_margin(
     real, stored, asked, margin_applies
 ):
     """es/fr/de/pt/it prompts clear the threshold plus the calibrated margin of
-    verifier.json (0 where the margin pairs show the threshold holds for them, as today),
-    English ones the threshold alone: a hair over that bar a rewording misses, at it it
-    hits, in a full lookup and from a remembered match alike."""
+    verifier.json (negative where the margin pairs hold a lower bar than the default, as
+    today), English ones the threshold alone: a hair over that bar a rewording misses, at
+    it it hits, in a full lookup and from a remembered match alike."""
     shipped = json.loads((MODELS_DIR / "verifier.json").read_text())["other_language_margin"]
-    assert shipped >= 0
     margin = shipped if margin_applies else 0.0
     ns, no_store = fresh(), {"Cache-Control": "no-store"}
     ask(real, stored, ns)
     probe = ask(real, asked, ns, headers={**no_store, "X-Cache-Threshold": "0.3"})[0]
     score = float(probe["x-cache-similarity"])
-    assert score > margin + 0.3
+    assert 0.3 < score - margin < 1, "a header that puts the bar at the score"
 
     def status(threshold: float, namespace: str) -> str:
         bar = {**no_store, "X-Cache-Threshold": f"{threshold:.4f}"}
