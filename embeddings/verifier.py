@@ -90,7 +90,7 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-z))
 
     def margin(self, english: bool) -> float:
-        """What a prompt's language adds to the threshold it must clear (see raised):
+        """What a prompt's language adds to the threshold it must clear (see language_bar):
         negative where the other languages' pairs hold a lower bar than the default."""
         return 0.0 if english else self.other_language_margin
 
@@ -107,7 +107,7 @@ class Calibration:
         return (z - self.bias - self.logit_weight * self.max_logit - best) / self.cosine_weight
 
 
-def raised(threshold: float, margin: float) -> float:
+def language_bar(threshold: float, margin: float) -> float:
     """A threshold plus a language's margin (which may be negative), at most 1: the same
     request (score 1) clears it."""
     return min(1.0, threshold + margin)

@@ -22,7 +22,7 @@ import numpy as np
 
 from embeddings import Embedder
 from embeddings.batcher import MicroBatcher, ModelWorkers
-from embeddings.verifier import Candidate, CrossEncoderVerifier, raised
+from embeddings.verifier import Candidate, CrossEncoderVerifier, language_bar
 from gateway.backends import PurgeFilter, Store
 from gateway.config import SemanticConfig
 from gateway.entries import Entry
@@ -228,7 +228,7 @@ class Cache:
             return SemanticResult(None, None, None, NO_ENTRY)
         asked = digest(query.context_key, query.text)
         known = self._verdicts.get(asked)
-        if known is not None and known.score >= raised(query.threshold, known.margin):
+        if known is not None and known.score >= language_bar(query.threshold, known.margin):
             entry = await self.get(known.key)
             if servable(entry, now, max_age):
                 return SemanticResult(entry, known.score, None)
@@ -237,7 +237,7 @@ class Cache:
         # Prompts in other languages clear their own bar (Calibration.margin).
         english = prompt.language == ENGLISH
         margin = 0.0 if self._calibration is None else self._calibration.margin(english)
-        bar = raised(query.threshold, margin)
+        bar = language_bar(query.threshold, margin)
         floor = self.cosine_floor(bar)
         # Why this misses: what stopped the nearest candidate looked at, or the score of
         # the one the verifier scored (which the threshold what-if reads).

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.verifier import MODELS_DIR, Calibration, raised
+from embeddings.verifier import MODELS_DIR, Calibration, language_bar
 from gateway.cache import SAME_REQUEST_FLOOR
 from policies.prompts import ENGLISH, decompose, judge
 from tools.pairs import Pair, load_pairs, select
@@ -98,7 +98,9 @@ def main() -> None:
     asked = [decompose(p.text_b) for p in pairs]
     verdicts = [judge(prompt, decompose(p.text_a)) for prompt, p in zip(asked, pairs, strict=True)]
     # As the gateway does: another language than English clears its margin too.
-    bars = np.array([raised(threshold, calibration.margin(a.language == ENGLISH)) for a in asked])
+    bars = np.array(
+        [language_bar(threshold, calibration.margin(a.language == ENGLISH)) for a in asked]
+    )
     floor = np.array([max(COSINE_FLOOR, calibration.lowest_cosine(bar)) for bar in bars])
     scores = calibration.score(
         logits,

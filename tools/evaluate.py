@@ -144,7 +144,7 @@ def raw_cosines(pairs: list[Pair]) -> np.ndarray:
 def report(
     name: str, results: list[PairResult], cosines: np.ndarray, default_threshold: float | None
 ) -> dict:
-    from embeddings.verifier import raised
+    from embeddings.verifier import language_bar
 
     labels = np.array([r.label for r in results])
     hits = np.array([r.hit for r in results])
@@ -168,7 +168,7 @@ def report(
         f"  {'threshold':>9} {'precision':>9} {'recall':>7} {'hits':>6}   (cachegate, calibrated)"
     )
     for t in CURVE:
-        bars = np.array([raised(t, result.margin) for result in results])
+        bars = np.array([language_bar(t, result.margin) for result in results])
         p, r, n = precision_recall(scores >= bars, labels)
         curve.append({"threshold": t, "precision": p, "recall": r, "hits": n})
         print(f"  {t:>9.2f} {p:>9.3f} {r:>7.3f} {n:>6}")
