@@ -44,11 +44,6 @@ from policies.guards import (
 # Languages told apart by their commonest words; the models read English only.
 ENGLISH = "en"
 OTHER_SCRIPT = "other"
-# Requests sharing fewer of their words than this (Jaccard) are rewordings, where a
-# negation on one side only is weighed by the verifier, not vetoed (see judge). Of the
-# prompt pairs the guards are tuned on, those the negation guard vetoed were 165 rewordings
-# and 68 other asks under 0.3, and 84 rewordings and 324 other asks above it.
-REWORDED_BELOW = 0.3
 # fmt: off
 STOPWORDS = {
     "en": set("""
@@ -1757,6 +1752,13 @@ def said_in_request(label: str, new: Prompt, cached: Prompt) -> bool:
         said = clause_words(lacking, orders_only=True)
         return bool(said) and said <= set(having.request.replace("'", "").split())
     return label in CLAUSE_ONLY and INSTRUCTION[label].search(lacking.request) is not None
+
+
+# Requests sharing fewer of their words than this (Jaccard) are rewordings, where a
+# negation on one side only is weighed by the verifier, not vetoed (see judge). Of the
+# prompt pairs the guards are tuned on, those the negation guard vetoed were 165 rewordings
+# and 68 other asks under 0.3, and 84 rewordings and 324 other asks above it.
+REWORDED_BELOW = 0.3
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,12 @@ COSINE_FLOOR = 0.6  # semantic.cosine_floor's default
 FIT_FLOOR = 0.5
 
 
+def within_reach(cosines: np.ndarray, same: np.ndarray, floor: np.ndarray | float) -> np.ndarray:
+    """The candidates the gateway looks at: the same request from SAME_REQUEST_FLOOR, any
+    other from `floor` (at least the cosine floor, which is above it)."""
+    return (same & (cosines >= SAME_REQUEST_FLOOR)) | (cosines >= floor)
+
+
 def model_outputs(pairs: list[Pair], threads: int) -> tuple[np.ndarray, np.ndarray]:
     """(cosine, verifier logit) of each pair, as served: the new text first. Kept in
     CACHE under the pairs and the tails of both model files."""
@@ -110,10 +116,8 @@ def main() -> None:
     )
     same = np.array([v.same for v in verdicts])
     passed = np.array([v.guard is None for v in verdicts])
-    # The same request answers from its own floor; others must be able to reach the bar.
-    hits = (same & (cosines >= SAME_REQUEST_FLOOR)) | (
-        passed & (cosines >= floor) & (np.round(scores, 4) >= bars)
-    )
+    # The same request answers with score 1; others must pass the guards and reach the bar.
+    hits = within_reach(cosines, same, floor) & (same | (passed & (np.round(scores, 4) >= bars)))
     labels = np.array([p.label for p in pairs])
     kinds = np.array([p.kind or "-" for p in pairs])
     print(

@@ -261,8 +261,7 @@ def calibrate(
     verifier's judgement, and a refit on the pairs left moved the default by thousandths
     for no change of the models (0.8980 -> 0.8931 when slips became the same request):
     the scale is fitted when the models change."""
-    from gateway.cache import SAME_REQUEST_FLOOR
-    from scripts.score_pairs import COSINE_FLOOR, FIT_FLOOR, model_outputs
+    from scripts.score_pairs import COSINE_FLOOR, FIT_FLOOR, model_outputs, within_reach
 
     sources = {"quora": quora[0], "quora_extra": [p for pairs in quora[1:] for p in pairs]}
     sources["prompts"] = prompts
@@ -323,7 +322,7 @@ def calibrate(
     picks = {}
     for name, (x, y, same, passed) in measured.items():
         scores = np.where(same, 1.0, scale.score(x[:, 0], x[:, 1], x[:, 2], x[:, 3]))
-        served = passed & ((x[:, 1] >= COSINE_FLOOR) | (same & (x[:, 1] >= SAME_REQUEST_FLOOR)))
+        served = passed & within_reach(x[:, 1], same, COSINE_FLOOR)
         picks[name] = pick_threshold(scores, y, served, targets[name], args.confidence_z)
     threshold = max(pick.threshold for name, pick in picks.items() if name != "other_language")
     language = picks.get("other_language")
