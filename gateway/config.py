@@ -46,7 +46,7 @@ class SemanticConfig:
     embedder: str = "minilm-onnx"  # minilm-onnx (int8) | minilm (torch) | hashing (tests)
     verifier: str = "cross-encoder"  # cross-encoder | cosine (raw cosine as the score)
     threshold: float | None = None  # None: the verifier's calibrated default
-    cosine_floor: float = 0.6  # candidates below this raw cosine are not even verified
+    cosine_floor: float = 0.5  # candidates below this raw cosine are not even verified
     min_chars: int = 8
     max_chars: int = 2000
     hnsw_from: int = 20000  # a partition switches from exact search to HNSW past this size

@@ -1105,12 +1105,13 @@ def read_currencies(text: str, other: str) -> str:
 
 
 def screen(
-    new_text: str, cached_text: str, negation_vetoes: bool = True
+    new_text: str, cached_text: str, negation_vetoes: bool = True, names_vetoes: bool = True
 ) -> tuple[str | None, list[str]]:
     """(The first guard that rejects the pair or None, the words swapped for others: see
     swapped_words). A swapped word is no veto but for a value: the calibration weighs it.
     With `negation_vetoes` false, a negation on one side only is left to the verifier (for
-    rewordings: see policies.prompts.judge)."""
+    rewordings: see policies.prompts.judge); with `names_vetoes` false, so are capitalized
+    words (for languages that capitalize every noun)."""
     new_text, cached_text = read_arrows(new_text, cached_text), read_arrows(cached_text, new_text)
     new_text, cached_text = (
         read_currencies(new_text, cached_text),
@@ -1128,7 +1129,7 @@ def screen(
         return "identifiers", []
     if opposite(new_text, cached_text):
         return "opposites", []
-    if other_names(new_text, cached_text):
+    if names_vetoes and other_names(new_text, cached_text):
         return "names", []
     # A span in weeks against the same span in days is no unit swapped ("5 years" / "60 months").
     swapped = swapped_words(*spans_compared(new_text, cached_text))

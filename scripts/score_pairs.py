@@ -30,11 +30,12 @@ import numpy as np
 
 from embeddings.verifier import MODELS_DIR, Calibration, language_bar
 from gateway.cache import SAME_REQUEST_FLOOR
+from gateway.config import SemanticConfig
 from policies.prompts import ENGLISH, decompose, judge
 from tools.pairs import Pair, load_pairs, select
 
 CACHE = Path(".cache/pair-scores")
-COSINE_FLOOR = 0.6  # semantic.cosine_floor's default
+COSINE_FLOOR = SemanticConfig().cosine_floor
 # The calibration fits its scale on candidates from this cosine up: more pairs than are served.
 FIT_FLOOR = 0.5
 

@@ -1275,6 +1275,47 @@ def test_a_negation_where_the_requests_share_most_words_vetoes(a, b):
     assert guard_of(judge(a, b)) == guard_of(judge(b, a)) == "negation"
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "Wie mache ich den letzten Git-Commit rückgängig, ohne die Änderungen zu verlieren?",
+            "Git: Commit zurücksetzen, Änderungen im Arbeitsverzeichnis behalten – wie?",
+        ),
+        (
+            "Ich habe eine Überweisung an die falsche IBAN geschickt. Kann ich das Geld"
+            " zurückholen?",
+            "Aus Versehen eine Überweisung mit falscher IBAN ausgeführt – ist eine Rückholung"
+            " möglich?",
+        ),
+        (
+            "Kann ich reduzierte Artikel umtauschen?",
+            "Sind Produkte im Angebot vom Umtausch ausgeschlossen?",
+        ),
+    ],
+)
+def test_german_nouns_in_a_rewording_are_no_names(a, b):
+    """German capitalizes every noun: a rewording says other nouns, not other names."""
+    assert judge(a, b).guard is None and judge(b, a).guard is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "Was kostet ein Ticket für das Konzert von Helene Fischer in Köln?",
+            "Was kostet ein Ticket für das Konzert von Andrea Berg in Köln?",
+        ),
+        (
+            "Wie lange hat die Sparkasse am Marktplatz in Freiburg offen?",
+            "Wie lange hat die Volksbank am Marktplatz in Freiburg offen?",
+        ),
+    ],
+)
+def test_another_german_name_where_the_requests_share_most_words_vetoes(a, b):
+    assert guard_of(judge(a, b)) == guard_of(judge(b, a)) == "names"
+
+
 def test_a_poem_by_its_form_is_that_form():
     haiku = decompose("Write a haiku about an old lighthouse")
     assert (
