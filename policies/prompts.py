@@ -1257,7 +1257,8 @@ def request_words(text: str, language: str) -> str:
     apostrophe type them ("l'australie" / "l australie", "c'est" / "c est"), the text-speak
     of the prompt's language spelt out ("q hago" / "que hago"), and German umlauts typed
     as two letters read as the one ("muenchen" / "münchen", "grösser" / "groesser")."""
-    words = plain_request(canonical_words(text))
+    # Counts first, while "dix-sept" and "5.000" are still one word.
+    words = plain_request(canonical_words(counted_in_digits(text, language)))
     if language == "de":
         words = UMLAUT_TYPED.sub(lambda m: m[0][0], words.replace("ß", "ss"))
     if spelt := SPELT_ABROAD.get(language):
@@ -1266,31 +1267,67 @@ def request_words(text: str, language: str) -> str:
 
 
 def counted_in_digits(text: str, language: str) -> str:
-    """The text with the counts from two to twelve that its language spells written in
-    digits, as the lexical guards read numbers ("per quattro persone" / "per 4 persone")."""
+    """The text with the counts that its language spells written in digits, and its
+    thousands without their dots, as the lexical guards read numbers ("per quattro
+    persone" / "per 4 persone", "trenta giorni" / "30 giorni", "5.000 €" / "5000 €")."""
     counts = COUNTS_ABROAD.get(language)
     if counts is None:
         return text
+    text = DOTTED_THOUSANDS.sub(lambda m: m[0].replace(".", ""), text)
     return COUNT_ABROAD[language].sub(lambda m: counts[m[0].lower()], text)
 
 
-def counts_from_two(words: str) -> dict[str, str]:
-    return {word: str(value) for value, word in enumerate(words.split(), 2)}
+def counts_from(first: int, words: str) -> dict[str, str]:
+    return {word: str(value) for value, word in enumerate(words.split(), first)}
 
 
-# The counts from two to twelve of es/fr/de/pt/it ("one" is also the article there), with
-# and without their accents.
+def tens(words: str) -> dict[str, str]:
+    return {word: str(10 * value) for value, word in enumerate(words.split(), 2)}
+
+
+# The counts from two to nineteen and the tens to ninety of es/fr/de/pt/it ("one" is also
+# the article there; hundreds are left out: "per cento" is a percent), with and without
+# their accents.
 COUNTS_ABROAD = {
-    "es": counts_from_two("dos tres cuatro cinco seis siete ocho nueve diez once doce"),
-    "fr": counts_from_two("deux trois quatre cinq six sept huit neuf dix onze douze"),
-    "de": counts_from_two("zwei drei vier fünf sechs sieben acht neun zehn elf zwölf")
-    | {"funf": "5", "zwolf": "12"},
-    "pt": counts_from_two("dois três quatro cinco seis sete oito nove dez onze doze")
-    | {"tres": "3", "duas": "2"},
-    "it": counts_from_two("due tre quattro cinque sei sette otto nove dieci undici dodici"),
+    "es": counts_from(
+        2,
+        "dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince"
+        " dieciséis diecisiete dieciocho diecinueve",
+    )
+    | tens("veinte treinta cuarenta cincuenta sesenta setenta ochenta noventa")
+    | {"dieciseis": "16"},
+    "fr": counts_from(
+        2,
+        "deux trois quatre cinq six sept huit neuf dix onze douze treize quatorze quinze"
+        " seize dix-sept dix-huit dix-neuf",
+    )
+    | tens("vingt trente quarante cinquante soixante")
+    | {"soixante-dix": "70", "quatre-vingt": "80", "quatre-vingts": "80", "quatre-vingt-dix": "90"},
+    "de": counts_from(
+        2,
+        "zwei drei vier fünf sechs sieben acht neun zehn elf zwölf dreizehn vierzehn"
+        " fünfzehn sechzehn siebzehn achtzehn neunzehn",
+    )
+    | tens("zwanzig dreißig vierzig fünfzig sechzig siebzig achtzig neunzig")
+    | {"funf": "5", "zwolf": "12", "funfzehn": "15", "dreissig": "30", "funfzig": "50"},
+    "pt": counts_from(
+        2,
+        "dois três quatro cinco seis sete oito nove dez onze doze treze catorze quinze"
+        " dezesseis dezessete dezoito dezenove",
+    )
+    | tens("vinte trinta quarenta cinquenta sessenta setenta oitenta noventa")
+    | {"tres": "3", "duas": "2", "quatorze": "14", "dezasseis": "16", "dezassete": "17"},
+    "it": counts_from(
+        2,
+        "due tre quattro cinque sei sette otto nove dieci undici dodici tredici quattordici"
+        " quindici sedici diciassette diciotto diciannove",
+    )
+    | tens("venti trenta quaranta cinquanta sessanta settanta ottanta novanta"),
 }
-COUNT_ABROAD = {
-    language: re.compile(rf"\b(?:{'|'.join(counts)})\b", re.IGNORECASE)
+# A thousands separator as these languages write it: "5.000", "1.500.000" (not "1.5").
+DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3})+(?![\d.,]*\d)")
+COUNT_ABROAD = {  # the longest first: "dix-sept" before "dix"
+    language: re.compile(rf"\b(?:{'|'.join(sorted(counts, key=len, reverse=True))})\b", re.I)
     for language, counts in COUNTS_ABROAD.items()
 }
 # "ae", "oe", "ue" for "ä", "ö", "ü" (whose accents canonical_words has left out).

@@ -325,6 +325,16 @@ def test_the_decomposition_compares_symmetrically(question, first, second):
             "dame una receta de lentejas para cuatro personas",
         ),
         ("Wie koche ich Reis für drei Personen?", "wie koche ich reis für 3 personen"),
+        (
+            "Posso tenere il lievito madre in frigo per trenta giorni?",
+            "posso tenere il lievito madre in frigo per 30 giorni",
+        ),
+        ("Combien font dix-sept euros en dollars ?", "combien font 17 euros en dollars"),
+        # A thousands separator as these languages write it.
+        (
+            "¿Cuánto rinden 5.000 € al 3% durante 10 años?",
+            "cuanto rinden 5000 € al 3% durante 10 años",
+        ),
         # A limit and its count are one length, however the limit is written.
         (
             "What started the French Revolution? Max 4 bullet points.",
