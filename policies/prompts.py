@@ -850,7 +850,12 @@ ANSWER_LANGUAGES = (
 LETTERS = re.compile(r"[^\W\d_]+")
 # Words, and runs of symbols other than sentence punctuation ("x != y" is not "x = y").
 SENTENCE_MARKS = r".,!?;:'\"()\[\]¿¡…“”‘’«»–—"
-WORD = re.compile(rf"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]*[^\w\s{SENTENCE_MARKS}][^\w\s]*")
+# A word, a symbol between words ("x != y"), or marks standing alone between spaces, where
+# they are an operator, not punctuation ("!! and ?." / "?. and ?:" in Kotlin).
+WORD = re.compile(
+    rf"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]*[^\w\s{SENTENCE_MARKS}][^\w\s]*"
+    rf"|(?<=\s)(?!\.+\s)[{SENTENCE_MARKS}]{{2,}}(?=\s)"
+)
 # Sentence ends; and a capitalized order in mid-sentence starts one ("... work Just say").
 SENTENCE_END = re.compile(
     r"(?<=[.?!;])\s+|\n+|(?<=[?!])(?=[A-Z¿¡])|\s+[-–—]\s+|\s+(?=(?:Be|Answer|Reply|Respond|"

@@ -379,6 +379,25 @@ def test_the_same_request_in_other_clothes(a, b):
 
 
 @pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "In Kotlin, what is the difference between !! and ?. on a nullable variable?",
+            "In Kotlin, what is the difference between ?. and ?: on a nullable variable?",
+        ),
+        (
+            "Em Kotlin, qual a diferença entre os operadores ?. e !! ?",
+            "Em Kotlin, qual a diferença entre os operadores ?. e ?: ?",
+        ),
+    ],
+)
+def test_operators_written_in_punctuation_marks_are_words(a, b):
+    """Marks standing alone ("?.", "?:") are operators: another one is another request."""
+    assert not judge(a, b).same and not judge(b, a).same
+    assert judge(a, a.lower()).same
+
+
+@pytest.mark.parametrize(
     "a,b",
     [
         # Read alike by the decomposition, said in other words (the verifier judges).
