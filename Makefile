@@ -52,6 +52,9 @@ eval: install
 	$(BIN)/cachegate eval --pairs bench/data/news_pairs.jsonl --split all --json bench/results/eval-news.json
 	$(BIN)/cachegate eval --pairs bench/data/support_pairs.jsonl --split all --json bench/results/eval-support.json
 	$(BIN)/cachegate eval --pairs bench/data/prompt_pairs.jsonl --split report --json bench/results/eval-prompts.json
+	$(BIN)/cachegate eval --pairs bench/data/prompt_fresh_pairs.jsonl --split report --json bench/results/eval-fresh-report.json
+	$(BIN)/cachegate eval --pairs bench/data/prompt_check_pairs.jsonl --split all --json bench/results/eval-check.json
+	$(BIN)/cachegate eval --pairs bench/data/prompt_blind_pairs.jsonl --split all --json bench/results/eval-blind.json
 
 # One epoch on Quora's train split, the qqp_extra pairs no measured pair shares a question
 # with, and the prompt pairs the script trains on by default (x3), as shipped; a second
