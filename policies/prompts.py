@@ -848,10 +848,9 @@ ANSWER_LANGUAGES = (
 
 # A word's letters: no digits, no underscores.
 LETTERS = re.compile(r"[^\W\d_]+")
-# Words, and runs of symbols other than sentence punctuation ("x != y" is not "x = y").
 SENTENCE_MARKS = r".,!?;:'\"()\[\]¿¡…“”‘’«»–—"
-# A word, a symbol between words ("x != y"), or marks standing alone between spaces, where
-# they are an operator, not punctuation ("!! and ?." / "?. and ?:" in Kotlin).
+# A word, a run of symbols other than sentence punctuation ("x != y" is not "x = y"), or
+# marks standing alone between spaces, an operator ("!! and ?." / "?. and ?:" in Kotlin).
 WORD = re.compile(
     rf"[^\W_]+(?:['’][^\W_]+)*|[^\w\s]*[^\w\s{SENTENCE_MARKS}][^\w\s]*"
     rf"|(?<=\s)(?!\.+\s)[{SENTENCE_MARKS}]{{2,}}(?=\s)"
@@ -1282,8 +1281,8 @@ def counted_in_digits(text: str, language: str) -> str:
     return COUNT_ABROAD[language].sub(lambda m: counts[m[0].lower()], text)
 
 
-def counts_from(first: int, words: str) -> dict[str, str]:
-    return {word: str(value) for value, word in enumerate(words.split(), first)}
+def counts_from_two(words: str) -> dict[str, str]:
+    return {word: str(value) for value, word in enumerate(words.split(), 2)}
 
 
 def tens(words: str) -> dict[str, str]:
@@ -1294,36 +1293,31 @@ def tens(words: str) -> dict[str, str]:
 # the article there; hundreds are left out: "per cento" is a percent), with and without
 # their accents.
 COUNTS_ABROAD = {
-    "es": counts_from(
-        2,
+    "es": counts_from_two(
         "dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince"
         " dieciséis diecisiete dieciocho diecinueve",
     )
     | tens("veinte treinta cuarenta cincuenta sesenta setenta ochenta noventa")
     | {"dieciseis": "16"},
-    "fr": counts_from(
-        2,
+    "fr": counts_from_two(
         "deux trois quatre cinq six sept huit neuf dix onze douze treize quatorze quinze"
         " seize dix-sept dix-huit dix-neuf",
     )
     | tens("vingt trente quarante cinquante soixante")
     | {"soixante-dix": "70", "quatre-vingt": "80", "quatre-vingts": "80", "quatre-vingt-dix": "90"},
-    "de": counts_from(
-        2,
+    "de": counts_from_two(
         "zwei drei vier fünf sechs sieben acht neun zehn elf zwölf dreizehn vierzehn"
         " fünfzehn sechzehn siebzehn achtzehn neunzehn",
     )
     | tens("zwanzig dreißig vierzig fünfzig sechzig siebzig achtzig neunzig")
     | {"funf": "5", "zwolf": "12", "funfzehn": "15", "dreissig": "30", "funfzig": "50"},
-    "pt": counts_from(
-        2,
+    "pt": counts_from_two(
         "dois três quatro cinco seis sete oito nove dez onze doze treze catorze quinze"
         " dezesseis dezessete dezoito dezenove",
     )
     | tens("vinte trinta quarenta cinquenta sessenta setenta oitenta noventa")
     | {"tres": "3", "duas": "2", "quatorze": "14", "dezasseis": "16", "dezassete": "17"},
-    "it": counts_from(
-        2,
+    "it": counts_from_two(
         "due tre quattro cinque sei sette otto nove dieci undici dodici tredici quattordici"
         " quindici sedici diciassette diciotto diciannove",
     )
