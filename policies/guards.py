@@ -1110,8 +1110,7 @@ def screen(
     """(The first guard that rejects the pair or None, the words swapped for others: see
     swapped_words). A swapped word is no veto but for a value: the calibration weighs it.
     With `negation_vetoes` false, a negation on one side only is left to the verifier (for
-    rewordings: see policies.prompts.judge); with `names_vetoes` false, so are capitalized
-    words (for languages that capitalize every noun)."""
+    rewordings: see policies.prompts.judge); with `names_vetoes` false, so are names."""
     new_text, cached_text = read_arrows(new_text, cached_text), read_arrows(cached_text, new_text)
     new_text, cached_text = (
         read_currencies(new_text, cached_text),

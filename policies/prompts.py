@@ -1791,16 +1791,12 @@ def said_in_request(label: str, new: Prompt, cached: Prompt) -> bool:
 
 
 # Requests sharing fewer of their words than this (Jaccard) are rewordings, where a
-# negation on one side only is weighed by the verifier, not vetoed (see judge). Of the
-# prompt pairs the guards are tuned on, those the negation guard vetoed were 165 rewordings
-# and 68 other asks under 0.3, and 84 rewordings and 324 other asks above it.
+# negation (or, in es/fr/de/pt/it, a name) on one side only is weighed by the verifier,
+# not vetoed (see judge).
+# Of the prompt pairs the guards are tuned on, those the negation guard vetoed were 165
+# rewordings and 68 other asks under 0.3, and 84 rewordings and 324 other asks above it;
+# the names guard vetoed as many rewordings as other asks in German (164 / 157).
 REWORDED_BELOW = 0.3
-# Languages that capitalize every noun, where a capitalized word is no sign of a name: in
-# German the names guard vetoed as many rewordings as other asks ("Erkältung" /
-# "Schnupfen": 164 and 157 of the pairs trained on). There it vetoes only where the
-# requests share most words (REWORDED_BELOW), and a name swapped for one other word is
-# vetoed anyway ("swapped-word", see judge); in a rewording the verifier weighs the rest.
-NOUNS_CAPITALIZED = frozenset({"de"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -1845,12 +1841,16 @@ def judge(new: Prompt, cached: Prompt) -> Verdict:
     # A negation on one side of a rewording is more often the same ask put another way
     # ("still hasn't arrived" / "still waiting on it", "no ha llegado" / "sigue sin llegar")
     # than another ask: there the verifier weighs it. Where the requests share most words,
-    # one "not" is what differs, and it vetoes. So with German nouns (NOUNS_CAPITALIZED).
+    # one "not" is what differs, and it vetoes. So with a name in es/fr/de/pt/it: a
+    # rewording names things its own way ("Erkältung" / "Schnupfen": German capitalizes
+    # every noun), and a name swapped for one word is vetoed there anyway. In English the
+    # guard still vetoes: lifted, it let Quora negatives through and raised the default.
+    reworded = overlap < REWORDED_BELOW
     guard, swapped = screen(
         americanized(new.stripped),
         americanized(cached.stripped),
-        negation_vetoes=overlap >= REWORDED_BELOW,
-        names_vetoes=overlap >= REWORDED_BELOW or new.language not in NOUNS_CAPITALIZED,
+        negation_vetoes=not reworded,
+        names_vetoes=not reworded or new.language == ENGLISH,
     )
     if new.language != ENGLISH and len(swapped) == 2:
         # The cross-encoder weighs an English swap ("remove" / "delete" alike, "sort" /

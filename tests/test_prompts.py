@@ -1321,10 +1321,17 @@ def test_a_negation_where_the_requests_share_most_words_vetoes(a, b):
             "Kann ich reduzierte Artikel umtauschen?",
             "Sind Produkte im Angebot vom Umtausch ausgeschlossen?",
         ),
+        (
+            "Ho fatto un incidente con constatazione amichevole, entro quanti giorni devo"
+            " mandarla all'assicurazione RC auto?",
+            "Salve, ieri ho avuto un piccolo incidente e abbiamo compilato il modulo di"
+            " constatazione amichevole. Qual è il termine per inviarlo alla mia assicurazione?",
+        ),
     ],
 )
-def test_german_nouns_in_a_rewording_are_no_names(a, b):
-    """German capitalizes every noun: a rewording says other nouns, not other names."""
+def test_a_name_in_a_rewording_is_the_verifiers_to_weigh(a, b):
+    """In es/fr/de/pt/it a rewording names things its own way (German capitalizes every
+    noun too): the verifier weighs it."""
     assert judge(a, b).guard is None and judge(b, a).guard is None
 
 
@@ -1339,9 +1346,14 @@ def test_german_nouns_in_a_rewording_are_no_names(a, b):
             "Wie lange hat die Sparkasse am Marktplatz in Freiburg offen?",
             "Wie lange hat die Volksbank am Marktplatz in Freiburg offen?",
         ),
+        ("Will it snow in Chicago on Saturday?", "Will it snow in Denver on Saturday?"),
+        (
+            "¿A qué hora cierra el Mercadona de la calle Alcalá?",
+            "¿A qué hora cierra el Carrefour de la calle Alcalá?",
+        ),
     ],
 )
-def test_another_german_name_where_the_requests_share_most_words_vetoes(a, b):
+def test_another_name_where_the_requests_share_most_words_vetoes(a, b):
     assert guard_of(judge(a, b)) == guard_of(judge(b, a)) == "names"
 
 
