@@ -37,8 +37,9 @@ log = logging.getLogger("cachegate.cache")
 VERDICTS_KEPT = 20_000
 # The same request is answered by construction, not verified, so the cosine floor, which
 # spares the verifier, does not bound it: a slip can pull a short prompt's cosine under
-# it ("cancel my subcription": 0.59 on CPUs without VNNI). Down to this cosine the nearest
-# candidates are read for the same request only.
+# it ("cancel my subcription": 0.59 on CPUs without VNNI). Where the floor is set above
+# this cosine (the default is this cosine), the nearest candidates under it are read for
+# the same request only.
 SAME_REQUEST_FLOOR = 0.5
 
 Key = TypeVar("Key", bound=Hashable)

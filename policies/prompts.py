@@ -1792,10 +1792,10 @@ def said_in_request(label: str, new: Prompt, cached: Prompt) -> bool:
 
 # Requests sharing fewer of their words than this (Jaccard) are rewordings, where a
 # negation (or, in es/fr/de/pt/it, a name) on one side only is weighed by the verifier,
-# not vetoed (see judge).
-# Of the prompt pairs the guards are tuned on, those the negation guard vetoed were 165
-# rewordings and 68 other asks under 0.3, and 84 rewordings and 324 other asks above it;
-# the names guard vetoed as many rewordings as other asks in German (164 / 157).
+# not vetoed (see judge). Of the prompt pairs the guards are tuned on, those the negation
+# guard vetoed were 165 rewordings and 68 other asks under 0.3, and 84 rewordings and 324
+# other asks above it; the names guard vetoed as many rewordings as other asks in German
+# (164 / 157).
 REWORDED_BELOW = 0.3
 
 

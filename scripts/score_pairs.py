@@ -42,7 +42,7 @@ FIT_FLOOR = 0.5
 
 def within_reach(cosines: np.ndarray, same: np.ndarray, floor: np.ndarray | float) -> np.ndarray:
     """The candidates the gateway looks at: the same request from SAME_REQUEST_FLOOR, any
-    other from `floor` (at least the cosine floor, which is above it)."""
+    other from `floor` (at least the cosine floor, which is not below it)."""
     return (same & (cosines >= SAME_REQUEST_FLOOR)) | (cosines >= floor)
 
 
