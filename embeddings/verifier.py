@@ -31,6 +31,7 @@ class Candidate(NamedTuple):
     cosine: float
     overlap: float  # request words in common (policies/prompts.request_overlap)
     swapped: bool  # one meaningful word swapped for another (policies/guards.swapped_words)
+    english: bool = True  # the new text is read as English (Calibration.score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,11 @@ class Calibration:
     two texts that share nearly all their words are more often a hard negative (one
     detail changed) than a rewording: the overlap's weight comes out negative, and so does
     a swapped word's ("remove" / "delete" is a synonym, "died" / "injured" is not).
+
+    A prompt in another language than English is scored on the logit alone, on a scale of
+    its own: the embedder has read English only, and on the es/fr/de/pt/it pairs nothing
+    was tuned on, its cosine, the overlap and a swapped word added nothing to the logit
+    (docs/quality.md, session 45).
     """
 
     logit_weight: float
@@ -58,6 +64,9 @@ class Calibration:
     # the pairs in es/fr/de/pt/it that nothing was tuned on set their own bar, and the
     # default's is set by Quora's English questions; negative where theirs is lower.
     other_language_margin: float = 0.0
+    # The logit's weight and the bias of the other languages' score; None: the English one.
+    other_language_logit_weight: float | None = None
+    other_language_bias: float = 0.0
 
     @classmethod
     def of(cls, info: dict) -> Calibration:
@@ -71,6 +80,8 @@ class Calibration:
             info.get("overlap_weight", 0.0),
             info.get("swapped_weight", 0.0),
             info.get("other_language_margin", 0.0),
+            info.get("other_language_logit_weight"),
+            info.get("other_language_bias", 0.0),
         )
 
     def score(
@@ -79,6 +90,7 @@ class Calibration:
         cosines: np.ndarray,
         overlaps: np.ndarray | float = 0.0,
         swapped: np.ndarray | float = 0.0,
+        english: np.ndarray | bool = True,
     ) -> np.ndarray:
         z = (
             self.logit_weight * logits
@@ -87,6 +99,9 @@ class Calibration:
             + self.swapped_weight * np.asarray(swapped)
             + self.bias
         )
+        if self.other_language_logit_weight is not None:
+            other = self.other_language_logit_weight * logits + self.other_language_bias
+            z = np.where(english, z, other)
         return 1.0 / (1.0 + np.exp(-z))
 
     def margin(self, english: bool) -> float:
@@ -94,9 +109,12 @@ class Calibration:
         negative where the other languages' pairs hold a lower bar than the default."""
         return 0.0 if english else self.other_language_margin
 
-    def lowest_cosine(self, threshold: float) -> float:
+    def lowest_cosine(self, threshold: float, english: bool = True) -> float:
         """The cosine under which a pair cannot score `threshold` even at `max_logit`: a
-        candidate below it is a miss whatever the cross-encoder says, so it is not run."""
+        candidate below it is a miss whatever the cross-encoder says, so it is not run.
+        Where the score reads no cosine (another language), none is too low."""
+        if not english and self.other_language_logit_weight is not None:
+            return -math.inf
         if threshold <= 0.0 or min(self.logit_weight, self.cosine_weight) <= 0.0:
             return -math.inf
         if threshold >= 1.0:
@@ -163,6 +181,7 @@ class CrossEncoderVerifier:
             np.array([c.cosine for c in candidates]),
             np.array([c.overlap for c in candidates]),
             np.array([c.swapped for c in candidates], dtype=np.float64),
+            np.array([c.english for c in candidates]),
         )
 
 

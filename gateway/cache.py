@@ -239,7 +239,7 @@ class Cache:
         english = prompt.language == ENGLISH
         margin = 0.0 if self._calibration is None else self._calibration.margin(english)
         bar = language_bar(query.threshold, margin)
-        floor = self.cosine_floor(bar)
+        floor = self.cosine_floor(bar, english)
         # Why this misses: what stopped the nearest candidate looked at, or the score of
         # the one the verifier scored (which the threshold what-if reads).
         why: MissReason | None = None
@@ -282,7 +282,9 @@ class Cache:
                 else cosine
                 if self._verify is None
                 else await self.verify(
-                    Candidate(query.text, entry.text, cosine, verdict.overlap, verdict.swapped)
+                    Candidate(
+                        query.text, entry.text, cosine, verdict.overlap, verdict.swapped, english
+                    )
                 ),
                 4,
             )
@@ -301,14 +303,14 @@ class Cache:
             remember(self._prompts, text, known, VERDICTS_KEPT)
         return known
 
-    def cosine_floor(self, threshold: float) -> float:
+    def cosine_floor(self, threshold: float, english: bool = True) -> float:
         """The cosine a candidate needs to be worth verifying: the configured floor, or
         higher where no verdict could lift a lower cosine to `threshold` (most misses'
         nearest neighbours lie there, and each saves a verifier run)."""
         reachable = (
             threshold  # without a cross-encoder the score is the cosine
             if self._calibration is None
-            else self._calibration.lowest_cosine(threshold)
+            else self._calibration.lowest_cosine(threshold, english)
         )
         return max(self._semantic.cosine_floor, reachable)
 

@@ -105,15 +105,16 @@ def main() -> None:
     asked = [decompose(p.text_b) for p in pairs]
     verdicts = [judge(prompt, decompose(p.text_a)) for prompt, p in zip(asked, pairs, strict=True)]
     # As the gateway does: another language than English clears its margin too.
-    bars = np.array(
-        [language_bar(threshold, calibration.margin(a.language == ENGLISH)) for a in asked]
-    )
-    floor = np.array([max(COSINE_FLOOR, calibration.lowest_cosine(bar)) for bar in bars])
+    english = np.array([a.language == ENGLISH for a in asked])
+    bars = np.array([language_bar(threshold, calibration.margin(e)) for e in english])
+    lowest = [calibration.lowest_cosine(b, e) for b, e in zip(bars, english, strict=True)]
+    floor = np.maximum(COSINE_FLOOR, lowest)
     scores = calibration.score(
         logits,
         cosines,
         np.array([v.overlap for v in verdicts]),
         np.array([v.swapped for v in verdicts], dtype=np.float64),
+        english,
     )
     same = np.array([v.same for v in verdicts])
     passed = np.array([v.guard is None for v in verdicts])

@@ -47,6 +47,7 @@ import json
 import random
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -241,26 +242,31 @@ def calibrate(
     """Fit the score on what ships: the quantized model's logits (one pair per run, as
     served: the new text first, the cached one second), the int8 embedder's cosines, the
     request-word overlap and whether a word was swapped, on Quora's calib split (plus
-    --extra-pairs) and the prompt pairs' tune split, over the pairs the verifier would
-    judge (guards passed, not the same request), Quora and the prompts weighed alike. The
-    default threshold is the lowest at which what would be served (vetoed pairs count as
-    misses, the same request as a hit) reaches the target precision by the lower Wilson
-    bound on each source: Quora's calib split and the extra pairs (other questions) at
-    --target-precision each, the prompts at --prompt-target-precision. (On their union
-    alone the bound held where the extra pairs read 0.902, and held-out Quora 0.891.)
+    --extra-pairs) and the prompt pairs' tune split, over the English pairs the verifier
+    would judge (guards passed, not the same request), Quora and the prompts weighed
+    alike. The default threshold is the lowest at which what would be served (vetoed pairs
+    count as misses, the same request as a hit) reaches the target precision by the lower
+    Wilson bound on each source's English pairs: Quora's calib split and the extra pairs
+    (other questions) at --target-precision each, the prompts at
+    --prompt-target-precision. (On their union alone the bound held where the extra pairs
+    read 0.902, and held-out Quora 0.891.)
 
     A prompt in another language than English clears the default plus a margin: the
     lowest score at which the non-English --language-pairs (rewordings and one-detail
     changes nothing was tuned on) reach --prompt-target-precision by the same bound, less
     the default. The margin is negative where those languages hold the bar lower: the
     default is set by Quora, English questions that no prompt in another language is.
-    They are neither fitted on nor part of the default's pick.
+    They are not part of the default's pick. Their score reads the logit alone (see
+    Calibration): the one weight and bias fitted on them order the pairs as the logit
+    does, so the bar admits the same pairs whatever the fit, and the score reads as the
+    probability that the answer is right.
 
-    With --keep-scale the shipped weights stay, and only the threshold and the margin are
-    picked again. A change of the guards moves pairs between the same request and the
-    verifier's judgement, and a refit on the pairs left moved the default by thousandths
-    for no change of the models (0.8980 -> 0.8931 when slips became the same request):
-    the scale is fitted when the models change."""
+    With --keep-scale the shipped weights stay (the other languages' are fitted if the
+    shipped file has none), and only the threshold and the margin are picked again. A
+    change of the guards moves pairs between the same request and the verifier's
+    judgement, and a refit on the pairs left moved the default by thousandths for no
+    change of the models (0.8980 -> 0.8931 when slips became the same request): the scale
+    is fitted when the models change."""
     from scripts.score_pairs import COSINE_FLOOR, FIT_FLOOR, model_outputs, within_reach
 
     sources = {"quora": quora[0], "quora_extra": [p for pairs in quora[1:] for p in pairs]}
@@ -273,7 +279,10 @@ def calibrate(
         if not pairs:
             continue
         cosines, logits = model_outputs(pairs, args.threads)
-        verdicts = [judge(decompose(p.text_b), decompose(p.text_a)) for p in pairs]
+        asked = [decompose(p.text_b) for p in pairs]
+        verdicts = [
+            judge(prompt, decompose(p.text_a)) for prompt, p in zip(asked, pairs, strict=True)
+        ]
         measured[name] = (
             np.column_stack(
                 [logits, cosines, [v.overlap for v in verdicts], [v.swapped for v in verdicts]]
@@ -281,11 +290,18 @@ def calibrate(
             np.array([p.label for p in pairs], dtype=np.float64),
             np.array([v.same for v in verdicts]),
             np.array([v.guard is None for v in verdicts]),
+            np.array([prompt.language == ENGLISH for prompt in asked]),
         )
 
-    def judged_by_verifier(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def judged_by_verifier(
+        names: tuple[str, ...], in_english: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The features and labels of the pairs the verifier would judge, in English or not."""
         parts = [measured[name] for name in names if name in measured]
-        kept = [passed & ~same & (x[:, 1] >= FIT_FLOOR) for x, _, same, passed in parts]
+        kept = [
+            passed & ~same & (x[:, 1] >= FIT_FLOOR) & (english == in_english)
+            for x, _, same, passed, english in parts
+        ]
         return (
             np.concatenate([part[0][keep] for part, keep in zip(parts, kept, strict=True)]),
             np.concatenate([part[1][keep] for part, keep in zip(parts, kept, strict=True)]),
@@ -317,13 +333,23 @@ def calibrate(
             swapped_weight=swapped_weight,
         )
         fitted_on_pairs = len(features)
+    if "other_language" in measured and (
+        not args.keep_scale or scale.other_language_logit_weight is None
+    ):
+        abroad, abroad_labels = judged_by_verifier(("other_language",), in_english=False)
+        other_weight, other_bias = fit_logistic(abroad[:, :1], abroad_labels)  # the logit
+        scale = replace(
+            scale, other_language_logit_weight=other_weight, other_language_bias=other_bias
+        )
     targets = {name: args.target_precision for name in ("quora", "quora_extra")}
     targets["prompts"] = targets["other_language"] = args.prompt_target_precision
     picks = {}
-    for name, (x, y, same, passed) in measured.items():
-        scores = np.where(same, 1.0, scale.score(x[:, 0], x[:, 1], x[:, 2], x[:, 3]))
-        served = passed & within_reach(x[:, 1], same, COSINE_FLOOR)
-        picks[name] = pick_threshold(scores, y, served, targets[name], args.confidence_z)
+    for name, (x, y, same, passed, english) in measured.items():
+        scores = np.where(same, 1.0, scale.score(x[:, 0], x[:, 1], x[:, 2], x[:, 3], english))
+        # Each bar is picked on the pairs it applies to: the default on English ones.
+        applies = english if name != "other_language" else ~english
+        served = passed & within_reach(x[:, 1], same, COSINE_FLOOR) & applies
+        picks[name] = pick_threshold(scores, y * applies, served, targets[name], args.confidence_z)
     threshold = max(pick.threshold for name, pick in picks.items() if name != "other_language")
     language = picks.get("other_language")
     margin = round(language.threshold - threshold, 4) if language else 0.0
@@ -364,6 +390,8 @@ def calibrate(
         "max_length": args.max_length,
         "default_threshold": threshold,
         "other_language_margin": margin,
+        "other_language_logit_weight": scale.other_language_logit_weight,
+        "other_language_bias": scale.other_language_bias,
         "calib": {
             name: {
                 "pairs": len(sources[name]),

@@ -122,6 +122,31 @@ def test_the_lowest_cosine_skips_nothing_without_a_bound_or_a_bar():
     assert Calibration(0.6, 5.7, -4.5, 0.86, 3.9).lowest_cosine(1.0) == np.inf
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(-10.0, 10.0),
+    st.floats(-1.0, 1.0),
+    st.floats(0.0, 1.0),
+    st.booleans(),
+    st.floats(0.1, 2.0),
+    st.floats(-3.0, 3.0),
+)
+def test_another_language_is_scored_on_the_logit_alone(
+    logit, cosine, overlap, swapped, other_weight, other_bias
+):
+    """In es/fr/de/pt/it the English embedder's cosine (and the overlap, a swapped word)
+    do not move the score: it is the other languages' logistic of the logit. English is
+    scored as before, and no cosine is too low for another language to be verified."""
+    scale = Calibration(0.6, 5.7, -4.5, 0.86, 3.9, -1.2, -0.5, -0.05, other_weight, other_bias)
+    english_only = Calibration(0.6, 5.7, -4.5, 0.86, 3.9, -1.2, -0.5, -0.05)
+    args = (np.array([logit]), np.array([cosine]), overlap, float(swapped))
+    other = scale.score(*args, english=False)[0]
+    assert other == pytest.approx(1 / (1 + np.exp(-(other_weight * logit + other_bias))))
+    assert scale.score(*args, english=True)[0] == english_only.score(*args)[0]
+    assert scale.lowest_cosine(0.86, english=False) == -np.inf
+    assert scale.lowest_cosine(0.86, english=True) == english_only.lowest_cosine(0.86)
+
+
 def test_the_eval_curve_holds_another_language_to_its_margin():
     """The probe at threshold 0 reads a score; the gateway holds an es/fr/de/pt/it text to
     the threshold plus its margin, and so does the curve."""
