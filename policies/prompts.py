@@ -643,7 +643,9 @@ disregard
 forget (?:all |your |the )?(?:previous|prior|instructions)
 jailbreak
 developer mode
-\bdan\b
+\byou are (?:now )?dan\b
+\bdan mode\b
+do anything now
 new instructions
 override
 """,
@@ -801,6 +803,41 @@ tamil telugu marathi gujarati nepali sinhala burmese khmer lao mongolian esperan
 """.split())
 
 # fmt: on
+# Days and months by name in the six languages (accents left out), to one name each: a
+# date is a slot ("Friday off" / "Monday off", "el viernes" / "el lunes"), which the
+# cross-encoder served at 0.986 in Spanish. Portuguese weekdays are read with their
+# "-feira" ("segunda" alone is "second"); "may" is a month only beside a number.
+CALENDAR = {
+    word: name
+    for name, words in {
+        "monday": "monday mondays lunes lundi lundis montag montags lunedi segundafeira",
+        "tuesday": "tuesday tuesdays martes mardi mardis dienstag dienstags martedi tercafeira",
+        "wednesday": "wednesday wednesdays miercoles mercredi mercredis mittwoch mittwochs"
+        " mercoledi quartafeira",
+        "thursday": "thursday thursdays jueves jeudi jeudis donnerstag donnerstags giovedi"
+        " quintafeira",
+        "friday": "friday fridays viernes vendredi vendredis freitag freitags venerdi sextafeira",
+        "saturday": "saturday saturdays sabado sabados samedi samedis samstag samstags sonnabend",
+        "sunday": "sunday sundays domingo domingos dimanche dimanches sonntag sonntags domenica",
+        "january": "january enero janvier januar janner janeiro gennaio",
+        "february": "february febrero fevrier februar fevereiro febbraio",
+        "march": "march marzo mars marz maerz marco",
+        "april": "april abril avril aprile",
+        "may": "maydated mayo mai maio maggio",
+        "june": "june junio juin juni junho giugno",
+        "july": "july julio juillet juli julho luglio",
+        "august": "august agosto aout",
+        "september": "september septiembre setiembre septembre setembro settembre",
+        "october": "october octubre octobre oktober outubro ottobre",
+        "november": "november noviembre novembre novembro",
+        "december": "december diciembre decembre dezember dezembro dicembre",
+    }.items()
+    for word in words.split()
+}
+CALENDAR_PHRASES = (
+    (re.compile(r"\b(segunda|terca|quarta|quinta|sexta)[- ]feiras?\b"), r"\1feira"),
+    (re.compile(r"\bmay(?=\s+\d)|(?<=\d )may\b|(?<=\d(?:st|nd|rd|th) )may\b"), "maydated"),
+)
 TECH_TOKEN = re.compile(r"(?<![\w#+])(?:[a-z][a-z0-9]*(?:\.js)?|c\+\+|c#)(?![\w#+])")
 URL_OR_EMAIL = re.compile(
     r"https?://\S+|www\.\S+|[\w.+-]+@[\w-]+\.[\w.]+"
@@ -1415,7 +1452,8 @@ def language_scores(text: str) -> dict[str, int] | None:
 
 
 def slot_values(text: str) -> set[str]:
-    """The languages and technologies a text names, and its links and addresses."""
+    """The languages and technologies a text names, the days and months, and its links
+    and addresses."""
     lowered = PLAIN_ENGLISH.sub(" ", text.lower().replace("’", "'"))
     found = {
         f"lang:{LANGUAGE_IN_ENGLISH.get(w, w)}"
@@ -1424,18 +1462,23 @@ def slot_values(text: str) -> set[str]:
     }
     found |= {f"tech:{TECH[w]}" for w in TECH_TOKEN.findall(lowered) if w in TECH}
     found |= {f"ref:{m.group(0).rstrip('.,;:!?)').lower()}" for m in URL_OR_EMAIL.finditer(text)}
+    dated = without_accents(lowered)
+    for pattern, replacement in CALENDAR_PHRASES:
+        dated = pattern.sub(replacement, dated)
+    found |= {f"date:{CALENDAR[w]}" for w in LETTERS.findall(dated) if w in CALENDAR}
     return found
 
 
 def other_slots(a: frozenset[str], b: frozenset[str]) -> bool:
-    """A link or address on one side only, or a language or technology swapped for
-    another ("in Python" / "in JavaScript"). One named on one side only is a detail the
-    other leaves open ("... in Go?" / "... with goroutines?"), and passes."""
+    """A link or address on one side only, or a language, technology, day or month
+    swapped for another ("in Python" / "in JavaScript", "on Friday" / "in March"). One
+    named on one side only is a detail the other leaves open ("... in Go?" / "... with
+    goroutines?"), and passes."""
     if {v for v in a ^ b if v.startswith("ref:")}:
         return True
     return any(
         any(v.startswith(kind) for v in a - b) and any(v.startswith(kind) for v in b - a)
-        for kind in ("lang:", "tech:")
+        for kind in ("lang:", "tech:", "date:")
     )
 
 
@@ -1449,11 +1492,13 @@ def decompose(text: str) -> Prompt:
     # A clause after the question, or one that gives an order, is an instruction.
     bare_orders_apart(parts)
     request_parts, instructions = [], set()
+    language, tied = reading_of(head, fallback=stripped)
     core_end = next((i + 1 for i, c in enumerate(parts) if is_question(c)), len(parts))
     for i, clause in enumerate(parts):
         bare = (i > 0 or len(parts) > 1) and not is_question(clause) and asks_answer_alone(clause)
         trailing = bare or i >= core_end or (i > 0 and is_directive(clause))
-        labels = instruction_labels(clause, whole_clause=trailing)
+        # Counts spelt in the prompt's language are counts ("tres ideas" / "3 ideas").
+        labels = instruction_labels(counted_in_digits(clause, language), whole_clause=trailing)
         if bare:  # "Only output the query." / "Command only.": no other order
             instructions |= labels - ANSWER_ALONE_READS | {"format:bare"}
             continue
@@ -1466,7 +1511,6 @@ def decompose(text: str) -> Prompt:
                 instructions.add("clause:" + " ".join(leftover))
         else:
             request_parts.append(instruction_spans(clause) if labels else clause)
-    language, tied = reading_of(head, fallback=stripped)
     request = request_words(" ".join(request_parts), language)
     if "audience:child" in instructions:  # "in simple words a 10 year old would get"
         instructions.discard("audience:beginner")
