@@ -1318,12 +1318,9 @@ def counted_in_digits(text: str, language: str) -> str:
     return COUNT_ABROAD[language].sub(lambda m: counts[m[0].lower()], text)
 
 
-def counts_from_two(words: str) -> dict[str, str]:
-    return {word: str(value) for value, word in enumerate(words.split(), 2)}
-
-
-def tens(words: str) -> dict[str, str]:
-    return {word: str(10 * value) for value, word in enumerate(words.split(), 2)}
+def counts_from_two(words: str, unit: int = 1) -> dict[str, str]:
+    """Each word read as its count in `unit`s, the first as two: the tens with `unit` 10."""
+    return {word: str(unit * value) for value, word in enumerate(words.split(), 2)}
 
 
 # The counts from two to nineteen and the tens to ninety of es/fr/de/pt/it ("one" is also
@@ -1334,31 +1331,31 @@ COUNTS_ABROAD = {
         "dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince"
         " dieciséis diecisiete dieciocho diecinueve",
     )
-    | tens("veinte treinta cuarenta cincuenta sesenta setenta ochenta noventa")
+    | counts_from_two("veinte treinta cuarenta cincuenta sesenta setenta ochenta noventa", unit=10)
     | {"dieciseis": "16"},
     "fr": counts_from_two(
         "deux trois quatre cinq six sept huit neuf dix onze douze treize quatorze quinze"
         " seize dix-sept dix-huit dix-neuf",
     )
-    | tens("vingt trente quarante cinquante soixante")
+    | counts_from_two("vingt trente quarante cinquante soixante", unit=10)
     | {"soixante-dix": "70", "quatre-vingt": "80", "quatre-vingts": "80", "quatre-vingt-dix": "90"},
     "de": counts_from_two(
         "zwei drei vier fünf sechs sieben acht neun zehn elf zwölf dreizehn vierzehn"
         " fünfzehn sechzehn siebzehn achtzehn neunzehn",
     )
-    | tens("zwanzig dreißig vierzig fünfzig sechzig siebzig achtzig neunzig")
+    | counts_from_two("zwanzig dreißig vierzig fünfzig sechzig siebzig achtzig neunzig", unit=10)
     | {"funf": "5", "zwolf": "12", "funfzehn": "15", "dreissig": "30", "funfzig": "50"},
     "pt": counts_from_two(
         "dois três quatro cinco seis sete oito nove dez onze doze treze catorze quinze"
         " dezesseis dezessete dezoito dezenove",
     )
-    | tens("vinte trinta quarenta cinquenta sessenta setenta oitenta noventa")
+    | counts_from_two("vinte trinta quarenta cinquenta sessenta setenta oitenta noventa", unit=10)
     | {"tres": "3", "duas": "2", "quatorze": "14", "dezasseis": "16", "dezassete": "17"},
     "it": counts_from_two(
         "due tre quattro cinque sei sette otto nove dieci undici dodici tredici quattordici"
         " quindici sedici diciassette diciotto diciannove",
     )
-    | tens("venti trenta quaranta cinquanta sessanta settanta ottanta novanta"),
+    | counts_from_two("venti trenta quaranta cinquanta sessanta settanta ottanta novanta", unit=10),
 }
 # A thousands separator as these languages write it: "5.000", "1.500.000" (not "1.5").
 DOTTED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3})+(?![\d.,]*\d)")
